@@ -1,0 +1,62 @@
+# compress — build, test, benchmark.
+#   make demo      build and profile a bundled fixture (the README's first command)
+#   make test      unit tests + CLI tests + interop tests (installs what it needs)
+#   make interop   Python interop tests only (onnx.checker, ONNX Runtime, onnx-tool) in .venv
+#   make bench     benchmarks against the peers, measured in the same run (not a test)
+#   make proto     regenerate Sources/ONNXProto from the .proto files (needs protoc)
+SHELL := /bin/bash
+SWIFT ?= swift
+VENV  := .venv
+PY    := $(VENV)/bin/python
+BIN_DEBUG   := .build/debug/compress
+BIN_RELEASE := .build/release/compress
+APT_PACKAGES := libopenblas-dev pkg-config libpng-dev libjpeg62-turbo-dev python3-venv
+PY_PACKAGES  := onnx==1.22.0 onnxruntime==1.32.0 numpy pytest onnx-tool==1.0.1 pillow
+
+.PHONY: all build release test unit interop bench proto demo deps venv clean
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh $(APT_PACKAGES)
+
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: Makefile
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check $(PY_PACKAGES)
+	@touch $@
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+demo: release
+	$(BIN_RELEASE) info Fixtures/digits_cnn_bn.onnx
+	$(BIN_RELEASE) profile Fixtures/digits_cnn_bn.onnx
+
+unit: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+test: deps venv unit release interop
+
+interop: venv release
+	COMPRESS_BIN=$(abspath $(BIN_RELEASE)) $(PY) -m pytest -q Tests/Interop
+
+bench: deps venv release
+	COMPRESS_BIN=$(abspath $(BIN_RELEASE)) $(PY) Tests/Bench/bench.py
+
+# Regenerate the committed protobuf code. protoc comes from Debian's protobuf-compiler; the
+# plugin is built from the swift-protobuf checkout SwiftPM already resolved.
+proto: deps
+	@command -v protoc >/dev/null || ./scripts/install-deps.sh protobuf-compiler
+	$(SWIFT) package resolve
+	$(SWIFT) build -c release --package-path .build/checkouts/swift-protobuf --product protoc-gen-swift
+	cd Sources/ONNXProto/proto && protoc \
+	  --plugin=protoc-gen-swift=$(abspath .build/checkouts/swift-protobuf/.build/release/protoc-gen-swift) \
+	  --swift_out=.. --swift_opt=Visibility=Public onnx-ml.proto onnx-light.proto
+
+clean:
+	rm -rf .build

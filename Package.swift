@@ -1,0 +1,42 @@
+// swift-tools-version:6.0
+// compress — make trained neural networks cheaper to deploy.
+// Layers (imports only point down): compress -> Profile/Prune/Quantize/Distill/Fuse -> Runtime -> ModelIR -> TensorCore -> COpenBLAS
+import PackageDescription
+
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "compress",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "compress", targets: ["compress"]),
+        .library(name: "ModelIR", targets: ["ModelIR"]),
+        .library(name: "Runtime", targets: ["Runtime"]),
+        .library(name: "Profile", targets: ["Profile"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "ONNXProto",
+                dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+                exclude: ["proto"]),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: optimize),
+        .target(name: "ModelIR", dependencies: ["TensorCore", "ONNXProto"], swiftSettings: optimize),
+        .target(name: "Runtime", dependencies: ["ModelIR", "TensorCore"], swiftSettings: optimize),
+        .target(name: "Profile", dependencies: ["ModelIR", "Runtime"], swiftSettings: optimize),
+        .executableTarget(name: "compress",
+                          dependencies: ["ModelIR", "Runtime", "Profile", "TensorCore",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: optimize),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
+        .testTarget(name: "ModelIRTests", dependencies: ["ModelIR", "TensorCore"]),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "ModelIR", "TensorCore"]),
+        .testTarget(name: "ProfileTests", dependencies: ["Profile", "Runtime", "ModelIR", "TensorCore"]),
+        .testTarget(name: "CLITests", dependencies: ["ModelIR", "TensorCore"]),
+    ],
+    swiftLanguageModes: [.v5]
+)
