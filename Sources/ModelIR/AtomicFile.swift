@@ -1,0 +1,48 @@
+import Foundation
+
+/// Crash-safe file replacement: bytes go to a temporary file in the destination folder, are
+/// flushed, and the file is renamed over the destination, so a reader sees the old file or the
+/// new one, never half of one.
+public enum AtomicFile {
+    /// A temporary path beside `url` (same folder, so rename stays within one filesystem).
+    public static func temporaryURL(for url: URL) -> URL {
+        url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    }
+
+    public static func write(_ data: Data, to url: URL) throws {
+        let tmp = temporaryURL(for: url)
+        do {
+            try writeFully(data, to: tmp)
+            try commit(tmp, to: url)
+        } catch {
+            try? FileManager.default.removeItem(at: tmp)
+            throw error
+        }
+    }
+
+    /// Writes `data` to `url` (a new file) and flushes it to disk.
+    static func writeFully(_ data: Data, to url: URL) throws {
+        let fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw ModelError(url.path, "cannot create: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        try data.withUnsafeBytes { buf in
+            var off = 0
+            while off < buf.count {
+                let n = Glibc.write(fd, buf.baseAddress! + off, buf.count - off)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw ModelError(url.path, "write failed: \(String(cString: strerror(errno)))")
+                }
+                off += n
+            }
+        }
+        guard fsync(fd) == 0 else { throw ModelError(url.path, "fsync failed: \(String(cString: strerror(errno)))") }
+    }
+
+    /// Renames a finished temporary file into place.
+    static func commit(_ tmp: URL, to url: URL) throws {
+        guard rename(tmp.path, url.path) == 0 else {
+            throw ModelError(url.path, "cannot move the finished file into place: \(String(cString: strerror(errno)))")
+        }
+    }
+}

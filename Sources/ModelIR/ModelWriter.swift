@@ -1,0 +1,259 @@
+import Foundation
+import ONNXProto
+import SwiftProtobuf
+import TensorCore
+
+/// Writes the IR back to ONNX.
+///
+/// Lossless for what the IR does not model: every message starts from the one it was read from
+/// (its residual) and only fields the IR holds are overwritten, and only where they changed, so
+/// field presence, unknown ops, functions, metadata, doc strings and subgraphs survive. An
+/// initializer whose tensor still holds the storage it was read with is written back as its
+/// original message (same typed fields or raw_data); a changed one is written as raw_data.
+public enum ModelWriter {
+    /// Where tensor payloads go.
+    public enum DataLayout: Equatable {
+        /// Every tensor inline; switches to external data automatically when the model would
+        /// pass protobuf's 2 GiB limit.
+        case inline
+        /// Initializers of at least `threshold` bytes go to one side file named `location`
+        /// (relative to the model), the others stay inline.
+        case external(location: String?, threshold: Int)
+    }
+
+    /// protobuf cannot serialize a message of 2 GiB or more; leave room for the graph itself.
+    static let inlineLimit = Int(Int32.max) - 64 * 1024 * 1024
+
+    /// Serializes and atomically writes `model` to `url` (and its external-data file, if any).
+    /// - Throws: `ModelError` naming the file; no partial output is left behind.
+    public static func write(_ model: Model, to url: URL, layout: DataLayout = .inline) throws {
+        var layout = layout
+        if layout == .inline && model.graph.initializers.reduce(0, { $0 + $1.tensor.byteCount }) > inlineLimit {
+            layout = .external(location: nil, threshold: 1024)
+        }
+        var sink: ExternalSink?
+        if case .external(let location, let threshold) = layout {
+            let loc = location ?? (url.lastPathComponent + ".data")
+            sink = try ExternalSink(location: loc, target: url.deletingLastPathComponent().appendingPathComponent(loc), threshold: threshold)
+        }
+        do {
+            let proto = try modelProto(model, sink: sink)
+            let bytes: Data
+            do { bytes = try proto.serializedBytes() } catch {
+                throw ModelError(url.path, "cannot serialize the model: \(error)")
+            }
+            let tmp = AtomicFile.temporaryURL(for: url)
+            defer { try? FileManager.default.removeItem(at: tmp) }
+            try AtomicFile.writeFully(bytes, to: tmp)
+            try sink?.finish()
+            try AtomicFile.commit(tmp, to: url)
+        } catch {
+            sink?.abandon()
+            throw error
+        }
+    }
+
+    /// The serialized model, all tensors inline.
+    public static func serialize(_ model: Model) throws -> Data {
+        try modelProto(model, sink: nil).serializedBytes()
+    }
+
+    static func modelProto(_ m: Model, sink: ExternalSink?) throws -> Onnx_ModelProto {
+        var p = m.residual
+        if !(p.hasIrVersion && p.irVersion == m.irVersion) { p.irVersion = m.irVersion }
+        let opsets = p.opsetImport.map { OpsetImport(domain: $0.domain, version: $0.version) }
+        if opsets != m.opsetImports {
+            p.opsetImport = m.opsetImports.map { o in var x = Onnx_OperatorSetIdProto(); x.domain = o.domain; x.version = o.version; return x }
+        }
+        if p.producerName != m.producerName { p.producerName = m.producerName }
+        if p.producerVersion != m.producerVersion { p.producerVersion = m.producerVersion }
+        if p.domain != m.domain { p.domain = m.domain }
+        if p.modelVersion != m.modelVersion { p.modelVersion = m.modelVersion }
+        if p.docString != m.docString { p.docString = m.docString }
+        if !p.metadataProps.map({ $0.key }).elementsEqual(m.metadataProps.map(\.key))
+            || !p.metadataProps.map({ $0.value }).elementsEqual(m.metadataProps.map(\.value)) {
+            p.metadataProps = m.metadataProps.map { kv in var e = Onnx_StringStringEntryProto(); e.key = kv.key; e.value = kv.value; return e }
+        }
+        p.graph = try graphProto(m.graph, sink: sink)
+        return p
+    }
+
+    static func graphProto(_ g: Graph, sink: ExternalSink?) throws -> Onnx_GraphProto {
+        var p = g.residual
+        if p.name != g.name { p.name = g.name }
+        if p.docString != g.docString { p.docString = g.docString }
+        p.node = try g.nodes.map(nodeProto)
+        p.input = g.inputs.map(valueInfoProto)
+        p.output = g.outputs.map(valueInfoProto)
+        p.valueInfo = g.valueInfo.map(valueInfoProto)
+        p.initializer = try g.initializers.map { try initializerProto($0, sink: sink) }
+        return p
+    }
+
+    static func initializerProto(_ i: Initializer, sink: ExternalSink?) throws -> Onnx_TensorProto {
+        let t = i.tensor
+        var base: Onnx_TensorProto?
+        if let o = i.origin {
+            let original = try o.proto()
+            let toExternal = sink?.takes(t) ?? false
+            if o.matches(t) && o.externalLocation == nil && !toExternal && original.name == i.name && original.docString == i.docString {
+                return original
+            }
+            var b = original
+            b.clearRawData(); b.floatData = []; b.int32Data = []; b.int64Data = []; b.doubleData = []; b.uint64Data = []
+            b.externalData = []; b.clearDataLocation()
+            base = b
+        }
+        var p = base ?? Onnx_TensorProto()
+        if p.name != i.name { p.name = i.name }
+        if p.docString != i.docString { p.docString = i.docString }
+        p.dims = t.shape.map { Int64($0) }
+        p.dataType = t.dtype.rawValue
+        if t.dtype == .string {
+            guard let o = i.origin, o.matches(t) else { throw ModelError("", "string tensor '\(i.name)' cannot be rewritten") }
+            return try o.proto()
+        }
+        if let sink, sink.takes(t) {
+            let (offset, length) = try sink.append(t)
+            p.dataLocation = .external
+            p.externalData = [("location", sink.location), ("offset", String(offset)), ("length", String(length))].map {
+                var e = Onnx_StringStringEntryProto(); e.key = $0.0; e.value = $0.1; return e
+            }
+        } else {
+            p.rawData = t.withUnsafeBytes { Data($0) }
+        }
+        return p
+    }
+
+    static func nodeProto(_ n: Node) throws -> Onnx_NodeProto {
+        var p = n.residual ?? Onnx_NodeProto()
+        if p.name != n.name { p.name = n.name }
+        if p.opType != n.opType { p.opType = n.opType }
+        if p.domain != n.domain { p.domain = n.domain }
+        if p.docString != n.docString { p.docString = n.docString }
+        if p.input != n.inputs { p.input = n.inputs }
+        if p.output != n.outputs { p.output = n.outputs }
+        p.attribute = try n.attributes.map(attributeProto)
+        return p
+    }
+
+    static func attributeProto(_ a: Attribute) throws -> Onnx_AttributeProto {
+        var p = a.residual ?? Onnx_AttributeProto()
+        if p.name != a.name { p.name = a.name }
+        func setType(_ t: Onnx_AttributeProto.AttributeType) { if !(p.hasType && p.type == t) { p.type = t } }
+        func tensorProto(_ t: Tensor, original: Onnx_TensorProto?, origin: TensorStorage?) -> Onnx_TensorProto {
+            if let original, let origin, t.storage === origin, original.dims.map({ Int($0) }) == t.shape, original.dataType == t.dtype.rawValue {
+                return original
+            }
+            var q = TensorCodec.proto(t, name: original?.name ?? "")
+            if let original, original.hasDocString { q.docString = original.docString }
+            return q
+        }
+        switch a.value {
+        case .opaque:
+            guard a.residual != nil else { throw ModelError("", "attribute '\(a.name)' has no value") }
+        case .float(let v): if !(p.hasF && p.f == v) || p.f.bitPattern != v.bitPattern { p.f = v }; setType(.float)
+        case .int(let v): if !(p.hasI && p.i == v) { p.i = v }; setType(.int)
+        case .string(let v): if !(p.hasS && p.s == v) { p.s = v }; setType(.string)
+        case .floats(let v): if p.floats.map(\.bitPattern) != v.map(\.bitPattern) { p.floats = v }; setType(.floats)
+        case .ints(let v): if p.ints != v { p.ints = v }; setType(.ints)
+        case .strings(let v): if p.strings != v { p.strings = v }; setType(.strings)
+        case .tensor(let t):
+            p.t = tensorProto(t, original: a.residual?.hasT == true ? a.residual!.t : nil, origin: a.originTensors.first); setType(.tensor)
+        case .tensors(let ts):
+            let originals = a.residual?.tensors ?? []
+            p.tensors = ts.enumerated().map { i, t in
+                tensorProto(t, original: i < originals.count ? originals[i] : nil, origin: i < a.originTensors.count ? a.originTensors[i] : nil)
+            }
+            setType(.tensors)
+        case .graph(let g): p.g = try graphProto(g, sink: nil); setType(.graph)
+        case .graphs(let gs): p.graphs = try gs.map { try graphProto($0, sink: nil) }; setType(.graphs)
+        }
+        return p
+    }
+
+    static func valueInfoProto(_ v: ValueInfo) -> Onnx_ValueInfoProto {
+        var p = v.residual ?? Onnx_ValueInfoProto()
+        if p.name != v.name { p.name = v.name }
+        if p.docString != v.docString { p.docString = v.docString }
+        if v.hasOpaqueType { return p }
+        let current: TensorType? = {
+            if p.hasType, case .tensorType(let t)? = p.type.value { return ModelReader.tensorType(t) }
+            return nil
+        }()
+        if current != v.type {
+            if let t = v.type {
+                var tt = Onnx_TypeProto.Tensor()
+                if let e = t.elementType { tt.elemType = e.rawValue }
+                if let s = t.shape {
+                    var sp = Onnx_TensorShapeProto()
+                    sp.dim = s.map { d in
+                        var x = Onnx_TensorShapeProto.Dimension()
+                        switch d {
+                        case .fixed(let n): x.dimValue = Int64(n)
+                        case .symbolic(let s): x.dimParam = s
+                        case .unknown: break
+                        }
+                        return x
+                    }
+                    tt.shape = sp
+                }
+                var tp = p.hasType ? p.type : Onnx_TypeProto()
+                tp.tensorType = tt
+                p.type = tp
+            } else {
+                p.clearType()
+            }
+        }
+        return p
+    }
+}
+
+/// Collects initializer payloads into one external-data file, written to a temporary file and
+/// renamed into place together with the model.
+final class ExternalSink {
+    let location: String
+    let target: URL
+    let threshold: Int
+    private let tmp: URL
+    private let handle: FileHandle
+    private var offset = 0
+    /// Payload offsets are aligned so a memory map can be read in place.
+    static let alignment = 64
+
+    init(location: String, target: URL, threshold: Int) throws {
+        guard !location.hasPrefix("/"), !location.split(separator: "/").contains("..") else {
+            throw ModelError(target.path, "external data location must be a relative file name beside the model")
+        }
+        self.location = location
+        self.target = target
+        self.threshold = threshold
+        tmp = AtomicFile.temporaryURL(for: target)
+        guard FileManager.default.createFile(atPath: tmp.path, contents: nil), let h = try? FileHandle(forWritingTo: tmp) else {
+            throw ModelError(target.path, "cannot create the external data file")
+        }
+        handle = h
+    }
+
+    func takes(_ t: Tensor) -> Bool { t.dtype != .string && t.byteCount >= threshold && t.byteCount > 0 }
+
+    func append(_ t: Tensor) throws -> (Int, Int) {
+        let pad = (ExternalSink.alignment - offset % ExternalSink.alignment) % ExternalSink.alignment
+        if pad > 0 { try handle.write(contentsOf: Data(count: pad)); offset += pad }
+        let start = offset
+        try t.withUnsafeBytes { try handle.write(contentsOf: Data($0)) }
+        offset += t.byteCount
+        return (start, t.byteCount)
+    }
+
+    func finish() throws {
+        try handle.synchronize()
+        try handle.close()
+        try AtomicFile.commit(tmp, to: target)
+    }
+
+    func abandon() {
+        try? handle.close()
+        try? FileManager.default.removeItem(at: tmp)
+    }
+}

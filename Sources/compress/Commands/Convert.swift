@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import ModelIR
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-save a model, moving weights to or from an external-data file.",
+        discussion: """
+        The round trip is lossless: operators, functions, metadata, doc strings and subgraphs the \
+        tool does not model are written back unchanged. By default every tensor is written inline \
+        (and external data is used automatically past protobuf's 2 GiB limit).
+
+        Examples:
+          compress convert model.onnx -o copy.onnx
+          compress convert big.onnx -o out.onnx --external-data          # weights to out.onnx.data
+          compress convert out.onnx -o inline.onnx --inline
+        """)
+
+    @Argument(help: "The ONNX model to read (never modified).")
+    var model: String
+
+    @Option(name: .shortAndLong, help: "Where to write the model.")
+    var output: String
+
+    @Flag(help: "Write initializers of at least --external-threshold bytes to OUTPUT.data.")
+    var externalData = false
+
+    @Option(help: "Smallest tensor, in bytes, moved to the external-data file.")
+    var externalThreshold: Int = 1024
+
+    @Option(help: "Name of the external-data file, relative to the output's folder (default: OUTPUT's file name + .data).")
+    var externalLocation: String?
+
+    @Flag(help: "Write every tensor inline (the default; stated for scripts).")
+    var inline = false
+
+    @Flag(help: "Allow OUTPUT to be the input model.")
+    var force = false
+
+    func validate() throws {
+        if externalData && inline { throw ValidationError("--external-data and --inline contradict each other") }
+        if externalThreshold < 0 { throw ValidationError("--external-threshold must be ≥ 0") }
+        if let loc = externalLocation, loc.hasPrefix("/") || loc.contains("..") || loc.contains("/") {
+            throw ValidationError("--external-location must be a plain file name beside the output")
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            try OutputPath.check(output, input: model, force: force)
+            let m = try ModelReader.read(path: model)
+            let layout: ModelWriter.DataLayout = externalData ? .external(location: externalLocation, threshold: externalThreshold) : .inline
+            if case .external = layout {
+                let loc = externalLocation ?? (URL(fileURLWithPath: output).lastPathComponent + ".data")
+                let dataPath = URL(fileURLWithPath: output).deletingLastPathComponent().appendingPathComponent(loc).path
+                try OutputPath.check(dataPath, input: model, force: force)
+            }
+            try ModelWriter.write(m, to: URL(fileURLWithPath: output), layout: layout)
+        }
+    }
+}
+
+/// Checks on an output path made before any work: its folder exists, and it is not the input.
+enum OutputPath {
+    static func check(_ output: String, input: String, force: Bool) throws {
+        let out = URL(fileURLWithPath: output)
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: output, isDirectory: &isDir), isDir.boolValue {
+            throw CLIError("\(output): is a directory; -o takes a file path")
+        }
+        let dir = out.deletingLastPathComponent().path
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw CLIError("\(output): folder '\(dir)' does not exist")
+        }
+        if !force && sameFile(output, input) {
+            throw CLIError("\(output): is the input model; writing over it needs --force")
+        }
+    }
+
+    static func sameFile(_ a: String, _ b: String) -> Bool {
+        var sa = stat(), sb = stat()
+        guard stat(a, &sa) == 0, stat(b, &sb) == 0 else {
+            return URL(fileURLWithPath: a).standardizedFileURL.path == URL(fileURLWithPath: b).standardizedFileURL.path
+        }
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
+    }
+}

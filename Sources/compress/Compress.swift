@@ -1,0 +1,48 @@
+import ArgumentParser
+import Foundation
+
+@main
+struct Compress: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "compress",
+        abstract: "Measure and shrink trained neural networks (ONNX) for deployment.",
+        discussion: """
+        Exit status: 0 success; 1 the model or data is bad or the operation failed; 3 a budget \
+        or quality gate (--max-gmacs, …) was not met (the report is still printed); 64 usage error.
+        """,
+        version: "compress 0.1.0",
+        subcommands: [Info.self, Profile.self, Convert.self, Run.self, Ops.self, BuildReference.self]
+    )
+}
+
+/// Options every command that reads a model shares.
+struct FormatOption: ParsableArguments {
+    @Option(name: .long, help: "Output format: table (for people), json (stable schema for scripts) or csv.")
+    var format: OutputFormat = .table
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json, csv
+}
+
+/// A failure the user can act on: printed as one line, exit status 1.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// Runs `body`, turning any thrown error into a one-line message on stderr and exit status 1.
+func reportingErrors<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as ExitCode { throw e } catch let e as CleanExit { throw e } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    let data = try enc.encode(value)
+    FileHandle.standardOutput.write(data)
+    FileHandle.standardOutput.write(Data("\n".utf8))
+}
