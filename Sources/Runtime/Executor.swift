@@ -1,0 +1,221 @@
+import Foundation
+import ModelIR
+import TensorCore
+
+/// Observes intermediate tensors during a run, by value name, without editing the graph
+/// (calibration, sensitivity sweeps, feature distillation).
+public struct ExecutionHooks {
+    /// Names to observe; nil observes every value a node produces.
+    public var names: Set<String>?
+    public var observe: (String, Tensor) -> Void
+    public init(names: Set<String>? = nil, observe: @escaping (String, Tensor) -> Void) {
+        self.names = names
+        self.observe = observe
+    }
+}
+
+/// Runs a model's graph on the CPU.
+///
+/// The plan is made once: every operator is looked up (an unsupported one fails before anything
+/// runs, naming op, opset and node), each intermediate tensor is released after its last
+/// consumer, and an activation that is the only consumer of a Conv/Gemm output is fused into it.
+public final class Executor {
+    public let model: Model
+    public let registry: OpRegistry
+
+    struct Step {
+        let node: Node
+        let impl: OpImplementation
+        let opset: Int
+        var fused: FusedActivation?
+        /// The node whose output this step also produces (the fused activation's output name).
+        var outputs: [String]
+        /// Values whose last reader is this step.
+        var release: [String] = []
+    }
+
+    private var fusedPlan: [Step] = []
+    private var plainPlan: [Step] = []
+    private var fusedAway: Set<String> = []
+
+    /// Producers whose kernels honour `KernelContext.fusedActivation`.
+    public static let fusableProducers: Set<String> = ["Conv", "Gemm"]
+
+    public init(model: Model, registry: OpRegistry = .standard, fuseActivations: Bool = true) throws {
+        self.model = model
+        self.registry = registry
+        try Executor.checkSupported(model.graph, model: model, registry: registry)
+        plainPlan = try makePlan(fuse: false)
+        fusedPlan = fuseActivations ? try makePlan(fuse: true) : plainPlan
+    }
+
+    /// Fails on the first node (in subgraphs too) whose operator the registry lacks.
+    static func checkSupported(_ graph: Graph, model: Model, registry: OpRegistry) throws {
+        for n in graph.nodes {
+            let opset = model.opset(for: n.domain) ?? 0
+            guard registry.implementation(n.opType, domain: n.domain, opset: opset) != nil else {
+                throw RuntimeError.unsupported(op: n.opType, domain: n.domain, opset: opset, node: n.label)
+            }
+            for a in n.attributes {
+                if case .graph(let g) = a.value { try checkSupported(g, model: model, registry: registry) }
+                if case .graphs(let gs) = a.value { for g in gs { try checkSupported(g, model: model, registry: registry) } }
+            }
+        }
+    }
+
+    private func makePlan(fuse: Bool) throws -> [Step] {
+        let g = model.graph
+        var steps: [Step] = []
+        var consumers: [String: Int] = [:]
+        for n in g.nodes { for i in n.inputs where !i.isEmpty { consumers[i, default: 0] += 1 } }
+        for n in g.nodes { for name in Executor.subgraphReads(n) { consumers[name, default: 0] += 1 } }
+        let graphOutputs = Set(g.outputs.map(\.name))
+        var skip = Set<Int>()
+        for (idx, n) in g.nodes.enumerated() where !skip.contains(idx) {
+            let opset = model.opset(for: n.domain) ?? 0
+            let impl = registry.implementation(n.opType, domain: n.domain, opset: opset)!
+            var step = Step(node: n, impl: impl, opset: opset, fused: nil, outputs: n.outputs)
+            if fuse, n.isDefaultDomain, Executor.fusableProducers.contains(n.opType), n.outputs.count == 1,
+               let out = n.outputs.first, consumers[out] == 1, !graphOutputs.contains(out),
+               idx + 1 < g.nodes.count {
+                // Only the immediately following node, so the order stays topological.
+                let next = g.nodes[idx + 1]
+                if next.inputs.first == out, let act = Executor.activation(next, graph: g) {
+                    step.fused = act
+                    step.outputs = next.outputs
+                    skip.insert(idx + 1)
+                    fusedAway.insert(out)
+                }
+            }
+            steps.append(step)
+        }
+        // Release each value after its last reader (graph outputs are kept).
+        var lastUse: [String: Int] = [:]
+        for (i, s) in steps.enumerated() {
+            for name in s.node.inputs where !name.isEmpty { lastUse[name] = i }
+            for name in Executor.subgraphReads(s.node) { lastUse[name] = i }
+            if s.fused != nil { for name in s.outputs { lastUse[name] = max(lastUse[name] ?? i, i) } }
+        }
+        for (name, i) in lastUse where !graphOutputs.contains(name) && !g.isInitializer(name) { steps[i].release.append(name) }
+        return steps
+    }
+
+    /// The activation `node` applies, when it is one a producer can fuse.
+    static func activation(_ node: Node, graph: Graph) -> FusedActivation? {
+        guard node.isDefaultDomain, node.inputs.count >= 1 else { return nil }
+        switch node.opType {
+        case "Relu": return .relu
+        case "LeakyRelu": return .leakyRelu(alpha: node.float("alpha") ?? 0.01)
+        case "Clip":
+            if node.inputs.count == 1 {
+                return .clip(min: node.float("min") ?? -Float.greatestFiniteMagnitude, max: node.float("max") ?? Float.greatestFiniteMagnitude)
+            }
+            func bound(_ i: Int, _ dflt: Float) -> Float? {
+                guard i < node.inputs.count, !node.inputs[i].isEmpty else { return dflt }
+                guard let t = graph.initializer(named: node.inputs[i])?.tensor, t.count == 1, t.dtype == .float32 else { return nil }
+                return t.scalars(as: Float.self)[0]
+            }
+            guard let lo = bound(1, -Float.greatestFiniteMagnitude), let hi = bound(2, Float.greatestFiniteMagnitude) else { return nil }
+            return .clip(min: lo, max: hi)
+        default: return nil
+        }
+    }
+
+    /// Outer-scope values a node's subgraphs read.
+    static func subgraphReads(_ n: Node) -> Set<String> {
+        var out = Set<String>()
+        func visit(_ g: Graph) {
+            var local = Set(g.inputs.map(\.name)).union(g.initializers.map(\.name))
+            for m in g.nodes {
+                for i in m.inputs where !i.isEmpty && !local.contains(i) { out.insert(i) }
+                for a in m.attributes {
+                    if case .graph(let s) = a.value { visit(s) }
+                    if case .graphs(let ss) = a.value { ss.forEach(visit) }
+                }
+                local.formUnion(m.outputs)
+            }
+            for o in g.outputs where !local.contains(o.name) { out.insert(o.name) }
+        }
+        for a in n.attributes {
+            if case .graph(let g) = a.value { visit(g) }
+            if case .graphs(let gs) = a.value { gs.forEach(visit) }
+        }
+        return out
+    }
+
+    /// Runs the graph on `feeds` (one tensor per runtime input, by name).
+    /// - Returns: the graph outputs by name.
+    /// - Throws: `RuntimeError` naming the input or node that failed.
+    public func run(_ feeds: [String: Tensor], hooks: ExecutionHooks? = nil) throws -> [String: Tensor] {
+        let g = model.graph
+        var env: [String: Tensor] = [:]
+        env.reserveCapacity(g.nodes.count * 2)
+        for i in g.initializers { env[i.name] = i.tensor }
+        for v in g.runtimeInputs {
+            guard let t = feeds[v.name] else { throw RuntimeError.missingInput(v.name) }
+            try Executor.checkFeed(t, against: v)
+            env[v.name] = t
+        }
+        let useFused = hooks.map { h in h.names.map { $0.isDisjoint(with: fusedAway) } ?? false } ?? true
+        let plan = useFused ? fusedPlan : plainPlan
+        for step in plan {
+            let inputs: [Tensor?] = step.node.inputs.map { $0.isEmpty ? nil : env[$0] }
+            for (k, name) in step.node.inputs.enumerated() where !name.isEmpty && inputs[k] == nil {
+                throw RuntimeError.node(step.node.label, step.node.opType, "input '\(name)' has no value (graph not in topological order?)")
+            }
+            let ctx = KernelContext(node: step.node, opset: step.opset, fusedActivation: step.fused,
+                                    runSubgraph: { [unowned self] sub, bound in try self.runSubgraph(sub, bound: bound, outer: env) })
+            let outs: [Tensor]
+            do { outs = try step.impl.kernel(inputs, ctx) } catch let e as RuntimeError { throw e } catch {
+                throw RuntimeError.node(step.node.label, step.node.opType, "\(error)")
+            }
+            for (k, name) in step.outputs.enumerated() where !name.isEmpty && k < outs.count {
+                env[name] = outs[k]
+                if let h = hooks, h.names?.contains(name) ?? true { h.observe(name, outs[k]) }
+            }
+            for name in step.release { env[name] = nil }
+        }
+        var result: [String: Tensor] = [:]
+        for o in g.outputs {
+            guard let t = env[o.name] else { throw RuntimeError.badInput("graph output '\(o.name)' was not produced") }
+            result[o.name] = t
+        }
+        return result
+    }
+
+    /// Runs a subgraph with `bound` inputs; values it does not define come from `outer`.
+    func runSubgraph(_ g: Graph, bound: [String: Tensor], outer: [String: Tensor]) throws -> [Tensor] {
+        var env = outer
+        for i in g.initializers { env[i.name] = i.tensor }
+        for (k, v) in bound { env[k] = v }
+        for n in g.nodes {
+            let opset = model.opset(for: n.domain) ?? 0
+            guard let impl = registry.implementation(n.opType, domain: n.domain, opset: opset) else {
+                throw RuntimeError.unsupported(op: n.opType, domain: n.domain, opset: opset, node: n.label)
+            }
+            let inputs: [Tensor?] = n.inputs.map { $0.isEmpty ? nil : env[$0] }
+            let snapshot = env
+            let ctx = KernelContext(node: n, opset: opset, runSubgraph: { [unowned self] sub, b in try self.runSubgraph(sub, bound: b, outer: snapshot) })
+            let outs = try impl.kernel(inputs, ctx)
+            for (k, name) in n.outputs.enumerated() where !name.isEmpty && k < outs.count { env[name] = outs[k] }
+        }
+        return try g.outputs.map { o in
+            guard let t = env[o.name] else { throw RuntimeError.badInput("subgraph output '\(o.name)' was not produced") }
+            return t
+        }
+    }
+
+    /// Checks a fed tensor against the declared input type (dtype, rank, fixed dims).
+    static func checkFeed(_ t: Tensor, against v: ValueInfo) throws {
+        guard let type = v.type else { return }
+        if let d = type.elementType, d != t.dtype {
+            throw RuntimeError.badInput("input '\(v.name)': the model expects \(d) data, got \(t.dtype)")
+        }
+        if let s = type.shape {
+            let ok = s.count == t.rank && zip(s, t.shape).allSatisfy { d, n in d.value.map { $0 == n } ?? true }
+            if !ok {
+                throw RuntimeError.badInput("input '\(v.name)': the model expects shape \(type.shapeDescription), got \(t.shape)")
+            }
+        }
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+import ModelIR
+import TensorCore
+
+/// Computes a node's outputs from its inputs. `inputs[i]` is nil for an omitted optional input
+/// (an empty name in the node). Returns one tensor per node output (trailing optional outputs the
+/// node does not name may be left off).
+public typealias KernelFunction = (_ inputs: [Tensor?], _ context: KernelContext) throws -> [Tensor]
+
+/// Computes a node's output types (dtype and concrete shape) without running it. `values[i]` holds
+/// input i's contents when known ahead of time (an initializer or a small constant-folded tensor),
+/// which ops such as Reshape, Expand or Slice need to know their output shape.
+public typealias ShapeFunction = (_ inputs: [TensorInfo?], _ values: [Tensor?], _ context: KernelContext) throws -> [TensorInfo]
+
+/// Element type and concrete shape of a value.
+public struct TensorInfo: Equatable, Sendable, CustomStringConvertible {
+    public var dtype: DType
+    public var shape: [Int]
+    public init(_ dtype: DType, _ shape: [Int]) { self.dtype = dtype; self.shape = shape }
+    public init(_ t: Tensor) { dtype = t.dtype; shape = t.shape }
+    public var count: Int { shape.reduce(1, *) }
+    public var byteCount: Int { dtype.byteCount(elements: count) }
+    public var description: String { "\(dtype)[\(shape.map(String.init).joined(separator: "x"))]" }
+}
+
+/// What a kernel sees besides its inputs.
+public struct KernelContext {
+    public let node: Node
+    /// The opset version of the node's domain imported by the model.
+    public let opset: Int
+    /// An activation the planner fused into this node (Conv/Gemm/MatMul + Relu/Clip/...), applied
+    /// to the output in the same pass; kernels that do not fuse never receive one.
+    public var fusedActivation: FusedActivation?
+    /// Runs a subgraph (If/Loop/Scan bodies) with the given inputs bound by name, returning its
+    /// outputs in order. Outer-scope values the body reads are resolved by the executor.
+    public var runSubgraph: ((Graph, [String: Tensor]) throws -> [Tensor])?
+
+    public init(node: Node, opset: Int, fusedActivation: FusedActivation? = nil,
+                runSubgraph: ((Graph, [String: Tensor]) throws -> [Tensor])? = nil) {
+        self.node = node
+        self.opset = opset
+        self.fusedActivation = fusedActivation
+        self.runSubgraph = runSubgraph
+    }
+
+    /// An error about this node.
+    public func error(_ message: String) -> RuntimeError { RuntimeError.node(node.label, node.opType, message) }
+
+    /// Input `i`, or an error naming it when it is missing.
+    public func required(_ inputs: [Tensor?], _ i: Int) throws -> Tensor {
+        guard i < inputs.count, let t = inputs[i] else { throw error("input \(i) is required") }
+        return t
+    }
+
+    public func required(_ inputs: [TensorInfo?], _ i: Int) throws -> TensorInfo {
+        guard i < inputs.count, let t = inputs[i] else { throw error("input \(i) is required") }
+        return t
+    }
+}
+
+/// Elementwise activations a producer can apply to its output in the same pass.
+public enum FusedActivation: Equatable, Sendable {
+    case relu
+    case clip(min: Float, max: Float)
+    case leakyRelu(alpha: Float)
+    case sigmoid
+    case hardSwish
+
+    @inline(__always)
+    public func apply(_ x: Float) -> Float {
+        switch self {
+        case .relu: return x > 0 ? x : 0
+        case .clip(let lo, let hi): return min(max(x, lo), hi)
+        case .leakyRelu(let a): return x >= 0 ? x : a * x
+        case .sigmoid: return 1 / (1 + expf(-x))
+        case .hardSwish: return x * min(max(x / 6 + 0.5, 0), 1)
+        }
+    }
+
+    /// Applies the activation over a buffer in place.
+    public func apply(_ p: UnsafeMutablePointer<Float>, count n: Int) {
+        switch self {
+        case .relu: for i in 0..<n where p[i] < 0 { p[i] = 0 }
+        case .clip(let lo, let hi): for i in 0..<n { p[i] = min(max(p[i], lo), hi) }
+        default: for i in 0..<n { p[i] = apply(p[i]) }
+        }
+    }
+}
+
+public enum RuntimeError: Error, CustomStringConvertible, Equatable {
+    /// A node failed: node label, op type, message.
+    case node(String, String, String)
+    case unsupported(op: String, domain: String, opset: Int, node: String)
+    case missingInput(String)
+    case badInput(String)
+
+    public var description: String {
+        switch self {
+        case .node(let label, let op, let msg): return "node '\(label)' (\(op)): \(msg)"
+        case .unsupported(let op, let domain, let opset, let node):
+            let d = domain.isEmpty || domain == "ai.onnx" ? "" : "\(domain)::"
+            return "unsupported operator \(d)\(op) (opset \(opset)) at node \(node)"
+        case .missingInput(let n): return "no value was given for model input '\(n)'"
+        case .badInput(let msg): return msg
+        }
+    }
+}
+
+/// One implementation of an operator, valid from `sinceVersion` of its domain's opset.
+public struct OpImplementation {
+    public let sinceVersion: Int
+    public let kernel: KernelFunction
+    public let infer: ShapeFunction
+}
+
+/// The explicit map `(domain, opType) -> [(sinceVersion, kernel)]`; a node runs the entry with the
+/// highest `sinceVersion` not above the model's opset.
+public final class OpRegistry: @unchecked Sendable {
+    private var table: [String: [OpImplementation]] = [:]
+
+    public init() {}
+
+    static func key(_ domain: String, _ op: String) -> String {
+        (domain == "ai.onnx" ? "" : domain) + "::" + op
+    }
+
+    /// Registers `kernel` for `op` from opset `since` (default domain unless given).
+    public func register(_ op: String, domain: String = "", since: Int = 1, kernel: @escaping KernelFunction, infer: @escaping ShapeFunction) {
+        var list = table[Self.key(domain, op), default: []]
+        list.removeAll { $0.sinceVersion == since }
+        list.append(OpImplementation(sinceVersion: since, kernel: kernel, infer: infer))
+        list.sort { $0.sinceVersion < $1.sinceVersion }
+        table[Self.key(domain, op)] = list
+    }
+
+    /// The implementation for a node at `opset`, or nil when unsupported.
+    public func implementation(_ op: String, domain: String, opset: Int) -> OpImplementation? {
+        table[Self.key(domain, op)]?.last { $0.sinceVersion <= opset }
+    }
+
+    /// What is supported: (domain, op, sinceVersions), sorted.
+    public var supported: [(domain: String, op: String, versions: [Int])] {
+        table.map { k, v in
+            let parts = k.components(separatedBy: "::")
+            return (parts[0], parts[1], v.map(\.sinceVersion))
+        }.sorted { ($0.domain, $0.op) < ($1.domain, $1.op) }
+    }
+
+    /// The registry with every operator compress implements.
+    public static let standard: OpRegistry = {
+        let r = OpRegistry()
+        StandardOps.registerAll(r)
+        return r
+    }()
+}

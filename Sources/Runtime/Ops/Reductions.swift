@@ -1,0 +1,7 @@
+import ModelIR
+import TensorCore
+
+extension StandardOps {
+    static func registerReductions(_ r: OpRegistry) {
+    }
+}
