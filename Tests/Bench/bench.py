@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+"""`make bench`: every benchmark, each measuring compress against its peer in the same run.
+
+Benchmarks are not tests: they print figures and ratios (and exit 0 unless a benchmark
+itself crashed). Each script is self-contained; run one alone with
+`COMPRESS_BIN=.build/release/compress .venv/bin/python Tests/Bench/bench_<name>.py`.
+"""
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCRIPTS = ["bench_info.py", "bench_profile.py", "bench_executor.py"]
+
+def main():
+    failed = []
+    for name in SCRIPTS:
+        path = os.path.join(HERE, name)
+        if not os.path.exists(path):
+            print(f"== {name}: missing, skipped")
+            continue
+        print(f"== {name}", flush=True)
+        rc = subprocess.call([sys.executable, path])
+        if rc != 0:
+            failed.append(name)
+    if failed:
+        print("benchmarks that failed to run: " + ", ".join(failed))
+        sys.exit(1)
+
+if __name__ == "__main__":
+    main()
