@@ -1,0 +1,87 @@
+import Foundation
+import ModelIR
+import Runtime
+import TensorCore
+import XCTest
+
+/// Runs the ONNX backend node tests of LSTM, GRU, the quantization ops and If/Loop/Scan through
+/// the executor, in process, comparing with the expected outputs (rtol 1e-3, atol 1e-7 for
+/// floats, exact for integers). The data ships with the `onnx` Python package; set
+/// ONNX_BACKEND_NODE_DIR to its `backend/test/data/node` folder (the test is skipped without it).
+/// The CLI-level harness is Tests/Interop/test_seq_quant_ops.py.
+final class RecurrentConformanceTests: XCTestCase {
+    static let cases: [String] = [
+        "test_lstm_defaults", "test_lstm_with_initial_bias", "test_lstm_with_peepholes", "test_lstm_batchwise",
+        "test_gru_defaults", "test_gru_with_initial_bias", "test_gru_seq_length", "test_gru_batchwise",
+    ]
+
+    static var dataDirectory: String? {
+        if let d = ProcessInfo.processInfo.environment["ONNX_BACKEND_NODE_DIR"] { return d }
+        let d = "/tmp/venv0/lib/python3.11/site-packages/onnx/backend/test/data/node"
+        return FileManager.default.fileExists(atPath: d) ? d : nil
+    }
+
+    /// Runs one backend case; returns nil on success or a one-line reason.
+    static func runCase(_ dir: String) throws -> String? {
+        let model = try ModelReader.read(path: dir + "/model.onnx")
+        let exec = try Executor(model: model)
+        let fm = FileManager.default
+        let sets = try fm.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("test_data_set_") }.sorted()
+        for set in sets {
+            let path = dir + "/" + set
+            var feeds: [String: Tensor] = [:]
+            let ins = model.graph.runtimeInputs
+            for (i, v) in ins.enumerated() where fm.fileExists(atPath: "\(path)/input_\(i).pb") {
+                feeds[v.name] = try TensorCodec.readTensorFile("\(path)/input_\(i).pb").tensor
+            }
+            let outs = try exec.run(feeds)
+            for (i, o) in model.graph.outputs.enumerated() {
+                let want = try TensorCodec.readTensorFile("\(path)/output_\(i).pb").tensor
+                guard let got = outs[o.name] else { return "\(set): output \(o.name) missing" }
+                if let why = compare(got, want) { return "\(set) output \(i) '\(o.name)': \(why)" }
+            }
+        }
+        return nil
+    }
+
+    static func compare(_ got: Tensor, _ want: Tensor) -> String? {
+        guard got.dtype == want.dtype else { return "dtype \(got.dtype), expected \(want.dtype)" }
+        guard got.shape == want.shape else { return "shape \(got.shape), expected \(want.shape)" }
+        if want.dtype.isFloatingPoint && Minifloat.format(of: want.dtype) == nil {
+            let g = got.floatValues(), w = want.floatValues()
+            for i in 0..<g.count where !(abs(g[i] - w[i]) <= 1e-7 + 1e-3 * abs(w[i]) || (g[i].isNaN && w[i].isNaN)) {
+                return "element \(i): \(g[i]) vs \(w[i])"
+            }
+            return nil
+        }
+        return got.isBitwiseEqual(to: want) ? nil : "bytes differ"
+    }
+
+    func testBackendNodeCases() throws {
+        guard let root = Self.dataDirectory else { throw XCTSkip("ONNX backend node data not found") }
+        var failures: [String] = []
+        for c in Self.cases {
+            do {
+                if let why = try Self.runCase(root + "/" + c) { failures.append("\(c): \(why)") }
+            } catch {
+                failures.append("\(c): \(error)")
+            }
+        }
+        XCTAssert(failures.isEmpty, failures.joined(separator: "\n"))
+    }
+
+    /// Runs the cases named in CONFORMANCE_CASES (comma-separated) and prints each result.
+    func testListedCases() throws {
+        guard let list = ProcessInfo.processInfo.environment["CONFORMANCE_CASES"], let root = Self.dataDirectory else {
+            throw XCTSkip("CONFORMANCE_CASES not set")
+        }
+        for c in list.split(separator: ",").map(String.init) {
+            do {
+                let why = try Self.runCase(root + "/" + c)
+                print("CASE \(c): \(why.map { "FAIL \($0)" } ?? "PASS")")
+            } catch {
+                print("CASE \(c): ERROR \(error)")
+            }
+        }
+    }
+}
