@@ -1,0 +1,9 @@
+/// Why a data file or folder could not be used. Renders as one line that names the file (or
+/// folder) first and then the cause, e.g.
+/// `data/x.npy: dtype int64 cannot feed input 'input' (float32): integer data for a float input`.
+public struct DataError: Error, CustomStringConvertible, Equatable {
+    public let path: String
+    public let message: String
+    public init(_ path: String, _ message: String) { self.path = path; self.message = message }
+    public var description: String { path.isEmpty ? message : "\(path): \(message)" }
+}
