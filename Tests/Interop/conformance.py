@@ -145,6 +145,8 @@ def _non_tensor_io(graph) -> str | None:
             which = v.type.WhichOneof("value")
             if which != "tensor_type":
                 return f"{which or 'untyped'} graph {kind} '{v.name}' (only TensorProto data is loaded)"
+            if v.type.tensor_type.elem_type == onnx.TensorProto.STRING:
+                return f"string graph {kind} '{v.name}' (the executor holds numeric tensors only)"
     return None
 
 

@@ -1,0 +1,154 @@
+import ModelIR
+import TensorCore
+
+extension StandardOps {
+    /// Conv and ConvTranspose. Their semantics have not changed since opset 1 (opset 11 only
+    /// clarified the pads of auto_pad, opset 22 added bfloat16), so one entry each.
+    static func registerConv(_ r: OpRegistry) {
+        r.register("Conv", since: 1, kernel: ConvOp.kernel, infer: ConvOp.infer)
+        r.register("ConvTranspose", since: 1, kernel: ConvTransposeOp.kernel, infer: ConvTransposeOp.infer)
+    }
+}
+
+/// ONNX Conv: `Y[n, m] = B[m] + Σ_c W[m, c] ⋆ X[n, g(m)·C/group + c]`, X `[N, C, D1…Dn]`,
+/// W `[M, C/group, k1…kn]`, optional B `[M]`; strides, dilations, pads / auto_pad, group.
+enum ConvOp {
+    /// Checks the operand shapes and computes the convolution's shape.
+    static func plan(x: [Int], w: [Int], bias: [Int]?, _ ctx: KernelContext) throws -> ConvShape {
+        guard x.count >= 3 else { throw ctx.error("input X has shape \(NNSupport.shapeText(x)); expected [N, C, D1, …] (rank ≥ 3)") }
+        guard w.count == x.count else {
+            throw ctx.error("weight W has shape \(NNSupport.shapeText(w)); expected rank \(x.count) like X \(NNSupport.shapeText(x))")
+        }
+        let rank = x.count - 2
+        guard rank <= Convolution.maxSpatialRank else { throw ctx.error("\(rank) spatial dims are not supported (at most \(Convolution.maxSpatialRank))") }
+        let group = NNSupport.int(ctx, "group", 1)
+        let c = x[1], m = w[0]
+        guard group >= 1, c % group == 0, m % group == 0 else {
+            throw ctx.error("group \(group) does not divide the \(c) input and \(m) output channels")
+        }
+        guard w[1] == c / group else {
+            throw ctx.error("weight W \(NNSupport.shapeText(w)) expects \(w[1] * group) input channels (group \(group)), X has \(c)")
+        }
+        let kernel = Array(w[2...])
+        let attr = NNSupport.ints(ctx, "kernel_shape")
+        guard attr.isEmpty || attr == kernel else {
+            throw ctx.error("kernel_shape \(attr) does not match the weight's spatial dims \(kernel)")
+        }
+        if let b = bias, b != [m] {
+            throw ctx.error("bias B has shape \(NNSupport.shapeText(b)); expected [\(m)]")
+        }
+        let window = try NNSupport.window(ctx, spatial: Array(x[2...]), kernel: kernel)
+        return ConvShape(batch: x[0], inChannels: c, outChannels: m, groups: group, window: window)
+    }
+
+    static func infer(_ inputs: [TensorInfo?], _ values: [Tensor?], _ ctx: KernelContext) throws -> [TensorInfo] {
+        let x = try ctx.required(inputs, 0), w = try ctx.required(inputs, 1)
+        try NNSupport.checkFloat(x, "input X", ctx)
+        let b = inputs.count > 2 ? inputs[2] : nil
+        let s = try plan(x: x.shape, w: w.shape, bias: b?.shape, ctx)
+        return [TensorInfo(x.dtype, [s.batch, s.outChannels] + s.window.output)]
+    }
+
+    static func kernel(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
+        try NNSupport.asFloat32(inputs, ctx) { inputs in
+            let x = try ctx.required(inputs, 0), w = try ctx.required(inputs, 1)
+            let b = inputs.count > 2 ? inputs[2] : nil
+            guard w.dtype == .float32, b == nil || b!.dtype == .float32 else {
+                throw ctx.error("W and B must have X's float type (W is \(w.dtype))")
+            }
+            let s = try plan(x: x.shape, w: w.shape, bias: b?.shape, ctx)
+            var y = Tensor(uninitialized: .float32, shape: [s.batch, s.outChannels] + s.window.output)
+            if y.count == 0 { return [y] }
+            guard x.count > 0, w.count > 0 else { throw ctx.error("X \(NNSupport.shapeText(x.shape)) or W \(NNSupport.shapeText(w.shape)) is empty") }
+            let epilogue = NNSupport.epilogue(ctx.fusedActivation)
+            x.withUnsafeBufferPointer(as: Float.self) { xp in
+                w.withUnsafeBufferPointer(as: Float.self) { wp in
+                    y.withUnsafeMutableBufferPointer(as: Float.self) { yp in
+                        if let b {
+                            b.withUnsafeBufferPointer(as: Float.self) { bp in
+                                Convolution.forward(x: xp.baseAddress!, w: wp.baseAddress!, bias: bp.baseAddress!, y: yp.baseAddress!, shape: s, epilogue: epilogue)
+                            }
+                        } else {
+                            Convolution.forward(x: xp.baseAddress!, w: wp.baseAddress!, bias: nil, y: yp.baseAddress!, shape: s, epilogue: epilogue)
+                        }
+                    }
+                }
+            }
+            return [y]
+        }
+    }
+}
+
+/// ONNX ConvTranspose: X `[N, C, D1…Dn]`, W `[C, M/group, k1…kn]`, optional B `[M]`; strides,
+/// dilations, pads / auto_pad, output_padding, output_shape, group.
+enum ConvTransposeOp {
+    static func plan(x: [Int], w: [Int], bias: [Int]?, _ ctx: KernelContext) throws -> ConvShape {
+        guard x.count >= 3 else { throw ctx.error("input X has shape \(NNSupport.shapeText(x)); expected [N, C, D1, …] (rank ≥ 3)") }
+        guard w.count == x.count else {
+            throw ctx.error("weight W has shape \(NNSupport.shapeText(w)); expected rank \(x.count) like X \(NNSupport.shapeText(x))")
+        }
+        let rank = x.count - 2
+        guard rank <= Convolution.maxSpatialRank else { throw ctx.error("\(rank) spatial dims are not supported (at most \(Convolution.maxSpatialRank))") }
+        let group = NNSupport.int(ctx, "group", 1)
+        let c = x[1]
+        guard group >= 1, c % group == 0 else { throw ctx.error("group \(group) does not divide the \(c) input channels") }
+        guard w[0] == c else { throw ctx.error("weight W \(NNSupport.shapeText(w)) expects \(w[0]) input channels, X has \(c)") }
+        let m = w[1] * group
+        let kernel = Array(w[2...])
+        let attr = NNSupport.ints(ctx, "kernel_shape")
+        guard attr.isEmpty || attr == kernel else {
+            throw ctx.error("kernel_shape \(attr) does not match the weight's spatial dims \(kernel)")
+        }
+        if let b = bias, b != [m] { throw ctx.error("bias B has shape \(NNSupport.shapeText(b)); expected [\(m)]") }
+        var outputShape: [Int]? = ctx.node.ints("output_shape").map { $0.map { Int($0) } }
+        // Some exporters write the full [N, C, …] shape; the spec asks for the spatial dims only.
+        if let o = outputShape, o.count == x.count { outputShape = Array(o[2...]) }
+        let window: WindowGeometry
+        do {
+            window = try WindowGeometry.transposed(input: Array(x[2...]), kernel: kernel, strides: NNSupport.ints(ctx, "strides"),
+                                                   dilations: NNSupport.ints(ctx, "dilations"), pads: NNSupport.ints(ctx, "pads"),
+                                                   outputPadding: NNSupport.ints(ctx, "output_padding"), outputShape: outputShape,
+                                                   autoPad: try NNSupport.autoPad(ctx))
+        } catch let f as WindowGeometry.Failure {
+            throw ctx.error(f.description)
+        }
+        return ConvShape(batch: x[0], inChannels: c, outChannels: m, groups: group, window: window)
+    }
+
+    static func infer(_ inputs: [TensorInfo?], _ values: [Tensor?], _ ctx: KernelContext) throws -> [TensorInfo] {
+        let x = try ctx.required(inputs, 0), w = try ctx.required(inputs, 1)
+        try NNSupport.checkFloat(x, "input X", ctx)
+        let b = inputs.count > 2 ? inputs[2] : nil
+        let s = try plan(x: x.shape, w: w.shape, bias: b?.shape, ctx)
+        return [TensorInfo(x.dtype, [s.batch, s.outChannels] + s.window.output)]
+    }
+
+    static func kernel(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
+        try NNSupport.asFloat32(inputs, ctx) { inputs in
+            let x = try ctx.required(inputs, 0), w = try ctx.required(inputs, 1)
+            let b = inputs.count > 2 ? inputs[2] : nil
+            guard w.dtype == .float32, b == nil || b!.dtype == .float32 else {
+                throw ctx.error("W and B must have X's float type (W is \(w.dtype))")
+            }
+            let s = try plan(x: x.shape, w: w.shape, bias: b?.shape, ctx)
+            var y = Tensor(uninitialized: .float32, shape: [s.batch, s.outChannels] + s.window.output)
+            if y.count == 0 { return [y] }
+            guard x.count > 0, w.count > 0 else { throw ctx.error("X \(NNSupport.shapeText(x.shape)) or W \(NNSupport.shapeText(w.shape)) is empty") }
+            let epilogue = NNSupport.epilogue(ctx.fusedActivation)
+            x.withUnsafeBufferPointer(as: Float.self) { xp in
+                w.withUnsafeBufferPointer(as: Float.self) { wp in
+                    y.withUnsafeMutableBufferPointer(as: Float.self) { yp in
+                        if let b {
+                            b.withUnsafeBufferPointer(as: Float.self) { bp in
+                                Convolution.transposed(x: xp.baseAddress!, w: wp.baseAddress!, bias: bp.baseAddress!, y: yp.baseAddress!, shape: s, epilogue: epilogue)
+                            }
+                        } else {
+                            Convolution.transposed(x: xp.baseAddress!, w: wp.baseAddress!, bias: nil, y: yp.baseAddress!, shape: s, epilogue: epilogue)
+                        }
+                    }
+                }
+            }
+            return [y]
+        }
+    }
+}

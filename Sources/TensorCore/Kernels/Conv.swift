@@ -1,0 +1,452 @@
+import Foundation
+
+/// Applied to one output channel's row of `count` values after the matrix product: adds `bias`
+/// and applies a fused activation, in one pass over the row.
+public typealias RowEpilogue = (_ row: UnsafeMutablePointer<Float>, _ count: Int, _ bias: Float) -> Void
+
+/// Adds the bias only.
+public let biasEpilogue: RowEpilogue = { p, n, b in
+    if b != 0 { for i in 0..<n { p[i] += b } }
+}
+
+/// The shape of a grouped N-d convolution over NC[D][H]W float32 data (ONNX Conv,
+/// ConvTranspose): batch, channels on both sides, groups and the spatial window.
+public struct ConvShape: Equatable, Sendable {
+    public var batch: Int
+    public var inChannels: Int
+    public var outChannels: Int
+    public var groups: Int
+    public var window: WindowGeometry
+
+    public init(batch: Int, inChannels: Int, outChannels: Int, groups: Int, window: WindowGeometry) {
+        self.batch = batch
+        self.inChannels = inChannels
+        self.outChannels = outChannels
+        self.groups = groups
+        self.window = window
+    }
+
+    /// Whether every group holds one input channel (depthwise; `outChannels` is a multiple).
+    public var isDepthwise: Bool { groups == inChannels && groups > 1 && outChannels % groups == 0 }
+}
+
+/// Convolution kernels on raw float32 buffers, NCHW layout, weights `[M, C/group, k1, …, kn]`.
+///
+/// `Y[n, m, o] = bias[m] + Σ_{c ∈ group(m), k} W[m, c, k] · X[n, c, o·stride − padBegin + k·dilation]`
+/// (ONNX Conv, operator spec §Conv), padding reading as zero.
+///
+/// Method: im2col + GEMM (OpenBLAS `sgemm`) per image and group — the column matrix holds, for
+/// each `(c, k)` row, the input value each output position reads; a 1×…×1 stride-1 unpadded
+/// window multiplies the input directly; depthwise 2-d windows use a direct kernel that runs
+/// channels in parallel. Spatial ranks 1 and 2 are handled as rank 3 with leading unit axes.
+public enum Convolution {
+    /// Largest spatial rank the kernels handle.
+    public static let maxSpatialRank = 3
+
+    /// The window lifted to rank 3 by prepending unit axes (input 1, kernel 1, stride 1, …).
+    static func lifted(_ g: WindowGeometry) -> WindowGeometry {
+        let extra = 3 - g.rank
+        guard extra > 0 else { return g }
+        let ones = Array(repeating: 1, count: extra), zeros = Array(repeating: 0, count: extra)
+        return WindowGeometry(input: ones + g.input, kernel: ones + g.kernel, strides: ones + g.strides,
+                              dilations: ones + g.dilations, padsBegin: zeros + g.padsBegin,
+                              padsEnd: zeros + g.padsEnd, output: ones + g.output)
+    }
+
+    /// The half-open range of outputs `o` in `0..<outCount` whose input `o·stride + offset` lies in
+    /// `0..<inCount`.
+    @inline(__always)
+    static func validRange(offset: Int, stride: Int, inCount: Int, outCount: Int) -> (Int, Int) {
+        // o·s + off ≥ 0  ⇔  o ≥ ceil(−off / s);   o·s + off ≤ in − 1  ⇔  o ≤ floor((in − 1 − off) / s)
+        let lo = offset >= 0 ? 0 : min(outCount, (-offset + stride - 1) / stride)
+        let last = inCount - 1 - offset
+        let hi = last < 0 ? 0 : min(outCount, last / stride + 1)
+        return (lo, max(lo, hi))
+    }
+
+    /// Forward convolution.
+    /// - Parameters:
+    ///   - x: input `[N, C, spatial…]`; `w`: weights `[M, C/group, kernel…]`; `bias`: `[M]` or nil.
+    ///   - y: output `[N, M, output…]`, fully written.
+    ///   - epilogue: per output row (bias add + activation); default adds the bias.
+    public static func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                               y: UnsafeMutablePointer<Float>, shape s: ConvShape, epilogue: RowEpilogue? = nil) {
+        let g3 = lifted(s.window)
+        let inS = g3.inputCount, outS = g3.outputCount
+        if s.isDepthwise && s.window.rank <= 2 {
+            depthwise(x: x, w: w, bias: bias, y: y, shape: s, window: g3, epilogue: epilogue ?? biasEpilogue)
+            return
+        }
+        let cg = s.inChannels / s.groups, mg = s.outChannels / s.groups
+        let k = cg * g3.kernelCount
+        let pointwise = s.window.isPointwise
+        let ow = g3.output[2]
+        if s.batch > 1 && outS < batchedBelow {
+            forwardBatched(x: x, w: w, bias: bias, y: y, shape: s, window: g3, epilogue: epilogue)
+            return
+        }
+        let nc = chunkColumns(outputs: outS, rowLength: ow, m: mg, k: k, pointwise: pointwise)
+        Scratch.withBuffer(count: pointwise ? 0 : k * nc) { col in
+            for n in 0..<s.batch {
+                for g in 0..<s.groups {
+                    let xg = x + (n * s.inChannels + g * cg) * inS
+                    let yg = y + (n * s.outChannels + g * mg) * outS
+                    let wg = w + g * mg * k
+                    for c0 in stride(from: 0, to: outS, by: nc) {
+                        let cols = min(nc, outS - c0)
+                        let b: UnsafePointer<Float>, ldb: Int
+                        if pointwise {
+                            (b, ldb) = (xg + c0, inS)
+                        } else {
+                            im2col(x: xg, channels: cg, window: g3, outputRows: c0 / ow..<(c0 + cols) / ow, col: col, rowStride: cols)
+                            (b, ldb) = (UnsafePointer(col), cols)
+                        }
+                        let yc = yg + c0
+                        // The bias goes in first and sgemm accumulates onto it (beta = 1): OpenBLAS
+                        // would otherwise spend the same pass zeroing C for beta = 0.
+                        if let bias {
+                            Parallel.forRanges(count: mg, minimumWork: 1 << 16, workPerItem: cols) { ms in
+                                for m in ms { (yc + m * outS).update(repeating: bias[g * mg + m], count: cols) }
+                            }
+                        }
+                        BLAS.sgemm(m: mg, n: cols, k: k, a: wg, lda: k, b: b, ldb: ldb,
+                                   beta: bias == nil ? 0 : 1, c: yc, ldc: outS)
+                        if let epilogue {
+                            Parallel.forRanges(count: mg, minimumWork: 1 << 16, workPerItem: cols) { ms in
+                                for m in ms { epilogue(yc + m * outS, cols, 0) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Output planes smaller than this many positions are multiplied several images at a time.
+    static let batchedBelow = 1024
+
+    /// The GEMM path for small output planes and batch > 1: the column matrices of several
+    /// images sit side by side, so one sgemm covers them (a wider product, and the weights are
+    /// packed once instead of once per image); its result is scattered to each image's planes
+    /// with the bias and activation in the same pass.
+    static func forwardBatched(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                               y: UnsafeMutablePointer<Float>, shape s: ConvShape, window g3: WindowGeometry,
+                               epilogue: RowEpilogue?) {
+        let inS = g3.inputCount, outS = g3.outputCount
+        let cg = s.inChannels / s.groups, mg = s.outChannels / s.groups
+        let k = cg * g3.kernelCount
+        let rows = g3.output[0] * g3.output[1]
+        let pointwise = s.window.isPointwise
+        // Images per product: enough for about `batchedBelow` columns.
+        let per = min(s.batch, max(1, batchedBelow / max(outS, 1)))
+        let width = per * outS
+        let epilogue = epilogue ?? biasEpilogue
+        Scratch.withBuffer(count: k * width) { col in
+            Scratch.withBuffer(count: mg * width) { out in
+                for n0 in stride(from: 0, to: s.batch, by: per) {
+                    let images = min(per, s.batch - n0)
+                    let cols = images * outS
+                    for g in 0..<s.groups {
+                        for i in 0..<images {
+                            let xg = x + ((n0 + i) * s.inChannels + g * cg) * inS
+                            if pointwise {
+                                Parallel.forRanges(count: k, minimumWork: 1 << 16, workPerItem: outS) { rs in
+                                    for r in rs { (col + r * cols + i * outS).update(from: xg + r * inS, count: outS) }
+                                }
+                            } else {
+                                im2col(x: xg, channels: cg, window: g3, outputRows: 0..<rows, col: col + i * outS, rowStride: cols)
+                            }
+                        }
+                        BLAS.sgemm(m: mg, n: cols, k: k, a: w + g * mg * k, lda: k, b: col, ldb: cols, c: out, ldc: cols)
+                        Parallel.forRanges(count: mg * images, minimumWork: 1 << 16, workPerItem: outS) { items in
+                            for item in items {
+                                let m = item / images, i = item % images
+                                let dst = y + ((n0 + i) * s.outChannels + g * mg + m) * outS
+                                dst.update(from: out + m * cols + i * outS, count: outS)
+                                epilogue(dst, outS, bias?[g * mg + m] ?? 0)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Floats of column matrix one GEMM chunk may hold (8 MiB): a larger matrix is split into
+    /// chunks of whole output rows, to bound the scratch memory. (Smaller, cache-sized chunks
+    /// measured no faster: OpenBLAS packs its operands anyway, and more, smaller calls cost
+    /// thread synchronisation.)
+    static let chunkBudget = 2 << 20
+
+    /// Floats of output block per chunk of a 1×1 convolution (256 KiB), so the bias fill, the
+    /// product and the activation pass over it while it is in L2.
+    nonisolated(unsafe) static var pointwiseBudget = 64 << 10
+
+    /// Output positions per GEMM chunk: whole output rows, about `chunkBudget / k` of them, at
+    /// least 256, at most all of them.
+    static func chunkColumns(outputs: Int, rowLength: Int, m: Int, k: Int, pointwise: Bool) -> Int {
+        let target = pointwise ? max(256, pointwiseBudget / max(m, 1)) : max(256, chunkBudget / max(k, 1))
+        guard target < outputs else { return outputs }
+        return max(rowLength, target / rowLength * rowLength)
+    }
+
+    /// Writes the column matrix of `channels` input planes for the flattened output rows
+    /// `outputRows` (row = one (od, oh) pair, `OW` outputs): matrix row `(c, kd, kh, kw)` holds,
+    /// for each of those output positions, the input value it reads through that kernel tap
+    /// (zero in the padding). The matrix has `outputRows.count · OW` columns; its rows start
+    /// `rowStride` floats apart.
+    static func im2col(x: UnsafePointer<Float>, channels: Int, window g: WindowGeometry, outputRows: Range<Int>,
+                       col: UnsafeMutablePointer<Float>, rowStride: Int) {
+        let (D, H, W) = (g.input[0], g.input[1], g.input[2])
+        let (OH, OW) = (g.output[1], g.output[2])
+        let (KD, KH, KW) = (g.kernel[0], g.kernel[1], g.kernel[2])
+        let (sd, sh, sw) = (g.strides[0], g.strides[1], g.strides[2])
+        let (dd, dh, dw) = (g.dilations[0], g.dilations[1], g.dilations[2])
+        let (pd, ph, pw) = (g.padsBegin[0], g.padsBegin[1], g.padsBegin[2])
+        let taps = KD * KH * KW, plane = D * H * W
+        let cols = outputRows.count * OW
+        let rowsTotal = channels * taps
+        func rows(_ range: Range<Int>) {
+            for r in range {
+                let c = r / taps, t = r % taps
+                let kd = t / (KH * KW), kh = (t / KW) % KH, kw = t % KW
+                let xc = x + c * plane
+                var dst = col + r * rowStride
+                let iwOff = kw * dw - pw
+                let (owLo, owHi) = validRange(offset: iwOff, stride: sw, inCount: W, outCount: OW)
+                for q in outputRows {
+                    defer { dst += OW }
+                    let od = q / OH, oh = q % OH
+                    let id = od * sd + kd * dd - pd
+                    let ih = oh * sh + kh * dh - ph
+                    if id < 0 || id >= D || ih < 0 || ih >= H {
+                        dst.update(repeating: 0, count: OW)
+                        continue
+                    }
+                    let src = xc + (id * H + ih) * W + iwOff
+                    if owLo > 0 { dst.update(repeating: 0, count: owLo) }
+                    if sw == 1 {
+                        if owHi > owLo { (dst + owLo).update(from: src + owLo, count: owHi - owLo) }
+                    } else {
+                        for ow in owLo..<owHi { dst[ow] = src[ow * sw] }
+                    }
+                    if owHi < OW { (dst + owHi).update(repeating: 0, count: OW - owHi) }
+                }
+            }
+        }
+        Parallel.forRanges(count: rowsTotal, minimumWork: 1 << 16, workPerItem: cols, rows)
+    }
+
+    /// Direct depthwise convolution (group = C, M = C·multiplier) for spatial ranks ≤ 2, one
+    /// output plane per task, planes in parallel. A 3×3 undilated window with stride 1 or 2
+    /// (MobileNet's) takes `depthwise3x3`; other windows accumulate tap by tap into each row.
+    static func depthwise(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                          y: UnsafeMutablePointer<Float>, shape s: ConvShape, window g: WindowGeometry,
+                          epilogue: RowEpilogue) {
+        let (H, W) = (g.input[1], g.input[2])
+        let (OH, OW) = (g.output[1], g.output[2])
+        let (KH, KW) = (g.kernel[1], g.kernel[2])
+        let (sh, sw) = (g.strides[1], g.strides[2])
+        let (dh, dw) = (g.dilations[1], g.dilations[2])
+        let (ph, pw) = (g.padsBegin[1], g.padsBegin[2])
+        let mult = s.outChannels / s.inChannels
+        let planes = s.batch * s.outChannels
+        if KH == 3 && KW == 3 && dh == 1 && dw == 1 && (sw == 1 || sw == 2) {
+            depthwise3x3(x: x, w: w, bias: bias, y: y, shape: s, window: g, epilogue: epilogue)
+            return
+        }
+        // Per kernel column: the valid output range, which is the same for every row.
+        var ranges: [(Int, Int)] = []
+        for kw in 0..<KW { ranges.append(validRange(offset: kw * dw - pw, stride: sw, inCount: W, outCount: OW)) }
+        ranges.withUnsafeBufferPointer { ranges in
+            Parallel.forRanges(count: planes, minimumWork: 1 << 14, workPerItem: OH * OW * KH * KW) { range in
+                for p in range {
+                    let n = p / s.outChannels, m = p % s.outChannels, c = m / mult
+                    let xin = x + (n * s.inChannels + c) * H * W
+                    let out = y + p * OH * OW
+                    let wk = w + m * KH * KW
+                    for oh in 0..<OH {
+                        let orow = out + oh * OW
+                        orow.update(repeating: 0, count: OW)
+                        for kh in 0..<KH {
+                            let ih = oh * sh + kh * dh - ph
+                            if ih < 0 || ih >= H { continue }
+                            let irow = xin + ih * W
+                            for kw in 0..<KW {
+                                let wv = wk[kh * KW + kw]
+                                let src = irow + (kw * dw - pw)
+                                let (lo, hi) = ranges[kw]
+                                if sw == 1 {
+                                    for ow in lo..<hi { orow[ow] += wv * src[ow] }
+                                } else {
+                                    for ow in lo..<hi { orow[ow] += wv * src[ow * sw] }
+                                }
+                            }
+                        }
+                        epilogue(orow, OW, bias?[m] ?? 0)
+                    }
+                }
+            }
+        }
+    }
+
+    /// 3×3 depthwise convolution, stride 1 or 2 across, any stride down, no dilation.
+    ///
+    /// Each input plane is first copied into a zero-bordered scratch plane holding exactly the
+    /// rows and columns the windows read, so every output is computed the same way with no
+    /// bounds checks: nine multiply-adds from three rows, eight outputs at a time in SIMD
+    /// registers, one store. For stride 2 the scratch rows are split into even and odd columns,
+    /// so the taps `2·ow`, `2·ow + 1`, `2·ow + 2` become contiguous loads `E[ow]`, `O[ow]`,
+    /// `E[ow + 1]`. Bias and activation run on each row while it is in cache.
+    static func depthwise3x3(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                             y: UnsafeMutablePointer<Float>, shape s: ConvShape, window g: WindowGeometry,
+                             epilogue: RowEpilogue) {
+        let (H, W) = (g.input[1], g.input[2])
+        let (OH, OW) = (g.output[1], g.output[2])
+        let (sh, sw) = (g.strides[1], g.strides[2])
+        let (ph, pw) = (g.padsBegin[1], g.padsBegin[2])
+        let mult = s.outChannels / s.inChannels
+        let planes = s.batch * s.outChannels
+        // Scratch plane: rows r ↔ ih = r − ph; columns j ↔ iw = j − pw (stride 1), or even
+        // columns then odd columns of that (stride 2).
+        // Rows are computed in whole blocks of 8 outputs (OWp ≥ OW); the scratch plane is wide
+        // enough for the last block, whose extra lanes are computed and dropped.
+        let OWp = (OW + 7) / 8 * 8
+        let rowsP = (OH - 1) * sh + 3
+        let colsP = (OWp - 1) * sw + 3
+        let evenCount = sw == 1 ? colsP : OWp + 1
+        let rowStride = sw == 1 ? colsP : (OWp + 1) + OWp
+        // Input columns that land in the scratch plane.
+        let iwLo = max(0, -pw), iwHi = min(W, colsP - pw)
+        Parallel.forRanges(count: planes, minimumWork: 1 << 14, workPerItem: OH * OW * 9) { range in
+            Scratch.withBuffer(count: rowsP * rowStride + (sw == 1 ? 0 : colsP)) { buffer in
+                let padded = buffer
+                let line = buffer + rowsP * rowStride   // one unsplit row (stride 2 only)
+                for p in range {
+                    let n = p / s.outChannels, m = p % s.outChannels, c = m / mult
+                    let xin = x + (n * s.inChannels + c) * H * W
+                    // Fill the scratch plane (the same input plane serves `mult` outputs in a row,
+                    // but multipliers above 1 are rare enough not to cache it).
+                    for r in 0..<rowsP {
+                        let ih = r - ph
+                        let dst = padded + r * rowStride
+                        let inside = ih >= 0 && ih < H && iwHi > iwLo
+                        if sw == 1 {
+                            if !inside { dst.update(repeating: 0, count: colsP); continue }
+                            let a = iwLo + pw, b = iwHi + pw
+                            if a > 0 { dst.update(repeating: 0, count: a) }
+                            (dst + a).update(from: xin + ih * W + iwLo, count: b - a)
+                            if b < colsP { (dst + b).update(repeating: 0, count: colsP - b) }
+                        } else {
+                            if !inside { dst.update(repeating: 0, count: rowStride); continue }
+                            let a = iwLo + pw, b = iwHi + pw
+                            if a > 0 { line.update(repeating: 0, count: a) }
+                            (line + a).update(from: xin + ih * W + iwLo, count: b - a)
+                            if b < colsP { (line + b).update(repeating: 0, count: colsP - b) }
+                            let odd = dst + evenCount
+                            for j in stride(from: 0, to: OWp, by: 8) {
+                                let v = UnsafeRawPointer(line + 2 * j).loadUnaligned(as: SIMD16<Float>.self)
+                                UnsafeMutableRawPointer(dst + j).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
+                                UnsafeMutableRawPointer(odd + j).storeBytes(of: v.oddHalf, as: SIMD8<Float>.self)
+                            }
+                            dst[OWp] = line[2 * OWp]
+                        }
+                    }
+                    let wk = w + m * 9
+                    let w0 = SIMD8<Float>(repeating: wk[0]), w1 = SIMD8<Float>(repeating: wk[1]), w2 = SIMD8<Float>(repeating: wk[2])
+                    let w3 = SIMD8<Float>(repeating: wk[3]), w4 = SIMD8<Float>(repeating: wk[4]), w5 = SIMD8<Float>(repeating: wk[5])
+                    let w6 = SIMD8<Float>(repeating: wk[6]), w7 = SIMD8<Float>(repeating: wk[7]), w8 = SIMD8<Float>(repeating: wk[8])
+                    let out = y + p * OH * OW
+                    let b = bias?[m] ?? 0
+                    for oh in 0..<OH {
+                        let orow = out + oh * OW
+                        let r0 = padded + oh * sh * rowStride, r1 = r0 + rowStride, r2 = r1 + rowStride
+                        // Tap pointers A, B, C per row: stride 1 reads r[ow], r[ow+1], r[ow+2];
+                        // stride 2 reads E[ow], O[ow], E[ow+1].
+                        let (a0, b0, c0) = sw == 1 ? (r0, r0 + 1, r0 + 2) : (r0, r0 + evenCount, r0 + 1)
+                        let (a1, b1, c1) = sw == 1 ? (r1, r1 + 1, r1 + 2) : (r1, r1 + evenCount, r1 + 1)
+                        let (a2, b2, c2) = sw == 1 ? (r2, r2 + 1, r2 + 2) : (r2, r2 + evenCount, r2 + 1)
+                        var ow = 0
+                        while ow < OW {
+                            @inline(__always) func v(_ q: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
+                                UnsafeRawPointer(q + ow).loadUnaligned(as: SIMD8<Float>.self)
+                            }
+                            var acc = w0 * v(a0) + w1 * v(b0) + w2 * v(c0)
+                            acc += w3 * v(a1) + w4 * v(b1) + w5 * v(c1)
+                            acc += w6 * v(a2) + w7 * v(b2) + w8 * v(c2)
+                            if ow + 8 <= OW {
+                                UnsafeMutableRawPointer(orow + ow).storeBytes(of: acc, as: SIMD8<Float>.self)
+                            } else {
+                                for i in 0..<(OW - ow) { orow[ow + i] = acc[i] }
+                            }
+                            ow += 8
+                        }
+                        epilogue(orow, OW, b)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Transposed convolution (ONNX ConvTranspose), weights `[C, M/group, kernel…]`:
+    /// `Y[n, m, i·stride − padBegin + k·dilation] += W[c, m, k] · X[n, c, i]`, summed over the
+    /// input channels `c` of `m`'s group, then the bias. Method: per image and group,
+    /// `cols = W_gᵀ · X_g` (sgemm), then col2im scatters the columns into the output.
+    /// `shape.window` is the transposed geometry (`WindowGeometry.transposed`).
+    public static func transposed(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                  y: UnsafeMutablePointer<Float>, shape s: ConvShape, epilogue: RowEpilogue? = nil) {
+        let epilogue = epilogue ?? biasEpilogue
+        let g = lifted(s.window)
+        let inS = g.inputCount, outS = g.outputCount, taps = g.kernelCount
+        let cg = s.inChannels / s.groups, mg = s.outChannels / s.groups
+        let rows = mg * taps
+        y.update(repeating: 0, count: s.batch * s.outChannels * outS)
+        Scratch.withBuffer(count: rows * inS) { col in
+            for n in 0..<s.batch {
+                for gi in 0..<s.groups {
+                    let xg = x + (n * s.inChannels + gi * cg) * inS
+                    BLAS.sgemm(transA: true, m: rows, n: inS, k: cg, a: w + gi * cg * rows, lda: rows,
+                               b: xg, ldb: inS, c: col, ldc: inS)
+                    let yg = y + (n * s.outChannels + gi * mg) * outS
+                    col2im(col: col, channels: mg, window: g, y: yg)
+                    for m in 0..<mg { epilogue(yg + m * outS, outS, bias?[gi * mg + m] ?? 0) }
+                }
+            }
+        }
+    }
+
+    /// Scatter-adds column rows `(m, kd, kh, kw)` over input positions into output planes.
+    static func col2im(col: UnsafePointer<Float>, channels: Int, window g: WindowGeometry, y: UnsafeMutablePointer<Float>) {
+        let (D, H, W) = (g.input[0], g.input[1], g.input[2])
+        let (OD, OH, OW) = (g.output[0], g.output[1], g.output[2])
+        let (KD, KH, KW) = (g.kernel[0], g.kernel[1], g.kernel[2])
+        let (sd, sh, sw) = (g.strides[0], g.strides[1], g.strides[2])
+        let (dd, dh, dw) = (g.dilations[0], g.dilations[1], g.dilations[2])
+        let (pd, ph, pw) = (g.padsBegin[0], g.padsBegin[1], g.padsBegin[2])
+        let taps = KD * KH * KW, inS = D * H * W, outPlane = OD * OH * OW
+        // Output channels are independent; their taps accumulate into the same plane.
+        Parallel.forRanges(count: channels, minimumWork: 1 << 16, workPerItem: taps * inS) { range in
+            for m in range {
+                let ym = y + m * outPlane
+                for t in 0..<taps {
+                    let kd = t / (KH * KW), kh = (t / KW) % KH, kw = t % KW
+                    let src0 = col + (m * taps + t) * inS
+                    let owOff = kw * dw - pw
+                    // Inputs iw whose output iw·sw + owOff lies in 0..<OW.
+                    let (lo, hi) = validRange(offset: owOff, stride: sw, inCount: OW, outCount: W)
+                    for id in 0..<D {
+                        let od = id * sd + kd * dd - pd
+                        if od < 0 || od >= OD { continue }
+                        for ih in 0..<H {
+                            let oh = ih * sh + kh * dh - ph
+                            if oh < 0 || oh >= OH { continue }
+                            let src = src0 + (id * H + ih) * W
+                            let dst = ym + (od * OH + oh) * OW + owOff
+                            for iw in lo..<hi { dst[iw * sw] += src[iw] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+import Foundation
+
+/// Splits independent work items (channels, planes, rows) across the CPU's cores with
+/// `DispatchQueue.concurrentPerform`, or runs them inline when the work is too small to pay for
+/// the dispatch.
+public enum Parallel {
+    /// Threads used for kernel loops (not OpenBLAS's, which has its own pool). Defaults to the
+    /// active processor count; `setThreads` overrides it (1 runs everything inline).
+    nonisolated(unsafe) public static var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    /// Sets the thread count for kernel loops (values below 1 mean 1).
+    public static func setThreads(_ n: Int) { threads = max(1, n) }
+
+    /// Calls `body` on disjoint subranges covering `0..<count`, concurrently when
+    /// `count · workPerItem ≥ minimumWork` and more than one thread is allowed.
+    /// - Parameters:
+    ///   - workPerItem: a rough cost of one item (elements touched), to decide whether to split.
+    public static func forRanges(count: Int, minimumWork: Int = 1 << 15, workPerItem: Int = 1,
+                                 _ body: (Range<Int>) -> Void) {
+        guard count > 0 else { return }
+        let t = threads
+        if t <= 1 || count == 1 || count * max(workPerItem, 1) < minimumWork {
+            body(0..<count)
+            return
+        }
+        // A few chunks per thread evens out uneven items without much dispatch overhead.
+        let chunks = min(count, t * 4)
+        withoutActuallyEscaping(body) { body in
+            DispatchQueue.concurrentPerform(iterations: chunks) { i in
+                let lo = count * i / chunks, hi = count * (i + 1) / chunks
+                if hi > lo { body(lo..<hi) }
+            }
+        }
+    }
+}

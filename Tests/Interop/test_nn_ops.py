@@ -1,0 +1,314 @@
+"""Conformance of compress's NN operators against the ONNX backend node tests.
+
+Every backend test directory (node, pytorch-converted, pytorch-operator) whose model uses only
+operators of the NN family (Conv, ConvTranspose, Gemm, MatMul, BatchNormalization,
+InstanceNormalization, LayerNormalization, LRN, MaxPool, AveragePool, GlobalAveragePool,
+GlobalMaxPool) is run through `compress _eval` and each output is compared with the stored
+`output_k.pb` at the backend runner's tolerances (rtol 1e-3, atol 1e-7, numpy.testing
+semantics: |actual - expected| <= atol + rtol * |expected|), plus exact dtype and shape.
+
+A second group checks the float16 / float64 paths (computed through float32) against ONNX
+Runtime on the same models with their types changed.
+
+Run as a script to print a per-operator pass count:
+    COMPRESS_BIN=.build/release/compress python Tests/Interop/test_nn_ops.py
+"""
+from __future__ import annotations
+
+import collections
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+import onnx.numpy_helper
+import pytest
+
+COMPRESS = os.environ.get("COMPRESS_BIN", "/work/main/.build/release/compress")
+DATA = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
+SUITES = ["node", "pytorch-converted", "pytorch-operator"]
+RTOL, ATOL = 1e-3, 1e-7
+
+NN_OPS = {
+    "Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "InstanceNormalization",
+    "LayerNormalization", "LRN", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+}
+
+
+def collect_cases():
+    """(suite/name, directory, op) for every backend test whose ops are all NN ops."""
+    cases = []
+    for suite in SUITES:
+        for d in sorted(glob.glob(os.path.join(DATA, suite, "*", ""))):
+            path = os.path.join(d, "model.onnx")
+            if not os.path.exists(path):
+                continue
+            model = onnx.load(path, load_external_data=False)
+            ops = {n.op_type for n in model.graph.node}
+            if ops and ops <= NN_OPS:
+                name = os.path.basename(os.path.dirname(d))
+                cases.append((f"{suite}/{name}", d, sorted(ops)[0]))
+    return cases
+
+
+CASES = collect_cases()
+
+
+def read_pb(path):
+    t = onnx.TensorProto()
+    with open(path, "rb") as f:
+        t.ParseFromString(f.read())
+    return onnx.numpy_helper.to_array(t)
+
+
+def run_compress(model_path, input_paths, out_dir):
+    cmd = [COMPRESS, "_eval", model_path, "--outputs-dir", out_dir]
+    if input_paths:
+        cmd += ["--inputs", *input_paths]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def check_case(directory):
+    """Runs every data set of a backend test; returns a list of failure messages."""
+    failures = []
+    model_path = os.path.join(directory, "model.onnx")
+    for ds in sorted(glob.glob(os.path.join(directory, "test_data_set_*"))):
+        inputs = sorted(glob.glob(os.path.join(ds, "input_*.pb")), key=lambda p: int(p.rsplit("_", 1)[1][:-3]))
+        expected = sorted(glob.glob(os.path.join(ds, "output_*.pb")), key=lambda p: int(p.rsplit("_", 1)[1][:-3]))
+        with tempfile.TemporaryDirectory() as out:
+            r = run_compress(model_path, inputs, out)
+            if r.returncode != 0:
+                failures.append(f"{os.path.basename(ds)}: exit {r.returncode}: {r.stderr.strip()}")
+                continue
+            for k, exp_path in enumerate(expected):
+                got_path = os.path.join(out, f"output_{k}.pb")
+                if not os.path.exists(got_path):
+                    failures.append(f"{os.path.basename(ds)}: output_{k} missing")
+                    continue
+                exp, got = read_pb(exp_path), read_pb(got_path)
+                if exp.dtype != got.dtype or exp.shape != got.shape:
+                    failures.append(f"{os.path.basename(ds)} output_{k}: got {got.dtype}{list(got.shape)}, expected {exp.dtype}{list(exp.shape)}")
+                    continue
+                if not np.allclose(got, exp, rtol=RTOL, atol=ATOL, equal_nan=True):
+                    err = np.abs(got.astype(np.float64) - exp.astype(np.float64))
+                    failures.append(f"{os.path.basename(ds)} output_{k}: max abs err {err.max():.3g}")
+    return failures
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _binary():
+    if not os.path.exists(COMPRESS):
+        pytest.skip(f"compress binary not found at {COMPRESS} (set COMPRESS_BIN)")
+
+
+RESULTS: dict[str, bool] = {}
+
+
+@pytest.mark.parametrize("name,directory,op", CASES, ids=[c[0] for c in CASES])
+def test_backend_node(name, directory, op):
+    failures = check_case(directory)
+    RESULTS[name] = not failures
+    assert not failures, f"{name} ({op}): " + "; ".join(failures)
+
+
+def test_every_nn_op_has_cases():
+    covered = {op for _, _, op in CASES}
+    assert covered == NN_OPS, f"no backend test found for {sorted(NN_OPS - covered)}"
+
+
+# ---- float16 / float64 through float32 -----------------------------------------------------
+
+def retyped(model_path, dtype):
+    """The model with every float32 input, output and initializer changed to `dtype`."""
+    m = onnx.load(model_path)
+    code = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    # LayerNormalization's Mean and InvStdDev stay float32 (stash_type 1).
+    stats = {o for n in m.graph.node if n.op_type == "LayerNormalization" for o in n.output[1:]}
+    for v in list(m.graph.input) + [o for o in m.graph.output if o.name not in stats]:
+        if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
+            v.type.tensor_type.elem_type = code
+    for i, init in enumerate(m.graph.initializer):
+        if init.data_type == onnx.TensorProto.FLOAT:
+            arr = onnx.numpy_helper.to_array(init).astype(dtype)
+            m.graph.initializer[i].CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+    return m
+
+
+# Ops and (dtype) for which ONNX Runtime's CPU provider has a kernel, so it can be the reference.
+TYPED_CASES = [
+    ("node/test_gemm_all_attributes", np.float64), ("node/test_matmul_4d", np.float64),
+    ("node/test_matmul_bcast", np.float16), ("node/test_gemm_transposeB", np.float16),
+    ("node/test_conv_with_strides_padding", np.float16), ("pytorch-converted/test_Conv2d_groups", np.float16),
+    ("pytorch-converted/test_Conv2d_depthwise_strided", np.float16), ("node/test_convtranspose_pads", np.float16),
+    ("node/test_maxpool_2d_pads", np.float16), ("node/test_maxpool_2d_pads", np.float64),
+    ("node/test_averagepool_2d_pads", np.float16), ("pytorch-converted/test_MaxPool3d_stride_padding", np.float16),
+    ("node/test_batchnorm_example", np.float64), ("node/test_batchnorm_example", np.float16),
+    ("node/test_instancenorm_example", np.float16), ("node/test_layer_normalization_3d_axis1_epsilon", np.float16),
+    ("node/test_globalaveragepool", np.float16), ("node/test_lrn", np.float16),
+]
+
+
+@pytest.mark.parametrize("name,dtype", TYPED_CASES, ids=[f"{n}-{np.dtype(t).name}" for n, t in TYPED_CASES])
+def test_converted_dtype_matches_onnxruntime(name, dtype, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    directory = os.path.join(DATA, name)
+    model = retyped(os.path.join(directory, "model.onnx"), dtype)
+    model_path = str(tmp_path / "model.onnx")
+    onnx.save(model, model_path)
+    try:
+        sess = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ONNX Runtime has no kernel for this type: nothing to compare with
+        pytest.skip(f"ONNX Runtime cannot run {name} in {np.dtype(dtype).name}: {str(e).splitlines()[0][:120]}")
+    ds = os.path.join(directory, "test_data_set_0")
+    feeds, paths = {}, []
+    for k, inp in enumerate(i for i in model.graph.input if i.name not in {x.name for x in model.graph.initializer}):
+        arr = read_pb(os.path.join(ds, f"input_{k}.pb"))
+        if arr.dtype == np.float32:
+            arr = arr.astype(dtype)
+        feeds[inp.name] = arr
+        p = str(tmp_path / f"input_{k}.pb")
+        with open(p, "wb") as f:
+            f.write(onnx.numpy_helper.from_array(arr).SerializeToString())
+        paths.append(p)
+    try:
+        expected = sess.run(None, feeds)
+    except Exception as e:
+        pytest.skip(f"ONNX Runtime failed on {name} in {np.dtype(dtype).name}: {str(e).splitlines()[0][:120]}")
+    out = tmp_path / "out"
+    r = run_compress(model_path, paths, str(out))
+    assert r.returncode == 0, r.stderr
+    # float16 results are compared at float16 resolution: both sides round to the nearest half.
+    rtol, atol = (RTOL, ATOL) if dtype == np.float64 else (2e-3, 1e-3)
+    for k, exp in enumerate(expected):
+        got = read_pb(str(out / f"output_{k}.pb"))
+        assert got.dtype == exp.dtype and got.shape == exp.shape, (got.dtype, got.shape, exp.dtype, exp.shape)
+        np.testing.assert_allclose(got.astype(np.float64), exp.astype(np.float64), rtol=rtol, atol=atol)
+
+
+# ---- larger shapes than the backend tests: every kernel path against ONNX Runtime -------------
+
+def conv_model(x_shape, w_shape, bias, **attrs):
+    """A one-Conv model with seeded random weights (and bias) as initializers."""
+    rng = np.random.default_rng(sum(x_shape) * 31 + sum(w_shape))
+    w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(np.float32)
+    inits = [onnx.numpy_helper.from_array(w, "W")]
+    inputs = ["X", "W"]
+    if bias:
+        inits.append(onnx.numpy_helper.from_array(rng.standard_normal(w_shape[0]).astype(np.float32), "B"))
+        inputs.append("B")
+    node = onnx.helper.make_node("Conv", inputs, ["Y"], **attrs)
+    graph = onnx.helper.make_graph([node], "conv", [onnx.helper.make_tensor_value_info("X", onnx.TensorProto.FLOAT, x_shape)],
+                                   [onnx.helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)], inits)
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+
+# (X shape, W shape, bias, attributes): depthwise 3x3 stride 1/2 on odd, even, tiny and
+# MobileNet-sized planes (the SIMD path and its tails), a depthwise multiplier, 5x5 depthwise,
+# im2col convs, 1x1 (no im2col), grouped,
+# dilated, asymmetric padding, batch > 1 with small planes (several images per GEMM), a plane
+# large enough to be split into GEMM chunks, 1-D and 3-D.
+CONV_CONFIGS = [
+    ((1, 32, 112, 112), (32, 1, 3, 3), True, dict(group=32, pads=[1, 1, 1, 1])),
+    ((2, 8, 13, 13), (8, 1, 3, 3), True, dict(group=8, pads=[1, 1, 1, 1], strides=[2, 2])),
+    ((1, 16, 7, 7), (16, 1, 3, 3), False, dict(group=16, pads=[1, 1, 1, 1])),
+    ((1, 6, 9, 20), (6, 1, 3, 3), True, dict(group=6, pads=[0, 2, 1, 0], strides=[1, 2])),
+    ((1, 4, 3, 2), (4, 1, 3, 3), True, dict(group=4, pads=[1, 1, 1, 1])),
+    ((1, 96, 112, 112), (96, 1, 3, 3), False, dict(group=96, pads=[1, 1, 1, 1], strides=[2, 2])),
+    ((1, 4, 11, 11), (8, 1, 3, 3), True, dict(group=4, pads=[1, 1, 1, 1])),
+    ((1, 8, 17, 17), (8, 1, 5, 5), True, dict(group=8, pads=[2, 2, 2, 2], strides=[2, 2])),
+    ((1, 64, 56, 56), (64, 64, 3, 3), True, dict(pads=[1, 1, 1, 1])),
+    ((2, 3, 64, 64), (16, 3, 7, 7), False, dict(pads=[3, 3, 3, 3], strides=[2, 2])),
+    ((1, 40, 28, 28), (24, 40, 1, 1), True, {}),
+    ((2, 16, 30, 30), (96, 16, 1, 1), False, {}),
+    ((3, 32, 7, 7), (48, 32, 3, 3), True, dict(pads=[1, 1, 1, 1])),
+    ((4, 8, 5, 5), (12, 4, 1, 1), False, dict(group=2)),
+    ((1, 3, 300, 300), (8, 3, 3, 3), True, dict(pads=[1, 1, 1, 1])),
+    ((1, 8, 20, 20), (12, 4, 3, 3), True, dict(group=2, pads=[1, 0, 2, 1], dilations=[2, 1])),
+    ((1, 6, 15, 15), (10, 6, 3, 3), True, dict(auto_pad="SAME_UPPER", strides=[2, 2])),
+    ((3, 5, 40), (7, 5, 4), True, dict(pads=[2, 1], strides=[3])),
+    ((1, 4, 6, 7, 8), (6, 2, 3, 3, 2), True, dict(group=2, pads=[1, 0, 1, 1, 1, 0])),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,bias,attrs", CONV_CONFIGS,
+                         ids=[f"x{'x'.join(map(str, c[0]))}-w{'x'.join(map(str, c[1]))}" for c in CONV_CONFIGS])
+def test_conv_matches_onnxruntime(x_shape, w_shape, bias, attrs, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model = conv_model(x_shape, w_shape, bias, **attrs)
+    path = str(tmp_path / "conv.onnx")
+    onnx.save(model, path)
+    x = np.random.default_rng(7).standard_normal(x_shape).astype(np.float32)
+    xp = str(tmp_path / "x.pb")
+    with open(xp, "wb") as f:
+        f.write(onnx.numpy_helper.from_array(x).SerializeToString())
+    expected = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"X": x})[0]
+    r = run_compress(path, [xp], str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    got = read_pb(str(tmp_path / "out" / "output_0.pb"))
+    assert got.shape == expected.shape
+    # Both sum in float32 in different orders: relative 1e-4 of the output's scale.
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * float(np.abs(expected).max()))
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2"])
+def test_reference_model_matches_onnxruntime(arch, tmp_path):
+    """A whole network (needs the elementwise/shape ops of other families too)."""
+    ort = pytest.importorskip("onnxruntime")
+    path = str(tmp_path / f"{arch}.onnx")
+    subprocess.run([COMPRESS, "build-reference", arch, "-o", path], check=True)
+    x = np.random.default_rng(3).uniform(-1, 1, (2, 3, 224, 224)).astype(np.float32)
+    xp = str(tmp_path / "x.pb")
+    with open(xp, "wb") as f:
+        f.write(onnx.numpy_helper.from_array(x).SerializeToString())
+    r = run_compress(path, [xp], str(tmp_path / "out"))
+    if r.returncode != 0 and "unsupported operator" in r.stderr:
+        pytest.skip(r.stderr.strip())
+    assert r.returncode == 0, r.stderr
+    name = onnx.load(path, load_external_data=False).graph.input[0].name
+    expected = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
+    got = read_pb(str(tmp_path / "out" / "output_0.pb"))
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * float(np.abs(expected).max()))
+
+
+def test_zz_per_op_summary(capsys):
+    """Prints the per-operator pass count of the backend cases run above (last in the file)."""
+    counts = collections.defaultdict(lambda: [0, 0])
+    for name, _, op in CASES:
+        if name in RESULTS:
+            counts[op][1] += 1
+            counts[op][0] += RESULTS[name]
+    with capsys.disabled():
+        print()
+        for op in sorted(counts):
+            print(f"  {op:<22} {counts[op][0]}/{counts[op][1]} backend cases passed")
+    assert all(p == t for p, t in counts.values())
+
+
+def per_op_summary():
+    counts = collections.defaultdict(lambda: [0, 0])
+    failed = []
+    for name, directory, op in CASES:
+        f = check_case(directory)
+        counts[op][1] += 1
+        if f:
+            failed.append(f"{name}: {'; '.join(f)}")
+        else:
+            counts[op][0] += 1
+    return counts, failed
+
+
+if __name__ == "__main__":
+    counts, failed = per_op_summary()
+    width = max(len(op) for op in counts)
+    for op in sorted(counts):
+        p, t = counts[op]
+        print(f"{op:<{width}}  {p}/{t} passed")
+    for f in failed:
+        print("FAIL", f)
+    total = sum(t for _, t in counts.values())
+    passed = sum(p for p, _ in counts.values())
+    print(f"{passed} passed, {total - passed} failed")
+    sys.exit(1 if failed else 0)
