@@ -69,7 +69,7 @@ public enum FusedActivation: Equatable, Sendable {
     @inline(__always)
     public func apply(_ x: Float) -> Float {
         switch self {
-        case .relu: return x > 0 ? x : 0
+        case .relu: return x < 0 ? 0 : x  // NaN passes through, as in Relu
         case .clip(let lo, let hi): return min(max(x, lo), hi)
         case .leakyRelu(let a): return x >= 0 ? x : a * x
         case .sigmoid: return 1 / (1 + expf(-x))
