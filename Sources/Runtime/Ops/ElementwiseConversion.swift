@@ -127,16 +127,9 @@ extension StandardOps {
         throw ctx.error("cannot cast \(x.dtype) to \(target): unsupported element type")
     }
 
-    /// `x` in the small float format `f`, per the Cast spec's tables: with `saturate`, ±inf
-    /// becomes ±max for every format (E5M2 included, as `onnx.numpy_helper.saturate_cast`
-    /// clips before converting). The FNUZ formats have no -0 but do have negative numbers: the
-    /// sign is applied to the encoded magnitude (0x80 is their NaN).
+    /// `x` in the small float format `f`, per the Cast spec's tables (see `Minifloat.encode`).
     static func encode(_ f: Minifloat, _ x: Float, saturate: Bool) -> UInt8 {
-        var x = x
-        if saturate && x.isInfinite { x = x < 0 ? -Float(f.maxFinite) : Float(f.maxFinite) }
-        guard f.specials == .fnuz, x < 0 else { return f.encode(x, saturate: saturate) }
-        let code = f.encode(-x, saturate: saturate)
-        return code == 0 || code == 0x80 ? code : code | 0x80
+        f.encode(x, saturate: saturate)
     }
 
     /// A tensor of a packed or 8-bit float type as float32 (small floats) or int32 (packed

@@ -157,36 +157,38 @@ public struct Minifloat: Sendable {
         return UInt8(((e + bias) << mantissaBits) | mantissa)
     }
 
-    /// Converts a float to the format's bits.
-    /// - Parameter saturate: out-of-range finite values (and ±∞, except for E5M2 which keeps
-    ///   ∞) become ±max finite; otherwise they become NaN (∞ for E5M2). E2M1 always saturates.
+    /// Converts a float to the format's bits, per the ONNX Cast spec's saturation table.
+    /// - Parameter saturate: out-of-range values, ±∞ included, become ±max finite (the behaviour
+    ///   of `onnx.numpy_helper.saturate_cast`, which the backend tests follow for every format);
+    ///   otherwise they become NaN, or ∞ for E5M2. E2M1 always saturates. FNUZ formats have no
+    ///   −0: a negative value that rounds to zero gives +0, every other negative keeps its sign.
     public func encode(_ x: Float, saturate: Bool = true) -> UInt8 {
         let negative = x.sign == .minus
-        let sign: UInt8 = negative && specials != .fnuz ? signBit : 0
+        let sign: UInt8 = negative ? signBit : 0
         if x.isNaN {
             switch specials {
             case .none: return negative ? signBit : 0
             case .fnuz: return nanCode
-            default: return nanCode | (negative ? signBit : 0)
+            default: return nanCode | sign
             }
         }
         let a = Double(x.magnitude)
         func overflow() -> UInt8 {
+            if saturate || specials == .none { return sign | maxCode }
             switch specials {
-            case .none: return sign | maxCode
-            case .ieee where x.isInfinite || !saturate: return sign | UInt8(exponentMask << mantissaBits)
-            case .fnuz where !saturate: return nanCode
-            case .fn where !saturate: return nanCode | sign
-            default: return sign | maxCode
+            case .ieee: return sign | UInt8(exponentMask << mantissaBits)
+            case .fnuz: return nanCode
+            default: return nanCode | sign
             }
         }
         if x.isInfinite { return overflow() }
-        if a == 0 { return sign }
+        let zero: UInt8 = specials == .fnuz ? 0 : sign
+        if a == 0 { return zero }
         let e = max(Int(a.exponent), 1 - bias)
         let quantum = pow(2, Double(e - mantissaBits))
         let q = (a / quantum).rounded(.toNearestOrEven) * quantum
         if q > maxFinite { return overflow() }
-        if q == 0 { return sign }
+        if q == 0 { return zero }
         return sign | encodeMagnitude(q)
     }
 
