@@ -12,7 +12,7 @@ public enum AtomicFile {
     public static func write(_ data: Data, to url: URL) throws {
         let tmp = temporaryURL(for: url)
         do {
-            try writeFully(data, to: tmp)
+            try writeFully(data, to: tmp, reportingAs: url)
             try commit(tmp, to: url)
         } catch {
             try? FileManager.default.removeItem(at: tmp)
@@ -20,10 +20,12 @@ public enum AtomicFile {
         }
     }
 
-    /// Writes `data` to `url` (a new file) and flushes it to disk.
-    static func writeFully(_ data: Data, to url: URL) throws {
+    /// Writes `data` to `url` (a new file) and flushes it to disk. Errors name `shown` (the
+    /// destination the user asked for) rather than the temporary file.
+    static func writeFully(_ data: Data, to url: URL, reportingAs shown: URL? = nil) throws {
+        let name = (shown ?? url).path
         let fd = open(url.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw ModelError(url.path, "cannot create: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ModelError(name, "cannot create: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         try data.withUnsafeBytes { buf in
             var off = 0
@@ -31,12 +33,12 @@ public enum AtomicFile {
                 let n = Glibc.write(fd, buf.baseAddress! + off, buf.count - off)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw ModelError(url.path, "write failed: \(String(cString: strerror(errno)))")
+                    throw ModelError(name, "write failed: \(String(cString: strerror(errno)))")
                 }
                 off += n
             }
         }
-        guard fsync(fd) == 0 else { throw ModelError(url.path, "fsync failed: \(String(cString: strerror(errno)))") }
+        guard fsync(fd) == 0 else { throw ModelError(name, "fsync failed: \(String(cString: strerror(errno)))") }
     }
 
     /// Renames a finished temporary file into place.

@@ -54,7 +54,8 @@ final class ExternalDataResolver {
             if part == ".." { depth -= 1 } else if part != "." { depth += 1 }
             if depth < 0 { throw ModelError(modelPath, "tensor '\(tensor)': external data location '\(location)' escapes the model's folder") }
         }
-        let url = directory.appendingPathComponent(location)
+        // Standardized ("a/./b" and "a/../b" spelled out) so one file is mapped once.
+        let url = directory.appendingPathComponent(location).standardizedFileURL
         let root = directory.resolvingSymlinksInPath().standardizedFileURL.path
         let resolved = url.resolvingSymlinksInPath().standardizedFileURL.path
         let prefix = root.hasSuffix("/") ? root : root + "/"

@@ -12,10 +12,13 @@ extension Graph {
         return "\(base)_\(i)"
     }
 
-    /// Inserts `node` at `index`; its outputs must be new names.
+    /// Inserts `node` at `index`. No other node, graph input or initializer may already produce
+    /// one of its outputs (single assignment); a name that nodes only read so far is allowed, so
+    /// a producer can be inserted for consumers rewired to read it first.
     public mutating func insertNode(_ node: Node, at index: Int) throws {
-        let used = allValueNames
-        for o in node.outputs where !o.isEmpty && used.contains(o) { throw GraphError.duplicateName(o) }
+        var produced = Set(inputs.map(\.name)).union(initializers.map(\.name)).union(sparseInitializerNames)
+        for n in nodes { produced.formUnion(n.outputs) }
+        for o in node.outputs where !o.isEmpty && produced.contains(o) { throw GraphError.duplicateName(o) }
         nodes.insert(node, at: index)
     }
 

@@ -13,7 +13,7 @@ import TensorCore
 public enum ModelReader {
     public static func read(path: String) throws -> Model {
         let file: MappedFile
-        do { file = try MappedFile(path: path) } catch { throw ModelError(path, "\(error)") }
+        do { file = try MappedFile(path: path) } catch let f as MappedFile.Failure { throw ModelError(path, f.reason) }
         guard file.count > 0 else { throw ModelError(path, "empty file: not an ONNX model") }
         var options = BinaryDecodingOptions()
         options.discardUnknownFields = true
@@ -27,6 +27,12 @@ public enum ModelReader {
             throw ModelError(path, "not an ONNX model: no ir_version (a protobuf of another kind, or not protobuf at all)")
         }
         guard light.hasGraph else { throw ModelError(path, "not an ONNX model: it has no graph") }
+        // IR version 3 and later require an opset_import for the default domain (onnx.proto,
+        // ModelProto.opset_import); it is serialized after the graph, so a model cut short just
+        // after its graph decodes without one.
+        guard light.irVersion < 3 || !light.opsetImport.isEmpty else {
+            throw ModelError(path, "not a valid ONNX model: ir_version \(light.irVersion) needs an opset_import and there is none (is the file truncated?)")
+        }
         let ranges: [WireScanner.InitializerRange]
         do {
             ranges = try WireScanner(base: file.base!.assumingMemoryBound(to: UInt8.self), count: file.count).initializers()

@@ -44,7 +44,7 @@ public enum ModelWriter {
             }
             let tmp = AtomicFile.temporaryURL(for: url)
             defer { try? FileManager.default.removeItem(at: tmp) }
-            try AtomicFile.writeFully(bytes, to: tmp)
+            try AtomicFile.writeFully(bytes, to: tmp, reportingAs: url)
             try sink?.finish()
             try AtomicFile.commit(tmp, to: url)
         } catch {
@@ -93,9 +93,14 @@ public enum ModelWriter {
     static func initializerProto(_ i: Initializer, sink: ExternalSink?) throws -> Onnx_TensorProto {
         let t = i.tensor
         var base: Onnx_TensorProto?
+        // Only raw payloads move to the side file: an unchanged tensor read from typed fields
+        // (float_data, int64_data, …) stays inline as it was, as onnx's
+        // `convert_model_to_external_data` does (it moves only tensors with raw_data), so a
+        // round trip through external data gives back the original message.
+        var toExternal = sink?.takes(t) ?? false
         if let o = i.origin {
             let original = try o.proto()
-            let toExternal = sink?.takes(t) ?? false
+            if toExternal && o.matches(t) && o.externalLocation == nil && !original.hasRawData { toExternal = false }
             if o.matches(t) && o.externalLocation == nil && !toExternal && original.name == i.name && original.docString == i.docString {
                 return original
             }
@@ -113,7 +118,7 @@ public enum ModelWriter {
             guard let o = i.origin, o.matches(t) else { throw ModelError("", "string tensor '\(i.name)' cannot be rewritten") }
             return try o.proto()
         }
-        if let sink, sink.takes(t) {
+        if let sink, toExternal {
             let (offset, length) = try sink.append(t)
             p.dataLocation = .external
             p.externalData = [("location", sink.location), ("offset", String(offset)), ("length", String(length))].map {
@@ -239,16 +244,31 @@ final class ExternalSink {
 
     func append(_ t: Tensor) throws -> (Int, Int) {
         let pad = (ExternalSink.alignment - offset % ExternalSink.alignment) % ExternalSink.alignment
-        if pad > 0 { try handle.write(contentsOf: Data(count: pad)); offset += pad }
+        if pad > 0 {
+            do { try handle.write(contentsOf: Data(count: pad)) } catch {
+                throw ModelError(target.path, "cannot write the external data file: \(error.localizedDescription)")
+            }
+            offset += pad
+        }
         let start = offset
-        try t.withUnsafeBytes { try handle.write(contentsOf: Data($0)) }
+        do {
+            try t.withUnsafeBytes { try handle.write(contentsOf: Data($0)) }
+        } catch {
+            throw ModelError(target.path, "cannot write the external data file: \(error.localizedDescription)")
+        }
         offset += t.byteCount
         return (start, t.byteCount)
     }
 
+    /// Puts the side file in place; when no tensor went to it, none is written.
     func finish() throws {
-        try handle.synchronize()
-        try handle.close()
+        if offset == 0 { abandon(); return }
+        do {
+            try handle.synchronize()
+            try handle.close()
+        } catch {
+            throw ModelError(target.path, "cannot write the external data file: \(error.localizedDescription)")
+        }
         try AtomicFile.commit(tmp, to: target)
     }
 

@@ -108,7 +108,7 @@ public enum TensorCodec {
     /// - Returns: the tensor and the name stored in the file (often empty).
     public static func readTensorFile(_ path: String) throws -> (name: String, tensor: Tensor) {
         let file: MappedFile
-        do { file = try MappedFile(path: path) } catch { throw ModelError(path, "\(error)") }
+        do { file = try MappedFile(path: path) } catch let f as MappedFile.Failure { throw ModelError(path, f.reason) }
         let p: Onnx_TensorProto
         do { p = try Onnx_TensorProto(serializedBytes: file.data) } catch {
             throw ModelError(path, "not a serialized ONNX TensorProto (\(error))")

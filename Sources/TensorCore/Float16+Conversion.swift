@@ -5,8 +5,10 @@
 ///   serve raw buffers.
 /// - bfloat16: the upper 16 bits of a float32. Narrowing rounds to nearest, ties to even
 ///   (add 0x7FFF plus the lowest kept bit, then truncate) — the rule PyTorch, ONNX's reference
-///   (`onnx.numpy_helper`) and ml_dtypes use; NaN is kept a quiet NaN with its sign instead of
-///   being rounded (which could carry it to ∞).
+///   (`onnx.numpy_helper`) and ml_dtypes use. Any NaN becomes the canonical quiet NaN with its
+///   sign (0x7FC0 / 0xFFC0, as ml_dtypes) instead of being rounded (which could carry it to ∞).
+/// - float16 NaN payloads follow the hardware conversion (a signaling NaN comes back quiet);
+///   only NaN-ness and sign are guaranteed, as numpy keeps the payload bits instead.
 public enum HalfConversion {
     @inline(__always)
     public static func float(fromFloat16Bits bits: UInt16) -> Float {
@@ -26,7 +28,7 @@ public enum HalfConversion {
     @inline(__always)
     public static func bfloat16Bits(from value: Float) -> UInt16 {
         let bits = value.bitPattern
-        if value.isNaN { return UInt16(truncatingIfNeeded: (bits >> 16) | 0x0040) }
+        if value.isNaN { return UInt16(truncatingIfNeeded: bits >> 16) & 0x8000 | 0x7FC0 }
         let lsb = (bits >> 16) & 1
         let rounded = bits &+ 0x7FFF &+ lsb
         return UInt16(truncatingIfNeeded: rounded >> 16)

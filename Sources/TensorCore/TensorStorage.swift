@@ -83,8 +83,14 @@ public final class MappedFile: @unchecked Sendable {
         case cannotMap(String, String)
         public var description: String {
             switch self {
-            case .cannotOpen(let p, let why): return "\(p): cannot open: \(why)"
-            case .cannotMap(let p, let why): return "\(p): cannot map: \(why)"
+            case .cannotOpen(let p, _), .cannotMap(let p, _): return "\(p): \(reason)"
+            }
+        }
+        /// What went wrong, without the path (for messages that name the file themselves).
+        public var reason: String {
+            switch self {
+            case .cannotOpen(_, let why): return "cannot open: \(why)"
+            case .cannotMap(_, let why): return "cannot map: \(why)"
             }
         }
     }

@@ -8,7 +8,11 @@ struct Convert: ParsableCommand {
         discussion: """
         The round trip is lossless: operators, functions, metadata, doc strings and subgraphs the \
         tool does not model are written back unchanged. By default every tensor is written inline \
-        (and external data is used automatically past protobuf's 2 GiB limit).
+        (and external data is used automatically past protobuf's 2 GiB limit). With \
+        --external-data, initializers stored as raw_data of at least --external-threshold bytes \
+        move to one side file at 64-byte aligned offsets; tensors stored in typed fields stay \
+        inline. The input model and its own external-data files are never modified unless \
+        --force names them as the output. See Docs/convert.md.
 
         Examples:
           compress convert model.onnx -o copy.onnx
@@ -34,7 +38,7 @@ struct Convert: ParsableCommand {
     @Flag(help: "Write every tensor inline (the default; stated for scripts).")
     var inline = false
 
-    @Flag(help: "Allow OUTPUT to be the input model.")
+    @Flag(help: "Allow OUTPUT (or its external-data file) to be the input model or one of its external-data files.")
     var force = false
 
     func validate() throws {
@@ -49,11 +53,21 @@ struct Convert: ParsableCommand {
         try reportingErrors {
             try OutputPath.check(output, input: model, force: force)
             let m = try ModelReader.read(path: model)
+            // The input's own external-data files are part of the input: never replaced unasked.
+            let inputFiles = [model] + m.externalDataFiles.map { loc in
+                (m.directory ?? URL(fileURLWithPath: model).deletingLastPathComponent()).appendingPathComponent(loc).path
+            }
+            var written = [output]
             let layout: ModelWriter.DataLayout = externalData ? .external(location: externalLocation, threshold: externalThreshold) : .inline
             if case .external = layout {
                 let loc = externalLocation ?? (URL(fileURLWithPath: output).lastPathComponent + ".data")
-                let dataPath = URL(fileURLWithPath: output).deletingLastPathComponent().appendingPathComponent(loc).path
-                try OutputPath.check(dataPath, input: model, force: force)
+                written.append(URL(fileURLWithPath: output).deletingLastPathComponent().appendingPathComponent(loc).path)
+            }
+            for path in written {
+                try OutputPath.check(path, input: model, force: force)
+                if !force, let data = inputFiles.dropFirst().first(where: { OutputPath.sameFile(path, $0) }) {
+                    throw CLIError("\(path): is the input model's external-data file '\(data)'; writing over it needs --force")
+                }
             }
             try ModelWriter.write(m, to: URL(fileURLWithPath: output), layout: layout)
         }

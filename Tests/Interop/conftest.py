@@ -1,0 +1,84 @@
+"""Shared pytest fixtures and helpers for the interop tests.
+
+The tests run the release binary named by the environment variable COMPRESS_BIN (default
+/work/main/.build/release/compress); `make interop` sets it. Helpers here are plain functions
+(importable as `from conftest import run_compress`) and also fixtures of the same purpose.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+COMPRESS_BIN = os.environ.get("COMPRESS_BIN", "/work/main/.build/release/compress")
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "Fixtures"
+# Real third-party models shared beside the repository (absent on most machines).
+SHARED_MODELS = Path(os.environ.get("COMPRESS_SHARED_MODELS", str(REPO.parent / "shared" / "models")))
+
+# Markers of a crash rather than a handled error: Swift runtime traps and backtraces.
+CRASH_MARKERS = ("Fatal error", "Stack dump", "Current stack trace", "Backtrace", "💣", "Illegal instruction",
+                 "Segmentation fault", "SIGSEGV", "SIGILL", "SIGTRAP", "Assertion failed", "Precondition failed")
+
+
+def onnx_test_data() -> Path:
+    """The `onnx` package's bundled backend test data (node, light, pytorch-converted, …)."""
+    import onnx
+    return Path(onnx.__file__).parent / "backend" / "test" / "data"
+
+
+def run_compress(*args, timeout: float = 300, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    """Runs the compress binary with `args` (converted to str); returns the completed process
+    with text stdout/stderr. Never raises on a non-zero exit status."""
+    if not os.path.exists(COMPRESS_BIN):
+        pytest.fail(f"compress binary not found at {COMPRESS_BIN}: build it (swift build -c release) or set COMPRESS_BIN")
+    return subprocess.run([COMPRESS_BIN, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env=env, **kwargs)
+
+
+def crash_description(result: subprocess.CompletedProcess) -> str | None:
+    """Why `result` looks like a crash (signal, trap exit status, backtrace), or None."""
+    if result.returncode < 0:
+        return f"killed by signal {-result.returncode}"
+    if result.returncode >= 128:
+        return f"exit status {result.returncode} (a trap or signal)"
+    for marker in CRASH_MARKERS:
+        if marker in result.stderr:
+            return f"stderr contains '{marker}'"
+    return None
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, *fragments: str, status: int = 1) -> str:
+    """Asserts a handled failure: exit `status`, nothing on stdout, exactly one line on stderr
+    starting with 'error: ' and containing every fragment (case-insensitive). Returns the line."""
+    crash = crash_description(result)
+    assert crash is None, f"crashed ({crash}): {result.stderr[-2000:]}"
+    assert result.returncode == status, f"exit status {result.returncode}, want {status}; stderr: {result.stderr!r}"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, f"want one stderr line, got {len(lines)}: {result.stderr!r}"
+    line = lines[0]
+    assert line.startswith("error: "), line
+    for f in fragments:
+        assert f.lower() in line.lower(), f"{line!r} does not mention {f!r}"
+    return line
+
+
+@pytest.fixture(scope="session")
+def compress_bin() -> str:
+    """Path of the compress binary (fails the test when it is missing)."""
+    if not os.path.exists(COMPRESS_BIN):
+        pytest.fail(f"compress binary not found at {COMPRESS_BIN}: build it (swift build -c release) or set COMPRESS_BIN")
+    return COMPRESS_BIN
+
+
+@pytest.fixture
+def compress(compress_bin):
+    """`compress(*args)` runs the binary and returns the CompletedProcess."""
+    return run_compress
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES

@@ -1,0 +1,91 @@
+import XCTest
+@testable import TensorCore
+
+/// `BLAS.sgemm` against a naive triple loop in float64: C = alpha·op(A)·op(B) + beta·C.
+///
+/// Tolerance: each output sums K float32 products; OpenBLAS may reorder and fuse them, so the
+/// float32 result differs from the exact sum by at most about K·ε·Σ|a·b| (ε = 2^-24). The check is
+/// |c - ref| ≤ 4·K·ε·(Σ|alpha·a·b| + |beta·c0|) + 1e-30.
+final class GEMMTests: XCTestCase {
+    struct Case { var m, n, k: Int; var transA, transB: Bool; var alpha, beta: Float; var pad: Int }
+
+    func testMatchesNaiveLoop() {
+        var rng = SplitMixForTests(seed: 7)
+        let cases: [Case] = [
+            Case(m: 1, n: 1, k: 1, transA: false, transB: false, alpha: 1, beta: 0, pad: 0),
+            Case(m: 3, n: 5, k: 7, transA: false, transB: false, alpha: 1, beta: 0, pad: 0),
+            Case(m: 3, n: 5, k: 7, transA: true, transB: false, alpha: 0.5, beta: 0, pad: 0),
+            Case(m: 3, n: 5, k: 7, transA: false, transB: true, alpha: 1, beta: 1, pad: 0),
+            Case(m: 4, n: 6, k: 9, transA: true, transB: true, alpha: -2, beta: 0.25, pad: 3),
+            Case(m: 33, n: 17, k: 65, transA: false, transB: true, alpha: 1, beta: 0, pad: 1),
+            Case(m: 64, n: 128, k: 96, transA: false, transB: false, alpha: 1, beta: 1, pad: 0),
+            Case(m: 7, n: 3, k: 300, transA: true, transB: false, alpha: 1, beta: 0, pad: 5),
+        ]
+        for c in cases { check(c, rng: &rng) }
+    }
+
+    /// K = 0: the product is empty, C = beta·C (OpenBLAS would leave C alone).
+    func testEmptyInnerDimension() {
+        var c: [Float] = [1, 2, 3, 4, 5, 6]
+        let a: [Float] = [0], b: [Float] = [0]
+        BLAS.sgemm(m: 2, n: 3, k: 0, a: a, lda: 1, b: b, ldb: 3, beta: 0.5, c: &c, ldc: 3)
+        XCTAssertEqual(c, [0.5, 1, 1.5, 2, 2.5, 3])
+        BLAS.sgemm(m: 2, n: 3, k: 0, a: a, lda: 1, b: b, ldb: 3, beta: 0, c: &c, ldc: 3)
+        XCTAssertEqual(c, [0, 0, 0, 0, 0, 0])
+    }
+
+    /// beta = 0 must not read C: NaN already in C does not leak into the result (BLAS rule).
+    func testBetaZeroIgnoresGarbageInC() {
+        let a: [Float] = [1, 2, 3, 4], b: [Float] = [5, 6, 7, 8]
+        var c: [Float] = [.nan, .nan, .nan, .nan]
+        BLAS.sgemm(m: 2, n: 2, k: 2, a: a, lda: 2, b: b, ldb: 2, c: &c, ldc: 2)
+        // numpy: np.array([[1,2],[3,4]]) @ np.array([[5,6],[7,8]]) -> [[19,22],[43,50]]
+        XCTAssertEqual(c, [19, 22, 43, 50])
+    }
+
+    private func check(_ c: Case, rng: inout SplitMixForTests) {
+        // Stored shapes: A is M×K (K×M when transposed), B is K×N (N×K when transposed); rows are
+        // padded by `pad` extra columns so lda/ldb/ldc differ from the logical widths.
+        let (aRows, aCols) = c.transA ? (c.k, c.m) : (c.m, c.k)
+        let (bRows, bCols) = c.transB ? (c.n, c.k) : (c.k, c.n)
+        let lda = aCols + c.pad, ldb = bCols + c.pad, ldc = c.n + c.pad
+        let a = (0..<aRows * lda).map { _ in rng.uniform() }
+        let b = (0..<bRows * ldb).map { _ in rng.uniform() }
+        let c0 = (0..<c.m * ldc).map { _ in rng.uniform() }
+        var out = c0
+        BLAS.sgemm(transA: c.transA, transB: c.transB, m: c.m, n: c.n, k: c.k, alpha: c.alpha, a: a, lda: lda,
+                   b: b, ldb: ldb, beta: c.beta, c: &out, ldc: ldc)
+        let eps = Double(Float.ulpOfOne) / 2
+        for i in 0..<c.m {
+            for j in 0..<c.n {
+                var sum = 0.0, mag = 0.0
+                for p in 0..<c.k {
+                    let av = Double(c.transA ? a[p * lda + i] : a[i * lda + p])
+                    let bv = Double(c.transB ? b[j * ldb + p] : b[p * ldb + j])
+                    sum += av * bv
+                    mag += abs(Double(c.alpha) * av * bv)
+                }
+                let ref = Double(c.alpha) * sum + Double(c.beta) * Double(c0[i * ldc + j])
+                let tol = 4 * Double(c.k + 1) * eps * (mag + abs(Double(c.beta) * Double(c0[i * ldc + j]))) + 1e-30
+                XCTAssertLessThanOrEqual(abs(Double(out[i * ldc + j]) - ref), tol, "\(c) at (\(i), \(j))")
+            }
+            for j in c.n..<ldc {
+                XCTAssertEqual(out[i * ldc + j].bitPattern, c0[i * ldc + j].bitPattern, "padding column \(j) of row \(i) was written")
+            }
+        }
+    }
+}
+
+/// SplitMix64 for test data (uniform floats in [-1, 1)).
+struct SplitMixForTests {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func uniform() -> Float { Float(next() >> 40) * 0x1p-23 - 1 }
+}
