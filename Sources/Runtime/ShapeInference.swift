@@ -57,6 +57,14 @@ public struct ShapeInference {
                 try fail(RuntimeError.unsupported(op: n.opType, domain: n.domain, opset: opset, node: n.label).description)
                 continue
             }
+            // Shape and Size depend only on their input's type, so their value is known here even
+            // when the input's contents are not (this starts Shape -> Gather -> Concat -> Reshape chains).
+            if let info = inTypes.first ?? nil, let v = try? StandardOps.metadataValue(n, opset: opset, input: info),
+               let o = n.outputs.first, !o.isEmpty {
+                types[o] = TensorInfo(v)
+                values[o] = v
+                continue
+            }
             let inValues: [Tensor?] = n.inputs.map { $0.isEmpty ? nil : values[$0] }
             let allConstant = zip(n.inputs, inValues).allSatisfy { $0.0.isEmpty || $0.1 != nil }
             let hasSubgraph = n.attributes.contains { if case .graph = $0.value { return true }; return false }

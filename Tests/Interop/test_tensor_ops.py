@@ -142,7 +142,12 @@ def summary(request):
         c = RESULTS[op]
         lines.append(f"  {op:16s} {c['pass']:4d} {c['fail']:4d} {c['refused']:4d} {c['skip']:4d}")
     text = "\n".join(lines)
-    if tr is not None:
+    # Printed past pytest's output capture, so the table shows without -s.
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            print(text)
+    elif tr is not None:
         tr.write_line(text)
     else:
         print(text)
@@ -319,6 +324,7 @@ def _cases():
     # NonZero: -0.0 is zero, NaN is not.
     nz = np.array([[0.0, -0.0, 1.0], [np.nan, 0.0, -2.0]], np.float32)
     c.append(Case("nonzero9_float", "NonZero", 9, {"x": nz}))
+    c.append(Case("nonzero13_scalar", "NonZero", 13, {"x": np.array(3.0, np.float32)}))  # [1, count], as ONNX Runtime
     c.append(Case("nonzero13_int", "NonZero", 13, {"x": _data((3, 4, 2), TensorProto.INT32) % 2}))
     # TopK: attribute k (opset 1), input k (10), smallest (11), ties keep the lower index first.
     c.append(Case("topk1_attr", "TopK", 1, {"x": _data((3, 6))}, {"k": 2}, outputs=2))

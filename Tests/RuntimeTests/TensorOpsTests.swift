@@ -221,6 +221,12 @@ final class TensorOpsTests: XCTestCase {
         XCTAssertEqual(eye.int64Values(), [0, 1, 0, 0, 0, 1])
         XCTAssertEqual(try evalNode("Range", [Tensor(scalar: Float(1)), Tensor(scalar: Float(2)), Tensor(scalar: Float(0.25))], opset: 11)[0].floatValues(),
                        [1, 1.25, 1.5, 1.75])
+        // Shapes computed from tensor contents that would overflow are errors, not traps.
+        XCTAssertThrowsError(try evalNode("ConstantOfShape", [ints([Int64(1) << 40, Int64(1) << 40])], opset: 9))
+        XCTAssertThrowsError(try evalNode("Range", [Tensor(scalar: Int64.min), Tensor(scalar: Int64.max), Tensor(scalar: Int64(1))], opset: 11))
+        XCTAssertThrowsError(try evalNode("Tile", [iota([2, 3]), ints([Int64(1) << 62, 4])], opset: 13))
+        XCTAssertThrowsError(try evalNode("Reshape", [iota([2, 3]), ints([Int64(1) << 62, Int64(1) << 62, -1])], opset: 13))
+        XCTAssertThrowsError(try evalNode("Resize", [iota([1, 2]), nil, Tensor(shape: [2], scalars: [Float(1), .infinity])], opset: 13))
         // Errors are one line and name the node.
         XCTAssertThrowsError(try evalNode("Squeeze", [iota([2, 3]), ints([0])], opset: 13)) { e in
             XCTAssertTrue("\(e)".hasPrefix("node 'Squeeze(y0)' (Squeeze):"), "\(e)")

@@ -162,13 +162,24 @@ private enum ShapeRules {
             }
         }
         let total = input.reduce(1, *)
+        // Products with overflow detection: the spec comes from tensor contents.
+        func product(_ dims: [Int]) -> Int? {
+            var n = 1
+            for d in dims {
+                let (r, o) = n.multipliedReportingOverflow(by: d)
+                if o { return nil }
+                n = r
+            }
+            return n
+        }
         if let i = inferred {
             if allowZero && spec.contains(0) { throw ctx.error("shape \(spec) has both 0 and -1 with allowzero=1") }
-            let known = out.enumerated().filter { $0.offset != i }.reduce(1) { $0 * $1.element }
-            guard known > 0, total % known == 0 else { throw ctx.error("cannot reshape \(input) (\(total) elements) to \(spec)") }
+            var rest = out
+            rest.remove(at: i)
+            guard let known = product(rest), known > 0, total % known == 0 else { throw ctx.error("cannot reshape \(input) (\(total) elements) to \(spec)") }
             out[i] = total / known
         }
-        guard out.reduce(1, *) == total else { throw ctx.error("cannot reshape \(input) (\(total) elements) to \(spec)") }
+        guard product(out) == total else { throw ctx.error("cannot reshape \(input) (\(total) elements) to \(spec)") }
         return out
     }
 

@@ -69,15 +69,14 @@ extension StandardOps {
         for since in [1, 6] {
             r.register("Tile", since: since, kernel: { inputs, ctx in
                 let x = try ctx.required(inputs, 0)
-                let repeats = try SliceRules.repeats(x.shape, since: since, inputs.map { $0 }, ctx)
+                let repeats = try SliceRules.repeats(x.shape, since: since, inputs, ctx)
                 if repeats.allSatisfy({ $0 == 1 }) { return [x] }
-                _ = try TensorOperands.checkedShape(zip(x.shape, repeats).map { $0.multipliedReportingOverflow(by: $1).overflow ? -1 : $0 * $1 }, ctx)
                 return [try Movement.tile(x, repeats: repeats)]
             }, infer: { inputs, values, ctx in
                 let x = try ctx.required(inputs, 0)
                 let known = try (1..<inputs.count).map { try TensorOperands.known(values, $0, "input \($0)", ctx) }
                 let repeats = try SliceRules.repeats(x.shape, since: since, [nil] + known, ctx)
-                return [TensorInfo(x.dtype, try TensorOperands.checkedShape(zip(x.shape, repeats).map { $0.multipliedReportingOverflow(by: $1).overflow ? -1 : $0 * $1 }, ctx))]
+                return [TensorInfo(x.dtype, zip(x.shape, repeats).map { $0 * $1 })]
             })
         }
 
@@ -86,7 +85,7 @@ extension StandardOps {
         for since in [1, 2, 11] {
             r.register("Pad", since: since, kernel: { inputs, ctx in
                 let x = try ctx.required(inputs, 0)
-                let p = try SliceRules.padding(x.shape, since: since, inputs.map { $0 }, ctx)
+                let p = try SliceRules.padding(x.shape, since: since, inputs, ctx)
                 if p.begin.allSatisfy({ $0 == 0 }) && p.end.allSatisfy({ $0 == 0 }) { return [x] }
                 var fill: [UInt8]?
                 if p.mode == "constant" {
@@ -201,21 +200,27 @@ private enum SliceRules {
         return (outShape, strides, offset)
     }
 
-    /// Tile's repeat count per axis (Tile-6 `repeats`; Tile-1 `tiles` on one `axis`).
+    /// Tile's repeat count per axis (Tile-6 `repeats`; Tile-1 `tiles` on one `axis`), checked so
+    /// the output size `dₖ·rₖ` stays within `TensorOperands.maxElements`.
     static func repeats(_ shape: [Int], since: Int, _ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Int] {
         guard inputs.count > 1, let rep = inputs[1] else { throw ctx.error("input 'repeats' is required") }
+        var r: [Int]
         if since < 6 {
             guard inputs.count > 2, let axisT = inputs[2] else { throw ctx.error("input 'axis' is required") }
             let tiles = try TensorOperands.ints(rep, "tiles", ctx), axis = try TensorOperands.ints(axisT, "axis", ctx)
             guard tiles.count == 1, axis.count == 1 else { throw ctx.error("tiles and axis must be scalars") }
-            var out = [Int](repeating: 1, count: shape.count)
-            out[try TensorOperands.axis(Int64(axis[0]), rank: shape.count, ctx)] = tiles[0]
-            return out
+            r = [Int](repeating: 1, count: shape.count)
+            r[try TensorOperands.axis(Int64(axis[0]), rank: shape.count, ctx)] = tiles[0]
+        } else {
+            r = try TensorOperands.ints(rep, "repeats", ctx)
         }
-        let r = try TensorOperands.ints(rep, "repeats", ctx)
         guard r.count == shape.count, r.allSatisfy({ $0 >= 0 }) else {
             throw ctx.error("repeats \(r) must hold one non-negative count per axis of the input \(shape)")
         }
+        _ = try TensorOperands.checkedShape(zip(shape, r).map { d, k in
+            let (v, overflow) = d.multipliedReportingOverflow(by: k)
+            return overflow ? Int.max : v
+        }, ctx)
         return r
     }
 
