@@ -36,7 +36,7 @@ demo: release
 	$(BIN_RELEASE) info Fixtures/digits_cnn_bn.onnx
 	$(BIN_RELEASE) profile Fixtures/digits_cnn_bn.onnx
 
-unit: deps
+unit: deps venv
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 

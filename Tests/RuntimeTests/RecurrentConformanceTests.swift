@@ -17,8 +17,15 @@ final class RecurrentConformanceTests: XCTestCase {
 
     static var dataDirectory: String? {
         if let d = ProcessInfo.processInfo.environment["ONNX_BACKEND_NODE_DIR"] { return d }
-        let d = "/tmp/venv0/lib/python3.11/site-packages/onnx/backend/test/data/node"
-        return FileManager.default.fileExists(atPath: d) ? d : nil
+        // The project's .venv (made by `make venv`), found from this file's location.
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let lib = repo.appendingPathComponent(".venv/lib")
+        guard let pythons = try? FileManager.default.contentsOfDirectory(atPath: lib.path) else { return nil }
+        for py in pythons.sorted() where py.hasPrefix("python") {
+            let d = lib.appendingPathComponent("\(py)/site-packages/onnx/backend/test/data/node").path
+            if FileManager.default.fileExists(atPath: d) { return d }
+        }
+        return nil
     }
 
     /// Runs one backend case; returns nil on success or a one-line reason.
