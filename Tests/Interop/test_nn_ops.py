@@ -27,7 +27,7 @@ import onnx
 import onnx.numpy_helper
 import pytest
 
-COMPRESS = os.environ.get("COMPRESS_BIN", "/work/main/.build/release/compress")
+COMPRESS = os.environ.get("COMPRESS_BIN", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".build", "release", "compress"))
 DATA = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
 SUITES = ["node", "pytorch-converted", "pytorch-operator"]
 RTOL, ATOL = 1e-3, 1e-7

@@ -77,7 +77,8 @@ enum NNSupport {
         guard let act else { return nil }
         switch act {
         case .relu:
-            return { p, n, b in for i in 0..<n { let v = p[i] + b; p[i] = v > 0 ? v : 0 } }
+            // NaN passes through, as in the standalone Relu (FusedActivation.apply).
+            return { p, n, b in for i in 0..<n { let v = p[i] + b; p[i] = v < 0 ? 0 : v } }
         case .clip(let lo, let hi):
             return { p, n, b in for i in 0..<n { p[i] = min(max(p[i] + b, lo), hi) } }
         case .leakyRelu(let a):
