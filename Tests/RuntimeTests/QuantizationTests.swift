@@ -132,10 +132,15 @@ final class QuantizationTests: XCTestCase {
         XCTAssertEqual(f.encode(0.0029296875), 0x02)              // 1.5·2^-9: tie -> 2·2^-9
     }
 
-    func testFloat8E5M2KeepsInfinity() {
+    /// ONNX Cast (opset 19) table: with saturate, ±Inf becomes ±FLT_MAX for E5M2 too; without
+    /// it, E5M2 keeps ±Inf.
+    func testFloat8E5M2SaturatesInfinity() {
         let f = Minifloat.e5m2
         XCTAssertEqual(f.maxFinite, 57344)
-        XCTAssertEqual(f.decode(f.encode(.infinity)), .infinity)
+        XCTAssertEqual(f.decode(f.encode(.infinity)), 57344)
+        XCTAssertEqual(f.decode(f.encode(-.infinity)), -57344)
+        XCTAssertEqual(f.decode(f.encode(.infinity, saturate: false)), .infinity)
+        XCTAssertEqual(Minifloat.e4m3fnuz.decode(Minifloat.e4m3fnuz.encode(-2)), -2)   // FNUZ negatives keep their sign
         XCTAssertEqual(f.decode(f.encode(1e6)), 57344)
         XCTAssertEqual(f.decode(f.encode(1e6, saturate: false)), .infinity)
         XCTAssertEqual(f.decode(f.encode(50000)), 49152)
