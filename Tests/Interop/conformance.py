@@ -380,6 +380,47 @@ def _run_data_set(case: Case, inputs, expected, binary) -> str | None:
     return None
 
 
+# Cases whose expected output is numerically ill-conditioned, with what is checked instead.
+# light/squeezenet: every output channel of its last conv has identical weights and the logits
+# reach ~9.5e9, where one float32 ulp is 1024; the final Softmax turns a 1-2 ulp difference in
+# summation order (OpenBLAS vs MLAS) into a completely different distribution. The logits that
+# feed the Softmax are compared with ONNX Runtime's instead (rtol 1e-5 of the largest).
+ILL_CONDITIONED = {
+    "light/squeezenet": "its pre-Softmax logits match ONNX Runtime's within 1e-5 of the largest",
+}
+
+
+def _pre_softmax_check(case: Case, inputs, tmp: str, binary) -> str | None:
+    """Runs `case`'s model cut before its final Softmax in compress and in ONNX Runtime."""
+    import onnxruntime as ort
+    model = onnx.load(case.model_path)
+    out = model.graph.output[0].name
+    soft = [n for n in model.graph.node if n.op_type == "Softmax" and out in n.output]
+    if not soft:
+        return "no final Softmax to cut"
+    logits = soft[0].input[0]
+    model.graph.node.remove(soft[0])
+    del model.graph.output[:]
+    model.graph.output.append(onnx.helper.make_empty_tensor_value_info(logits))
+    cut = os.path.join(tmp, "pre_softmax.onnx")
+    onnx.save(model, cut)
+    feeds = {}
+    for p in inputs:
+        t = onnx.TensorProto()
+        with open(p, "rb") as f:
+            t.ParseFromString(f.read())
+        feeds[t.name] = numpy_helper.to_array(t)
+    ref = ort.InferenceSession(cut, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    with tempfile.TemporaryDirectory(prefix="conf-cut-") as outdir:
+        r = _eval(cut, inputs, outdir, binary)
+        if r.returncode != 0:
+            return f"exit {r.returncode}"
+        got = read_tensor(os.path.join(outdir, "output_0.pb"))
+    err = float(np.max(np.abs(got.astype(np.float64) - ref))) if got.shape == ref.shape else float("inf")
+    bound = 1e-5 * float(np.max(np.abs(ref)))
+    return None if err <= bound else f"max abs err {err:.4g} > {bound:.4g}"
+
+
 def run_case(case: Case, claims, binary: str = COMPRESS) -> Result:
     label = primary_op(case)
     if case.skip_reason:
@@ -390,7 +431,13 @@ def run_case(case: Case, claims, binary: str = COMPRESS) -> Result:
         return Result(case, "not-claimed", ", ".join(missing), label if label in bare else bare[0])
     if case.light_expected:
         with tempfile.TemporaryDirectory(prefix="conf-in-") as tmp:
-            msg = _run_data_set(case, _light_inputs(case, tmp), [case.light_expected], binary)
+            inputs = _light_inputs(case, tmp)
+            msg = _run_data_set(case, inputs, [case.light_expected], binary)
+            if msg and case.id in ILL_CONDITIONED:
+                pre = _pre_softmax_check(case, inputs, tmp, binary)
+                if pre is None:
+                    return Result(case, "passed", f"ill-conditioned final Softmax ({msg}); {ILL_CONDITIONED[case.id]}", label)
+                msg += f"; pre-Softmax logits also differ: {pre}"
         return Result(case, "failed" if msg else "passed", msg or "", label)
     if not case.data_sets:
         return Result(case, "skipped", "no test data sets", label)

@@ -19,7 +19,7 @@ struct TextTable {
             cells.enumerated().map { i, c in
                 let pad = String(repeating: " ", count: max(0, widths[i] - c.count))
                 return rightAligned.contains(i) ? pad + c : c + pad
-            }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+            }.joined(separator: "  ").trimmingTrailingSpaces()
         }
         var out = [line(headers), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")]
         out += rows.map(line)
@@ -55,5 +55,14 @@ enum Units {
             out.append(ch)
         }
         return (v < 0 ? "-" : "") + String(out.reversed())
+    }
+}
+
+extension String {
+    /// Drops trailing spaces (no regular expression: that would load ICU at start-up).
+    func trimmingTrailingSpaces() -> String {
+        var end = endIndex
+        while end > startIndex, self[index(before: end)] == " " { end = index(before: end) }
+        return String(self[..<end])
     }
 }
