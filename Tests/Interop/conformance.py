@@ -415,7 +415,7 @@ def _pre_softmax_check(case: Case, inputs, tmp: str, binary) -> str | None:
         r = _eval(cut, inputs, outdir, binary)
         if r.returncode != 0:
             return f"exit {r.returncode}"
-        got = read_tensor(os.path.join(outdir, "output_0.pb"))
+        got = numpy_helper.to_array(read_tensor(os.path.join(outdir, "output_0.pb")))
     err = float(np.max(np.abs(got.astype(np.float64) - ref))) if got.shape == ref.shape else float("inf")
     bound = 1e-5 * float(np.max(np.abs(ref)))
     return None if err <= bound else f"max abs err {err:.4g} > {bound:.4g}"
