@@ -42,40 +42,11 @@ enum ConvOp {
     }
 
     static func infer(_ inputs: [TensorInfo?], _ values: [Tensor?], _ ctx: KernelContext) throws -> [TensorInfo] {
-        let x = try ctx.required(inputs, 0), w = try ctx.required(inputs, 1)
-        try NNSupport.checkFloat(x, "input X", ctx)
-        let b = inputs.count > 2 ? inputs[2] : nil
-        let s = try plan(x: x.shape, w: w.shape, bias: b?.shape, ctx)
-        return [TensorInfo(x.dtype, [s.batch, s.outChannels] + s.window.output)]
+        try ConvFamily.infer(inputs, ctx, plan: { try plan(x: $0, w: $1, bias: $2, $3) })
     }
 
     static func kernel(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
-        try NNSupport.asFloat32(inputs, ctx) { inputs in
-            let x = try ctx.required(inputs, 0), w = try ctx.required(inputs, 1)
-            let b = inputs.count > 2 ? inputs[2] : nil
-            guard w.dtype == .float32, b == nil || b!.dtype == .float32 else {
-                throw ctx.error("W and B must have X's float type (W is \(w.dtype))")
-            }
-            let s = try plan(x: x.shape, w: w.shape, bias: b?.shape, ctx)
-            var y = Tensor(uninitialized: .float32, shape: [s.batch, s.outChannels] + s.window.output)
-            if y.count == 0 { return [y] }
-            guard x.count > 0, w.count > 0 else { throw ctx.error("X \(NNSupport.shapeText(x.shape)) or W \(NNSupport.shapeText(w.shape)) is empty") }
-            let epilogue = NNSupport.epilogue(ctx.fusedActivation)
-            x.withUnsafeBufferPointer(as: Float.self) { xp in
-                w.withUnsafeBufferPointer(as: Float.self) { wp in
-                    y.withUnsafeMutableBufferPointer(as: Float.self) { yp in
-                        if let b {
-                            b.withUnsafeBufferPointer(as: Float.self) { bp in
-                                Convolution.forward(x: xp.baseAddress!, w: wp.baseAddress!, bias: bp.baseAddress!, y: yp.baseAddress!, shape: s, epilogue: epilogue)
-                            }
-                        } else {
-                            Convolution.forward(x: xp.baseAddress!, w: wp.baseAddress!, bias: nil, y: yp.baseAddress!, shape: s, epilogue: epilogue)
-                        }
-                    }
-                }
-            }
-            return [y]
-        }
+        try ConvFamily.run(inputs, ctx, plan: { try plan(x: $0, w: $1, bias: $2, $3) }, compute: { Convolution.forward(x: $0, w: $1, bias: $2, y: $3, shape: $4, epilogue: $5) })
     }
 }
 
@@ -116,21 +87,37 @@ enum ConvTransposeOp {
     }
 
     static func infer(_ inputs: [TensorInfo?], _ values: [Tensor?], _ ctx: KernelContext) throws -> [TensorInfo] {
-        let x = try ctx.required(inputs, 0), w = try ctx.required(inputs, 1)
-        try NNSupport.checkFloat(x, "input X", ctx)
-        let b = inputs.count > 2 ? inputs[2] : nil
-        let s = try plan(x: x.shape, w: w.shape, bias: b?.shape, ctx)
-        return [TensorInfo(x.dtype, [s.batch, s.outChannels] + s.window.output)]
+        try ConvFamily.infer(inputs, ctx, plan: { try plan(x: $0, w: $1, bias: $2, $3) })
     }
 
     static func kernel(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
+        try ConvFamily.run(inputs, ctx, plan: { try plan(x: $0, w: $1, bias: $2, $3) }, compute: { Convolution.transposed(x: $0, w: $1, bias: $2, y: $3, shape: $4, epilogue: $5) })
+    }
+}
+
+/// What Conv and ConvTranspose share around their kernels: input checks, the output tensor, the
+/// fused activation epilogue; `plan` gives the geometry and `compute` the arithmetic.
+enum ConvFamily {
+    typealias Plan = (_ x: [Int], _ w: [Int], _ bias: [Int]?, _ ctx: KernelContext) throws -> ConvShape
+    typealias Compute = (_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+                         _ y: UnsafeMutablePointer<Float>, _ shape: ConvShape, _ epilogue: RowEpilogue?) -> Void
+
+    static func infer(_ inputs: [TensorInfo?], _ ctx: KernelContext, plan: Plan) throws -> [TensorInfo] {
+        let x = try ctx.required(inputs, 0), w = try ctx.required(inputs, 1)
+        try NNSupport.checkFloat(x, "input X", ctx)
+        let b = inputs.count > 2 ? inputs[2] : nil
+        let s = try plan(x.shape, w.shape, b?.shape, ctx)
+        return [TensorInfo(x.dtype, [s.batch, s.outChannels] + s.window.output)]
+    }
+
+    static func run(_ inputs: [Tensor?], _ ctx: KernelContext, plan: Plan, compute: Compute) throws -> [Tensor] {
         try NNSupport.asFloat32(inputs, ctx) { inputs in
             let x = try ctx.required(inputs, 0), w = try ctx.required(inputs, 1)
             let b = inputs.count > 2 ? inputs[2] : nil
             guard w.dtype == .float32, b == nil || b!.dtype == .float32 else {
                 throw ctx.error("W and B must have X's float type (W is \(w.dtype))")
             }
-            let s = try plan(x: x.shape, w: w.shape, bias: b?.shape, ctx)
+            let s = try plan(x.shape, w.shape, b?.shape, ctx)
             var y = Tensor(uninitialized: .float32, shape: [s.batch, s.outChannels] + s.window.output)
             if y.count == 0 { return [y] }
             guard x.count > 0, w.count > 0 else { throw ctx.error("X \(NNSupport.shapeText(x.shape)) or W \(NNSupport.shapeText(w.shape)) is empty") }
@@ -140,10 +127,10 @@ enum ConvTransposeOp {
                     y.withUnsafeMutableBufferPointer(as: Float.self) { yp in
                         if let b {
                             b.withUnsafeBufferPointer(as: Float.self) { bp in
-                                Convolution.transposed(x: xp.baseAddress!, w: wp.baseAddress!, bias: bp.baseAddress!, y: yp.baseAddress!, shape: s, epilogue: epilogue)
+                                compute(xp.baseAddress!, wp.baseAddress!, bp.baseAddress!, yp.baseAddress!, s, epilogue)
                             }
                         } else {
-                            Convolution.transposed(x: xp.baseAddress!, w: wp.baseAddress!, bias: nil, y: yp.baseAddress!, shape: s, epilogue: epilogue)
+                            compute(xp.baseAddress!, wp.baseAddress!, nil, yp.baseAddress!, s, epilogue)
                         }
                     }
                 }
