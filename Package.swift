@@ -28,7 +28,9 @@ let package = Package(
         .target(name: "ONNXProto",
                 dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
                 exclude: ["proto"]),
-        .target(name: "TensorCore", dependencies: ["COpenBLAS"], swiftSettings: optimize),
+        // Hand-vectorized kernels, compiled for the baseline CPU and for AVX2 + FMA (run-time dispatch).
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-Wall", "-Wextra", "-Werror=implicit-function-declaration", "-Wno-psabi"])]),
+        .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: optimize),
         .target(name: "ModelIR", dependencies: ["TensorCore", "ONNXProto"], swiftSettings: optimize),
         .target(name: "Runtime", dependencies: ["ModelIR", "TensorCore", "CPNG", "CJPEG"], swiftSettings: optimize),
         .target(name: "Profile", dependencies: ["ModelIR", "Runtime"], swiftSettings: optimize),

@@ -42,7 +42,7 @@ public final class Executor {
     private var fusedPlan: [Step] = []
     private var plainPlan: [Step] = []
     /// The graph the fused plan runs: BatchNormalization folded into the Conv before it.
-    private var optimizedGraph: Graph
+    public private(set) var optimizedGraph: Graph
     /// Values the optimized plan never materializes (fused or folded away).
     private var fusedAway: Set<String> = []
 
@@ -171,7 +171,9 @@ public final class Executor {
     /// Runs the graph on `feeds` (one tensor per runtime input, by name).
     /// - Returns: the graph outputs by name.
     /// - Throws: `RuntimeError` naming the input or node that failed.
-    public func run(_ feeds: [String: Tensor], hooks: ExecutionHooks? = nil) throws -> [String: Tensor] {
+    /// - Parameter stepDone: called after each step of the plan with the node it ran (for a
+    ///   fused Conv/Gemm + activation, the producer), so a profiler can time the plan as it runs.
+    public func run(_ feeds: [String: Tensor], hooks: ExecutionHooks? = nil, stepDone: ((Node) -> Void)? = nil) throws -> [String: Tensor] {
         let useFused = hooks.map { h in h.names.map { $0.isDisjoint(with: fusedAway) } ?? false } ?? true
         let g = useFused ? optimizedGraph : model.graph
         var env: [String: Tensor] = [:]
@@ -199,6 +201,7 @@ public final class Executor {
                 if let h = hooks, h.names?.contains(name) ?? true { h.observe(name, outs[k]) }
             }
             for name in step.release { env[name] = nil }
+            stepDone?(step.node)
         }
         var result: [String: Tensor] = [:]
         for o in g.outputs {

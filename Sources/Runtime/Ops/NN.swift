@@ -91,6 +91,18 @@ enum NNSupport {
         }
     }
 
+    /// The convolution epilogue for a fused activation: the kernels apply Relu, Clip and
+    /// LeakyRelu in their store; others run per row.
+    static func convEpilogue(_ act: FusedActivation?) -> ConvEpilogue {
+        switch act {
+        case nil: return .bias
+        case .relu: return .activation(.relu)
+        case .clip(let lo, let hi): return .activation(.clip(min: lo, max: hi))
+        case .leakyRelu(let a): return .activation(.leakyRelu(alpha: a))
+        default: return .rows(epilogue(act)!)
+        }
+    }
+
     /// Shape of a rank-`r` tensor as text for messages.
     static func shapeText(_ s: [Int]) -> String { "[" + s.map(String.init).joined(separator: ", ") + "]" }
 }

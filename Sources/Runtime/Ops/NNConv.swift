@@ -100,7 +100,7 @@ enum ConvTransposeOp {
 enum ConvFamily {
     typealias Plan = (_ x: [Int], _ w: [Int], _ bias: [Int]?, _ ctx: KernelContext) throws -> ConvShape
     typealias Compute = (_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
-                         _ y: UnsafeMutablePointer<Float>, _ shape: ConvShape, _ epilogue: RowEpilogue?) -> Void
+                         _ y: UnsafeMutablePointer<Float>, _ shape: ConvShape, _ epilogue: ConvEpilogue) -> Void
 
     static func infer(_ inputs: [TensorInfo?], _ ctx: KernelContext, plan: Plan) throws -> [TensorInfo] {
         let x = try ctx.required(inputs, 0), w = try ctx.required(inputs, 1)
@@ -121,7 +121,7 @@ enum ConvFamily {
             var y = Tensor(uninitialized: .float32, shape: [s.batch, s.outChannels] + s.window.output)
             if y.count == 0 { return [y] }
             guard x.count > 0, w.count > 0 else { throw ctx.error("X \(NNSupport.shapeText(x.shape)) or W \(NNSupport.shapeText(w.shape)) is empty") }
-            let epilogue = NNSupport.epilogue(ctx.fusedActivation)
+            let epilogue = NNSupport.convEpilogue(ctx.fusedActivation)
             x.withUnsafeBufferPointer(as: Float.self) { xp in
                 w.withUnsafeBufferPointer(as: Float.self) { wp in
                     y.withUnsafeMutableBufferPointer(as: Float.self) { yp in

@@ -68,13 +68,13 @@ public enum Convolution {
     /// - Parameters:
     ///   - x: input `[N, C, spatial…]`; `w`: weights `[M, C/group, kernel…]`; `bias`: `[M]` or nil.
     ///   - y: output `[N, M, output…]`, fully written.
-    ///   - epilogue: per output row (bias add + activation); default adds the bias.
+    ///   - epilogue: bias add + activation per output row; default adds the bias.
     public static func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                               y: UnsafeMutablePointer<Float>, shape s: ConvShape, epilogue: RowEpilogue? = nil) {
+                               y: UnsafeMutablePointer<Float>, shape s: ConvShape, epilogue: ConvEpilogue = .bias) {
         let g3 = lifted(s.window)
         let inS = g3.inputCount, outS = g3.outputCount
         if s.isDepthwise && s.window.rank <= 2 {
-            depthwise(x: x, w: w, bias: bias, y: y, shape: s, window: g3, epilogue: epilogue ?? biasEpilogue)
+            depthwise(x: x, w: w, bias: bias, y: y, shape: s, window: g3, epilogue: epilogue)
             return
         }
         let cg = s.inChannels / s.groups, mg = s.outChannels / s.groups
@@ -84,6 +84,13 @@ public enum Convolution {
         if s.batch > 1 && outS < batchedBelow {
             forwardBatched(x: x, w: w, bias: bias, y: y, shape: s, window: g3, epilogue: epilogue)
             return
+        }
+        let direct = useDirectGemm(m: mg, n: outS, k: k)
+        let fusedActivation: KernelActivation
+        let rowEpilogue: RowEpilogue?
+        switch epilogue {
+        case .activation(let a): (fusedActivation, rowEpilogue) = (a, nil)
+        case .rows(let f): (fusedActivation, rowEpilogue) = (.none, f)
         }
         let nc = chunkColumns(outputs: outS, rowLength: ow, k: k)
         Scratch.withBuffer(count: pointwise ? 0 : k * nc) { col in
@@ -102,6 +109,16 @@ public enum Convolution {
                             (b, ldb) = (UnsafePointer(col), cols)
                         }
                         let yc = yg + c0
+                        if direct {
+                            DirectGemm.multiply(m: mg, n: cols, k: k, a: wg, lda: k, b: b, ldb: ldb, c: yc, ldc: outS,
+                                                bias: bias.map { $0 + g * mg }, activation: fusedActivation)
+                            if let rowEpilogue {
+                                Parallel.forRanges(count: mg, minimumWork: 1 << 16, workPerItem: cols) { ms in
+                                    for m in ms { rowEpilogue(yc + m * outS, cols, 0) }
+                                }
+                            }
+                            continue
+                        }
                         // The bias goes in first and sgemm accumulates onto it (beta = 1): OpenBLAS
                         // would otherwise spend the same pass zeroing C for beta = 0.
                         if let bias {
@@ -111,16 +128,27 @@ public enum Convolution {
                         }
                         BLAS.sgemm(m: mg, n: cols, k: k, a: wg, lda: k, b: b, ldb: ldb,
                                    beta: bias == nil ? 0 : 1, c: yc, ldc: outS)
-                        if let epilogue {
-                            Parallel.forRanges(count: mg, minimumWork: 1 << 16, workPerItem: cols) { ms in
-                                for m in ms { epilogue(yc + m * outS, cols, 0) }
-                            }
+                        if case .activation(let a) = epilogue, a == .none { continue }
+                        let f = epilogue.rowFunction
+                        Parallel.forRanges(count: mg, minimumWork: 1 << 16, workPerItem: cols) { ms in
+                            for m in ms { f(yc + m * outS, cols, 0) }
                         }
                     }
                 }
             }
         }
     }
+
+    /// Whether the register-tiled kernel (bias and activation fused, `DirectGemm`) computes an
+    /// `m × n × k` convolution product instead of OpenBLAS.
+    static func useDirectGemm(m: Int, n: Int, k: Int) -> Bool {
+        switch gemmChoice {
+        case "blas": return false
+        case "direct": return true
+        default: return true
+        }
+    }
+    static let gemmChoice = ProcessInfo.processInfo.environment["COMPRESS_CONV_GEMM"] ?? ""
 
     /// Output planes smaller than this many positions are multiplied several images at a time.
     static let batchedBelow = 1024
@@ -131,7 +159,7 @@ public enum Convolution {
     /// with the bias and activation in the same pass.
     static func forwardBatched(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                y: UnsafeMutablePointer<Float>, shape s: ConvShape, window g3: WindowGeometry,
-                               epilogue: RowEpilogue?) {
+                               epilogue convEpilogue: ConvEpilogue) {
         let inS = g3.inputCount, outS = g3.outputCount
         let cg = s.inChannels / s.groups, mg = s.outChannels / s.groups
         let k = cg * g3.kernelCount
@@ -140,7 +168,16 @@ public enum Convolution {
         // Images per product: enough for about `batchedBelow` columns.
         let per = min(s.batch, max(1, batchedBelow / max(outS, 1)))
         let width = per * outS
-        let epilogue = epilogue ?? biasEpilogue
+        let direct = useDirectGemm(m: mg, n: width, k: k)
+        // The direct kernel applies bias and a simple activation as it stores; whatever is left
+        // runs per row during the scatter.
+        let fused: KernelActivation
+        let rowPass: RowEpilogue?
+        switch convEpilogue {
+        case .activation(let a) where direct: (fused, rowPass) = (a, nil)
+        case .rows(let f) where direct: (fused, rowPass) = (.none, f)
+        default: (fused, rowPass) = (.none, convEpilogue.rowFunction)
+        }
         Scratch.withBuffer(count: k * width) { col in
             Scratch.withBuffer(count: mg * width) { out in
                 for n0 in stride(from: 0, to: s.batch, by: per) {
@@ -157,13 +194,18 @@ public enum Convolution {
                                 im2col(x: xg, channels: cg, window: g3, outputRows: 0..<rows, col: col + i * outS, rowStride: cols)
                             }
                         }
-                        BLAS.sgemm(m: mg, n: cols, k: k, a: w + g * mg * k, lda: k, b: col, ldb: cols, c: out, ldc: cols)
+                        if direct {
+                            DirectGemm.multiply(m: mg, n: cols, k: k, a: w + g * mg * k, lda: k, b: col, ldb: cols, c: out, ldc: cols,
+                                                bias: bias.map { $0 + g * mg }, activation: fused)
+                        } else {
+                            BLAS.sgemm(m: mg, n: cols, k: k, a: w + g * mg * k, lda: k, b: col, ldb: cols, c: out, ldc: cols)
+                        }
                         Parallel.forRanges(count: mg * images, minimumWork: 1 << 16, workPerItem: outS) { items in
                             for item in items {
                                 let m = item / images, i = item % images
                                 let dst = y + ((n0 + i) * s.outChannels + g * mg + m) * outS
                                 dst.update(from: out + m * cols + i * outS, count: outS)
-                                epilogue(dst, outS, bias?[g * mg + m] ?? 0)
+                                rowPass?(dst, outS, direct ? 0 : bias?[g * mg + m] ?? 0)
                             }
                         }
                     }
@@ -241,7 +283,7 @@ public enum Convolution {
     /// (MobileNet's) takes `depthwise3x3`; other windows accumulate tap by tap into each row.
     static func depthwise(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                           y: UnsafeMutablePointer<Float>, shape s: ConvShape, window g: WindowGeometry,
-                          epilogue: RowEpilogue) {
+                          epilogue convEpilogue: ConvEpilogue) {
         let (H, W) = (g.input[1], g.input[2])
         let (OH, OW) = (g.output[1], g.output[2])
         let (KH, KW) = (g.kernel[1], g.kernel[2])
@@ -251,9 +293,10 @@ public enum Convolution {
         let mult = s.outChannels / s.inChannels
         let planes = s.batch * s.outChannels
         if KH == 3 && KW == 3 && dh == 1 && dw == 1 && (sw == 1 || sw == 2) {
-            depthwise3x3(x: x, w: w, bias: bias, y: y, shape: s, window: g, epilogue: epilogue)
+            depthwise3x3(x: x, w: w, bias: bias, y: y, shape: s, window: g, epilogue: convEpilogue)
             return
         }
+        let epilogue = convEpilogue.rowFunction
         // Per kernel column: the valid output range, which is the same for every row.
         var ranges: [(Int, Int)] = []
         for kw in 0..<KW { ranges.append(validRange(offset: kw * dw - pw, stride: sw, inCount: W, outCount: OW)) }
@@ -289,99 +332,35 @@ public enum Convolution {
         }
     }
 
-    /// 3×3 depthwise convolution, stride 1 or 2 across, any stride down, no dilation.
-    ///
-    /// Each input plane is first copied into a zero-bordered scratch plane holding exactly the
-    /// rows and columns the windows read, so every output is computed the same way with no
-    /// bounds checks: nine multiply-adds from three rows, eight outputs at a time in SIMD
-    /// registers, one store. For stride 2 the scratch rows are split into even and odd columns,
-    /// so the taps `2·ow`, `2·ow + 1`, `2·ow + 2` become contiguous loads `E[ow]`, `O[ow]`,
-    /// `E[ow + 1]`. Bias and activation run on each row while it is in cache.
+    /// 3×3 depthwise convolution, stride 1 or 2 across, any stride down, no dilation: one plane
+    /// per task, planes in parallel, by the vectorized C kernel (`DirectGemm.depthwise3x3`:
+    /// each input row copied once into a zero-bordered ring row, split into even and odd
+    /// columns for stride 2, eight outputs per nine multiply-adds, bias and activation fused).
     static func depthwise3x3(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                              y: UnsafeMutablePointer<Float>, shape s: ConvShape, window g: WindowGeometry,
-                             epilogue: RowEpilogue) {
+                             epilogue: ConvEpilogue) {
         let (H, W) = (g.input[1], g.input[2])
         let (OH, OW) = (g.output[1], g.output[2])
         let (sh, sw) = (g.strides[1], g.strides[2])
         let (ph, pw) = (g.padsBegin[1], g.padsBegin[2])
         let mult = s.outChannels / s.inChannels
         let planes = s.batch * s.outChannels
-        // Scratch plane: rows r ↔ ih = r − ph; columns j ↔ iw = j − pw (stride 1), or even
-        // columns then odd columns of that (stride 2).
-        // Rows are computed in whole blocks of 8 outputs (OWp ≥ OW); the scratch plane is wide
-        // enough for the last block, whose extra lanes are computed and dropped.
-        let OWp = (OW + 7) / 8 * 8
-        let rowsP = (OH - 1) * sh + 3
-        let colsP = (OWp - 1) * sw + 3
-        let evenCount = sw == 1 ? colsP : OWp + 1
-        let rowStride = sw == 1 ? colsP : (OWp + 1) + OWp
-        // Input columns that land in the scratch plane.
-        let iwLo = max(0, -pw), iwHi = min(W, colsP - pw)
+        let activation: KernelActivation
+        let rows: RowEpilogue?
+        switch epilogue {
+        case .activation(let a): (activation, rows) = (a, nil)
+        case .rows(let f): (activation, rows) = (.none, f)
+        }
+        let scratch = DirectGemm.depthwiseScratch(outWidth: OW, strideW: sw)
         Parallel.forRanges(count: planes, minimumWork: 1 << 14, workPerItem: OH * OW * 9) { range in
-            Scratch.withBuffer(count: rowsP * rowStride + (sw == 1 ? 0 : colsP)) { buffer in
-                let padded = buffer
-                let line = buffer + rowsP * rowStride   // one unsplit row (stride 2 only)
+            Scratch.withBuffer(count: scratch) { buffer in
                 for p in range {
                     let n = p / s.outChannels, m = p % s.outChannels, c = m / mult
-                    let xin = x + (n * s.inChannels + c) * H * W
-                    // Fill the scratch plane (the same input plane serves `mult` outputs in a row,
-                    // but multipliers above 1 are rare enough not to cache it).
-                    for r in 0..<rowsP {
-                        let ih = r - ph
-                        let dst = padded + r * rowStride
-                        let inside = ih >= 0 && ih < H && iwHi > iwLo
-                        if sw == 1 {
-                            if !inside { dst.update(repeating: 0, count: colsP); continue }
-                            let a = iwLo + pw, b = iwHi + pw
-                            if a > 0 { dst.update(repeating: 0, count: a) }
-                            (dst + a).update(from: xin + ih * W + iwLo, count: b - a)
-                            if b < colsP { (dst + b).update(repeating: 0, count: colsP - b) }
-                        } else {
-                            if !inside { dst.update(repeating: 0, count: rowStride); continue }
-                            let a = iwLo + pw, b = iwHi + pw
-                            if a > 0 { line.update(repeating: 0, count: a) }
-                            (line + a).update(from: xin + ih * W + iwLo, count: b - a)
-                            if b < colsP { (line + b).update(repeating: 0, count: colsP - b) }
-                            let odd = dst + evenCount
-                            for j in stride(from: 0, to: OWp, by: 8) {
-                                let v = UnsafeRawPointer(line + 2 * j).loadUnaligned(as: SIMD16<Float>.self)
-                                UnsafeMutableRawPointer(dst + j).storeBytes(of: v.evenHalf, as: SIMD8<Float>.self)
-                                UnsafeMutableRawPointer(odd + j).storeBytes(of: v.oddHalf, as: SIMD8<Float>.self)
-                            }
-                            dst[OWp] = line[2 * OWp]
-                        }
-                    }
-                    let wk = w + m * 9
-                    let w0 = SIMD8<Float>(repeating: wk[0]), w1 = SIMD8<Float>(repeating: wk[1]), w2 = SIMD8<Float>(repeating: wk[2])
-                    let w3 = SIMD8<Float>(repeating: wk[3]), w4 = SIMD8<Float>(repeating: wk[4]), w5 = SIMD8<Float>(repeating: wk[5])
-                    let w6 = SIMD8<Float>(repeating: wk[6]), w7 = SIMD8<Float>(repeating: wk[7]), w8 = SIMD8<Float>(repeating: wk[8])
                     let out = y + p * OH * OW
-                    let b = bias?[m] ?? 0
-                    for oh in 0..<OH {
-                        let orow = out + oh * OW
-                        let r0 = padded + oh * sh * rowStride, r1 = r0 + rowStride, r2 = r1 + rowStride
-                        // Tap pointers A, B, C per row: stride 1 reads r[ow], r[ow+1], r[ow+2];
-                        // stride 2 reads E[ow], O[ow], E[ow+1].
-                        let (a0, b0, c0) = sw == 1 ? (r0, r0 + 1, r0 + 2) : (r0, r0 + evenCount, r0 + 1)
-                        let (a1, b1, c1) = sw == 1 ? (r1, r1 + 1, r1 + 2) : (r1, r1 + evenCount, r1 + 1)
-                        let (a2, b2, c2) = sw == 1 ? (r2, r2 + 1, r2 + 2) : (r2, r2 + evenCount, r2 + 1)
-                        var ow = 0
-                        while ow < OW {
-                            @inline(__always) func v(_ q: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
-                                UnsafeRawPointer(q + ow).loadUnaligned(as: SIMD8<Float>.self)
-                            }
-                            var acc = w0 * v(a0) + w1 * v(b0) + w2 * v(c0)
-                            acc += w3 * v(a1) + w4 * v(b1) + w5 * v(c1)
-                            acc += w6 * v(a2) + w7 * v(b2) + w8 * v(c2)
-                            if ow + 8 <= OW {
-                                UnsafeMutableRawPointer(orow + ow).storeBytes(of: acc, as: SIMD8<Float>.self)
-                            } else {
-                                for i in 0..<(OW - ow) { orow[ow + i] = acc[i] }
-                            }
-                            ow += 8
-                        }
-                        epilogue(orow, OW, b)
-                    }
+                    DirectGemm.depthwise3x3(x: x + (n * s.inChannels + c) * H * W, height: H, width: W, w: w + m * 9,
+                                            bias: bias?[m] ?? 0, y: out, outHeight: OH, outWidth: OW,
+                                            strides: (sh, sw), padsBegin: (ph, pw), activation: activation, scratch: buffer)
+                    if let rows { for oh in 0..<OH { rows(out + oh * OW, OW, 0) } }
                 }
             }
         }
@@ -393,8 +372,8 @@ public enum Convolution {
     /// `cols = W_gᵀ · X_g` (sgemm), then col2im scatters the columns into the output.
     /// `shape.window` is the transposed geometry (`WindowGeometry.transposed`).
     public static func transposed(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                                  y: UnsafeMutablePointer<Float>, shape s: ConvShape, epilogue: RowEpilogue? = nil) {
-        let epilogue = epilogue ?? biasEpilogue
+                                  y: UnsafeMutablePointer<Float>, shape s: ConvShape, epilogue convEpilogue: ConvEpilogue = .bias) {
+        let epilogue = convEpilogue.rowFunction
         let g = lifted(s.window)
         let inS = g.inputCount, outS = g.outputCount, taps = g.kernelCount
         let cg = s.inChannels / s.groups, mg = s.outChannels / s.groups

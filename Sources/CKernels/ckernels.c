@@ -1,0 +1,228 @@
+#include "ckernels.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Eight floats; unaligned loads and stores go through memcpy.
+typedef float v8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+
+#define INLINE static inline __attribute__((always_inline))
+
+// Helpers are macros, not functions: a 32-byte vector may not cross a call boundary in the
+// baseline (non-AVX) build.
+#define ld(p) ({ v8 ld_v_; memcpy(&ld_v_, (p), sizeof ld_v_); ld_v_; })
+#define st(p, v) do { v8 st_v_ = (v); memcpy((p), &st_v_, sizeof st_v_); } while (0)
+#define splat(f) ({ float sp_f_ = (f); (v8){sp_f_, sp_f_, sp_f_, sp_f_, sp_f_, sp_f_, sp_f_, sp_f_}; })
+#define sel(m, a, b) ((v8)((((vi8)(a)) & (m)) | (((vi8)(b)) & ~(m))))
+
+// Relu lets NaN through (the comparison is false); Clip and LeakyRelu likewise keep NaN.
+#define activate(v, act) ({                                                                     \
+    v8 ac_v_ = (v);                                                                              \
+    switch ((act).kind) {                                                                        \
+    case 1: ac_v_ = (v8)((vi8)ac_v_ & ~(vi8)(ac_v_ < splat(0))); break;                          \
+    case 2: ac_v_ = sel((vi8)(ac_v_ < splat((act).p0)), splat((act).p0), ac_v_);                 \
+            ac_v_ = sel((vi8)(ac_v_ > splat((act).p1)), splat((act).p1), ac_v_); break;          \
+    case 3: ac_v_ = sel((vi8)(ac_v_ >= splat(0)), ac_v_, ac_v_ * splat((act).p0)); break;        \
+    default: break;                                                                              \
+    }                                                                                            \
+    ac_v_; })
+
+// ---------------------------------------------------------------------------------------------
+// GEMM: a 6 × 16 register tile (12 accumulators), B packed 16 columns wide, A read in place.
+
+#define NR 16
+#define MR 6
+
+INLINE void pack_b(ptrdiff_t k, const float *b, ptrdiff_t ldb, ptrdiff_t cols, float *dst) {
+    if (cols == NR) {
+        for (ptrdiff_t p = 0; p < k; p++) {
+            st(dst + p * NR, ld(b + p * ldb));
+            st(dst + p * NR + 8, ld(b + p * ldb + 8));
+        }
+    } else {
+        for (ptrdiff_t p = 0; p < k; p++) {
+            ptrdiff_t j = 0;
+            for (; j < cols; j++) dst[p * NR + j] = b[p * ldb + j];
+            for (; j < NR; j++) dst[p * NR + j] = 0;
+        }
+    }
+}
+
+INLINE void tile(int rows, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *bp,
+                 float *c, ptrdiff_t ldc, ptrdiff_t cols, const float *bias, ck_activation act) {
+    v8 acc[MR][2];
+    for (int r = 0; r < MR; r++) {
+        v8 init = splat(r < rows && bias ? bias[r] : 0);
+        acc[r][0] = init;
+        acc[r][1] = init;
+    }
+    const float *ar[MR];
+    for (int r = 0; r < MR; r++) ar[r] = a + (r < rows ? r : 0) * lda;
+    for (ptrdiff_t p = 0; p < k; p++) {
+        v8 b0 = ld(bp + p * NR), b1 = ld(bp + p * NR + 8);
+        for (int r = 0; r < MR; r++) {
+            if (r < rows) {
+                v8 av = splat(ar[r][p]);
+                acc[r][0] = acc[r][0] + av * b0;
+                acc[r][1] = acc[r][1] + av * b1;
+            }
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        if (r >= rows) continue;
+        v8 o0 = activate(acc[r][0], act), o1 = activate(acc[r][1], act);
+        float *cr = c + r * ldc;
+        if (cols == NR) {
+            st(cr, o0);
+            st(cr + 8, o1);
+        } else {
+            float t[NR];
+            st(t, o0);
+            st(t + 8, o1);
+            for (ptrdiff_t j = 0; j < cols; j++) cr[j] = t[j];
+        }
+    }
+}
+
+#define GEMM_BODY                                                                              \
+    for (ptrdiff_t j = j0; j < j1; j += NR) {                                                    \
+        ptrdiff_t cols = j1 - j < NR ? j1 - j : NR;                                              \
+        pack_b(k, b + j, ldb, cols, scratch);                                                    \
+        ptrdiff_t i = 0;                                                                         \
+        for (; i + MR <= m; i += MR)                                                             \
+            tile(MR, k, a + i * lda, lda, scratch, c + i * ldc + j, ldc, cols, bias ? bias + i : 0, act); \
+        switch (m - i) {                                                                         \
+        case 5: tile(5, k, a + i * lda, lda, scratch, c + i * ldc + j, ldc, cols, bias ? bias + i : 0, act); break; \
+        case 4: tile(4, k, a + i * lda, lda, scratch, c + i * ldc + j, ldc, cols, bias ? bias + i : 0, act); break; \
+        case 3: tile(3, k, a + i * lda, lda, scratch, c + i * ldc + j, ldc, cols, bias ? bias + i : 0, act); break; \
+        case 2: tile(2, k, a + i * lda, lda, scratch, c + i * ldc + j, ldc, cols, bias ? bias + i : 0, act); break; \
+        case 1: tile(1, k, a + i * lda, lda, scratch, c + i * ldc + j, ldc, cols, bias ? bias + i : 0, act); break; \
+        default: break;                                                                          \
+        }                                                                                        \
+    }
+
+#define GEMM_PARAMS ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *b,   \
+    ptrdiff_t ldb, float *c, ptrdiff_t ldc, const float *bias, ck_activation act, ptrdiff_t j0,  \
+    ptrdiff_t j1, float *scratch
+
+static void gemm_base(GEMM_PARAMS) { GEMM_BODY }
+
+// ---------------------------------------------------------------------------------------------
+// Depthwise 3×3: each input row the windows read is copied once into a zero-bordered ring row
+// (three rows), split into even and odd columns for stride 2, so every output block is nine
+// contiguous loads and multiply-adds with no bounds checks.
+
+INLINE ptrdiff_t dw_padded(ptrdiff_t ow, ptrdiff_t sw) { return ((ow + 7) / 8 * 8 - 1) * sw + 3; }
+
+size_t ck_depthwise3x3_scratch(ptrdiff_t ow, ptrdiff_t sw) {
+    ptrdiff_t cols = dw_padded(ow, sw);
+    return (size_t)(5 * (cols + 8));   // three ring rows, a zero row and one unsplit line
+}
+
+INLINE void dw_fill(const float *xrow, ptrdiff_t w, ptrdiff_t pw, ptrdiff_t sw, ptrdiff_t colsP,
+                    ptrdiff_t owp, float *line, float *dst) {
+    // line[j] = x[j - pw] inside the row, zero outside.
+    float *lin = sw == 1 ? dst : line;
+    ptrdiff_t lo = pw > 0 ? pw : 0;                 // first j with input
+    ptrdiff_t hi = w + pw < colsP ? w + pw : colsP;  // end of input
+    if (hi < lo) hi = lo;
+    for (ptrdiff_t j = 0; j < lo && j < colsP; j++) lin[j] = 0;
+    if (hi > lo) memcpy(lin + lo, xrow + (lo - pw), (size_t)(hi - lo) * sizeof(float));
+    for (ptrdiff_t j = hi; j < colsP; j++) lin[j] = 0;
+    if (sw != 1) {
+        float *even = dst, *odd = dst + owp + 1;
+        for (ptrdiff_t j = 0; j < owp; j++) { even[j] = line[2 * j]; odd[j] = line[2 * j + 1]; }
+        even[owp] = line[2 * owp];
+    }
+}
+
+#define DW_BODY                                                                                \
+    ptrdiff_t owp = (ow + 7) / 8 * 8;                                                          \
+    ptrdiff_t colsP = dw_padded(ow, sw);                                                       \
+    ptrdiff_t rowStride = colsP + 8;                                                           \
+    float *ring = scratch, *zero = scratch + 3 * rowStride, *line = zero + rowStride;          \
+    memset(zero, 0, sizeof(float) * (size_t)rowStride);                                        \
+    ptrdiff_t tag[3] = {-1, -1, -1};                                                           \
+    ptrdiff_t t1 = sw == 1 ? 1 : owp + 1, t2 = sw == 1 ? 2 : 1; /* offsets of taps 1 and 2 */  \
+    v8 k0 = splat(w9[0]), k1 = splat(w9[1]), k2 = splat(w9[2]);                                \
+    v8 k3 = splat(w9[3]), k4 = splat(w9[4]), k5 = splat(w9[5]);                                \
+    v8 k6 = splat(w9[6]), k7 = splat(w9[7]), k8 = splat(w9[8]);                                \
+    v8 bv = splat(bias);                                                                       \
+    for (ptrdiff_t o = 0; o < oh; o++) {                                                       \
+        const float *r[3];                                                                     \
+        for (int t = 0; t < 3; t++) {                                                          \
+            ptrdiff_t ih = o * sh - ph + t;                                                    \
+            if (ih < 0 || ih >= h) { r[t] = zero; continue; }                                  \
+            float *slot = ring + (ih % 3) * rowStride;                                         \
+            if (tag[ih % 3] != ih) {                                                           \
+                dw_fill(x + ih * w, w, pw, sw, colsP, owp, line, slot);                        \
+                tag[ih % 3] = ih;                                                              \
+            }                                                                                  \
+            r[t] = slot;                                                                       \
+        }                                                                                      \
+        const float *r0 = r[0], *r1 = r[1], *r2 = r[2];                                        \
+        float *yrow = y + o * ow;                                                              \
+        for (ptrdiff_t q = 0; q < ow; q += 8) {                                                \
+            /* one partial sum per kernel row: three short dependency chains, not one of nine */ \
+            v8 s0 = bv + k0 * ld(r0 + q);                                                      \
+            v8 s1 = k3 * ld(r1 + q);                                                           \
+            v8 s2 = k6 * ld(r2 + q);                                                           \
+            s0 = s0 + k1 * ld(r0 + q + t1);                                                    \
+            s1 = s1 + k4 * ld(r1 + q + t1);                                                    \
+            s2 = s2 + k7 * ld(r2 + q + t1);                                                    \
+            s0 = s0 + k2 * ld(r0 + q + t2);                                                    \
+            s1 = s1 + k5 * ld(r1 + q + t2);                                                    \
+            s2 = s2 + k8 * ld(r2 + q + t2);                                                    \
+            v8 acc = activate(s0 + (s1 + s2), act);                                            \
+            if (q + 8 <= ow) st(yrow + q, acc);                                                \
+            else { float tmp[8]; st(tmp, acc); for (ptrdiff_t i = 0; q + i < ow; i++) yrow[q + i] = tmp[i]; } \
+        }                                                                                      \
+    }
+
+#define DW_PARAMS const float *x, ptrdiff_t h, ptrdiff_t w, const float *w9, float bias, float *y, \
+    ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t ph, ptrdiff_t pw,          \
+    ck_activation act, float *scratch
+
+static void dw_base(DW_PARAMS) { DW_BODY }
+
+#if defined(__x86_64__)
+#define AVX2 __attribute__((target("avx2,fma")))
+AVX2 static void gemm_avx2(GEMM_PARAMS) { GEMM_BODY }
+AVX2 static void dw_avx2(DW_PARAMS) { DW_BODY }
+
+static int detect(void) {
+    const char *off = getenv("COMPRESS_NO_AVX2");
+    if (off && off[0] == '1') return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+static int detect(void) { return 0; }
+#endif
+
+static int avx2_state = -1;   // -1 unknown; benign race: every thread computes the same value
+
+int ck_uses_avx2(void) {
+    if (avx2_state < 0) avx2_state = detect();
+    return avx2_state;
+}
+
+void ck_force_baseline(int on) { avx2_state = on ? 0 : detect(); }
+
+size_t ck_gemm_scratch(ptrdiff_t k) { return (size_t)(k > 0 ? k : 1) * NR; }
+
+void ck_gemm_columns(GEMM_PARAMS) {
+#if defined(__x86_64__)
+    if (ck_uses_avx2()) { gemm_avx2(m, k, a, lda, b, ldb, c, ldc, bias, act, j0, j1, scratch); return; }
+#endif
+    gemm_base(m, k, a, lda, b, ldb, c, ldc, bias, act, j0, j1, scratch);
+}
+
+void ck_depthwise3x3(DW_PARAMS) {
+#if defined(__x86_64__)
+    if (ck_uses_avx2()) { dw_avx2(x, h, w, w9, bias, y, oh, ow, sh, sw, ph, pw, act, scratch); return; }
+#endif
+    dw_base(x, h, w, w9, bias, y, oh, ow, sh, sw, ph, pw, act, scratch);
+}

@@ -1,0 +1,52 @@
+// Hand-vectorized float32 kernels for the executor's hottest loops, compiled twice: once for
+// the baseline x86-64 / AArch64 target and once with AVX2 + FMA, chosen at run time by CPU
+// feature (the way ONNX Runtime's MLAS dispatches). Swift cannot compile one function for
+// several targets, so these few loops live in C.
+#ifndef CKERNELS_H
+#define CKERNELS_H
+
+#include <stddef.h>
+
+/// Activation applied with the bias in the kernels' store: 0 none, 1 Relu (NaN passes
+/// through), 2 Clip(p0, p1), 3 LeakyRelu(alpha = p0).
+typedef struct {
+    int kind;
+    float p0;
+    float p1;
+} ck_activation;
+
+/// Whether the AVX2 + FMA variants are in use (CPU support; COMPRESS_NO_AVX2=1 turns them off).
+int ck_uses_avx2(void);
+
+/// Tests: 1 forces the baseline variants, 0 returns to CPU detection.
+void ck_force_baseline(int on);
+
+/// Floats of scratch `ck_gemm_columns` needs for a product with inner dimension `k`.
+size_t ck_gemm_scratch(ptrdiff_t k);
+
+/// C[m, j] = act(bias[m] + Σ_k A[m, k] · B[k, j]) for rows 0..<m and columns j in
+/// [j0, j1); A row-major with leading dimension `lda`, B with `ldb`, C with `ldc`; bias may be
+/// NULL. Columns are taken 16 at a time (the last block may be partial). `scratch` holds
+/// `ck_gemm_scratch(k)` floats and is private to the caller.
+void ck_gemm_columns(ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda,
+                     const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
+                     const float *bias, ck_activation act, ptrdiff_t j0, ptrdiff_t j1, float *scratch);
+
+/// Floats of scratch `ck_depthwise3x3` needs for output rows `ow` wide at stride `sw`.
+size_t ck_depthwise3x3_scratch(ptrdiff_t ow, ptrdiff_t sw);
+
+/// One 3×3 depthwise plane without dilation: y[oh, ow] = act(bias + Σ w[kh, kw] ·
+/// x[oh·sh − ph + kh, ow·sw − pw + kw]) (zero outside the input), stride across 1 or 2.
+void ck_depthwise3x3(const float *x, ptrdiff_t h, ptrdiff_t w, const float *w9, float bias,
+                     float *y, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t sh, ptrdiff_t sw,
+                     ptrdiff_t ph, ptrdiff_t pw, ck_activation act, float *scratch);
+
+/// A chunk of a parallel loop: `ctx` is the caller's, `index` in 0..<chunks.
+typedef void (*ck_task)(void *ctx, ptrdiff_t index);
+
+/// Runs fn(ctx, i) for i in 0..<chunks on up to `threads` threads (the caller's included) of a
+/// persistent pool and returns when all are done. Runs inline with one thread, inside another
+/// loop's chunk, or while another thread's loop is running.
+void ck_parallel_run(ptrdiff_t chunks, int threads, ck_task fn, void *ctx);
+
+#endif

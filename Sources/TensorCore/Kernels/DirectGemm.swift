@@ -1,0 +1,87 @@
+import CKernels
+
+/// An activation the C kernels apply in their store, together with the bias.
+public struct KernelActivation: Equatable, Sendable {
+    let raw: ck_activation
+    public static let none = KernelActivation(raw: ck_activation(kind: 0, p0: 0, p1: 0))
+    /// max(x, 0), NaN passing through.
+    public static let relu = KernelActivation(raw: ck_activation(kind: 1, p0: 0, p1: 0))
+    public static func clip(min: Float, max: Float) -> KernelActivation { KernelActivation(raw: ck_activation(kind: 2, p0: min, p1: max)) }
+    public static func leakyRelu(alpha: Float) -> KernelActivation { KernelActivation(raw: ck_activation(kind: 3, p0: alpha, p1: 0)) }
+    public static func == (a: KernelActivation, b: KernelActivation) -> Bool {
+        a.raw.kind == b.raw.kind && a.raw.p0 == b.raw.p0 && a.raw.p1 == b.raw.p1
+    }
+}
+
+/// What a convolution applies to each output row after the products: an activation the kernels
+/// fuse into their store (with the bias), or an arbitrary function of the row.
+public enum ConvEpilogue {
+    case activation(KernelActivation)
+    case rows(RowEpilogue)
+
+    /// Bias only.
+    public static let bias = ConvEpilogue.activation(.none)
+
+    /// The same epilogue as a per-row function (bias added inside).
+    public var rowFunction: RowEpilogue {
+        switch self {
+        case .rows(let f): return f
+        case .activation(let a):
+            let (lo, hi) = (a.raw.p0, a.raw.p1)
+            switch a.raw.kind {
+            case 1: return { p, n, b in for i in 0..<n { let v = p[i] + b; p[i] = v < 0 ? 0 : v } }
+            case 2: return { p, n, b in for i in 0..<n { p[i] = min(max(p[i] + b, lo), hi) } }
+            case 3: return { p, n, b in for i in 0..<n { let v = p[i] + b; p[i] = v >= 0 ? v : lo * v } }
+            default: return biasEpilogue
+            }
+        }
+    }
+}
+
+/// A register-tiled single-precision product with the bias and activation applied as C is
+/// stored (`C = act(bias ⊗ 1 + A · B)`), for the convolution shapes where OpenBLAS's
+/// separate passes (bias fill, product, activation) and thread hand-offs cost more than the
+/// arithmetic: 1×1 and small im2col convolutions. A is read in place (row-major), B is packed
+/// 16 columns at a time; work is split over column panels and row groups.
+public enum DirectGemm {
+    /// Whether the AVX2 + FMA kernels are in use on this CPU.
+    public static var usesAVX2: Bool { ck_uses_avx2() != 0 }
+
+    /// Tests: run the baseline (non-AVX2) variants.
+    public static func forceBaseline(_ on: Bool) { ck_force_baseline(on ? 1 : 0) }
+
+    /// `C[i, j] = act(bias[i] + Σ_p A[i, p] · B[p, j])` for `i < m`, `j < n`.
+    public static func multiply(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, activation: KernelActivation) {
+        guard m > 0, n > 0 else { return }
+        let panels = (n + 15) / 16
+        // Row groups (multiples of the 6-row tile) when there are too few panels to share out.
+        let wanted = Parallel.threads * 4
+        let rowGroups = panels >= wanted ? 1 : min((m + 5) / 6, max(1, wanted / panels))
+        let rowsPer = ((m + rowGroups - 1) / rowGroups + 5) / 6 * 6
+        let groups = (m + rowsPer - 1) / rowsPer
+        let scratch = Int(ck_gemm_scratch(k))
+        Parallel.forRanges(count: panels * groups, minimumWork: 1 << 17, workPerItem: min(m, rowsPer) * 16 * max(k, 1)) { range in
+            Scratch.withBuffer(count: scratch) { buf in
+                for t in range {
+                    let g = t / panels, pnl = t % panels
+                    let i0 = g * rowsPer, i1 = min(m, i0 + rowsPer)
+                    ck_gemm_columns(i1 - i0, k, a + i0 * lda, lda, b, ldb, c + i0 * ldc, ldc,
+                                    bias.map { $0 + i0 }, activation.raw, pnl * 16, min(n, pnl * 16 + 16), buf)
+                }
+            }
+        }
+    }
+
+    /// One 3×3 depthwise plane (no dilation, stride across 1 or 2), bias and activation fused.
+    public static func depthwise3x3(x: UnsafePointer<Float>, height: Int, width: Int, w: UnsafePointer<Float>, bias: Float,
+                                    y: UnsafeMutablePointer<Float>, outHeight: Int, outWidth: Int,
+                                    strides: (Int, Int), padsBegin: (Int, Int), activation: KernelActivation,
+                                    scratch: UnsafeMutablePointer<Float>) {
+        ck_depthwise3x3(x, height, width, w, bias, y, outHeight, outWidth, strides.0, strides.1, padsBegin.0, padsBegin.1,
+                        activation.raw, scratch)
+    }
+
+    /// Scratch floats `depthwise3x3` needs.
+    public static func depthwiseScratch(outWidth: Int, strideW: Int) -> Int { Int(ck_depthwise3x3_scratch(outWidth, strideW)) }
+}

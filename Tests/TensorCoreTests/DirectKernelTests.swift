@@ -1,0 +1,149 @@
+import XCTest
+@testable import TensorCore
+
+/// The C kernels (CKernels: register-tiled GEMM with fused bias/activation, 3×3 depthwise) and
+/// the thread pool, against naive float64 loops; both the AVX2 + FMA and the baseline variants.
+///
+/// Tolerance as in GEMMTests: |y − ref| ≤ 4·K·ε·Σ|terms| + 1e-30 (ε = 2^-24), K the terms summed.
+final class DirectKernelTests: XCTestCase {
+    override func tearDown() { DirectGemm.forceBaseline(false) }
+
+    static func act(_ kind: Int, _ v: Double) -> Double {
+        switch kind {
+        case 1: return max(v, 0)
+        case 2: return min(max(v, -0.5), 0.75)
+        case 3: return v >= 0 ? v : 0.1 * v
+        default: return v
+        }
+    }
+    static let activations: [KernelActivation] = [.none, .relu, .clip(min: -0.5, max: 0.75), .leakyRelu(alpha: 0.1)]
+
+    func testGemmMatchesNaiveLoop() {
+        for baseline in [false, true] {
+            DirectGemm.forceBaseline(baseline)
+            var rng = SplitMixForTests(seed: 11)
+            // Tails in every dimension: m not a multiple of 6, n not of 16, k of 1; padded strides.
+            let shapes = [(1, 1, 1), (6, 16, 8), (7, 17, 3), (13, 31, 40), (5, 100, 1), (24, 49, 96), (96, 3136, 24), (130, 20, 300)]
+            for (si, (m, n, k)) in shapes.enumerated() {
+                let lda = k + (si % 2), ldb = n + (si % 3), ldc = n + 2
+                let a = (0..<(m * lda)).map { _ in rng.uniform() }
+                let b = (0..<(k * ldb)).map { _ in rng.uniform() }
+                let bias = (0..<m).map { _ in rng.uniform() }
+                for (kind, activation) in Self.activations.enumerated() {
+                    for useBias in [true, false] {
+                        var c = [Float](repeating: .nan, count: m * ldc)
+                        a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in bias.withUnsafeBufferPointer { biasp in
+                            c.withUnsafeMutableBufferPointer { cp in
+                                DirectGemm.multiply(m: m, n: n, k: k, a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
+                                                    c: cp.baseAddress!, ldc: ldc, bias: useBias ? biasp.baseAddress! : nil, activation: activation)
+                            }
+                        } } }
+                        for i in 0..<m {
+                            for j in 0..<ldc {
+                                guard j < n else { XCTAssert(c[i * ldc + j].isNaN, "wrote past column \(n)"); continue }
+                                var s = useBias ? Double(bias[i]) : 0, mag = abs(s)
+                                for p in 0..<k { let t = Double(a[i * lda + p]) * Double(b[p * ldb + j]); s += t; mag += abs(t) }
+                                let ref = Self.act(kind, s)
+                                XCTAssertEqual(Double(c[i * ldc + j]), ref, accuracy: 4 * Double(k + 1) * 0x1p-24 * mag + 1e-30,
+                                               "m \(m) n \(n) k \(k) act \(kind) bias \(useBias) baseline \(baseline) at (\(i), \(j))")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testActivationsKeepNaN() {
+        for baseline in [false, true] {
+            DirectGemm.forceBaseline(baseline)
+            for activation in Self.activations {
+                let a: [Float] = [1], b = [Float](repeating: .nan, count: 16)
+                var c = [Float](repeating: 0, count: 16)
+                DirectGemm.multiply(m: 1, n: 16, k: 1, a: a, lda: 1, b: b, ldb: 16, c: &c, ldc: 16, bias: nil, activation: activation)
+                XCTAssert(c.allSatisfy(\.isNaN), "\(activation) baseline \(baseline): \(c)")
+            }
+        }
+    }
+
+    func testDepthwise3x3MatchesNaiveLoop() {
+        for baseline in [false, true] {
+            DirectGemm.forceBaseline(baseline)
+            var rng = SplitMixForTests(seed: 5)
+            // (H, W, stride down, stride across, pad top, pad left)
+            let cases = [(1, 1, 1, 1, 1, 1), (5, 7, 1, 1, 1, 1), (7, 7, 2, 2, 1, 1), (8, 9, 1, 2, 0, 0), (12, 20, 3, 1, 2, 2),
+                         (3, 30, 2, 2, 1, 0), (16, 16, 1, 1, 0, 1), (17, 33, 2, 2, 1, 1), (2, 2, 1, 1, 2, 2)]
+            for (h, w, sh, sw, ph, pw) in cases {
+                // Bottom/right pads equal to the top/left ones (any would do: they only set the output size).
+                let oh = (h + 2 * ph - 3) / sh + 1, ow = (w + 2 * pw - 3) / sw + 1
+                guard oh > 0, ow > 0 else { continue }
+                let x = (0..<(h * w)).map { _ in rng.uniform() }
+                let k = (0..<9).map { _ in rng.uniform() }
+                let bias = rng.uniform()
+                for (kind, activation) in Self.activations.enumerated() {
+                    var y = [Float](repeating: .nan, count: oh * ow + 8)
+                    let scratch = [Float](repeating: 0, count: DirectGemm.depthwiseScratch(outWidth: ow, strideW: sw))
+                    var sc = scratch
+                    sc.withUnsafeMutableBufferPointer { sp in
+                        DirectGemm.depthwise3x3(x: x, height: h, width: w, w: k, bias: bias, y: &y, outHeight: oh, outWidth: ow,
+                                                strides: (sh, sw), padsBegin: (ph, pw), activation: activation, scratch: sp.baseAddress!)
+                    }
+                    for o in 0..<oh {
+                        for q in 0..<ow {
+                            var s = Double(bias), mag = abs(s)
+                            for kh in 0..<3 {
+                                for kw in 0..<3 {
+                                    let ih = o * sh - ph + kh, iw = q * sw - pw + kw
+                                    guard ih >= 0, ih < h, iw >= 0, iw < w else { continue }
+                                    let t = Double(k[kh * 3 + kw]) * Double(x[ih * w + iw])
+                                    s += t; mag += abs(t)
+                                }
+                            }
+                            XCTAssertEqual(Double(y[o * ow + q]), Self.act(kind, s), accuracy: 40 * 0x1p-24 * mag + 1e-30,
+                                           "H \(h) W \(w) s \(sh)x\(sw) pad \(ph),\(pw) act \(kind) baseline \(baseline) at (\(o), \(q))")
+                        }
+                    }
+                    XCTAssert(y[(oh * ow)...].allSatisfy(\.isNaN), "wrote past the plane")
+                }
+            }
+        }
+    }
+
+    /// Every index exactly once, from one thread, nested loops and several submitting threads.
+    func testParallelCoversEveryIndexOnce() {
+        let saved = Parallel.threads
+        defer { Parallel.setThreads(saved) }
+        Parallel.setThreads(4)
+        for count in [1, 2, 7, 100, 1000] {
+            var hits = [Int](repeating: 0, count: count)
+            hits.withUnsafeMutableBufferPointer { h in
+                let base = h.baseAddress!
+                Parallel.forRanges(count: count, minimumWork: 0) { r in for i in r { base[i] += 1 } }
+            }
+            XCTAssertEqual(hits, [Int](repeating: 1, count: count), "count \(count)")
+        }
+        // Nested: inner loops run inline on whichever thread runs the outer chunk.
+        var grid = [Int](repeating: 0, count: 64 * 64)
+        grid.withUnsafeMutableBufferPointer { g in
+            let base = g.baseAddress!
+            Parallel.forRanges(count: 64, minimumWork: 0) { rows in
+                for r in rows { Parallel.forRanges(count: 64, minimumWork: 0) { cols in for c in cols { base[r * 64 + c] += 1 } } }
+            }
+        }
+        XCTAssertEqual(grid, [Int](repeating: 1, count: 64 * 64))
+        // Several threads submitting at once (one gets the pool, the others run inline).
+        let sums = UnsafeMutablePointer<Int>.allocate(capacity: 8)
+        defer { sums.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: 8) { t in
+            var local = [Int](repeating: 0, count: 5000)
+            for _ in 0..<20 {
+                local.withUnsafeMutableBufferPointer { l in
+                    let base = l.baseAddress!
+                    Parallel.forRanges(count: 5000, minimumWork: 0) { r in for i in r { base[i] += i } }
+                }
+            }
+            sums[t] = local.reduce(0, +)
+        }
+        for t in 0..<8 { XCTAssertEqual(sums[t], 20 * (4999 * 5000 / 2)) }
+    }
+}
