@@ -187,10 +187,115 @@ INLINE void dw_fill(const float *xrow, ptrdiff_t w, ptrdiff_t pw, ptrdiff_t sw, 
 
 static void dw_base(DW_PARAMS) { DW_BODY }
 
+// ---------------------------------------------------------------------------------------------
+// Depthwise 3×3 over eight channels at once, for narrow planes where per-row work dominates the
+// one-plane kernel: the eight input planes are transposed (8×8 blocks) into a zero-bordered
+// [row][column][channel] block, each output position is nine vector multiply-adds with one
+// weight vector per tap (six positions at a time: six independent chains), and each output row
+// is transposed back into the eight planes.
+
+#define TRANSPOSE8(r)                                                                          \
+    do {                                                                                       \
+        v8 t0 = __builtin_shufflevector(r[0], r[1], 0, 8, 1, 9, 4, 12, 5, 13);                 \
+        v8 t1 = __builtin_shufflevector(r[0], r[1], 2, 10, 3, 11, 6, 14, 7, 15);               \
+        v8 t2 = __builtin_shufflevector(r[2], r[3], 0, 8, 1, 9, 4, 12, 5, 13);                 \
+        v8 t3 = __builtin_shufflevector(r[2], r[3], 2, 10, 3, 11, 6, 14, 7, 15);               \
+        v8 t4 = __builtin_shufflevector(r[4], r[5], 0, 8, 1, 9, 4, 12, 5, 13);                 \
+        v8 t5 = __builtin_shufflevector(r[4], r[5], 2, 10, 3, 11, 6, 14, 7, 15);               \
+        v8 t6 = __builtin_shufflevector(r[6], r[7], 0, 8, 1, 9, 4, 12, 5, 13);                 \
+        v8 t7 = __builtin_shufflevector(r[6], r[7], 2, 10, 3, 11, 6, 14, 7, 15);               \
+        v8 u0 = __builtin_shufflevector(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13);                     \
+        v8 u1 = __builtin_shufflevector(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);                   \
+        v8 u2 = __builtin_shufflevector(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13);                     \
+        v8 u3 = __builtin_shufflevector(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);                   \
+        v8 u4 = __builtin_shufflevector(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13);                     \
+        v8 u5 = __builtin_shufflevector(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);                   \
+        v8 u6 = __builtin_shufflevector(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13);                     \
+        v8 u7 = __builtin_shufflevector(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);                   \
+        r[0] = __builtin_shufflevector(u0, u4, 0, 1, 2, 3, 8, 9, 10, 11);                      \
+        r[1] = __builtin_shufflevector(u1, u5, 0, 1, 2, 3, 8, 9, 10, 11);                      \
+        r[2] = __builtin_shufflevector(u2, u6, 0, 1, 2, 3, 8, 9, 10, 11);                      \
+        r[3] = __builtin_shufflevector(u3, u7, 0, 1, 2, 3, 8, 9, 10, 11);                      \
+        r[4] = __builtin_shufflevector(u0, u4, 4, 5, 6, 7, 12, 13, 14, 15);                    \
+        r[5] = __builtin_shufflevector(u1, u5, 4, 5, 6, 7, 12, 13, 14, 15);                    \
+        r[6] = __builtin_shufflevector(u2, u6, 4, 5, 6, 7, 12, 13, 14, 15);                    \
+        r[7] = __builtin_shufflevector(u3, u7, 4, 5, 6, 7, 12, 13, 14, 15);                    \
+    } while (0)
+
+size_t ck_depthwise3x3_c8_scratch(ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t sh, ptrdiff_t sw) {
+    ptrdiff_t rows = (oh - 1) * sh + 3, cols = (ow - 1) * sw + 3;
+    return (size_t)(8 * (rows * cols + (ow + 8)));
+}
+
+#define DW8_BODY                                                                               \
+    ptrdiff_t rowsP = (oh - 1) * sh + 3, colsP = (ow - 1) * sw + 3;                            \
+    float *P = scratch, *R = scratch + 8 * rowsP * colsP;                                      \
+    ptrdiff_t iw0 = pw < 0 ? -pw : 0;                                                          \
+    ptrdiff_t iw1 = w < colsP - pw ? w : colsP - pw;                                           \
+    if (iw1 < iw0) iw1 = iw0;                                                                  \
+    for (ptrdiff_t r = 0; r < rowsP; r++) {                                                    \
+        ptrdiff_t ih = r - ph;                                                                 \
+        float *row = P + 8 * r * colsP;                                                        \
+        if (ih < 0 || ih >= h || iw1 == iw0) { memset(row, 0, sizeof(float) * 8 * (size_t)colsP); continue; } \
+        for (ptrdiff_t j = 0; j < iw0 + pw; j++) st(row + 8 * j, splat(0));                    \
+        for (ptrdiff_t j = iw1 + pw; j < colsP; j++) st(row + 8 * j, splat(0));                \
+        ptrdiff_t iw = iw0;                                                                    \
+        for (; iw + 8 <= iw1; iw += 8) {                                                       \
+            v8 v[8];                                                                           \
+            for (int c = 0; c < 8; c++) v[c] = ld(x + c * plane + ih * w + iw);                \
+            TRANSPOSE8(v);                                                                     \
+            for (int i = 0; i < 8; i++) st(row + 8 * (iw + pw + i), v[i]);                     \
+        }                                                                                      \
+        for (; iw < iw1; iw++)                                                                 \
+            for (int c = 0; c < 8; c++) row[8 * (iw + pw) + c] = x[c * plane + ih * w + iw];   \
+    }                                                                                          \
+    v8 k[9];                                                                                   \
+    for (int t = 0; t < 9; t++) {                                                              \
+        float kt[8];                                                                           \
+        for (int c = 0; c < 8; c++) kt[c] = w9[9 * c + t];                                     \
+        k[t] = ld(kt);                                                                         \
+    }                                                                                          \
+    v8 bv = bias8 ? ld(bias8) : splat(0);                                                      \
+    for (ptrdiff_t o = 0; o < oh; o++) {                                                       \
+        const float *top = P + 8 * (o * sh) * colsP;                                           \
+        ptrdiff_t q = 0;                                                                       \
+        for (; q + 6 <= ow; q += 6) {                                                          \
+            v8 acc[6];                                                                         \
+            for (int i = 0; i < 6; i++) acc[i] = bv;                                           \
+            for (int t = 0; t < 9; t++) {                                                      \
+                const float *src = top + 8 * ((t / 3) * colsP + q * sw + (t % 3));             \
+                for (int i = 0; i < 6; i++) acc[i] = acc[i] + k[t] * ld(src + 8 * i * sw);     \
+            }                                                                                  \
+            for (int i = 0; i < 6; i++) st(R + 8 * (q + i), activate(acc[i], act));            \
+        }                                                                                      \
+        for (; q < ow; q++) {                                                                  \
+            v8 acc = bv;                                                                       \
+            for (int t = 0; t < 9; t++)                                                        \
+                acc = acc + k[t] * ld(top + 8 * ((t / 3) * colsP + q * sw + (t % 3)));         \
+            st(R + 8 * q, activate(acc, act));                                                 \
+        }                                                                                      \
+        ptrdiff_t p = 0;                                                                       \
+        for (; p + 8 <= ow; p += 8) {                                                          \
+            v8 v[8];                                                                           \
+            for (int i = 0; i < 8; i++) v[i] = ld(R + 8 * (p + i));                            \
+            TRANSPOSE8(v);                                                                     \
+            for (int c = 0; c < 8; c++) st(y + c * oplane + o * ow + p, v[c]);                 \
+        }                                                                                      \
+        for (; p < ow; p++)                                                                    \
+            for (int c = 0; c < 8; c++) y[c * oplane + o * ow + p] = R[8 * p + c];             \
+    }
+
+#define DW8_PARAMS const float *x, ptrdiff_t plane, ptrdiff_t h, ptrdiff_t w, const float *w9,   \
+    const float *bias8, float *y, ptrdiff_t oplane, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t sh,    \
+    ptrdiff_t sw, ptrdiff_t ph, ptrdiff_t pw, ck_activation act, float *scratch
+
+static void dw8_base(DW8_PARAMS) { DW8_BODY }
+
 #if defined(__x86_64__)
 #define AVX2 __attribute__((target("avx2,fma")))
 AVX2 static void gemm_avx2(GEMM_PARAMS) { GEMM_BODY }
 AVX2 static void dw_avx2(DW_PARAMS) { DW_BODY }
+AVX2 static void dw8_avx2(DW8_PARAMS) { DW8_BODY }
 
 static int detect(void) {
     const char *off = getenv("COMPRESS_NO_AVX2");
@@ -225,4 +330,11 @@ void ck_depthwise3x3(DW_PARAMS) {
     if (ck_uses_avx2()) { dw_avx2(x, h, w, w9, bias, y, oh, ow, sh, sw, ph, pw, act, scratch); return; }
 #endif
     dw_base(x, h, w, w9, bias, y, oh, ow, sh, sw, ph, pw, act, scratch);
+}
+
+void ck_depthwise3x3_c8(DW8_PARAMS) {
+#if defined(__x86_64__)
+    if (ck_uses_avx2()) { dw8_avx2(x, plane, h, w, w9, bias8, y, oplane, oh, ow, sh, sw, ph, pw, act, scratch); return; }
+#endif
+    dw8_base(x, plane, h, w, w9, bias8, y, oplane, oh, ow, sh, sw, ph, pw, act, scratch);
 }

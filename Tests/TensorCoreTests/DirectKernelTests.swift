@@ -72,7 +72,8 @@ final class DirectKernelTests: XCTestCase {
             var rng = SplitMixForTests(seed: 5)
             // (H, W, stride down, stride across, pad top, pad left)
             let cases = [(1, 1, 1, 1, 1, 1), (5, 7, 1, 1, 1, 1), (7, 7, 2, 2, 1, 1), (8, 9, 1, 2, 0, 0), (12, 20, 3, 1, 2, 2),
-                         (3, 30, 2, 2, 1, 0), (16, 16, 1, 1, 0, 1), (17, 33, 2, 2, 1, 1), (2, 2, 1, 1, 2, 2)]
+                         (3, 30, 2, 2, 1, 0), (16, 16, 1, 1, 0, 1), (17, 33, 2, 2, 1, 1), (2, 2, 1, 1, 2, 2),
+                         (12, 12, 2, 1, -3, 1)]  // negative top padding: a strip of rows further down
             for (h, w, sh, sw, ph, pw) in cases {
                 // Bottom/right pads equal to the top/left ones (any would do: they only set the output size).
                 let oh = (h + 2 * ph - 3) / sh + 1, ow = (w + 2 * pw - 3) / sw + 1
@@ -104,6 +105,55 @@ final class DirectKernelTests: XCTestCase {
                         }
                     }
                     XCTAssert(y[(oh * ow)...].allSatisfy(\.isNaN), "wrote past the plane")
+                }
+            }
+        }
+    }
+
+    func testDepthwise3x3EightChannelsMatchesNaiveLoop() {
+        for baseline in [false, true] {
+            DirectGemm.forceBaseline(baseline)
+            var rng = SplitMixForTests(seed: 9)
+            let cases = [(1, 1, 1, 1, 1, 1), (5, 7, 1, 1, 1, 1), (7, 7, 2, 2, 1, 1), (8, 9, 1, 2, 0, 0), (12, 20, 3, 1, 2, 2),
+                         (3, 30, 2, 2, 1, 0), (16, 16, 1, 1, 0, 1), (17, 33, 2, 2, 1, 1), (2, 2, 1, 1, 2, 2), (14, 14, 1, 1, 1, 1),
+                         (12, 12, 2, 1, -3, 1)]
+            for (h, w, sh, sw, ph, pw) in cases {
+                let oh = (h + 2 * ph - 3) / sh + 1, ow = (w + 2 * pw - 3) / sw + 1
+                guard oh > 0, ow > 0 else { continue }
+                let plane = h * w + 3, outPlane = oh * ow + 2   // planes need not be adjacent
+                let x = (0..<(8 * plane)).map { _ in rng.uniform() }
+                let k = (0..<72).map { _ in rng.uniform() }
+                let bias = (0..<8).map { _ in rng.uniform() }
+                for (kind, activation) in Self.activations.enumerated() {
+                    for useBias in [true, false] {
+                        var y = [Float](repeating: .nan, count: 8 * outPlane)
+                        var sc = [Float](repeating: 0, count: DirectGemm.depthwise8Scratch(outHeight: oh, outWidth: ow, strides: (sh, sw)))
+                        sc.withUnsafeMutableBufferPointer { sp in
+                            bias.withUnsafeBufferPointer { bp in
+                                DirectGemm.depthwise3x3x8(x: x, plane: plane, height: h, width: w, w: k, bias: useBias ? bp.baseAddress! : nil,
+                                                          y: &y, outPlane: outPlane, outHeight: oh, outWidth: ow, strides: (sh, sw),
+                                                          padsBegin: (ph, pw), activation: activation, scratch: sp.baseAddress!)
+                            }
+                        }
+                        for c in 0..<8 {
+                            for o in 0..<oh {
+                                for q in 0..<ow {
+                                    var s = useBias ? Double(bias[c]) : 0, mag = abs(s)
+                                    for kh in 0..<3 {
+                                        for kw in 0..<3 {
+                                            let ih = o * sh - ph + kh, iw = q * sw - pw + kw
+                                            guard ih >= 0, ih < h, iw >= 0, iw < w else { continue }
+                                            let t = Double(k[c * 9 + kh * 3 + kw]) * Double(x[c * plane + ih * w + iw])
+                                            s += t; mag += abs(t)
+                                        }
+                                    }
+                                    XCTAssertEqual(Double(y[c * outPlane + o * ow + q]), Self.act(kind, s), accuracy: 40 * 0x1p-24 * mag + 1e-30,
+                                                   "H \(h) W \(w) s \(sh)x\(sw) pad \(ph),\(pw) act \(kind) baseline \(baseline) at (\(c), \(o), \(q))")
+                                }
+                            }
+                            XCTAssert(y[(c * outPlane + oh * ow)..<((c + 1) * outPlane)].allSatisfy(\.isNaN), "wrote between planes")
+                        }
+                    }
                 }
             }
         }

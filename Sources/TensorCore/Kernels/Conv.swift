@@ -332,10 +332,10 @@ public enum Convolution {
         }
     }
 
-    /// 3×3 depthwise convolution, stride 1 or 2 across, any stride down, no dilation: one plane
-    /// per task, planes in parallel, by the vectorized C kernel (`DirectGemm.depthwise3x3`:
-    /// each input row copied once into a zero-bordered ring row, split into even and odd
-    /// columns for stride 2, eight outputs per nine multiply-adds, bias and activation fused).
+    /// 3×3 depthwise convolution, stride 1 or 2 across, any stride down, no dilation, by the C
+    /// kernels, bias and activation fused: eight channels at a time, vectorized across channels
+    /// (`DirectGemm.depthwise3x3x8`), where the channel multiplier is 1; otherwise one plane at a
+    /// time, vectorized along the row (`DirectGemm.depthwise3x3`).
     static func depthwise3x3(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                              y: UnsafeMutablePointer<Float>, shape s: ConvShape, window g: WindowGeometry,
                              epilogue: ConvEpilogue) {
@@ -351,16 +351,44 @@ public enum Convolution {
         case .activation(let a): (activation, rows) = (a, nil)
         case .rows(let f): (activation, rows) = (.none, f)
         }
-        let scratch = DirectGemm.depthwiseScratch(outWidth: OW, strideW: sw)
-        Parallel.forRanges(count: planes, minimumWork: 1 << 14, workPerItem: OH * OW * 9) { range in
+        // Channels eight at a time (vectorized across channels) where the multiplier is 1; the
+        // remaining planes one at a time.
+        let groups8 = mult == 1 ? s.outChannels / 8 : 0
+        let single = s.outChannels - groups8 * 8
+        let scratch = max(DirectGemm.depthwiseScratch(outWidth: OW, strideW: sw),
+                          groups8 > 0 ? DirectGemm.depthwise8Scratch(outHeight: OH, outWidth: OW, strides: (sh, sw)) : 0)
+        // With few channel units (early, wide layers at batch 1) each is split into strips of
+        // output rows, so every thread gets work: a strip is the same kernel with the window
+        // shifted down (top padding o0·sh less).
+        let units = s.batch * (groups8 + single)
+        let wanted = Parallel.threads * 4
+        let strips = units >= wanted ? 1 : min(OH, (wanted + units - 1) / units)
+        let rowsPer = (OH + strips - 1) / strips
+        Parallel.forRanges(count: units * strips, minimumWork: 1 << 14, workPerItem: rowsPer * OW * 9 * planes / max(units, 1)) { range in
             Scratch.withBuffer(count: scratch) { buffer in
-                for p in range {
-                    let n = p / s.outChannels, m = p % s.outChannels, c = m / mult
-                    let out = y + p * OH * OW
-                    DirectGemm.depthwise3x3(x: x + (n * s.inChannels + c) * H * W, height: H, width: W, w: w + m * 9,
-                                            bias: bias?[m] ?? 0, y: out, outHeight: OH, outWidth: OW,
-                                            strides: (sh, sw), padsBegin: (ph, pw), activation: activation, scratch: buffer)
-                    if let rows { for oh in 0..<OH { rows(out + oh * OW, OW, 0) } }
+                for t in range {
+                    let unit = t / strips, strip = t % strips
+                    let o0 = strip * rowsPer, o1 = min(OH, o0 + rowsPer)
+                    guard o1 > o0 else { continue }
+                    let n = unit / (groups8 + single), u = unit % (groups8 + single)
+                    let first = u < groups8 ? u * 8 : groups8 * 8 + (u - groups8)
+                    let count = u < groups8 ? 8 : 1
+                    let out = y + (n * s.outChannels + first) * OH * OW + o0 * OW
+                    let top = ph - o0 * sh
+                    if count == 8 {
+                        DirectGemm.depthwise3x3x8(x: x + (n * s.inChannels + first) * H * W, plane: H * W, height: H, width: W,
+                                                  w: w + first * 9, bias: bias.map { $0 + first }, y: out, outPlane: OH * OW,
+                                                  outHeight: o1 - o0, outWidth: OW, strides: (sh, sw), padsBegin: (top, pw),
+                                                  activation: activation, scratch: buffer)
+                    } else {
+                        let m = first, c = m / mult
+                        DirectGemm.depthwise3x3(x: x + (n * s.inChannels + c) * H * W, height: H, width: W, w: w + m * 9,
+                                                bias: bias?[m] ?? 0, y: out, outHeight: o1 - o0, outWidth: OW,
+                                                strides: (sh, sw), padsBegin: (top, pw), activation: activation, scratch: buffer)
+                    }
+                    if let rows {
+                        for c in 0..<count { for r in 0..<(o1 - o0) { rows(out + c * OH * OW + r * OW, OW, 0) } }
+                    }
                 }
             }
         }

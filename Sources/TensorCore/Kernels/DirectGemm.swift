@@ -82,6 +82,21 @@ public enum DirectGemm {
                         activation.raw, scratch)
     }
 
+    /// `depthwise3x3` for eight consecutive channels (planes `plane` and `outPlane` floats
+    /// apart, weights `[8, 3, 3]`, `bias` eight values or nil), vectorized across the channels.
+    public static func depthwise3x3x8(x: UnsafePointer<Float>, plane: Int, height: Int, width: Int, w: UnsafePointer<Float>,
+                                      bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>, outPlane: Int,
+                                      outHeight: Int, outWidth: Int, strides: (Int, Int), padsBegin: (Int, Int),
+                                      activation: KernelActivation, scratch: UnsafeMutablePointer<Float>) {
+        ck_depthwise3x3_c8(x, plane, height, width, w, bias, y, outPlane, outHeight, outWidth, strides.0, strides.1,
+                           padsBegin.0, padsBegin.1, activation.raw, scratch)
+    }
+
+    /// Scratch floats `depthwise3x3x8` needs.
+    public static func depthwise8Scratch(outHeight: Int, outWidth: Int, strides: (Int, Int)) -> Int {
+        Int(ck_depthwise3x3_c8_scratch(outHeight, outWidth, strides.0, strides.1))
+    }
+
     /// Scratch floats `depthwise3x3` needs.
     public static func depthwiseScratch(outWidth: Int, strideW: Int) -> Int { Int(ck_depthwise3x3_scratch(outWidth, strideW)) }
 }
