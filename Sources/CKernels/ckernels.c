@@ -86,26 +86,60 @@ INLINE void tile(int rows, ptrdiff_t k, const float *a, ptrdiff_t lda, const flo
     }
 }
 
+// Columns of a panel that crosses from one image to the next (batched layout): gathered one by one.
+INLINE void pack_b_gather(ptrdiff_t k, const float *b, ptrdiff_t ldb, ck_batch bt, ptrdiff_t j, ptrdiff_t cols, float *dst) {
+    for (ptrdiff_t jj = 0; jj < NR; jj++) {
+        if (jj >= cols) { for (ptrdiff_t p = 0; p < k; p++) dst[p * NR + jj] = 0; continue; }
+        ptrdiff_t col = j + jj, img = col / bt.per;
+        const float *src = b + img * bt.b_stride + (col - img * bt.per);
+        for (ptrdiff_t p = 0; p < k; p++) dst[p * NR + jj] = src[p * ldb];
+    }
+}
+
+INLINE void scatter_tile(const float *t, int rows, float *c, ptrdiff_t ldc, ck_batch bt, ptrdiff_t i, ptrdiff_t j, ptrdiff_t cols) {
+    for (ptrdiff_t jj = 0; jj < cols; jj++) {
+        ptrdiff_t col = j + jj, img = col / bt.per;
+        float *dst = c + img * bt.c_stride + i * ldc + (col - img * bt.per);
+        for (int r = 0; r < rows; r++) dst[r * ldc] = t[r * NR + jj];
+    }
+}
+
+#define GEMM_TILE(rows)                                                                        \
+    do {                                                                                       \
+        const float *bi_ = bias ? bias + i : 0;                                                \
+        if (straddles) {                                                                       \
+            tile(rows, k, a + i * lda, lda, scratch, tmp, NR, NR, bi_, act);                   \
+            scatter_tile(tmp, rows, c, ldc, bt, i, j, cols);                                   \
+        } else {                                                                               \
+            tile(rows, k, a + i * lda, lda, scratch, cbase + i * ldc, ldc, cols, bi_, act);    \
+        }                                                                                      \
+    } while (0)
+
 #define GEMM_BODY                                                                              \
-    for (ptrdiff_t j = j0; j < j1; j += NR) {                                                    \
-        ptrdiff_t cols = j1 - j < NR ? j1 - j : NR;                                              \
-        pack_b(k, b + j, ldb, cols, scratch);                                                    \
-        ptrdiff_t i = 0;                                                                         \
-        for (; i + MR <= m; i += MR)                                                             \
-            tile(MR, k, a + i * lda, lda, scratch, c + i * ldc + j, ldc, cols, bias ? bias + i : 0, act); \
-        switch (m - i) {                                                                         \
-        case 5: tile(5, k, a + i * lda, lda, scratch, c + i * ldc + j, ldc, cols, bias ? bias + i : 0, act); break; \
-        case 4: tile(4, k, a + i * lda, lda, scratch, c + i * ldc + j, ldc, cols, bias ? bias + i : 0, act); break; \
-        case 3: tile(3, k, a + i * lda, lda, scratch, c + i * ldc + j, ldc, cols, bias ? bias + i : 0, act); break; \
-        case 2: tile(2, k, a + i * lda, lda, scratch, c + i * ldc + j, ldc, cols, bias ? bias + i : 0, act); break; \
-        case 1: tile(1, k, a + i * lda, lda, scratch, c + i * ldc + j, ldc, cols, bias ? bias + i : 0, act); break; \
-        default: break;                                                                          \
-        }                                                                                        \
+    float *tmp = scratch + k * NR;                                                             \
+    if (bt.per <= 0) bt.per = j1;                                                              \
+    for (ptrdiff_t j = j0; j < j1; j += NR) {                                                  \
+        ptrdiff_t cols = j1 - j < NR ? j1 - j : NR;                                            \
+        ptrdiff_t img = j / bt.per, pos = j - img * bt.per;                                    \
+        int straddles = pos + cols > bt.per;                                                   \
+        float *cbase = c + img * bt.c_stride + pos;                                            \
+        if (straddles) pack_b_gather(k, b, ldb, bt, j, cols, scratch);                         \
+        else pack_b(k, b + img * bt.b_stride + pos, ldb, cols, scratch);                       \
+        ptrdiff_t i = 0;                                                                       \
+        for (; i + MR <= m; i += MR) GEMM_TILE(MR);                                            \
+        switch (m - i) {                                                                       \
+        case 5: GEMM_TILE(5); break;                                                           \
+        case 4: GEMM_TILE(4); break;                                                           \
+        case 3: GEMM_TILE(3); break;                                                           \
+        case 2: GEMM_TILE(2); break;                                                           \
+        case 1: GEMM_TILE(1); break;                                                           \
+        default: break;                                                                        \
+        }                                                                                      \
     }
 
 #define GEMM_PARAMS ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *b,   \
-    ptrdiff_t ldb, float *c, ptrdiff_t ldc, const float *bias, ck_activation act, ptrdiff_t j0,  \
-    ptrdiff_t j1, float *scratch
+    ptrdiff_t ldb, float *c, ptrdiff_t ldc, const float *bias, ck_activation act, ck_batch bt,   \
+    ptrdiff_t j0, ptrdiff_t j1, float *scratch
 
 static void gemm_base(GEMM_PARAMS) { GEMM_BODY }
 
@@ -316,13 +350,13 @@ int ck_uses_avx2(void) {
 
 void ck_force_baseline(int on) { avx2_state = on ? 0 : detect(); }
 
-size_t ck_gemm_scratch(ptrdiff_t k) { return (size_t)(k > 0 ? k : 1) * NR; }
+size_t ck_gemm_scratch(ptrdiff_t k) { return (size_t)((k > 0 ? k : 1) + MR) * NR; }
 
 void ck_gemm_columns(GEMM_PARAMS) {
 #if defined(__x86_64__)
-    if (ck_uses_avx2()) { gemm_avx2(m, k, a, lda, b, ldb, c, ldc, bias, act, j0, j1, scratch); return; }
+    if (ck_uses_avx2()) { gemm_avx2(m, k, a, lda, b, ldb, c, ldc, bias, act, bt, j0, j1, scratch); return; }
 #endif
-    gemm_base(m, k, a, lda, b, ldb, c, ldc, bias, act, j0, j1, scratch);
+    gemm_base(m, k, a, lda, b, ldb, c, ldc, bias, act, bt, j0, j1, scratch);
 }
 
 void ck_depthwise3x3(DW_PARAMS) {

@@ -54,6 +54,37 @@ final class DirectKernelTests: XCTestCase {
         }
     }
 
+    /// Columns as several images (1×1 convolution over a batch): panels that cross from one image
+    /// to the next are gathered and scattered column by column.
+    func testGemmBatchedLayoutMatchesNaiveLoop() {
+        for baseline in [false, true] {
+            DirectGemm.forceBaseline(baseline)
+            var rng = SplitMixForTests(seed: 3)
+            for (m, per, k, images) in [(7, 20, 5, 3), (13, 49, 33, 8), (6, 16, 4, 2), (1, 3, 2, 5)] {
+                let bStride = k * per + 5, cStride = m * per + 3
+                let b = (0..<(images * bStride)).map { _ in rng.uniform() }
+                let a = (0..<(m * k)).map { _ in rng.uniform() }
+                let bias = (0..<m).map { _ in rng.uniform() }
+                var c = [Float](repeating: .nan, count: images * cStride)
+                c.withUnsafeMutableBufferPointer { cp in
+                    DirectGemm.multiply(m: m, n: images * per, k: k, a: a, lda: k, b: b, ldb: per, c: cp.baseAddress!, ldc: per,
+                                        bias: bias, activation: .relu, images: (images, bStride, cStride))
+                }
+                for t in 0..<images {
+                    for i in 0..<m {
+                        for j in 0..<per {
+                            var s = Double(bias[i]), mag = abs(s)
+                            for p in 0..<k { let v = Double(a[i * k + p]) * Double(b[t * bStride + p * per + j]); s += v; mag += abs(v) }
+                            XCTAssertEqual(Double(c[t * cStride + i * per + j]), max(s, 0), accuracy: 4 * Double(k + 1) * 0x1p-24 * mag + 1e-30,
+                                           "m \(m) per \(per) k \(k) images \(images) baseline \(baseline) at (\(t), \(i), \(j))")
+                        }
+                    }
+                    XCTAssert(c[(t * cStride + m * per)..<((t + 1) * cStride)].allSatisfy(\.isNaN), "wrote between images")
+                }
+            }
+        }
+    }
+
     func testActivationsKeepNaN() {
         for baseline in [false, true] {
             DirectGemm.forceBaseline(baseline)

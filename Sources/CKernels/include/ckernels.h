@@ -24,13 +24,23 @@ void ck_force_baseline(int on);
 /// Floats of scratch `ck_gemm_columns` needs for a product with inner dimension `k`.
 size_t ck_gemm_scratch(ptrdiff_t k);
 
-/// C[m, j] = act(bias[m] + Σ_k A[m, k] · B[k, j]) for rows 0..<m and columns j in
-/// [j0, j1); A row-major with leading dimension `lda`, B with `ldb`, C with `ldc`; bias may be
-/// NULL. Columns are taken 16 at a time (the last block may be partial). `scratch` holds
-/// `ck_gemm_scratch(k)` floats and is private to the caller.
+/// How the columns of B and C are laid out: `per` columns per image, images `b_stride` and
+/// `c_stride` floats apart (a batch of 1×1-convolution inputs and outputs multiplied as one
+/// wide product without copying). `per` ≤ 0 means one image holding every column.
+typedef struct {
+    ptrdiff_t per;
+    ptrdiff_t b_stride;
+    ptrdiff_t c_stride;
+} ck_batch;
+
+/// C[i, j] = act(bias[i] + Σ_p A[i, p] · B[p, j]) for rows 0..<m and columns j in [j0, j1);
+/// A row-major with leading dimension `lda`, B with `ldb`, C with `ldc` (within an image); bias
+/// may be NULL. Columns are taken 16 at a time (the last block may be partial). `scratch`
+/// holds `ck_gemm_scratch(k)` floats and is private to the caller.
 void ck_gemm_columns(ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda,
                      const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
-                     const float *bias, ck_activation act, ptrdiff_t j0, ptrdiff_t j1, float *scratch);
+                     const float *bias, ck_activation act, ck_batch batch, ptrdiff_t j0, ptrdiff_t j1,
+                     float *scratch);
 
 /// Floats of scratch `ck_depthwise3x3` needs for output rows `ow` wide at stride `sw`.
 size_t ck_depthwise3x3_scratch(ptrdiff_t ow, ptrdiff_t sw);

@@ -81,6 +81,26 @@ public enum Convolution {
         let k = cg * g3.kernelCount
         let pointwise = s.window.isPointwise
         let ow = g3.output[2]
+        if pointwise && s.batch > 1 && useDirectGemm(m: mg, n: s.batch * outS, k: k) {
+            // 1×1: the batch is one product whose columns are every image's positions, read and
+            // written in place.
+            let (act, rows): (KernelActivation, RowEpilogue?)
+            switch epilogue {
+            case .activation(let a): (act, rows) = (a, nil)
+            case .rows(let f): (act, rows) = (.none, f)
+            }
+            for g in 0..<s.groups {
+                DirectGemm.multiply(m: mg, n: s.batch * outS, k: k, a: w + g * mg * k, lda: k, b: x + g * cg * inS, ldb: inS,
+                                    c: y + g * mg * outS, ldc: outS, bias: bias.map { $0 + g * mg }, activation: act,
+                                    images: (s.batch, s.inChannels * inS, s.outChannels * outS))
+            }
+            if let rows {
+                Parallel.forRanges(count: s.batch * s.outChannels, minimumWork: 1 << 16, workPerItem: outS) { r in
+                    for p in r { rows(y + p * outS, outS, 0) }
+                }
+            }
+            return
+        }
         if s.batch > 1 && outS < batchedBelow {
             forwardBatched(x: x, w: w, bias: bias, y: y, shape: s, window: g3, epilogue: epilogue)
             return

@@ -51,8 +51,12 @@ public enum DirectGemm {
     public static func forceBaseline(_ on: Bool) { ck_force_baseline(on ? 1 : 0) }
 
     /// `C[i, j] = act(bias[i] + Σ_p A[i, p] · B[p, j])` for `i < m`, `j < n`.
+    /// - Parameter images: a batched layout — the `n` columns are `images.count` images of
+    ///   `n / count` columns each, image `t` of B at `b + t·bStride` and of C at `c + t·cStride`
+    ///   (1×1 convolutions over a batch as one product, without copying).
     public static func multiply(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                                c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, activation: KernelActivation) {
+                                c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, activation: KernelActivation,
+                                images: (count: Int, bStride: Int, cStride: Int) = (1, 0, 0)) {
         guard m > 0, n > 0 else { return }
         let panels = (n + 15) / 16
         // Row groups (multiples of the 6-row tile) when there are too few panels to share out.
@@ -61,13 +65,14 @@ public enum DirectGemm {
         let rowsPer = ((m + rowGroups - 1) / rowGroups + 5) / 6 * 6
         let groups = (m + rowsPer - 1) / rowsPer
         let scratch = Int(ck_gemm_scratch(k))
+        let batch = ck_batch(per: images.count > 1 ? n / images.count : 0, b_stride: images.bStride, c_stride: images.cStride)
         Parallel.forRanges(count: panels * groups, minimumWork: 1 << 17, workPerItem: min(m, rowsPer) * 16 * max(k, 1)) { range in
             Scratch.withBuffer(count: scratch) { buf in
                 for t in range {
                     let g = t / panels, pnl = t % panels
                     let i0 = g * rowsPer, i1 = min(m, i0 + rowsPer)
                     ck_gemm_columns(i1 - i0, k, a + i0 * lda, lda, b, ldb, c + i0 * ldc, ldc,
-                                    bias.map { $0 + i0 }, activation.raw, pnl * 16, min(n, pnl * 16 + 16), buf)
+                                    bias.map { $0 + i0 }, activation.raw, batch, pnl * 16, min(n, pnl * 16 + 16), buf)
                 }
             }
         }
