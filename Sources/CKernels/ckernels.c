@@ -86,6 +86,26 @@ INLINE void tile(int rows, ptrdiff_t k, const float *a, ptrdiff_t lda, const flo
     }
 }
 
+// A panel of at most 8 columns (the tail of a row of 7×7 or 14×14 outputs): half the work of a
+// 16-wide tile.
+INLINE void tile8(int rows, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *bp,
+                  float *c, ptrdiff_t ldc, ptrdiff_t cols, const float *bias, ck_activation act) {
+    v8 acc[MR];
+    for (int r = 0; r < MR; r++) acc[r] = splat(r < rows && bias ? bias[r] : 0);
+    const float *ar[MR];
+    for (int r = 0; r < MR; r++) ar[r] = a + (r < rows ? r : 0) * lda;
+    for (ptrdiff_t p = 0; p < k; p++) {
+        v8 b0 = ld(bp + p * NR);
+        for (int r = 0; r < MR; r++)
+            if (r < rows) acc[r] = acc[r] + splat(ar[r][p]) * b0;
+    }
+    for (int r = 0; r < rows; r++) {
+        float t[8];
+        st(t, activate(acc[r], act));
+        for (ptrdiff_t j = 0; j < cols; j++) c[r * ldc + j] = t[j];
+    }
+}
+
 // Columns of a panel that crosses from one image to the next (batched layout): gathered one by one.
 INLINE void pack_b_gather(ptrdiff_t k, const float *b, ptrdiff_t ldb, ck_batch bt, ptrdiff_t j, ptrdiff_t cols, float *dst) {
     for (ptrdiff_t jj = 0; jj < NR; jj++) {
@@ -110,6 +130,8 @@ INLINE void scatter_tile(const float *t, int rows, float *c, ptrdiff_t ldc, ck_b
         if (straddles) {                                                                       \
             tile(rows, k, a + i * lda, lda, scratch, tmp, NR, NR, bi_, act);                   \
             scatter_tile(tmp, rows, c, ldc, bt, i, j, cols);                                   \
+        } else if (cols <= 8) {                                                                \
+            tile8(rows, k, a + i * lda, lda, scratch, cbase + i * ldc, ldc, cols, bi_, act);   \
         } else {                                                                               \
             tile(rows, k, a + i * lda, lda, scratch, cbase + i * ldc, ldc, cols, bi_, act);    \
         }                                                                                      \

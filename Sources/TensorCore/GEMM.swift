@@ -2,6 +2,12 @@ import COpenBLAS
 
 /// Single-precision matrix multiply through OpenBLAS: C = alpha·op(A)·op(B) + beta·C, row-major.
 ///
+/// OpenBLAS runs single-threaded; a large product is split into blocks of rows or columns that
+/// the kernels' own thread pool (`Parallel`) multiplies concurrently. OpenBLAS's threads spin
+/// between calls (sched_yield) and so compete with the pool's on a machine with few cores;
+/// with one pool for everything, a network that mixes the C kernels and OpenBLAS no longer
+/// oversubscribes the CPU.
+///
 /// - Parameters:
 ///   - transA, transB: whether A (M×K as stored K×M) and B (K×N as stored N×K) are transposed.
 ///   - lda, ldb, ldc: leading dimensions (row strides) of the stored matrices.
@@ -17,10 +23,41 @@ public enum BLAS {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
             return
         }
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        _ = singleThreaded
+        let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
+        let threads = Parallel.threads
+        let work = m * n * k
+        guard threads > 1, work >= parallelAbove else {
+            cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+            return
+        }
+        // Blocks along the longer side of C, at least 64 rows/columns (16-aligned) each.
+        let alongColumns = n >= m
+        let extent = alongColumns ? n : m
+        let blocks = max(1, min(threads * 2, extent / 64))
+        let step = ((extent + blocks - 1) / blocks + 15) / 16 * 16
+        let count = (extent + step - 1) / step
+        Parallel.forRanges(count: count, minimumWork: 0) { range in
+            for blk in range {
+                let lo = blk * step, hi = min(extent, lo + step)
+                if alongColumns {
+                    // Columns lo..<hi of op(B): B stored K×N (offset lo) or N×K (rows lo).
+                    let bb = transB ? b + lo * ldb : b + lo
+                    cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(hi - lo), Int32(k), alpha, a, Int32(lda), bb, Int32(ldb),
+                                beta, c + lo, Int32(ldc))
+                } else {
+                    // Rows lo..<hi of op(A): A stored M×K (rows lo) or K×M (offset lo).
+                    let aa = transA ? a + lo : a + lo * lda
+                    cblas_sgemm(CblasRowMajor, ta, tb, Int32(hi - lo), Int32(n), Int32(k), alpha, aa, Int32(lda), b, Int32(ldb),
+                                beta, c + lo * ldc, Int32(ldc))
+                }
+            }
+        }
     }
 
-    /// Threads OpenBLAS may use (it reads OPENBLAS_NUM_THREADS at start; this overrides it).
-    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+    /// Products of at least this many multiply-adds are split across the thread pool.
+    static let parallelAbove = 1 << 18
+
+    /// OpenBLAS set to one thread, once, before its first use.
+    static let singleThreaded: Void = { openblas_set_num_threads(1) }()
 }

@@ -4,8 +4,8 @@ Builds the models with `compress build-reference` (torchvision layouts, random w
 batch 1 and 8 times
 
   * compress: `compress _eval MODEL --random-input input=Bx3x224x224 --repeat N --threads T`
-    (one warm-up run, then N timed runs inside one process; OpenBLAS and the kernel loops both
-    limited to T threads),
+    (one warm-up run, then N timed runs inside one process; the kernels' thread pool, which also
+    runs OpenBLAS's products single-threaded, limited to T threads),
   * ONNX Runtime: InferenceSession(intra_op_num_threads=T, inter_op_num_threads=1, default graph
     optimizations), one warm-up run, then N timed runs,
 

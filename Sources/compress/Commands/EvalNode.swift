@@ -39,7 +39,7 @@ struct EvalNode: ParsableCommand {
     @Option(name: .customLong("repeat"), help: "Time this many runs after one warm-up run; prints JSON.")
     var repeatCount: Int = 0
 
-    @Option(name: .long, help: "Threads for OpenBLAS and kernel loops (default: OpenBLAS's own setting and all cores).")
+    @Option(name: .long, help: "Threads for the kernels' pool, which also runs OpenBLAS products (default: all cores).")
     var threads: Int?
 
     @Option(name: .long, help: "Seed for --random-input.")
@@ -77,10 +77,7 @@ struct EvalNode: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            if let t = threads {
-                BLAS.setThreads(t)
-                Parallel.setThreads(t)
-            }
+            if let t = threads { Parallel.setThreads(t) }
             let m = try ModelReader.read(path: model)
             let runtimeInputs = m.graph.runtimeInputs
             var feeds: [String: Tensor] = [:]
