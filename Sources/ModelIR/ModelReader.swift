@@ -5,9 +5,10 @@ import TensorCore
 
 /// Reads `.onnx` files into the IR without copying weights.
 ///
-/// The file is memory-mapped and decoded with the payload-free schema (onnx-light.proto), which
-/// skips every initializer payload; `WireScanner` then locates each initializer's raw_data in
-/// the map and the tensor borrows those bytes. Initializers stored in typed fields are decoded
+/// The file's structure is read with pread into a compact copy without the initializers'
+/// payloads (`WireScanner.compactImage`, which also records where each raw_data lies) and
+/// decoded with the payload-free schema (onnx-light.proto); the file is memory-mapped and each
+/// tensor borrows its bytes from the map, whose pages are touched only when a tensor is used. Initializers stored in typed fields are decoded
 /// from their own message bytes (they are small by construction: exporters use raw_data for
 /// weights). External data is memory-mapped the same way.
 public enum ModelReader {
@@ -15,11 +16,22 @@ public enum ModelReader {
         let file: MappedFile
         do { file = try MappedFile(path: path) } catch let f as MappedFile.Failure { throw ModelError(path, f.reason) }
         guard file.count > 0 else { throw ModelError(path, "empty file: not an ONNX model") }
+        // The structure is read with pread into a compact copy without the weights' payloads
+        // (their pages never enter this process unless a tensor is used), then decoded.
+        let image: [UInt8]
+        let ranges: [WireScanner<FileWindowSource>.InitializerRange]
+        do {
+            (image, ranges) = try WireScanner(source: FileWindowSource(path: path)).compactImage()
+        } catch let f as FileWindowSource.Failure {
+            throw ModelError(path, f.reason)
+        } catch {
+            throw ModelError(path, "not an ONNX model: protobuf decoding failed (malformed data); the file is truncated, corrupt or of another format")
+        }
         var options = BinaryDecodingOptions()
         options.discardUnknownFields = true
         let light: OnnxLight_ModelProto
         do {
-            light = try OnnxLight_ModelProto(serializedBytes: file.data, options: options)
+            light = try OnnxLight_ModelProto(serializedBytes: image, options: options)
         } catch {
             throw ModelError(path, "not an ONNX model: protobuf decoding failed (\(describe(error))); the file is truncated, corrupt or of another format")
         }
@@ -33,10 +45,6 @@ public enum ModelReader {
         guard light.irVersion < 3 || !light.opsetImport.isEmpty else {
             throw ModelError(path, "not a valid ONNX model: ir_version \(light.irVersion) needs an opset_import and there is none (is the file truncated?)")
         }
-        let ranges: [WireScanner.InitializerRange]
-        do {
-            ranges = try WireScanner(base: file.base!.assumingMemoryBound(to: UInt8.self), count: file.count).initializers()
-        } catch { throw ModelError(path, "not an ONNX model: malformed protobuf") }
         guard ranges.count == light.graph.initializer.count else {
             throw ModelError(path, "initializer layout not understood (\(ranges.count) found by scan, \(light.graph.initializer.count) decoded)")
         }
@@ -97,7 +105,7 @@ public enum ModelReader {
         init(path: String, resolver: ExternalDataResolver) { self.path = path; self.resolver = resolver }
     }
 
-    private static func mainGraph(_ g: OnnxLight_GraphProto, ranges: [WireScanner.InitializerRange], file: MappedFile, ctx: ReadContext) throws -> Graph {
+    private static func mainGraph(_ g: OnnxLight_GraphProto, ranges: [WireScanner<FileWindowSource>.InitializerRange], file: MappedFile, ctx: ReadContext) throws -> Graph {
         var graph = Graph(name: g.name)
         graph.docString = g.docString
         var residual = Onnx_GraphProto()

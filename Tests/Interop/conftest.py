@@ -1,7 +1,8 @@
 """Shared pytest fixtures and helpers for the interop tests.
 
 The tests run the release binary named by the environment variable COMPRESS_BIN (default
-/work/main/.build/release/compress); `make interop` sets it. Helpers here are plain functions
+.build/release/compress of this checkout; a relative path is made absolute, as tests change
+directory); `make interop` sets it. Helpers here are plain functions
 (importable as `from conftest import run_compress`) and also fixtures of the same purpose.
 """
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-COMPRESS_BIN = os.environ.get("COMPRESS_BIN", "/work/main/.build/release/compress")
+COMPRESS_BIN = os.path.abspath(os.environ.get(
+    "COMPRESS_BIN", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".build", "release", "compress")))
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "Fixtures"
 # Real third-party models shared beside the repository (absent on most machines).
