@@ -39,7 +39,7 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimize),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
-        .testTarget(name: "ModelIRTests", dependencies: ["ModelIR", "TensorCore"]),
+        .testTarget(name: "ModelIRTests", dependencies: ["ModelIR", "TensorCore", "ONNXProto"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "ModelIR", "TensorCore"]),
         .testTarget(name: "ProfileTests", dependencies: ["Profile", "Runtime", "ModelIR", "TensorCore"]),
         .testTarget(name: "CLITests", dependencies: ["ModelIR", "TensorCore"]),

@@ -19,7 +19,7 @@ public enum ModelReader {
         // The structure is read with pread into a compact copy without the weights' payloads
         // (their pages never enter this process unless a tensor is used), then decoded.
         let image: [UInt8]
-        let ranges: [WireScanner<FileWindowSource>.InitializerRange]
+        let ranges: [WireInitializerRange]
         do {
             (image, ranges) = try WireScanner(source: FileWindowSource(path: path)).compactImage()
         } catch let f as FileWindowSource.Failure {
@@ -105,7 +105,7 @@ public enum ModelReader {
         init(path: String, resolver: ExternalDataResolver) { self.path = path; self.resolver = resolver }
     }
 
-    private static func mainGraph(_ g: OnnxLight_GraphProto, ranges: [WireScanner<FileWindowSource>.InitializerRange], file: MappedFile, ctx: ReadContext) throws -> Graph {
+    private static func mainGraph(_ g: OnnxLight_GraphProto, ranges: [WireInitializerRange], file: MappedFile, ctx: ReadContext) throws -> Graph {
         var graph = Graph(name: g.name)
         graph.docString = g.docString
         var residual = Onnx_GraphProto()

@@ -87,6 +87,16 @@ final class FileWindowSource: WireSource {
     }
 }
 
+/// Where one top-level graph initializer lies in a model file.
+struct WireInitializerRange: Equatable {
+    /// The TensorProto message bytes, relative to the start of the file.
+    var message: Range<Int>
+    /// The raw_data bytes (the last occurrence wins, as in protobuf's merge rule).
+    var rawData: Range<Int>?
+    /// Whether a typed payload field (float_data, int32_data, …) is present.
+    var hasTypedData: Bool
+}
+
 /// A minimal protobuf wire-format walker that locates, without decoding or copying, the byte
 /// range of each top-level graph initializer and of its raw_data payload; and that can write a
 /// compact copy of the model without those payloads.
@@ -96,14 +106,7 @@ final class FileWindowSource: WireSource {
 /// borrow them from the memory map. Field numbers (onnx-ml.proto): ModelProto.graph = 7,
 /// GraphProto.initializer = 5, TensorProto.raw_data = 9; typed payload fields 4, 5, 6, 7, 10, 11.
 struct WireScanner<Source: WireSource> {
-    struct InitializerRange: Equatable {
-        /// The TensorProto message bytes, relative to the start of the file.
-        var message: Range<Int>
-        /// The raw_data bytes (the last occurrence wins, as in protobuf's merge rule).
-        var rawData: Range<Int>?
-        /// Whether a typed payload field (float_data, int32_data, …) is present.
-        var hasTypedData: Bool
-    }
+    typealias InitializerRange = WireInitializerRange
 
     struct Malformed: Error {}
 

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import ModelIR
 import TensorCore
+import ONNXProto
 
 /// The zero-copy reader: typed TensorProto fields, raw_data borrowed from the map at any offset,
 /// the wire scanner, bad input, and the lossless writer.
@@ -70,6 +71,33 @@ final class ModelReaderTests: XCTestCase {
             XCTAssertThrowsError(try short.withUnsafeBufferPointer { p in
                 try WireScanner(base: p.baseAddress!, count: p.count).initializers()
             }, "cut at \(cut)")
+        }
+    }
+
+    /// The pread-based walk finds the same initializer ranges as a walk over the whole file in
+    /// memory, and its compact image decodes (full schema) to the same model less the payloads.
+    func testCompactImageKeepsEverythingButPayloads() throws {
+        for name in ["digits_cnn_bn.onnx", "typed_fields.onnx", "custom_if.onnx"] {
+            let path = fixture(name)
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            let inMemory = try bytes.withUnsafeBytes { p in
+                try WireScanner(base: p.bindMemory(to: UInt8.self).baseAddress!, count: p.count).initializers()
+            }
+            let (image, ranges) = try WireScanner(source: FileWindowSource(path: path)).compactImage()
+            XCTAssertEqual(ranges, inMemory, name)
+            XCTAssertLessThan(image.count, bytes.count, name)
+            var original = try Onnx_ModelProto(serializedBytes: bytes)
+            let compact = try Onnx_ModelProto(serializedBytes: image)
+            for i in original.graph.initializer.indices {
+                original.graph.initializer[i].clearRawData()
+                original.graph.initializer[i].floatData = []
+                original.graph.initializer[i].int32Data = []
+                original.graph.initializer[i].stringData = []
+                original.graph.initializer[i].int64Data = []
+                original.graph.initializer[i].doubleData = []
+                original.graph.initializer[i].uint64Data = []
+            }
+            XCTAssertEqual(compact, original, name)
         }
     }
 
