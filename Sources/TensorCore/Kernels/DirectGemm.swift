@@ -58,21 +58,51 @@ public enum DirectGemm {
                                 c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, activation: KernelActivation,
                                 images: (count: Int, bStride: Int, cStride: Int) = (1, 0, 0)) {
         guard m > 0, n > 0 else { return }
+        let batch = ck_batch(per: images.count > 1 ? n / images.count : 0, b_stride: images.bStride, c_stride: images.cStride)
+        panelTasks(m: m, n: n, k: k) { i0, i1, j0, j1, buf in
+            ck_gemm_columns(i1 - i0, k, a + i0 * lda, lda, b, ldb, c + i0 * ldc, ldc,
+                            bias.map { $0 + i0 }, activation.raw, batch, j0, j1, buf)
+        }
+    }
+
+    /// A 2-d convolution (one group) as an implicit product: the column matrix is gathered from
+    /// `x` panel by panel, never written. `w` is `[m, channels, kh, kw]`; the output positions of
+    /// `images.count` images are the columns (image `t` of x at `x + t·xStride`, of y at
+    /// `y + t·yStride`, each plane `outHeight · outWidth`).
+    public static func convolve(m: Int, w: UnsafePointer<Float>, x: UnsafePointer<Float>, channels: Int,
+                                height: Int, width: Int, kernel: (Int, Int), strides: (Int, Int), dilations: (Int, Int),
+                                padsBegin: (Int, Int), outHeight: Int, outWidth: Int, y: UnsafeMutablePointer<Float>,
+                                bias: UnsafePointer<Float>?, activation: KernelActivation,
+                                images: (count: Int, xStride: Int, yStride: Int)) {
+        let outS = outHeight * outWidth
+        guard m > 0, outS > 0, images.count > 0 else { return }
+        var g = ck_conv2d(channels: channels, h: height, w: width, kh: kernel.0, kw: kernel.1, sh: strides.0, sw: strides.1,
+                          dh: dilations.0, dw: dilations.1, ph: padsBegin.0, pw: padsBegin.1, oh: outHeight, ow: outWidth)
+        let batch = ck_batch(per: outS, b_stride: images.xStride, c_stride: images.yStride)
+        let k = channels * kernel.0 * kernel.1
+        withUnsafePointer(to: &g) { gp in
+            panelTasks(m: m, n: images.count * outS, k: k) { i0, i1, j0, j1, buf in
+                ck_conv_columns(i1 - i0, w + i0 * k, x, gp, y + i0 * outS, outS, bias.map { $0 + i0 }, activation.raw, batch, j0, j1, buf)
+            }
+        }
+    }
+
+    /// Splits an `m × n` product into tasks of 16-column panels (and of row groups, multiples of
+    /// the 6-row tile, when there are too few panels to share out) run on the thread pool; each
+    /// task gets rows `i0..<i1`, columns `j0..<j1` and its own scratch.
+    static func panelTasks(m: Int, n: Int, k: Int, _ body: (Int, Int, Int, Int, UnsafeMutablePointer<Float>) -> Void) {
         let panels = (n + 15) / 16
-        // Row groups (multiples of the 6-row tile) when there are too few panels to share out.
         let wanted = Parallel.threads * 4
         let rowGroups = panels >= wanted ? 1 : min((m + 5) / 6, max(1, wanted / panels))
         let rowsPer = ((m + rowGroups - 1) / rowGroups + 5) / 6 * 6
         let groups = (m + rowsPer - 1) / rowsPer
         let scratch = Int(ck_gemm_scratch(k))
-        let batch = ck_batch(per: images.count > 1 ? n / images.count : 0, b_stride: images.bStride, c_stride: images.cStride)
         Parallel.forRanges(count: panels * groups, minimumWork: 1 << 17, workPerItem: min(m, rowsPer) * 16 * max(k, 1)) { range in
             Scratch.withBuffer(count: scratch) { buf in
                 for t in range {
                     let g = t / panels, pnl = t % panels
                     let i0 = g * rowsPer, i1 = min(m, i0 + rowsPer)
-                    ck_gemm_columns(i1 - i0, k, a + i0 * lda, lda, b, ldb, c + i0 * ldc, ldc,
-                                    bias.map { $0 + i0 }, activation.raw, batch, pnl * 16, min(n, pnl * 16 + 16), buf)
+                    body(i0, i1, pnl * 16, min(n, pnl * 16 + 16), buf)
                 }
             }
         }
