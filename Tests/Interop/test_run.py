@@ -44,9 +44,10 @@ def test_digits_accuracy_matches_fixture():
         assert abs(acc["top1"] - want["accuracy"]) < 1e-12
 
 
-def test_digits_logits_match_onnxruntime(tmp_path):
+@pytest.mark.parametrize("threads", [None, "1"])
+def test_digits_logits_match_onnxruntime(tmp_path, threads):
     out = tmp_path / "out"
-    run("run", FIX / "digits_cnn_bn.onnx", "--data", FIX / "digits", "--out", out, "--quiet")
+    run("run", FIX / "digits_cnn_bn.onnx", "--data", FIX / "digits", "--out", out, "--quiet", *(["--threads", threads] if threads else []))
     sess = ort.InferenceSession(str(FIX / "digits_cnn_bn.onnx"), providers=["CPUExecutionProvider"])
     files = digits_files()
     assert len(list(out.glob("*.npy"))) == len(files)
@@ -239,7 +240,7 @@ def test_bad_input_exits_1_with_one_line_naming_the_file(tmp_path, case):
 @pytest.mark.parametrize("flags,phrase", [
     (["--size", "12"], "--size"), (["--mean", "1,2"], "--mean"), (["--std", "0"], "--std"),
     (["--scale", "x"], "--scale"), (["--input", "x0"], "--input"), (["--top-k", "-1"], "--top-k"),
-    (["--layout", "chw"], "--layout"), (["--resize", "cubic"], "--resize"),
+    (["--layout", "chw"], "--layout"), (["--resize", "cubic"], "--resize"), (["--threads", "0"], "--threads"),
 ])
 def test_bad_flags_are_usage_errors(tmp_path, flags, phrase):
     p = run("run", FIX / "digits_cnn_bn.onnx", "--data", FIX / "digits", *flags, check=False)

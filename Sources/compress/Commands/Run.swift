@@ -34,14 +34,19 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("top-k"), help: "Classes to report per sample for classifier outputs (0: none; accuracy is then top-1 only).")
     var topK: Int = 5
 
+    @Option(help: "Threads the kernels may use (default: every core).")
+    var threads: Int?
+
     @OptionGroup var output: FormatOption
 
     func validate() throws {
         guard topK >= 0 else { throw ValidationError("--top-k must be 0 or more") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be 1 or more (got \(threads))") }
     }
 
     func run() throws {
         try reportingErrors {
+            if let threads { Parallel.setThreads(threads) }
             let m = try ModelReader.read(path: model)
             let source = try data.source(for: m.graph, pins: try inputs.pins())
             let executor = try Executor(model: m)
