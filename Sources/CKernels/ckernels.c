@@ -50,7 +50,10 @@ INLINE void pack_b(ptrdiff_t k, const float *b, ptrdiff_t ldb, ptrdiff_t cols, f
     }
 }
 
-INLINE void tile(int rows, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *bp,
+// `ap`, when not NULL, is this tile's rows of A packed k-major ([k][6], `ck_pack_a`): the six
+// broadcasts of a step read 24 consecutive bytes through one pointer; otherwise A is read in
+// place, six rows `lda` apart.
+INLINE void tile(int rows, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *ap, const float *bp,
                  float *c, ptrdiff_t ldc, ptrdiff_t cols, const float *bias, ck_activation act) {
     v8 acc[MR][2];
     for (int r = 0; r < MR; r++) {
@@ -58,15 +61,28 @@ INLINE void tile(int rows, ptrdiff_t k, const float *a, ptrdiff_t lda, const flo
         acc[r][0] = init;
         acc[r][1] = init;
     }
-    const float *ar[MR];
-    for (int r = 0; r < MR; r++) ar[r] = a + (r < rows ? r : 0) * lda;
-    for (ptrdiff_t p = 0; p < k; p++) {
-        v8 b0 = ld(bp + p * NR), b1 = ld(bp + p * NR + 8);
-        for (int r = 0; r < MR; r++) {
-            if (r < rows) {
-                v8 av = splat(ar[r][p]);
-                acc[r][0] = acc[r][0] + av * b0;
-                acc[r][1] = acc[r][1] + av * b1;
+    if (ap) {
+        for (ptrdiff_t p = 0; p < k; p++, ap += MR) {
+            v8 b0 = ld(bp + p * NR), b1 = ld(bp + p * NR + 8);
+            for (int r = 0; r < MR; r++) {
+                if (r < rows) {
+                    v8 av = splat(ap[r]);
+                    acc[r][0] = acc[r][0] + av * b0;
+                    acc[r][1] = acc[r][1] + av * b1;
+                }
+            }
+        }
+    } else {
+        const float *ar[MR];
+        for (int r = 0; r < MR; r++) ar[r] = a + (r < rows ? r : 0) * lda;
+        for (ptrdiff_t p = 0; p < k; p++) {
+            v8 b0 = ld(bp + p * NR), b1 = ld(bp + p * NR + 8);
+            for (int r = 0; r < MR; r++) {
+                if (r < rows) {
+                    v8 av = splat(ar[r][p]);
+                    acc[r][0] = acc[r][0] + av * b0;
+                    acc[r][1] = acc[r][1] + av * b1;
+                }
             }
         }
     }
@@ -88,16 +104,24 @@ INLINE void tile(int rows, ptrdiff_t k, const float *a, ptrdiff_t lda, const flo
 
 // A panel of at most 8 columns (the tail of a row of 7×7 or 14×14 outputs): half the work of a
 // 16-wide tile.
-INLINE void tile8(int rows, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *bp,
+INLINE void tile8(int rows, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *ap, const float *bp,
                   float *c, ptrdiff_t ldc, ptrdiff_t cols, const float *bias, ck_activation act) {
     v8 acc[MR];
     for (int r = 0; r < MR; r++) acc[r] = splat(r < rows && bias ? bias[r] : 0);
-    const float *ar[MR];
-    for (int r = 0; r < MR; r++) ar[r] = a + (r < rows ? r : 0) * lda;
-    for (ptrdiff_t p = 0; p < k; p++) {
-        v8 b0 = ld(bp + p * NR);
-        for (int r = 0; r < MR; r++)
-            if (r < rows) acc[r] = acc[r] + splat(ar[r][p]) * b0;
+    if (ap) {
+        for (ptrdiff_t p = 0; p < k; p++, ap += MR) {
+            v8 b0 = ld(bp + p * NR);
+            for (int r = 0; r < MR; r++)
+                if (r < rows) acc[r] = acc[r] + splat(ap[r]) * b0;
+        }
+    } else {
+        const float *ar[MR];
+        for (int r = 0; r < MR; r++) ar[r] = a + (r < rows ? r : 0) * lda;
+        for (ptrdiff_t p = 0; p < k; p++) {
+            v8 b0 = ld(bp + p * NR);
+            for (int r = 0; r < MR; r++)
+                if (r < rows) acc[r] = acc[r] + splat(ar[r][p]) * b0;
+        }
     }
     for (int r = 0; r < rows; r++) {
         float t[8];
@@ -127,13 +151,14 @@ INLINE void scatter_tile(const float *t, int rows, float *c, ptrdiff_t ldc, ck_b
 #define GEMM_TILE(rows)                                                                        \
     do {                                                                                       \
         const float *bi_ = bias ? bias + i : 0;                                                \
+        const float *ap_ = packed_a ? packed_a + i * k : 0;                                    \
         if (straddles) {                                                                       \
-            tile(rows, k, a + i * lda, lda, scratch, tmp, NR, NR, bi_, act);                   \
+            tile(rows, k, a + i * lda, lda, ap_, scratch, tmp, NR, NR, bi_, act);              \
             scatter_tile(tmp, rows, c, ldc, bt, i, j, cols);                                   \
         } else if (cols <= 8) {                                                                \
-            tile8(rows, k, a + i * lda, lda, scratch, cbase + i * ldc, ldc, cols, bi_, act);   \
+            tile8(rows, k, a + i * lda, lda, ap_, scratch, cbase + i * ldc, ldc, cols, bi_, act); \
         } else {                                                                               \
-            tile(rows, k, a + i * lda, lda, scratch, cbase + i * ldc, ldc, cols, bi_, act);    \
+            tile(rows, k, a + i * lda, lda, ap_, scratch, cbase + i * ldc, ldc, cols, bi_, act); \
         }                                                                                      \
     } while (0)
 
@@ -163,9 +188,9 @@ INLINE void scatter_tile(const float *t, int rows, float *c, ptrdiff_t ldc, ck_b
 #define GEMM_BODY GEMM_LOOP(if (straddles) pack_b_gather(k, b, ldb, bt, j, cols, scratch);     \
                             else pack_b(k, b + img * bt.b_stride + pos, ldb, cols, scratch))
 
-#define GEMM_PARAMS ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *b,   \
-    ptrdiff_t ldb, float *c, ptrdiff_t ldc, const float *bias, ck_activation act, ck_batch bt,   \
-    ptrdiff_t j0, ptrdiff_t j1, float *scratch
+#define GEMM_PARAMS ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *packed_a, \
+    const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, const float *bias, ck_activation act, \
+    ck_batch bt, ptrdiff_t j0, ptrdiff_t j1, float *scratch
 
 static void gemm_base(GEMM_PARAMS) { GEMM_BODY }
 
@@ -225,7 +250,7 @@ INLINE void pack_conv(const float *x, const ck_conv2d *g, ck_batch bt, ptrdiff_t
     }
 }
 
-#define CONV_PARAMS ptrdiff_t m, const float *a, const float *x, const ck_conv2d *g, float *c,   \
+#define CONV_PARAMS ptrdiff_t m, const float *a, const float *packed_a, const float *x, const ck_conv2d *g, float *c, \
     ptrdiff_t ldc, const float *bias, ck_activation act, ck_batch bt, ptrdiff_t j0, ptrdiff_t j1, \
     float *scratch
 
@@ -447,9 +472,9 @@ size_t ck_gemm_scratch(ptrdiff_t k) { return (size_t)((k > 0 ? k : 1) + MR) * NR
 
 void ck_gemm_columns(GEMM_PARAMS) {
 #if defined(__x86_64__)
-    if (ck_uses_avx2()) { gemm_avx2(m, k, a, lda, b, ldb, c, ldc, bias, act, bt, j0, j1, scratch); return; }
+    if (ck_uses_avx2()) { gemm_avx2(m, k, a, lda, packed_a, b, ldb, c, ldc, bias, act, bt, j0, j1, scratch); return; }
 #endif
-    gemm_base(m, k, a, lda, b, ldb, c, ldc, bias, act, bt, j0, j1, scratch);
+    gemm_base(m, k, a, lda, packed_a, b, ldb, c, ldc, bias, act, bt, j0, j1, scratch);
 }
 
 void ck_depthwise3x3(DW_PARAMS) {
@@ -468,7 +493,16 @@ void ck_depthwise3x3_c8(DW8_PARAMS) {
 
 void ck_conv_columns(CONV_PARAMS) {
 #if defined(__x86_64__)
-    if (ck_uses_avx2()) { conv_avx2(m, a, x, g, c, ldc, bias, act, bt, j0, j1, scratch); return; }
+    if (ck_uses_avx2()) { conv_avx2(m, a, packed_a, x, g, c, ldc, bias, act, bt, j0, j1, scratch); return; }
 #endif
-    conv_base(m, a, x, g, c, ldc, bias, act, bt, j0, j1, scratch);
+    conv_base(m, a, packed_a, x, g, c, ldc, bias, act, bt, j0, j1, scratch);
+}
+
+size_t ck_packed_a_size(ptrdiff_t m, ptrdiff_t k) { return (size_t)((m + MR - 1) / MR * MR * k); }
+
+void ck_pack_a(ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, float *out) {
+    for (ptrdiff_t i = 0; i < m; i += MR)
+        for (ptrdiff_t p = 0; p < k; p++)
+            for (ptrdiff_t r = 0; r < MR; r++)
+                *out++ = i + r < m ? a[(i + r) * lda + p] : 0;
 }

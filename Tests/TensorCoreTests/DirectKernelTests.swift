@@ -29,13 +29,19 @@ final class DirectKernelTests: XCTestCase {
                 let a = (0..<(m * lda)).map { _ in rng.uniform() }
                 let b = (0..<(k * ldb)).map { _ in rng.uniform() }
                 let bias = (0..<m).map { _ in rng.uniform() }
+                // A also in the packed layout (the executor packs convolution weights once).
+                var packed = [Float](repeating: .nan, count: DirectGemm.packedSize(m: m, k: k))
+                packed.withUnsafeMutableBufferPointer { DirectGemm.packA(m: m, k: k, a: a, lda: lda, into: $0.baseAddress!) }
                 for (kind, activation) in Self.activations.enumerated() {
-                    for useBias in [true, false] {
+                    for (useBias, usePacked) in [(true, false), (false, false), (true, true), (false, true)] {
                         var c = [Float](repeating: .nan, count: m * ldc)
                         a.withUnsafeBufferPointer { ap in b.withUnsafeBufferPointer { bp in bias.withUnsafeBufferPointer { biasp in
-                            c.withUnsafeMutableBufferPointer { cp in
-                                DirectGemm.multiply(m: m, n: n, k: k, a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
-                                                    c: cp.baseAddress!, ldc: ldc, bias: useBias ? biasp.baseAddress! : nil, activation: activation)
+                            packed.withUnsafeBufferPointer { pp in
+                                c.withUnsafeMutableBufferPointer { cp in
+                                    DirectGemm.multiply(m: m, n: n, k: k, a: ap.baseAddress!, lda: lda, b: bp.baseAddress!, ldb: ldb,
+                                                        c: cp.baseAddress!, ldc: ldc, bias: useBias ? biasp.baseAddress! : nil, activation: activation,
+                                                        packedA: usePacked ? pp.baseAddress! : nil)
+                                }
                             }
                         } } }
                         for i in 0..<m {
@@ -45,7 +51,7 @@ final class DirectKernelTests: XCTestCase {
                                 for p in 0..<k { let t = Double(a[i * lda + p]) * Double(b[p * ldb + j]); s += t; mag += abs(t) }
                                 let ref = Self.act(kind, s)
                                 XCTAssertEqual(Double(c[i * ldc + j]), ref, accuracy: 4 * Double(k + 1) * 0x1p-24 * mag + 1e-30,
-                                               "m \(m) n \(n) k \(k) act \(kind) bias \(useBias) baseline \(baseline) at (\(i), \(j))")
+                                               "m \(m) n \(n) k \(k) act \(kind) bias \(useBias) packed \(usePacked) baseline \(baseline) at (\(i), \(j))")
                             }
                         }
                     }

@@ -35,9 +35,10 @@ typedef struct {
 
 /// C[i, j] = act(bias[i] + Σ_p A[i, p] · B[p, j]) for rows 0..<m and columns j in [j0, j1);
 /// A row-major with leading dimension `lda`, B with `ldb`, C with `ldc` (within an image); bias
-/// may be NULL. Columns are taken 16 at a time (the last block may be partial). `scratch`
+/// may be NULL. `packed_a`, when not NULL, is the same A laid out by `ck_pack_a` (then `a` is
+/// not read). Columns are taken 16 at a time (the last block may be partial). `scratch`
 /// holds `ck_gemm_scratch(k)` floats and is private to the caller.
-void ck_gemm_columns(ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda,
+void ck_gemm_columns(ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *packed_a,
                      const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
                      const float *bias, ck_activation act, ck_batch batch, ptrdiff_t j0, ptrdiff_t j1,
                      float *scratch);
@@ -52,9 +53,16 @@ typedef struct {
 /// in c): C[i, j] = act(bias[i] + Σ_{ch, kh, kw} A[i, (ch·kh + kh)·kw + kw] · X[ch, ih, iw]), the
 /// column matrix gathered panel by panel from x instead of written out. A is m × (channels ·
 /// kh · kw), row-major. Scratch: `ck_gemm_scratch(channels · kh · kw)` floats.
-void ck_conv_columns(ptrdiff_t m, const float *a, const float *x, const ck_conv2d *geometry,
+void ck_conv_columns(ptrdiff_t m, const float *a, const float *packed_a, const float *x, const ck_conv2d *geometry,
                      float *c, ptrdiff_t ldc, const float *bias, ck_activation act, ck_batch batch,
                      ptrdiff_t j0, ptrdiff_t j1, float *scratch);
+
+/// Floats `ck_pack_a` writes for an m × k matrix.
+size_t ck_packed_a_size(ptrdiff_t m, ptrdiff_t k);
+
+/// A in the products' k-major tile layout: for each group of 6 rows (the last padded with zero
+/// rows), k steps of 6 values. Weights are packed once per model and reused every run.
+void ck_pack_a(ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, float *out);
 
 /// Floats of scratch `ck_depthwise3x3` needs for output rows `ow` wide at stride `sw`.
 size_t ck_depthwise3x3_scratch(ptrdiff_t ow, ptrdiff_t sw);

@@ -46,7 +46,8 @@ enum ConvOp {
     }
 
     static func kernel(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
-        try ConvFamily.run(inputs, ctx, plan: { try plan(x: $0, w: $1, bias: $2, $3) }, compute: { Convolution.forward(x: $0, w: $1, bias: $2, y: $3, shape: $4, epilogue: $5) })
+        try ConvFamily.run(inputs, ctx, plan: { try plan(x: $0, w: $1, bias: $2, $3) }, packWeights: true,
+                           compute: { Convolution.forward(x: $0, w: $1, bias: $2, y: $3, shape: $4, epilogue: $5, packedWeights: $6) })
     }
 }
 
@@ -91,7 +92,8 @@ enum ConvTransposeOp {
     }
 
     static func kernel(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
-        try ConvFamily.run(inputs, ctx, plan: { try plan(x: $0, w: $1, bias: $2, $3) }, compute: { Convolution.transposed(x: $0, w: $1, bias: $2, y: $3, shape: $4, epilogue: $5) })
+        try ConvFamily.run(inputs, ctx, plan: { try plan(x: $0, w: $1, bias: $2, $3) }, packWeights: false,
+                           compute: { x, w, b, y, s, e, _ in Convolution.transposed(x: x, w: w, bias: b, y: y, shape: s, epilogue: e) })
     }
 }
 
@@ -100,7 +102,8 @@ enum ConvTransposeOp {
 enum ConvFamily {
     typealias Plan = (_ x: [Int], _ w: [Int], _ bias: [Int]?, _ ctx: KernelContext) throws -> ConvShape
     typealias Compute = (_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
-                         _ y: UnsafeMutablePointer<Float>, _ shape: ConvShape, _ epilogue: ConvEpilogue) -> Void
+                         _ y: UnsafeMutablePointer<Float>, _ shape: ConvShape, _ epilogue: ConvEpilogue,
+                         _ packedWeights: UnsafePointer<Float>?) -> Void
 
     static func infer(_ inputs: [TensorInfo?], _ ctx: KernelContext, plan: Plan) throws -> [TensorInfo] {
         let x = try ctx.required(inputs, 0), w = try ctx.required(inputs, 1)
@@ -110,7 +113,10 @@ enum ConvFamily {
         return [TensorInfo(x.dtype, [s.batch, s.outChannels] + s.window.output)]
     }
 
-    static func run(_ inputs: [Tensor?], _ ctx: KernelContext, plan: Plan, compute: Compute) throws -> [Tensor] {
+    /// - Parameter packWeights: hand `compute` the weights in the direct product's packed layout,
+    ///   packed on first use and kept while the weight tensor lives (`PackedWeights`), for
+    ///   convolutions that multiply through `DirectGemm` (not depthwise).
+    static func run(_ inputs: [Tensor?], _ ctx: KernelContext, plan: Plan, packWeights: Bool, compute: Compute) throws -> [Tensor] {
         try NNSupport.asFloat32(inputs, ctx) { inputs in
             let x = try ctx.required(inputs, 0), w = try ctx.required(inputs, 1)
             let b = inputs.count > 2 ? inputs[2] : nil
@@ -124,13 +130,17 @@ enum ConvFamily {
             let epilogue = NNSupport.convEpilogue(ctx.fusedActivation)
             x.withUnsafeBufferPointer(as: Float.self) { xp in
                 w.withUnsafeBufferPointer(as: Float.self) { wp in
+                    let packed = packWeights && !s.isDepthwise
+                        ? PackedWeights.packed(storage: w.storage, base: wp.baseAddress!, groups: s.groups, rows: s.outChannels / s.groups,
+                                               k: w.count / s.outChannels)
+                        : nil
                     y.withUnsafeMutableBufferPointer(as: Float.self) { yp in
                         if let b {
                             b.withUnsafeBufferPointer(as: Float.self) { bp in
-                                compute(xp.baseAddress!, wp.baseAddress!, bp.baseAddress!, yp.baseAddress!, s, epilogue)
+                                compute(xp.baseAddress!, wp.baseAddress!, bp.baseAddress!, yp.baseAddress!, s, epilogue, packed)
                             }
                         } else {
-                            compute(xp.baseAddress!, wp.baseAddress!, nil, yp.baseAddress!, s, epilogue)
+                            compute(xp.baseAddress!, wp.baseAddress!, nil, yp.baseAddress!, s, epilogue, packed)
                         }
                     }
                 }

@@ -69,8 +69,11 @@ public enum Convolution {
     ///   - x: input `[N, C, spatial…]`; `w`: weights `[M, C/group, kernel…]`; `bias`: `[M]` or nil.
     ///   - y: output `[N, M, output…]`, fully written.
     ///   - epilogue: bias add + activation per output row; default adds the bias.
+    ///   - packedWeights: optional `w` in `DirectGemm`'s packed layout, each group on its own
+    ///     (`PackedWeights`); used by the direct products, ignored elsewhere.
     public static func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                               y: UnsafeMutablePointer<Float>, shape s: ConvShape, epilogue: ConvEpilogue = .bias) {
+                               y: UnsafeMutablePointer<Float>, shape s: ConvShape, epilogue: ConvEpilogue = .bias,
+                               packedWeights: UnsafePointer<Float>? = nil) {
         let g3 = lifted(s.window)
         let inS = g3.inputCount, outS = g3.outputCount
         if s.isDepthwise && s.window.rank <= 2 {
@@ -86,6 +89,8 @@ public enum Convolution {
         case .activation(let a): (act, rows) = (a, nil)
         case .rows(let f): (act, rows) = (.none, f)
         }
+        let packedPerGroup = DirectGemm.packedSize(m: mg, k: k)
+        func packed(_ g: Int) -> UnsafePointer<Float>? { packedWeights.map { $0 + g * packedPerGroup } }
         // Over a batch, 1×1 and other 2-d windows are one product over every image's output
         // positions. (At batch 1 the explicit column matrix below measured faster for 3×3
         // windows: the implicit gather is repeated for every row group sharing a panel.)
@@ -96,7 +101,7 @@ public enum Convolution {
                     // read and written in place.
                     DirectGemm.multiply(m: mg, n: s.batch * outS, k: k, a: w + g * mg * k, lda: k, b: x + g * cg * inS, ldb: inS,
                                         c: y + g * mg * outS, ldc: outS, bias: bias.map { $0 + g * mg }, activation: act,
-                                        images: (s.batch, s.inChannels * inS, s.outChannels * outS))
+                                        images: (s.batch, s.inChannels * inS, s.outChannels * outS), packedA: packed(g))
                 } else {
                     // Other 2-d windows: an implicit product, the column matrix gathered from the
                     // input panel by panel, over every image at once.
@@ -105,7 +110,7 @@ public enum Convolution {
                                         strides: (g3.strides[1], g3.strides[2]), dilations: (g3.dilations[1], g3.dilations[2]),
                                         padsBegin: (g3.padsBegin[1], g3.padsBegin[2]), outHeight: g3.output[1], outWidth: g3.output[2],
                                         y: y + g * mg * outS, bias: bias.map { $0 + g * mg }, activation: act,
-                                        images: (s.batch, s.inChannels * inS, s.outChannels * outS))
+                                        images: (s.batch, s.inChannels * inS, s.outChannels * outS), packedW: packed(g))
                 }
             }
             if let rows {
@@ -140,7 +145,7 @@ public enum Convolution {
                         let yc = yg + c0
                         if direct {
                             DirectGemm.multiply(m: mg, n: cols, k: k, a: wg, lda: k, b: b, ldb: ldb, c: yc, ldc: outS,
-                                                bias: bias.map { $0 + g * mg }, activation: fusedActivation)
+                                                bias: bias.map { $0 + g * mg }, activation: fusedActivation, packedA: packed(g))
                             if let rowEpilogue {
                                 Parallel.forRanges(count: mg, minimumWork: 1 << 16, workPerItem: cols) { ms in
                                     for m in ms { rowEpilogue(yc + m * outS, cols, 0) }

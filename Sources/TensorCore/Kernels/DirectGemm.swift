@@ -1,3 +1,4 @@
+import Foundation
 import CKernels
 
 /// An activation the C kernels apply in their store, together with the bias.
@@ -56,11 +57,11 @@ public enum DirectGemm {
     ///   (1×1 convolutions over a batch as one product, without copying).
     public static func multiply(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                                 c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, activation: KernelActivation,
-                                images: (count: Int, bStride: Int, cStride: Int) = (1, 0, 0)) {
+                                images: (count: Int, bStride: Int, cStride: Int) = (1, 0, 0), packedA: UnsafePointer<Float>? = nil) {
         guard m > 0, n > 0 else { return }
         let batch = ck_batch(per: images.count > 1 ? n / images.count : 0, b_stride: images.bStride, c_stride: images.cStride)
         panelTasks(m: m, n: n, k: k) { i0, i1, j0, j1, buf in
-            ck_gemm_columns(i1 - i0, k, a + i0 * lda, lda, b, ldb, c + i0 * ldc, ldc,
+            ck_gemm_columns(i1 - i0, k, a + i0 * lda, lda, packedA.map { $0 + i0 * k }, b, ldb, c + i0 * ldc, ldc,
                             bias.map { $0 + i0 }, activation.raw, batch, j0, j1, buf)
         }
     }
@@ -73,7 +74,7 @@ public enum DirectGemm {
                                 height: Int, width: Int, kernel: (Int, Int), strides: (Int, Int), dilations: (Int, Int),
                                 padsBegin: (Int, Int), outHeight: Int, outWidth: Int, y: UnsafeMutablePointer<Float>,
                                 bias: UnsafePointer<Float>?, activation: KernelActivation,
-                                images: (count: Int, xStride: Int, yStride: Int)) {
+                                images: (count: Int, xStride: Int, yStride: Int), packedW: UnsafePointer<Float>? = nil) {
         let outS = outHeight * outWidth
         guard m > 0, outS > 0, images.count > 0 else { return }
         var g = ck_conv2d(channels: channels, h: height, w: width, kh: kernel.0, kw: kernel.1, sh: strides.0, sw: strides.1,
@@ -82,9 +83,18 @@ public enum DirectGemm {
         let k = channels * kernel.0 * kernel.1
         withUnsafePointer(to: &g) { gp in
             panelTasks(m: m, n: images.count * outS, k: k) { i0, i1, j0, j1, buf in
-                ck_conv_columns(i1 - i0, w + i0 * k, x, gp, y + i0 * outS, outS, bias.map { $0 + i0 }, activation.raw, batch, j0, j1, buf)
+                ck_conv_columns(i1 - i0, w + i0 * k, packedW.map { $0 + i0 * k }, x, gp, y + i0 * outS, outS, bias.map { $0 + i0 }, activation.raw, batch, j0, j1, buf)
             }
         }
+    }
+
+    /// Floats of an `m × k` matrix in the packed layout (`packA`).
+    public static func packedSize(m: Int, k: Int) -> Int { Int(ck_packed_a_size(m, k)) }
+
+    /// Writes `m × k` A (row stride `lda`) in the products' k-major tile layout (groups of 6
+    /// rows, k steps of 6 values; the last group padded with zeros), `packedSize(m:k:)` floats.
+    public static func packA(m: Int, k: Int, a: UnsafePointer<Float>, lda: Int, into out: UnsafeMutablePointer<Float>) {
+        ck_pack_a(m, k, a, lda, out)
     }
 
     /// Splits an `m × n` product into tasks of 16-column panels (and of row groups, multiples of
@@ -134,4 +144,45 @@ public enum DirectGemm {
 
     /// Scratch floats `depthwise3x3` needs.
     public static func depthwiseScratch(outWidth: Int, strideW: Int) -> Int { Int(ck_depthwise3x3_scratch(outWidth, strideW)) }
+}
+
+/// Convolution weights packed once (`DirectGemm.packA`, each group on its own) and reused on
+/// every run, keyed by the storage that holds them. An entry lives while its storage does:
+/// it is dropped (and its memory freed) when a later lookup finds the storage gone, and a new
+/// storage at a recycled address never matches a dead entry.
+public enum PackedWeights {
+    private struct Key: Hashable {
+        let storage: ObjectIdentifier
+        let offset: Int
+        let groups: Int
+        let rows: Int
+        let k: Int
+    }
+    private final class Entry {
+        weak var owner: TensorStorage?
+        let buffer: UnsafeMutablePointer<Float>
+        init(owner: TensorStorage, count: Int) {
+            self.owner = owner
+            buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+        }
+        deinit { buffer.deallocate() }
+    }
+    nonisolated(unsafe) private static var entries: [Key: Entry] = [:]
+    private static let lock = NSLock()
+
+    /// The packed form of `groups` consecutive `rows × k` weight matrices starting at `base`,
+    /// which lies in `storage` (groups one after another, `packedSize(rows, k)` floats each).
+    public static func packed(storage: TensorStorage, base: UnsafePointer<Float>, groups: Int, rows: Int, k: Int) -> UnsafePointer<Float> {
+        let key = Key(storage: ObjectIdentifier(storage), offset: UnsafeRawPointer(base) - UnsafeRawPointer(storage.base),
+                      groups: groups, rows: rows, k: k)
+        lock.lock()
+        defer { lock.unlock() }
+        if let e = entries[key], e.owner === storage { return UnsafePointer(e.buffer) }
+        entries = entries.filter { $0.value.owner != nil }
+        let per = DirectGemm.packedSize(m: rows, k: k)
+        let e = Entry(owner: storage, count: groups * per)
+        for g in 0..<groups { DirectGemm.packA(m: rows, k: k, a: base + g * rows * k, lda: k, into: e.buffer + g * per) }
+        entries[key] = e
+        return UnsafePointer(e.buffer)
+    }
 }
