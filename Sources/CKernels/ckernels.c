@@ -194,71 +194,6 @@ INLINE void scatter_tile(const float *t, int rows, float *c, ptrdiff_t ldc, ck_b
 
 static void gemm_base(GEMM_PARAMS) { GEMM_BODY }
 
-// ---------------------------------------------------------------------------------------------
-// Convolution as an implicit product: the panel of the column matrix (im2col) is gathered
-// straight from the input image, so the column matrix is never written. A panel's 16 output
-// positions fall into a few runs along output rows; for each (channel, kernel tap) row of the
-// panel and each run, the input row is read once, contiguous for stride 1, with the padding
-// columns zeroed.
-
-INLINE void pack_conv(const float *x, const ck_conv2d *g, ck_batch bt, ptrdiff_t j, ptrdiff_t cols, float *dst) {
-    // Runs of consecutive columns within one image and output row.
-    ptrdiff_t runStart[NR], runLen[NR], runBase[NR], runIh[NR], runIw[NR];
-    int runs = 0;
-    for (ptrdiff_t jj = 0; jj < cols;) {
-        ptrdiff_t q = j + jj, img = q / bt.per, p = q - img * bt.per;
-        ptrdiff_t oh = p / g->ow, ow = p - oh * g->ow;
-        ptrdiff_t len = g->ow - ow;
-        if (len > cols - jj) len = cols - jj;
-        if (len > bt.per - p) len = bt.per - p;
-        runStart[runs] = jj; runLen[runs] = len; runBase[runs] = img * bt.b_stride;
-        runIh[runs] = oh * g->sh - g->ph; runIw[runs] = ow * g->sw - g->pw;
-        runs++;
-        jj += len;
-    }
-    ptrdiff_t plane = g->h * g->w;
-    float *d = dst;
-    for (ptrdiff_t ch = 0; ch < g->channels; ch++) {
-        for (ptrdiff_t kh = 0; kh < g->kh; kh++) {
-            for (ptrdiff_t kw = 0; kw < g->kw; kw++, d += NR) {
-                if (cols < NR) for (ptrdiff_t jj = cols; jj < NR; jj++) d[jj] = 0;
-                for (int rI = 0; rI < runs; rI++) {
-                    float *o = d + runStart[rI];
-                    ptrdiff_t len = runLen[rI];
-                    ptrdiff_t ih = runIh[rI] + kh * g->dh;
-                    if (ih < 0 || ih >= g->h) { for (ptrdiff_t t = 0; t < len; t++) o[t] = 0; continue; }
-                    const float *src = x + runBase[rI] + ch * plane + ih * g->w;
-                    ptrdiff_t iw0 = runIw[rI] + kw * g->dw;
-                    if (g->sw == 1) {
-                        // t valid when 0 <= iw0 + t < w
-                        ptrdiff_t lo = iw0 < 0 ? -iw0 : 0, hi = g->w - iw0;
-                        if (lo > len) lo = len;
-                        if (hi > len) hi = len;
-                        if (hi < lo) hi = lo;
-                        for (ptrdiff_t t = 0; t < lo; t++) o[t] = 0;
-                        for (ptrdiff_t t = lo; t < hi; t++) o[t] = src[iw0 + t];
-                        for (ptrdiff_t t = hi; t < len; t++) o[t] = 0;
-                    } else {
-                        for (ptrdiff_t t = 0; t < len; t++) {
-                            ptrdiff_t iw = iw0 + t * g->sw;
-                            o[t] = iw >= 0 && iw < g->w ? src[iw] : 0;
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-#define CONV_PARAMS ptrdiff_t m, const float *a, const float *packed_a, const float *x, const ck_conv2d *g, float *c, \
-    ptrdiff_t ldc, const float *bias, ck_activation act, ck_batch bt, ptrdiff_t j0, ptrdiff_t j1, \
-    float *scratch
-
-#define CONV_BODY                                                                              \
-    ptrdiff_t k = g->channels * g->kh * g->kw, lda = k;                                        \
-    GEMM_LOOP(pack_conv(x, g, bt, j, cols, scratch))
-
-static void conv_base(CONV_PARAMS) { CONV_BODY }
 
 // ---------------------------------------------------------------------------------------------
 // Depthwise 3×3: each input row the windows read is copied once into a zero-bordered ring row
@@ -445,7 +380,6 @@ static void dw8_base(DW8_PARAMS) { DW8_BODY }
 #if defined(__x86_64__)
 #define AVX2 __attribute__((target("avx2,fma")))
 AVX2 static void gemm_avx2(GEMM_PARAMS) { GEMM_BODY }
-AVX2 static void conv_avx2(CONV_PARAMS) { CONV_BODY }
 AVX2 static void dw_avx2(DW_PARAMS) { DW_BODY }
 AVX2 static void dw8_avx2(DW8_PARAMS) { DW8_BODY }
 
@@ -491,12 +425,6 @@ void ck_depthwise3x3_c8(DW8_PARAMS) {
     dw8_base(x, plane, h, w, w9, bias8, y, oplane, oh, ow, sh, sw, ph, pw, act, scratch);
 }
 
-void ck_conv_columns(CONV_PARAMS) {
-#if defined(__x86_64__)
-    if (ck_uses_avx2()) { conv_avx2(m, a, packed_a, x, g, c, ldc, bias, act, bt, j0, j1, scratch); return; }
-#endif
-    conv_base(m, a, packed_a, x, g, c, ldc, bias, act, bt, j0, j1, scratch);
-}
 
 size_t ck_packed_a_size(ptrdiff_t m, ptrdiff_t k) { return (size_t)((m + MR - 1) / MR * MR * k); }
 

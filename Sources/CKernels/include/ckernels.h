@@ -43,20 +43,6 @@ void ck_gemm_columns(ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, co
                      const float *bias, ck_activation act, ck_batch batch, ptrdiff_t j0, ptrdiff_t j1,
                      float *scratch);
 
-/// A 2-d convolution's geometry for `ck_conv_columns` (input channels of one group).
-typedef struct {
-    ptrdiff_t channels, h, w, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow;
-} ck_conv2d;
-
-/// A 2-d convolution as an implicit product, columns j in [j0, j1) of the output positions
-/// (`batch.per` = oh·ow per image, images `batch.b_stride` floats apart in x and `c_stride`
-/// in c): C[i, j] = act(bias[i] + Σ_{ch, kh, kw} A[i, (ch·kh + kh)·kw + kw] · X[ch, ih, iw]), the
-/// column matrix gathered panel by panel from x instead of written out. A is m × (channels ·
-/// kh · kw), row-major. Scratch: `ck_gemm_scratch(channels · kh · kw)` floats.
-void ck_conv_columns(ptrdiff_t m, const float *a, const float *packed_a, const float *x, const ck_conv2d *geometry,
-                     float *c, ptrdiff_t ldc, const float *bias, ck_activation act, ck_batch batch,
-                     ptrdiff_t j0, ptrdiff_t j1, float *scratch);
-
 /// Floats `ck_pack_a` writes for an m × k matrix.
 size_t ck_packed_a_size(ptrdiff_t m, ptrdiff_t k);
 

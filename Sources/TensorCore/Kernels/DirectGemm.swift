@@ -66,28 +66,6 @@ public enum DirectGemm {
         }
     }
 
-    /// A 2-d convolution (one group) as an implicit product: the column matrix is gathered from
-    /// `x` panel by panel, never written. `w` is `[m, channels, kh, kw]`; the output positions of
-    /// `images.count` images are the columns (image `t` of x at `x + t·xStride`, of y at
-    /// `y + t·yStride`, each plane `outHeight · outWidth`).
-    public static func convolve(m: Int, w: UnsafePointer<Float>, x: UnsafePointer<Float>, channels: Int,
-                                height: Int, width: Int, kernel: (Int, Int), strides: (Int, Int), dilations: (Int, Int),
-                                padsBegin: (Int, Int), outHeight: Int, outWidth: Int, y: UnsafeMutablePointer<Float>,
-                                bias: UnsafePointer<Float>?, activation: KernelActivation,
-                                images: (count: Int, xStride: Int, yStride: Int), packedW: UnsafePointer<Float>? = nil) {
-        let outS = outHeight * outWidth
-        guard m > 0, outS > 0, images.count > 0 else { return }
-        var g = ck_conv2d(channels: channels, h: height, w: width, kh: kernel.0, kw: kernel.1, sh: strides.0, sw: strides.1,
-                          dh: dilations.0, dw: dilations.1, ph: padsBegin.0, pw: padsBegin.1, oh: outHeight, ow: outWidth)
-        let batch = ck_batch(per: outS, b_stride: images.xStride, c_stride: images.yStride)
-        let k = channels * kernel.0 * kernel.1
-        withUnsafePointer(to: &g) { gp in
-            panelTasks(m: m, n: images.count * outS, k: k) { i0, i1, j0, j1, buf in
-                ck_conv_columns(i1 - i0, w + i0 * k, packedW.map { $0 + i0 * k }, x, gp, y + i0 * outS, outS, bias.map { $0 + i0 }, activation.raw, batch, j0, j1, buf)
-            }
-        }
-    }
-
     /// Floats of an `m × k` matrix in the packed layout (`packA`).
     public static func packedSize(m: Int, k: Int) -> Int { Int(ck_packed_a_size(m, k)) }
 
