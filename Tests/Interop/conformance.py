@@ -31,6 +31,11 @@ after (test_reduce_sum_keepdims -> ReduceSum, test_Conv2d_groups -> Conv, test_s
 -> Softmax), else the model's most frequent operator; light models get their own rows
 ("light:resnet50"). A not-claimed case is counted under its first missing operator.
 
+The per-family tests (test_nn_ops.py, test_elementwise_ops.py, test_tensor_ops.py,
+test_seq_quant_ops.py) use the same pieces: collect_cases, missing_ops / missing_outside,
+data_set_failures (compress on every data set, outputs compared by compare_outputs), _eval and
+compare_tensors / assert_match for their own ONNX Runtime cross-checks.
+
 Also a script: `python Tests/Interop/conformance.py [--workers N] [--filter REGEX] [--failures]`.
 """
 from __future__ import annotations
@@ -123,10 +128,18 @@ class Case:
     atol: float = ATOL
     skip_reason: str | None = None
     light_expected: str | None = None  # light models: the expected output_0.pb
+    # Kinds of the graph's inputs and outputs ("tensor_type", "sequence_type", "optional_type",
+    # "map_type", ...; None for an untyped value).
+    io_kinds: frozenset = frozenset()
 
     @property
     def id(self) -> str:
         return f"{self.suite}/{self.name}"
+
+    @property
+    def op_types(self) -> set[str]:
+        """The operator names the model uses (subgraphs included), whatever their domain."""
+        return {op for _, op in self.ops}
 
 
 def _graph_nodes(graph):
@@ -160,6 +173,7 @@ def _case_from_model(suite, name, model_path, data_sets) -> Case:
         counts[op_key(d, n.op_type)] += 1
     case = Case(suite, name, model_path, data_sets, ops, counts)
     case.skip_reason = RANDOM_CASES.get(name) or _non_tensor_io(model.graph)
+    case.io_kinds = frozenset(v.type.WhichOneof("value") for v in [*model.graph.input, *model.graph.output])
     return case
 
 
@@ -272,6 +286,16 @@ def missing_ops(case: Case, claims) -> list[str]:
     return out
 
 
+def missing_outside(case: Case, claims, family) -> list[str]:
+    """The case's unclaimed operators when none of them is in `family` (op names): the case is
+    blocked only by another family's gap. Empty when everything is claimed or a missing operator
+    belongs to `family` (which must then fail, not be skipped)."""
+    missing = missing_ops(case, claims)
+    if any(m.split("@")[0].split("::")[-1] in family for m in missing):
+        return []
+    return missing
+
+
 # ---- running and comparing ---------------------------------------------------------------------
 
 def read_tensor(path: str) -> TensorProto:
@@ -288,8 +312,15 @@ def _type_name(code: int) -> str:
         return str(code)
 
 
-def compare_tensors(expected: TensorProto, actual: TensorProto, rtol: float = RTOL, atol: float = ATOL) -> str | None:
-    """None when `actual` matches `expected` as the backend runner requires, else the first mismatch."""
+def compare_tensors(expected, actual, rtol: float = RTOL, atol: float = ATOL,
+                    exact_types=EXACT_TYPES) -> str | None:
+    """None when `actual` matches `expected` as the backend runner requires, else the first mismatch.
+    Either may be a TensorProto or a NumPy array (taken as the TensorProto `from_array` makes).
+    Element types in `exact_types` are compared exactly (NaN equal to NaN for float types)."""
+    if not isinstance(expected, TensorProto):
+        expected = numpy_helper.from_array(np.asarray(expected))
+    if not isinstance(actual, TensorProto):
+        actual = numpy_helper.from_array(np.asarray(actual))
     if actual.data_type != expected.data_type:
         return f"dtype {_type_name(actual.data_type)}, expected {_type_name(expected.data_type)}"
     exp, got = numpy_helper.to_array(expected), numpy_helper.to_array(actual)
@@ -297,13 +328,15 @@ def compare_tensors(expected: TensorProto, actual: TensorProto, rtol: float = RT
         return f"shape {list(got.shape)}, expected {list(exp.shape)}"
     if exp.size == 0:
         return None
-    if expected.data_type in EXACT_TYPES:
+    if expected.data_type in exact_types:
         if expected.data_type == TensorProto.STRING:
             bad = np.asarray(got != exp)
         else:
             e64 = exp.astype(np.int64) if exp.dtype.kind in "iub" else exp.astype(np.float64)
             g64 = got.astype(np.int64) if got.dtype.kind in "iub" else got.astype(np.float64)
             bad = e64 != g64
+            if e64.dtype.kind == "f" and g64.dtype.kind == "f":
+                bad &= ~(np.isnan(e64) & np.isnan(g64))
         if not bad.any():
             return None
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -324,6 +357,12 @@ def compare_tensors(expected: TensorProto, actual: TensorProto, rtol: float = RT
             f"{finite.max():.3g}; first at {list(idx)}: got {g64[idx]!r}, expected {e64[idx]!r}")
 
 
+def assert_match(expected, actual, what: str, rtol: float = RTOL, atol: float = ATOL, exact_types=EXACT_TYPES):
+    """Asserts compare_tensors finds no mismatch; the message starts with `what`."""
+    msg = compare_tensors(expected, actual, rtol, atol, exact_types)
+    assert msg is None, f"{what}: {msg}"
+
+
 @dataclasses.dataclass
 class Result:
     case: Case
@@ -332,15 +371,37 @@ class Result:
     label: str = ""           # the table row
 
 
-def _eval(model_path, inputs, out_dir, binary):
-    cmd = [binary, "_eval", model_path, "--threads", "1", "--outputs-dir", out_dir]
+def _eval(model_path, inputs, out_dir, binary=COMPRESS, threads: int | None = 1, timeout: float = EVAL_TIMEOUT):
+    """`compress _eval` on `inputs` (.pb paths), outputs to `out_dir`; threads None: compress's default."""
+    cmd = [binary, "_eval", model_path]
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
+    cmd += ["--outputs-dir", out_dir]
     if inputs:
         cmd += ["--inputs", *inputs]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=EVAL_TIMEOUT)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
 def _numbered(paths):
     return sorted(paths, key=lambda p: int(os.path.basename(p).rsplit("_", 1)[1].split(".")[0]))
+
+
+def data_set_files(data_set: str) -> tuple[list[str], list[str]]:
+    """The input_k.pb and output_k.pb paths of a test_data_set directory, in k order."""
+    return (_numbered(glob.glob(os.path.join(data_set, "input_*.pb"))),
+            _numbered(glob.glob(os.path.join(data_set, "output_*.pb"))))
+
+
+def compare_outputs(expected, out_dir: str, rtol: float = RTOL, atol: float = ATOL, exact_types=EXACT_TYPES) -> str | None:
+    """Compares each expected output_k.pb with out_dir/output_k.pb; None, or the first mismatch."""
+    for k, exp_path in enumerate(expected):
+        got_path = os.path.join(out_dir, f"output_{k}.pb")
+        if not os.path.exists(got_path):
+            return f"output_{k} was not written"
+        msg = compare_tensors(read_tensor(exp_path), read_tensor(got_path), rtol, atol, exact_types)
+        if msg:
+            return f"output_{k}: {msg}"
+    return None
 
 
 def _light_inputs(case: Case, tmp: str) -> list[str]:
@@ -361,23 +422,35 @@ def _light_inputs(case: Case, tmp: str) -> list[str]:
     return paths
 
 
-def _run_data_set(case: Case, inputs, expected, binary) -> str | None:
+def _run_data_set(case: Case, inputs, expected, binary, threads: int | None = 1, timeout: float = EVAL_TIMEOUT,
+                  rtol: float | None = None, atol: float | None = None, exact_types=EXACT_TYPES) -> str | None:
+    """Runs one data set; None when every output matches (at the case's tolerances unless given)."""
     with tempfile.TemporaryDirectory(prefix="conf-") as out:
         try:
-            r = _eval(case.model_path, inputs, out, binary)
+            r = _eval(case.model_path, inputs, out, binary, threads, timeout)
         except subprocess.TimeoutExpired:
-            return f"timed out after {EVAL_TIMEOUT}s"
+            return f"timed out after {timeout}s"
         if r.returncode != 0:
             lines = r.stderr.strip().splitlines()
             return f"exit {r.returncode}: " + (lines[-1] if lines else "(no message)")[:300]
-        for k, exp_path in enumerate(expected):
-            got_path = os.path.join(out, f"output_{k}.pb")
-            if not os.path.exists(got_path):
-                return f"output_{k} was not written"
-            msg = compare_tensors(read_tensor(exp_path), read_tensor(got_path), case.rtol, case.atol)
-            if msg:
-                return f"output_{k}: {msg}"
-    return None
+        return compare_outputs(expected, out, case.rtol if rtol is None else rtol, case.atol if atol is None else atol,
+                               exact_types)
+
+
+def data_set_failures(case: Case, binary: str = COMPRESS, **kwargs) -> list[str]:
+    """Runs every data set of `case` (a light model: its dummy input) and returns one message per
+    failing set ("test_data_set_N exit 1: ...", "test_data_set_N output_0: ..."); empty when all
+    pass. `kwargs` go to _run_data_set (threads, timeout, rtol, atol, exact_types)."""
+    if case.light_expected:
+        with tempfile.TemporaryDirectory(prefix="conf-in-") as tmp:
+            msg = _run_data_set(case, _light_inputs(case, tmp), [case.light_expected], binary, **kwargs)
+        return [f"light input {msg}"] if msg else []
+    failures = []
+    for ds in case.data_sets:
+        msg = _run_data_set(case, *data_set_files(ds), binary, **kwargs)
+        if msg:
+            failures.append(f"{os.path.basename(ds)} {msg}")
+    return failures
 
 
 # Cases whose expected output is numerically ill-conditioned, with what is checked instead.
@@ -442,8 +515,7 @@ def run_case(case: Case, claims, binary: str = COMPRESS) -> Result:
     if not case.data_sets:
         return Result(case, "skipped", "no test data sets", label)
     for ds in case.data_sets:
-        msg = _run_data_set(case, _numbered(glob.glob(os.path.join(ds, "input_*.pb"))),
-                            _numbered(glob.glob(os.path.join(ds, "output_*.pb"))), binary)
+        msg = _run_data_set(case, *data_set_files(ds), binary)
         if msg:
             return Result(case, "failed", f"{os.path.basename(ds)} {msg}", label)
     return Result(case, "passed", "", label)

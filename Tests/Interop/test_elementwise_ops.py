@@ -1,10 +1,11 @@
 """Conformance of compress's elementwise and reduction kernels against the ONNX backend tests.
 
 For every backend test directory (node, pytorch-converted, pytorch-operator, simple) whose model
-uses one of the operators below, each test_data_set is run through
-`compress _eval MODEL --inputs input_*.pb --outputs-dir DIR` and every output_k.pb is compared
-with the expected one: floating outputs with rtol 1e-3, atol 1e-7 (NaN must match NaN), integer
-and bool outputs exactly, and the dtype and shape must match.
+uses one of the operators below (cases collected by conformance.collect_cases), each test_data_set
+is run through `compress _eval MODEL --inputs input_*.pb --outputs-dir DIR` (compress's default
+thread count) and every output_k.pb is compared with the expected one by conformance.py's
+compare_tensors: floating outputs with rtol 1e-3, atol 1e-7 (NaN must match NaN), integer and
+bool outputs exactly, and the dtype and shape must match.
 
 Cases are grouped:
 - own: every op of the model is one of ours -> must pass.
@@ -12,30 +13,28 @@ Cases are grouped:
   outputs are sequences/optionals, random training-mode Dropout) -> compress must refuse them
   with a one-line error, not crash.
 - mixed: the model also uses other families' ops (Constant, Reshape, MatMul, ...) -> must pass
-  when every op is supported; skipped (with the missing op named) otherwise.
+  when `compress ops` claims every op at the model's opset; skipped (naming the missing ops) when
+  only other families' ops are missing.
 
 A per-op table of case counts (a case counts for every listed op its model uses) is printed at
 the end of the module.
 Run: COMPRESS_BIN=.build/release/compress pytest -q Tests/Interop/test_elementwise_ops.py
 """
 import collections
-import glob
 import os
-import subprocess
 import tempfile
 
 import numpy as np
 import onnx
-import onnx.backend.test
 import pytest
 from onnx import numpy_helper
 
-from conftest import crash_description
+import conformance
+from conftest import COMPRESS_BIN as COMPRESS, crash_description
 
-COMPRESS = os.environ.get("COMPRESS_BIN", "/work/main/.build/release/compress")
-DATA = os.path.join(os.path.dirname(onnx.backend.test.__file__), "data")
-SUITES = ["node", "pytorch-converted", "pytorch-operator", "simple"]
+SUITES = ("node", "pytorch-converted", "pytorch-operator", "simple")
 RTOL, ATOL = 1e-3, 1e-7
+EVAL_TIMEOUT = 120
 
 OPS = set("""
 Relu LeakyRelu PRelu Elu Selu Celu Sigmoid HardSigmoid HardSwish Tanh Softplus Softsign Mish Erf Gelu
@@ -60,40 +59,19 @@ UNSUPPORTED = {
 }
 
 
-def _graph_ops(graph):
-    for n in graph.node:
-        yield n.op_type
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _graph_ops(a.g)
-            for g in a.graphs:
-                yield from _graph_ops(g)
-
-
-def _has_non_tensor_io(graph):
-    """Whether a graph input or output is a sequence, optional or map (not a tensor)."""
-    return any(v.type.WhichOneof("value") != "tensor_type" for v in list(graph.input) + list(graph.output))
-
-
 def _collect():
     own, unsupported, mixed = [], [], []
-    for suite in SUITES:
-        for d in sorted(glob.glob(os.path.join(DATA, suite, "*"))):
-            path = os.path.join(d, "model.onnx")
-            if not os.path.exists(path):
-                continue
-            model = onnx.load(path, load_external_data=False)
-            ops = set(_graph_ops(model.graph))
-            if not ops & OPS:
-                continue
-            name = os.path.basename(d)
-            case = (suite, name, tuple(sorted(ops)))
-            if name in UNSUPPORTED or _has_non_tensor_io(model.graph):
-                unsupported.append(case)
-            elif ops <= OPS:
-                own.append(case)
-            else:
-                mixed.append(case)
+    for case in conformance.collect_cases(SUITES):
+        ops = case.op_types
+        if not ops & OPS:
+            continue
+        # A sequence, optional or map graph input or output (not a tensor).
+        if case.name in UNSUPPORTED or case.io_kinds - {"tensor_type"}:
+            unsupported.append(case)
+        elif ops <= OPS:
+            own.append(case)
+        else:
+            mixed.append(case)
     return own, unsupported, mixed
 
 
@@ -102,50 +80,29 @@ RESULTS = collections.defaultdict(lambda: collections.Counter())  # op -> Counte
 
 
 def _case_id(case):
-    return f"{case[0]}/{case[1]}"
+    return case.id
 
 
-def _run(model_dir, data_dir, out_dir):
-    inputs = sorted(glob.glob(os.path.join(data_dir, "input_*.pb")), key=lambda p: int(p.rsplit("_", 1)[1][:-3]))
-    cmd = [COMPRESS, "_eval", os.path.join(model_dir, "model.onnx"), "--outputs-dir", out_dir]
-    if inputs:
-        cmd += ["--inputs"] + inputs
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-
-
-def _compare(expected, actual, what):
-    assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype}, expected {expected.dtype}"
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
-    kind = expected.dtype.kind
-    if kind in "iub":
-        np.testing.assert_array_equal(actual, expected, err_msg=what)
-    else:
-        np.testing.assert_allclose(actual.astype(np.float64), expected.astype(np.float64), rtol=RTOL, atol=ATOL,
-                                   equal_nan=True, err_msg=what)
+def _run(case, data_dir, out_dir):
+    return conformance._eval(case.model_path, conformance.data_set_files(data_dir)[0], out_dir, COMPRESS,
+                             threads=None, timeout=EVAL_TIMEOUT)
 
 
 def _check_case(case):
-    suite, name, _ = case
-    model_dir = os.path.join(DATA, suite, name)
-    sets = sorted(glob.glob(os.path.join(model_dir, "test_data_set_*")))
-    assert sets, f"{name}: no test data"
-    for data_dir in sets:
-        with tempfile.TemporaryDirectory() as out:
-            r = _run(model_dir, data_dir, out)
-            assert r.returncode == 0, f"{name}: compress failed: {r.stderr.strip()}"
-            for exp_path in sorted(glob.glob(os.path.join(data_dir, "output_*.pb"))):
-                k = os.path.basename(exp_path)
-                got_path = os.path.join(out, k)
-                assert os.path.exists(got_path), f"{name}: {k} was not written"
-                expected = numpy_helper.to_array(onnx.load_tensor(exp_path))
-                actual = numpy_helper.to_array(onnx.load_tensor(got_path))
-                _compare(expected, actual, f"{name}/{os.path.basename(data_dir)}/{k}")
+    assert case.data_sets, f"{case.name}: no test data"
+    failures = conformance.data_set_failures(case, COMPRESS, threads=None, timeout=EVAL_TIMEOUT, rtol=RTOL, atol=ATOL)
+    assert not failures, f"{case.name}: " + "; ".join(failures)
 
 
 def _record(case, outcome):
-    for op in case[2]:
+    for op in case.op_types:
         if op in OPS:
             RESULTS[op][outcome] += 1
+
+
+@pytest.fixture(scope="module")
+def claims():
+    return conformance.claimed_ops(COMPRESS)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -180,11 +137,9 @@ def test_own_case(case):
 
 @pytest.mark.parametrize("case", UNSUPPORTED_CASES, ids=_case_id)
 def test_unsupported_case_is_refused(case):
-    suite, name, _ = case
-    model_dir = os.path.join(DATA, suite, name)
-    data_dir = sorted(glob.glob(os.path.join(model_dir, "test_data_set_*")))[0]
+    name = case.name
     with tempfile.TemporaryDirectory() as out:
-        r = _run(model_dir, data_dir, out)
+        r = _run(case, case.data_sets[0], out)
     lines = r.stderr.splitlines()
     crash = crash_description(r)
     ok = crash is None and r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ")
@@ -196,15 +151,11 @@ def test_unsupported_case_is_refused(case):
 
 
 @pytest.mark.parametrize("case", MIXED, ids=_case_id)
-def test_mixed_case(case):
-    suite, name, _ = case
-    model_dir = os.path.join(DATA, suite, name)
-    data_dir = sorted(glob.glob(os.path.join(model_dir, "test_data_set_*")))[0]
-    with tempfile.TemporaryDirectory() as out:
-        r = _run(model_dir, data_dir, out)
-    if r.returncode != 0 and "unsupported operator" in r.stderr:
+def test_mixed_case(case, claims):
+    missing = conformance.missing_outside(case, claims, OPS)
+    if missing:
         _record(case, "skip")
-        pytest.skip(r.stderr.strip())
+        pytest.skip(f"not claimed by compress: {', '.join(missing)}")
     try:
         _check_case(case)
     except AssertionError:
@@ -262,10 +213,9 @@ def test_large_broadcasts_match_onnxruntime(tmp_path):
         p = tmp_path / f"{k}.pb"
         p.write_bytes(numpy_helper.from_array(v, k).SerializeToString())
         paths.append(str(p))
-    r = subprocess.run([COMPRESS, "_eval", str(path), "--inputs", *paths, "--outputs-dir", str(tmp_path / "out")],
-                       capture_output=True, text=True, timeout=300)
+    r = conformance._eval(str(path), paths, str(tmp_path / "out"), COMPRESS, threads=None)
     assert r.returncode == 0, r.stderr
     expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(outs, feeds)
     for k, (name, want) in enumerate(zip(outs, expected)):
-        got = numpy_helper.to_array(onnx.load_tensor(str(tmp_path / "out" / f"output_{k}.pb")))
-        _compare(want, got, name)
+        got = conformance.read_tensor(str(tmp_path / "out" / f"output_{k}.pb"))
+        conformance.assert_match(want, got, name, RTOL, ATOL)

@@ -3,12 +3,15 @@
 Every backend test directory (node, pytorch-converted, pytorch-operator) whose model uses only
 operators of the NN family (Conv, ConvTranspose, Gemm, MatMul, BatchNormalization,
 InstanceNormalization, LayerNormalization, LRN, MaxPool, AveragePool, GlobalAveragePool,
-GlobalMaxPool) is run through `compress _eval` and each output is compared with the stored
-`output_k.pb` at the backend runner's tolerances (rtol 1e-3, atol 1e-7, numpy.testing
-semantics: |actual - expected| <= atol + rtol * |expected|), plus exact dtype and shape.
+GlobalMaxPool) is run through `compress _eval` (compress's default thread count) and each output
+is compared with the stored `output_k.pb` by conformance.py's compare_tensors at the backend
+runner's tolerances (rtol 1e-3, atol 1e-7, numpy.testing semantics:
+|actual - expected| <= atol + rtol * |expected|; integer outputs exactly), plus exact dtype and
+shape. Each case counts for its operator as conformance.primary_op names it.
 
 A second group checks the float16 / float64 paths (computed through float32) against ONNX
-Runtime on the same models with their types changed.
+Runtime on the same models with their types changed; further groups compare larger Convs and whole
+reference networks with ONNX Runtime.
 
 Run as a script to print a per-operator pass count:
     COMPRESS_BIN=.build/release/compress python Tests/Interop/test_nn_ops.py
@@ -16,20 +19,20 @@ Run as a script to print a per-operator pass count:
 from __future__ import annotations
 
 import collections
-import glob
 import os
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import onnx
 import onnx.numpy_helper
 import pytest
 
-COMPRESS = os.environ.get("COMPRESS_BIN", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".build", "release", "compress"))
-DATA = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
-SUITES = ["node", "pytorch-converted", "pytorch-operator"]
+import conformance
+from conftest import COMPRESS_BIN as COMPRESS
+
+DATA = conformance.DATA
+SUITES = ("node", "pytorch-converted", "pytorch-operator")
 RTOL, ATOL = 1e-3, 1e-7
 
 NN_OPS = {
@@ -37,65 +40,22 @@ NN_OPS = {
     "LayerNormalization", "LRN", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
 }
 
-
-def collect_cases():
-    """(suite/name, directory, op) for every backend test whose ops are all NN ops."""
-    cases = []
-    for suite in SUITES:
-        for d in sorted(glob.glob(os.path.join(DATA, suite, "*", ""))):
-            path = os.path.join(d, "model.onnx")
-            if not os.path.exists(path):
-                continue
-            model = onnx.load(path, load_external_data=False)
-            ops = {n.op_type for n in model.graph.node}
-            if ops and ops <= NN_OPS:
-                name = os.path.basename(os.path.dirname(d))
-                cases.append((f"{suite}/{name}", d, sorted(ops)[0]))
-    return cases
-
-
-CASES = collect_cases()
+# Every backend test whose ops are all NN ops, with the operator it is about.
+CASES = [(c, conformance.primary_op(c)) for c in conformance.collect_cases(SUITES)
+         if c.op_types and c.op_types <= NN_OPS]
 
 
 def read_pb(path):
-    t = onnx.TensorProto()
-    with open(path, "rb") as f:
-        t.ParseFromString(f.read())
-    return onnx.numpy_helper.to_array(t)
+    return onnx.numpy_helper.to_array(conformance.read_tensor(path))
 
 
 def run_compress(model_path, input_paths, out_dir):
-    cmd = [COMPRESS, "_eval", model_path, "--outputs-dir", out_dir]
-    if input_paths:
-        cmd += ["--inputs", *input_paths]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return conformance._eval(model_path, input_paths, out_dir, COMPRESS, threads=None)
 
 
-def check_case(directory):
+def check_case(case):
     """Runs every data set of a backend test; returns a list of failure messages."""
-    failures = []
-    model_path = os.path.join(directory, "model.onnx")
-    for ds in sorted(glob.glob(os.path.join(directory, "test_data_set_*"))):
-        inputs = sorted(glob.glob(os.path.join(ds, "input_*.pb")), key=lambda p: int(p.rsplit("_", 1)[1][:-3]))
-        expected = sorted(glob.glob(os.path.join(ds, "output_*.pb")), key=lambda p: int(p.rsplit("_", 1)[1][:-3]))
-        with tempfile.TemporaryDirectory() as out:
-            r = run_compress(model_path, inputs, out)
-            if r.returncode != 0:
-                failures.append(f"{os.path.basename(ds)}: exit {r.returncode}: {r.stderr.strip()}")
-                continue
-            for k, exp_path in enumerate(expected):
-                got_path = os.path.join(out, f"output_{k}.pb")
-                if not os.path.exists(got_path):
-                    failures.append(f"{os.path.basename(ds)}: output_{k} missing")
-                    continue
-                exp, got = read_pb(exp_path), read_pb(got_path)
-                if exp.dtype != got.dtype or exp.shape != got.shape:
-                    failures.append(f"{os.path.basename(ds)} output_{k}: got {got.dtype}{list(got.shape)}, expected {exp.dtype}{list(exp.shape)}")
-                    continue
-                if not np.allclose(got, exp, rtol=RTOL, atol=ATOL, equal_nan=True):
-                    err = np.abs(got.astype(np.float64) - exp.astype(np.float64))
-                    failures.append(f"{os.path.basename(ds)} output_{k}: max abs err {err.max():.3g}")
-    return failures
+    return conformance.data_set_failures(case, COMPRESS, threads=None, rtol=RTOL, atol=ATOL)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -107,15 +67,15 @@ def _binary():
 RESULTS: dict[str, bool] = {}
 
 
-@pytest.mark.parametrize("name,directory,op", CASES, ids=[c[0] for c in CASES])
-def test_backend_node(name, directory, op):
-    failures = check_case(directory)
-    RESULTS[name] = not failures
-    assert not failures, f"{name} ({op}): " + "; ".join(failures)
+@pytest.mark.parametrize("case,op", CASES, ids=[c.id for c, _ in CASES])
+def test_backend_node(case, op):
+    failures = check_case(case)
+    RESULTS[case.id] = not failures
+    assert not failures, f"{case.id} ({op}): " + "; ".join(failures)
 
 
 def test_every_nn_op_has_cases():
-    covered = {op for _, _, op in CASES}
+    covered = {op for _, op in CASES}
     assert covered == NN_OPS, f"no backend test found for {sorted(NN_OPS - covered)}"
 
 
@@ -183,9 +143,8 @@ def test_converted_dtype_matches_onnxruntime(name, dtype, tmp_path):
     # float16 results are compared at float16 resolution: both sides round to the nearest half.
     rtol, atol = (RTOL, ATOL) if dtype == np.float64 else (2e-3, 1e-3)
     for k, exp in enumerate(expected):
-        got = read_pb(str(out / f"output_{k}.pb"))
-        assert got.dtype == exp.dtype and got.shape == exp.shape, (got.dtype, got.shape, exp.dtype, exp.shape)
-        np.testing.assert_allclose(got.astype(np.float64), exp.astype(np.float64), rtol=rtol, atol=atol)
+        got = conformance.read_tensor(str(out / f"output_{k}.pb"))
+        conformance.assert_match(exp, got, f"{name} {np.dtype(dtype).name} output_{k}", rtol, atol)
 
 
 # ---- larger shapes than the backend tests: every kernel path against ONNX Runtime -------------
@@ -247,10 +206,9 @@ def test_conv_matches_onnxruntime(x_shape, w_shape, bias, attrs, tmp_path):
     expected = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"X": x})[0]
     r = run_compress(path, [xp], str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr
-    got = read_pb(str(tmp_path / "out" / "output_0.pb"))
-    assert got.shape == expected.shape
+    got = conformance.read_tensor(str(tmp_path / "out" / "output_0.pb"))
     # Both sum in float32 in different orders: relative 1e-4 of the output's scale.
-    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * float(np.abs(expected).max()))
+    conformance.assert_match(expected, got, "Y", rtol=1e-3, atol=1e-4 * float(np.abs(expected).max()))
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2"])
@@ -263,23 +221,25 @@ def test_reference_model_matches_onnxruntime(arch, tmp_path):
     xp = str(tmp_path / "x.pb")
     with open(xp, "wb") as f:
         f.write(onnx.numpy_helper.from_array(x).SerializeToString())
+    missing = conformance.missing_ops(conformance._case_from_model("reference", arch, path, []),
+                                      conformance.claimed_ops(COMPRESS))
+    if missing:
+        pytest.skip(f"{arch} needs operators compress does not claim: {', '.join(missing)}")
     r = run_compress(path, [xp], str(tmp_path / "out"))
-    if r.returncode != 0 and "unsupported operator" in r.stderr:
-        pytest.skip(r.stderr.strip())
     assert r.returncode == 0, r.stderr
     name = onnx.load(path, load_external_data=False).graph.input[0].name
     expected = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
-    got = read_pb(str(tmp_path / "out" / "output_0.pb"))
-    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * float(np.abs(expected).max()))
+    got = conformance.read_tensor(str(tmp_path / "out" / "output_0.pb"))
+    conformance.assert_match(expected, got, arch, rtol=1e-3, atol=1e-4 * float(np.abs(expected).max()))
 
 
 def test_zz_per_op_summary(capsys):
     """Prints the per-operator pass count of the backend cases run above (last in the file)."""
     counts = collections.defaultdict(lambda: [0, 0])
-    for name, _, op in CASES:
-        if name in RESULTS:
+    for case, op in CASES:
+        if case.id in RESULTS:
             counts[op][1] += 1
-            counts[op][0] += RESULTS[name]
+            counts[op][0] += RESULTS[case.id]
     with capsys.disabled():
         print()
         for op in sorted(counts):
@@ -290,11 +250,11 @@ def test_zz_per_op_summary(capsys):
 def per_op_summary():
     counts = collections.defaultdict(lambda: [0, 0])
     failed = []
-    for name, directory, op in CASES:
-        f = check_case(directory)
+    for case, op in CASES:
+        f = check_case(case)
         counts[op][1] += 1
         if f:
-            failed.append(f"{name}: {'; '.join(f)}")
+            failed.append(f"{case.id}: {'; '.join(f)}")
         else:
             counts[op][0] += 1
     return counts, failed

@@ -4,13 +4,16 @@ Operators: LSTM, GRU, QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear, M
 ConvInteger, QLinearMatMul, QLinearConv, If, Loop, Scan.
 
 Two parts:
-1. ONNX backend tests. Every backend test directory (node, light, pytorch-converted,
-   pytorch-operator, simple) whose model uses one of the operators above is run through
-   `compress _eval MODEL --inputs input_*.pb --outputs-dir DIR`, and each output_k.pb is compared
-   with the expected one: floats with rtol 1e-3, atol 1e-7; integers, bools and the quantized
-   small types (int4/uint4/int2/uint2, float8, float4) exactly; dtype and shape must match.
-   A case that fails only because compress lacks an operator outside this family (a Loop body's
-   SequenceInsert, say) is skipped with "needs X"; a failure in any other way fails the test.
+1. ONNX backend tests. Every backend case (node, light, pytorch-converted, pytorch-operator,
+   simple; collected by conformance.collect_cases) whose model uses one of the operators above is
+   run through `compress _eval MODEL --inputs input_*.pb --outputs-dir DIR` (compress's default
+   thread count; a light model on the runner's dummy input), and each output_k.pb is compared with
+   the expected one by conformance.py's compare_tensors: floats with rtol 1e-3, atol 1e-7;
+   integers, bools and the quantized small types (int4/uint4/int2/uint2, float8, float4) exactly
+   (NaN equal to NaN); dtype and shape must match. A case with sequence/optional graph inputs or
+   outputs must be refused in one line and is then skipped. A case that `compress ops` does not
+   claim only because it lacks operators outside this family (a Loop body's SequenceInsert, say)
+   is skipped with "needs X"; a failure in any other way fails the test.
 2. Differential tests against ONNX Runtime on models built here: the LSTM/GRU variants the
    backend data does not cover (reverse, bidirectional, sequence_lens, initial states,
    activation lists with alpha/beta, clip, input_forget, linear_before_reset, layout 1 — the
@@ -22,23 +25,21 @@ A per-op table of backend pass counts is printed at the end.
 Run: COMPRESS_BIN=.build/release/compress pytest -q Tests/Interop/test_seq_quant_ops.py
 """
 import collections
-import glob
 import os
-import re
-import subprocess
 import tempfile
 
 import numpy as np
 import onnx
-import onnx.backend.test
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import conformance
+from conftest import COMPRESS_BIN as COMPRESS
+
 ort = pytest.importorskip("onnxruntime")
 
-COMPRESS = os.environ.get("COMPRESS_BIN", "/work/main/.build/release/compress")
-DATA = os.path.join(os.path.dirname(onnx.backend.test.__file__), "data")
-SUITES = ["node", "light", "pytorch-converted", "pytorch-operator", "simple"]
+DATA = conformance.DATA
+SUITES = ("node", "light", "pytorch-converted", "pytorch-operator", "simple")
 RTOL, ATOL = 1e-3, 1e-7
 
 OPS = set("""
@@ -46,105 +47,42 @@ LSTM GRU QuantizeLinear DequantizeLinear DynamicQuantizeLinear MatMulInteger Con
 QLinearMatMul QLinearConv If Loop Scan
 """.split())
 
-# Small types NumPy represents through ml_dtypes; compared exactly through float64.
-EXACT_FLOAT_TYPES = {
+# Besides conformance's exact types (integers, bool, int4/uint4/int2/uint2): the 8- and 4-bit
+# float types quantization produces, compared exactly (the runner would allow rtol 1e-3).
+EXACT_TYPES = conformance.EXACT_TYPES | {
     TensorProto.FLOAT8E4M3FN, TensorProto.FLOAT8E4M3FNUZ, TensorProto.FLOAT8E5M2, TensorProto.FLOAT8E5M2FNUZ,
     TensorProto.FLOAT4E2M1, TensorProto.INT4, TensorProto.UINT4, TensorProto.INT2, TensorProto.UINT2,
 }
 
-
-def _graph_ops(graph):
-    for n in graph.node:
-        yield n.op_type
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _graph_ops(a.g)
-            for g in a.graphs:
-                yield from _graph_ops(g)
-
-
-def _non_tensor_values(graph):
-    """Whether the graph's inputs or outputs are sequences or optionals (not modeled by compress)."""
-    return any(v.type.WhichOneof("value") != "tensor_type" for v in list(graph.input) + list(graph.output))
-
-
-def _collect():
-    cases = []
-    for suite in SUITES:
-        for d in sorted(glob.glob(os.path.join(DATA, suite, "*"))):
-            path = os.path.join(d, "model.onnx")
-            if not os.path.exists(path):
-                continue
-            graph = onnx.load(path, load_external_data=False).graph
-            ops = set(_graph_ops(graph))
-            if ops & OPS:
-                cases.append((suite, os.path.basename(d), tuple(sorted(ops)), _non_tensor_values(graph)))
-    return cases
-
-
-CASES = _collect()
+CASES = [c for c in conformance.collect_cases(SUITES) if c.op_types & OPS]
 RESULTS = collections.defaultdict(collections.Counter)  # op -> Counter(pass/fail/skip)
 
 
 def _case_id(case):
-    return f"{case[0]}/{case[1]}"
+    return case.id
 
 
 def _eval(model_path, input_paths, out_dir):
-    cmd = [COMPRESS, "_eval", model_path, "--outputs-dir", out_dir]
-    if input_paths:
-        cmd += ["--inputs"] + list(input_paths)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return conformance._eval(model_path, list(input_paths), out_dir, COMPRESS, threads=None)
 
 
-def _compare(expected_proto, actual_proto, what):
-    expected = numpy_helper.to_array(expected_proto)
-    actual = numpy_helper.to_array(actual_proto)
-    assert actual_proto.data_type == expected_proto.data_type, \
-        f"{what}: data type {actual_proto.data_type}, expected {expected_proto.data_type}"
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
-    if expected_proto.data_type in EXACT_FLOAT_TYPES:
-        np.testing.assert_array_equal(actual.astype(np.float64), expected.astype(np.float64), err_msg=what)
-    elif expected.dtype.kind in "iub":
-        np.testing.assert_array_equal(actual, expected, err_msg=what)
-    else:
-        np.testing.assert_allclose(actual.astype(np.float64), expected.astype(np.float64), rtol=RTOL, atol=ATOL,
-                                   equal_nan=True, err_msg=what)
-
-
-def _missing_foreign_op(stderr):
-    """The operator outside this family compress reported as unsupported, if that was the failure."""
-    m = re.search(r"unsupported operator (?:\S+::)?(\w+)", stderr)
-    if m and m.group(1) not in OPS:
-        return m.group(1)
-    return None
-
-
-def _check_backend_case(case):
-    suite, name, _, non_tensor = case
-    model_dir = os.path.join(DATA, suite, name)
-    sets = sorted(glob.glob(os.path.join(model_dir, "test_data_set_*")))
-    assert sets, f"{name}: no test data"
-    for data_dir in sets:
-        inputs = sorted(glob.glob(os.path.join(data_dir, "input_*.pb")), key=lambda p: int(p.rsplit("_", 1)[1][:-3]))
+def _check_backend_case(case, claims):
+    """None when every data set matches, else why the case is skipped; assertion errors fail it."""
+    assert case.data_sets or case.light_expected, f"{case.name}: no test data"
+    if case.io_kinds - {"tensor_type"}:
+        # Sequence/optional inputs or outputs (not modeled by compress): it must refuse in one line.
+        inputs, _ = conformance.data_set_files(case.data_sets[0])
         with tempfile.TemporaryDirectory() as out:
-            r = _eval(os.path.join(model_dir, "model.onnx"), inputs, out)
-            if non_tensor:
-                # Sequence/optional inputs or outputs: compress must refuse in one line.
-                msg = r.stderr.strip()
-                assert r.returncode > 0 and msg and len(msg.splitlines()) == 1, \
-                    f"{name}: expected a one-line refusal of sequence/optional values, got rc={r.returncode} {msg!r}"
-                return "needs sequence/optional values"
-            if r.returncode != 0:
-                foreign = _missing_foreign_op(r.stderr)
-                if foreign:
-                    return f"needs {foreign}"
-            assert r.returncode == 0, f"{name}: compress failed: {r.stderr.strip()}"
-            for exp_path in sorted(glob.glob(os.path.join(data_dir, "output_*.pb"))):
-                k = os.path.basename(exp_path)
-                got_path = os.path.join(out, k)
-                assert os.path.exists(got_path), f"{name}: {k} was not written"
-                _compare(onnx.load_tensor(exp_path), onnx.load_tensor(got_path), f"{name}/{os.path.basename(data_dir)}/{k}")
+            r = _eval(case.model_path, inputs, out)
+        msg = r.stderr.strip()
+        assert r.returncode > 0 and msg and len(msg.splitlines()) == 1, \
+            f"{case.name}: expected a one-line refusal of sequence/optional values, got rc={r.returncode} {msg!r}"
+        return "needs sequence/optional values"
+    missing = conformance.missing_outside(case, claims, OPS)
+    if missing:
+        return f"needs {', '.join(missing)}"
+    failures = conformance.data_set_failures(case, COMPRESS, threads=None, rtol=RTOL, atol=ATOL, exact_types=EXACT_TYPES)
+    assert not failures, f"{case.name}: " + "; ".join(failures)
     return None
 
 
@@ -152,6 +90,11 @@ def _record(ops, outcome):
     for op in ops:
         if op in OPS:
             RESULTS[op][outcome] += 1
+
+
+@pytest.fixture(scope="module")
+def claims():
+    return conformance.claimed_ops(COMPRESS)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -176,16 +119,16 @@ def test_binary_exists():
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_backend_case(case):
+def test_backend_case(case, claims):
     try:
-        skip = _check_backend_case(case)
+        skip = _check_backend_case(case, claims)
     except AssertionError:
-        _record(case[2], "fail")
+        _record(case.op_types, "fail")
         raise
     if skip:
-        _record(case[2], "skip")
+        _record(case.op_types, "skip")
         pytest.skip(skip)
-    _record(case[2], "pass")
+    _record(case.op_types, "pass")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,13 +164,9 @@ def _run_ort(model, feeds):
 
 
 def _assert_close(got, want, what, exact=False):
+    """Each output as compare_tensors sees it, at rtol 1e-3, atol 1e-6 (0 and 0 when `exact`)."""
     for k, (g, w) in enumerate(zip(got, want)):
-        assert g.dtype == w.dtype, f"{what} output {k}: dtype {g.dtype}, expected {w.dtype}"
-        assert g.shape == w.shape, f"{what} output {k}: shape {g.shape}, expected {w.shape}"
-        if exact or w.dtype.kind in "iub":
-            np.testing.assert_array_equal(g, w, err_msg=f"{what} output {k}")
-        else:
-            np.testing.assert_allclose(g, w, rtol=RTOL, atol=1e-6, err_msg=f"{what} output {k}")
+        conformance.assert_match(w, g, f"{what} output {k}", 0.0 if exact else RTOL, 0.0 if exact else 1e-6)
 
 
 RNG = np.random.default_rng(7)
@@ -516,8 +455,7 @@ def test_scan_directions_and_axes():
 
 def test_unsupported_sequence_body_is_refused_in_one_line():
     model_dir = os.path.join(DATA, "node", "test_loop13_seq")
-    data_dir = os.path.join(model_dir, "test_data_set_0")
-    inputs = sorted(glob.glob(os.path.join(data_dir, "input_*.pb")))
+    inputs, _ = conformance.data_set_files(os.path.join(model_dir, "test_data_set_0"))
     with tempfile.TemporaryDirectory() as out:
         r = _eval(os.path.join(model_dir, "model.onnx"), inputs, out)
     assert r.returncode != 0

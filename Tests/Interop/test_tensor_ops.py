@@ -3,38 +3,39 @@
 Two sources of truth:
 
 1. The ONNX backend test data (node, pytorch-converted, pytorch-operator, simple). For every
-   test directory whose model uses one of the operators below, each test_data_set is run through
-   `compress _eval MODEL --inputs input_*.pb --outputs-dir DIR` and each output_k.pb is compared
-   with the expected one: floating outputs with rtol 1e-3, atol 1e-7 (NaN matches NaN), integer
-   and bool outputs exactly; dtype and shape must match.
+   test directory whose model uses one of the operators below (cases collected by
+   conformance.collect_cases), each test_data_set is run through
+   `compress _eval MODEL --inputs input_*.pb --outputs-dir DIR` (compress's default thread count)
+   and each output_k.pb is compared with the expected one by conformance.py's compare_tensors:
+   floating outputs with rtol 1e-3, atol 1e-7 (NaN matches NaN), integer and bool outputs
+   exactly; dtype and shape must match.
    - own: every op of the model is one of ours -> must pass.
-   - mixed: the model also uses other families' ops -> must pass when every op is supported,
-     skipped (naming the missing op) otherwise.
+   - mixed: the model also uses other families' ops -> must pass when `compress ops` claims every
+     op at the model's opset, skipped (naming the missing ops) when only other families' ops are
+     missing.
    - refused: the model passes sequence or optional values, which compress does not model ->
      compress must refuse it with a one-line error, not crash.
 2. Opset versions the backend data does not cover (the backend data holds mostly the newest
    version of each op): small models built here at older opsets (Slice-1 attributes, Pad-2,
    Squeeze/Unsqueeze-11, Split-2/13, Resize-10/11/13, Upsample-7/9, TopK-1/10, ...) and other
-   dtypes, compared with ONNX Runtime on the same inputs, same tolerances.
+   dtypes, compared with ONNX Runtime on the same inputs, same tolerances (compare_tensors).
 
 A per-op table of pass counts is printed at the end.
 Run: COMPRESS_BIN=.build/release/compress pytest -q Tests/Interop/test_tensor_ops.py
 """
 import collections
-import glob
 import os
-import subprocess
 import tempfile
 
 import numpy as np
 import onnx
-import onnx.backend.test
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-COMPRESS = os.environ.get("COMPRESS_BIN", "/work/main/.build/release/compress")
-DATA = os.path.join(os.path.dirname(onnx.backend.test.__file__), "data")
-SUITES = ["node", "pytorch-converted", "pytorch-operator", "simple"]
+import conformance
+from conftest import COMPRESS_BIN as COMPRESS
+
+SUITES = ("node", "pytorch-converted", "pytorch-operator", "simple")
 RTOL, ATOL = 1e-3, 1e-7
 
 OPS = set("""
@@ -44,40 +45,17 @@ Range EyeLike NonZero TopK Einsum
 """.split())
 
 
-def _graph_ops(graph):
-    for n in graph.node:
-        yield n.op_type
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                yield from _graph_ops(a.g)
-            for g in a.graphs:
-                yield from _graph_ops(g)
-
-
-def _has_sequences(model):
-    """Whether a graph input or output is a sequence or optional value."""
-    for v in list(model.graph.input) + list(model.graph.output):
-        if v.type.HasField("sequence_type") or v.type.HasField("optional_type"):
-            return True
-    return False
-
-
 def _collect():
     own, mixed, refused = [], [], []
-    for suite in SUITES:
-        for d in sorted(glob.glob(os.path.join(DATA, suite, "*"))):
-            path = os.path.join(d, "model.onnx")
-            if not os.path.exists(path):
-                continue
-            model = onnx.load(path, load_external_data=False)
-            ops = set(_graph_ops(model.graph))
-            if not ops & OPS:
-                continue
-            case = (suite, os.path.basename(d), tuple(sorted(ops)))
-            if _has_sequences(model):
-                refused.append(case)
-            else:
-                (own if ops <= OPS else mixed).append(case)
+    for case in conformance.collect_cases(SUITES):
+        ops = case.op_types
+        if not ops & OPS:
+            continue
+        # A graph input or output is a sequence or optional value.
+        if case.io_kinds & {"sequence_type", "optional_type"}:
+            refused.append(case)
+        else:
+            (own if ops <= OPS else mixed).append(case)
     return own, mixed, refused
 
 
@@ -86,51 +64,28 @@ RESULTS = collections.defaultdict(collections.Counter)  # op -> Counter(pass/fai
 
 
 def _case_id(case):
-    return f"{case[0]}/{case[1]}"
+    return case.id
 
 
 def _eval(model_path, input_paths, out_dir):
-    cmd = [COMPRESS, "_eval", model_path, "--outputs-dir", out_dir]
-    if input_paths:
-        cmd += ["--inputs"] + list(input_paths)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-
-
-def _compare(expected, actual, what):
-    assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype}, expected {expected.dtype}"
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}"
-    if expected.dtype.kind in "iub":
-        np.testing.assert_array_equal(actual, expected, err_msg=what)
-    else:
-        np.testing.assert_allclose(actual.astype(np.float64), expected.astype(np.float64), rtol=RTOL, atol=ATOL,
-                                   equal_nan=True, err_msg=what)
+    return conformance._eval(model_path, list(input_paths), out_dir, COMPRESS, threads=None)
 
 
 def _check_backend_case(case):
-    suite, name, _ = case
-    model_dir = os.path.join(DATA, suite, name)
-    sets = sorted(glob.glob(os.path.join(model_dir, "test_data_set_*")))
-    assert sets, f"{name}: no test data"
-    for data_dir in sets:
-        inputs = sorted(glob.glob(os.path.join(data_dir, "input_*.pb")), key=lambda p: int(p.rsplit("_", 1)[1][:-3]))
-        with tempfile.TemporaryDirectory() as out:
-            r = _eval(os.path.join(model_dir, "model.onnx"), inputs, out)
-            if r.returncode != 0 and "unsupported operator" in r.stderr and case[2] and not set(case[2]) <= OPS:
-                pytest.skip(r.stderr.strip())
-            assert r.returncode == 0, f"{name}: compress failed: {r.stderr.strip()}"
-            for exp_path in sorted(glob.glob(os.path.join(data_dir, "output_*.pb"))):
-                k = os.path.basename(exp_path)
-                got_path = os.path.join(out, k)
-                assert os.path.exists(got_path), f"{name}: {k} was not written"
-                expected = numpy_helper.to_array(onnx.load_tensor(exp_path))
-                actual = numpy_helper.to_array(onnx.load_tensor(got_path))
-                _compare(expected, actual, f"{name}/{os.path.basename(data_dir)}/{k}")
+    assert case.data_sets, f"{case.name}: no test data"
+    failures = conformance.data_set_failures(case, COMPRESS, threads=None, rtol=RTOL, atol=ATOL)
+    assert not failures, f"{case.name}: " + "; ".join(failures)
 
 
 def _record(ops, outcome):
     for op in ops:
         if op in OPS:
             RESULTS[op][outcome] += 1
+
+
+@pytest.fixture(scope="module")
+def claims():
+    return conformance.claimed_ops(COMPRESS)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -171,26 +126,28 @@ def test_binary_exists():
 
 @pytest.mark.parametrize("case", OWN, ids=_case_id)
 def test_backend_own(case):
-    _tracked(case[2], lambda: _check_backend_case(case))
+    _tracked(case.op_types, lambda: _check_backend_case(case))
 
 
 @pytest.mark.parametrize("case", MIXED, ids=_case_id)
-def test_backend_mixed(case):
-    _tracked(case[2], lambda: _check_backend_case(case))
+def test_backend_mixed(case, claims):
+    def body():
+        missing = conformance.missing_outside(case, claims, OPS)
+        if missing:
+            pytest.skip(f"not claimed by compress: {', '.join(missing)}")
+        _check_backend_case(case)
+    _tracked(case.op_types, body)
 
 
 @pytest.mark.parametrize("case", REFUSED, ids=_case_id)
 def test_backend_sequences_refused(case):
-    suite, name, ops = case
-    model_dir = os.path.join(DATA, suite, name)
-    data_dir = sorted(glob.glob(os.path.join(model_dir, "test_data_set_*")))[0]
-    inputs = sorted(glob.glob(os.path.join(data_dir, "input_*.pb")), key=lambda p: int(p.rsplit("_", 1)[1][:-3]))
+    inputs, _ = conformance.data_set_files(case.data_sets[0])
     with tempfile.TemporaryDirectory() as out:
-        r = _eval(os.path.join(model_dir, "model.onnx"), inputs, out)
+        r = _eval(case.model_path, inputs, out)
     msg = r.stderr.strip()
     ok = r.returncode == 1 and msg and len(msg.splitlines()) == 1
-    _record(ops, "refused" if ok else "fail")
-    assert ok, f"{name}: expected a one-line refusal (exit 1), got rc={r.returncode}: {msg!r}"
+    _record(case.op_types, "refused" if ok else "fail")
+    assert ok, f"{case.name}: expected a one-line refusal (exit 1), got rc={r.returncode}: {msg!r}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,6 +380,6 @@ def test_against_onnxruntime(case):
             r = _eval(path, ins, out)
             assert r.returncode == 0, f"{case.id}: compress failed: {r.stderr.strip()}"
             for k, e in enumerate(expected):
-                got = numpy_helper.to_array(onnx.load_tensor(os.path.join(out, f"output_{k}.pb")))
-                _compare(np.asarray(e), got, f"{case.id}/output_{k}")
+                got = conformance.read_tensor(os.path.join(out, f"output_{k}.pb"))
+                conformance.assert_match(np.asarray(e), got, f"{case.id}/output_{k}", RTOL, ATOL)
     _tracked([case.op], body)
