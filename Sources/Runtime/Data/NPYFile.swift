@@ -240,8 +240,9 @@ public enum NPYFile {
         return out
     }
 
-    /// Writes `tensor` to `path` as `.npy`, atomically (temporary file + rename, `AtomicFile`).
-    public static func write(_ tensor: Tensor, to path: String) throws {
-        try AtomicFile.write(try encode(tensor, path: path), to: URL(fileURLWithPath: path))
+    /// Writes `tensor` to `path` as `.npy`, atomically (temporary file + rename, `AtomicFile`);
+    /// `durable: false` skips the fsync (see `AtomicFile.write`).
+    public static func write(_ tensor: Tensor, to path: String, durable: Bool = true) throws {
+        try AtomicFile.write(try encode(tensor, path: path), to: URL(fileURLWithPath: path), durable: durable)
     }
 }

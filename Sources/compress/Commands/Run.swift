@@ -67,7 +67,9 @@ struct Run: ParsableCommand {
                     guard let out, let t = results[name] else { files.append(nil); continue }
                     let path = (out as NSString).appendingPathComponent("\(sample.id).\(k).npy")
                     if sample.id.contains("/") { try Run.makeFolder((path as NSString).deletingLastPathComponent) }
-                    try NPYFile.write(t, to: path)
+                    // Each file is complete or absent (temporary file + rename); not fsynced one by
+                    // one (360 files: 2.4 s with fsync, 0.8 s without).
+                    try NPYFile.write(t, to: path, durable: false)
                     files.append(path)
                 }
                 evaluation.add(sample: sample, results: results, files: files, milliseconds: ms)
