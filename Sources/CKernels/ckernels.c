@@ -17,7 +17,35 @@ typedef int32_t vi8 __attribute__((vector_size(32)));
 #define splat(f) ({ float sp_f_ = (f); (v8){sp_f_, sp_f_, sp_f_, sp_f_, sp_f_, sp_f_, sp_f_, sp_f_}; })
 #define sel(m, a, b) ((v8)((((vi8)(a)) & (m)) | (((vi8)(b)) & ~(m))))
 
-// Relu lets NaN through (the comparison is false); Clip and LeakyRelu likewise keep NaN.
+// e^x for x ≤ 0 (Cephes expf: x = n·ln2 + r, |r| ≤ ln2/2, e^r by a degree-6 polynomial, 2^n
+// through the exponent bits; about 1 ulp). Below -87.3 the result is 0; NaN stays NaN.
+#define vexp_nonpositive(xv) ({                                                                \
+    v8 ex_x_ = (xv);                                                                           \
+    vi8 ex_under_ = (vi8)(ex_x_ < splat(-87.3f));                                              \
+    ex_x_ = sel(ex_under_, splat(-87.3f), ex_x_);                                              \
+    v8 ex_f_ = ex_x_ * splat(1.44269504088896341f) + splat(0.5f);                              \
+    vi8 ex_i_ = __builtin_convertvector(ex_f_, vi8);                                           \
+    ex_i_ = ex_i_ + (vi8)(__builtin_convertvector(ex_i_, v8) > ex_f_);   /* floor */           \
+    v8 ex_n_ = __builtin_convertvector(ex_i_, v8);                                             \
+    ex_x_ = ex_x_ - ex_n_ * splat(0.693359375f) - ex_n_ * splat(-2.12194440e-4f);              \
+    v8 ex_y_ = splat(1.9875691500e-4f);                                                        \
+    ex_y_ = ex_y_ * ex_x_ + splat(1.3981999507e-3f);                                           \
+    ex_y_ = ex_y_ * ex_x_ + splat(8.3334519073e-3f);                                           \
+    ex_y_ = ex_y_ * ex_x_ + splat(4.1665795894e-2f);                                           \
+    ex_y_ = ex_y_ * ex_x_ + splat(1.6666665459e-1f);                                           \
+    ex_y_ = ex_y_ * ex_x_ + splat(5.0000001201e-1f);                                           \
+    ex_y_ = ex_y_ * (ex_x_ * ex_x_) + ex_x_ + splat(1.0f);                                     \
+    (v8)((vi8)(ex_y_ * (v8)((ex_i_ + 127) << 23)) & ~ex_under_); })
+
+// σ(x) as 1 / (1 + e) for x ≥ 0 and e / (1 + e) for x < 0 with e = e^-|x| (never overflows).
+#define vsigmoid(xv) ({                                                                        \
+    v8 sg_x_ = (xv);                                                                           \
+    v8 sg_e_ = vexp_nonpositive((v8)((vi8)sg_x_ | (vi8)splat(-0.0f)));   /* -|x| */            \
+    v8 sg_r_ = splat(1.0f) / (splat(1.0f) + sg_e_);                                            \
+    sel((vi8)(sg_x_ >= splat(0)), sg_r_, sg_e_ * sg_r_); })
+
+// Relu lets NaN through (the comparison is false); Clip, LeakyRelu, Sigmoid and SiLU likewise
+// keep NaN.
 #define activate(v, act) ({                                                                     \
     v8 ac_v_ = (v);                                                                              \
     switch ((act).kind) {                                                                        \
@@ -25,9 +53,27 @@ typedef int32_t vi8 __attribute__((vector_size(32)));
     case 2: ac_v_ = sel((vi8)(ac_v_ < splat((act).p0)), splat((act).p0), ac_v_);                 \
             ac_v_ = sel((vi8)(ac_v_ > splat((act).p1)), splat((act).p1), ac_v_); break;          \
     case 3: ac_v_ = sel((vi8)(ac_v_ >= splat(0)), ac_v_, ac_v_ * splat((act).p0)); break;        \
+    case 4: ac_v_ = vsigmoid(ac_v_); break;                                                      \
+    case 5: ac_v_ = ac_v_ * vsigmoid(ac_v_); break;                                              \
     default: break;                                                                              \
     }                                                                                            \
     ac_v_; })
+
+// An activation over an array, eight at a time.
+#define MAP_BODY                                                                               \
+    ptrdiff_t i = 0;                                                                           \
+    for (; i + 8 <= n; i += 8) st(y + i, activate(ld(x + i), act));                            \
+    if (i < n) {                                                                               \
+        float t[8] = {0};                                                                      \
+        for (ptrdiff_t j = 0; i + j < n; j++) t[j] = x[i + j];                                 \
+        v8 r = activate(ld(t), act);                                                           \
+        st(t, r);                                                                              \
+        for (ptrdiff_t j = 0; i + j < n; j++) y[i + j] = t[j];                                 \
+    }
+
+#define MAP_PARAMS const float *x, float *y, ptrdiff_t n, ck_activation act
+
+static void map_base(MAP_PARAMS) { MAP_BODY }
 
 // ---------------------------------------------------------------------------------------------
 // GEMM: a 6 × 16 register tile (12 accumulators), B packed 16 columns wide, A read in place.
@@ -380,6 +426,7 @@ static void dw8_base(DW8_PARAMS) { DW8_BODY }
 #if defined(__x86_64__)
 #define AVX2 __attribute__((target("avx2,fma")))
 AVX2 static void gemm_avx2(GEMM_PARAMS) { GEMM_BODY }
+AVX2 static void map_avx2(MAP_PARAMS) { MAP_BODY }
 AVX2 static void dw_avx2(DW_PARAMS) { DW_BODY }
 AVX2 static void dw8_avx2(DW8_PARAMS) { DW8_BODY }
 
@@ -433,4 +480,11 @@ void ck_pack_a(ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, float *o
         for (ptrdiff_t p = 0; p < k; p++)
             for (ptrdiff_t r = 0; r < MR; r++)
                 *out++ = i + r < m ? a[(i + r) * lda + p] : 0;
+}
+
+void ck_activate(MAP_PARAMS) {
+#if defined(__x86_64__)
+    if (ck_uses_avx2()) { map_avx2(x, y, n, act); return; }
+#endif
+    map_base(x, y, n, act);
 }

@@ -92,7 +92,7 @@ public final class Executor {
             if fuse, n.isDefaultDomain, Executor.fusableProducers.contains(n.opType), n.outputs.count == 1,
                let out = n.outputs.first, consumers[out] == 1, !graphOutputs.contains(out),
                idx + 1 < g.nodes.count {
-                // Only the immediately following node, so the order stays topological.
+                // Only the immediately following node(s), so the order stays topological.
                 let next = g.nodes[idx + 1]
                 if next.inputs.first == out, let act = Executor.activation(next, graph: g) {
                     step.fused = act
@@ -100,6 +100,15 @@ public final class Executor {
                     skip.insert(idx + 1)
                     fusedAway.insert(out)
                 }
+            } else if fuse, n.isDefaultDomain, n.opType == "Conv", n.outputs.count == 1,
+                      let out = n.outputs.first, consumers[out] == 2, !graphOutputs.contains(out), idx + 2 < g.nodes.count,
+                      let mul = Executor.siluTail(after: out, sigmoid: g.nodes[idx + 1], mul: g.nodes[idx + 2]),
+                      consumers[g.nodes[idx + 1].outputs[0]] == 1, !graphOutputs.contains(g.nodes[idx + 1].outputs[0]) {
+                // Conv → Sigmoid → Mul(conv, sigmoid): SiLU / Swish, one pass in the Conv's store.
+                step.fused = .silu
+                step.outputs = mul.outputs
+                skip.formUnion([idx + 1, idx + 2])
+                fusedAway.formUnion([out, g.nodes[idx + 1].outputs[0]])
             }
             steps.append(step)
         }
@@ -131,6 +140,7 @@ public final class Executor {
         switch node.opType {
         case "Relu": return .relu
         case "LeakyRelu": return .leakyRelu(alpha: node.float("alpha") ?? 0.01)
+        case "Sigmoid": return .sigmoid
         case "Clip":
             if node.inputs.count == 1 {
                 return .clip(min: node.float("min") ?? -Float.greatestFiniteMagnitude, max: node.float("max") ?? Float.greatestFiniteMagnitude)
@@ -144,6 +154,15 @@ public final class Executor {
             return .clip(min: lo, max: hi)
         default: return nil
         }
+    }
+
+    /// The Mul node when `sigmoid` is a Sigmoid of `value` and `mul` multiplies `value` by its
+    /// output (either order): the SiLU pattern exporters write.
+    static func siluTail(after value: String, sigmoid: Node, mul: Node) -> Node? {
+        guard sigmoid.isDefaultDomain, sigmoid.opType == "Sigmoid", sigmoid.inputs == [value], sigmoid.outputs.count == 1,
+              mul.isDefaultDomain, mul.opType == "Mul", mul.inputs.count == 2, mul.outputs.count == 1 else { return nil }
+        let s = sigmoid.outputs[0]
+        return Set(mul.inputs) == Set([value, s]) && value != s ? mul : nil
     }
 
     /// Outer-scope values a node's subgraphs read.

@@ -65,6 +65,8 @@ public enum FusedActivation: Equatable, Sendable {
     case leakyRelu(alpha: Float)
     case sigmoid
     case hardSwish
+    /// x · σ(x): a Sigmoid whose output multiplies its own input (SiLU / Swish, as exported).
+    case silu
 
     @inline(__always)
     public func apply(_ x: Float) -> Float {
@@ -73,6 +75,7 @@ public enum FusedActivation: Equatable, Sendable {
         case .clip(let lo, let hi): return min(max(x, lo), hi)
         case .leakyRelu(let a): return x >= 0 ? x : a * x
         case .sigmoid: return 1 / (1 + expf(-x))
+        case .silu: return x / (1 + expf(-x))
         case .hardSwish: return x * min(max(x / 6 + 0.5, 0), 1)
         }
     }

@@ -145,4 +145,31 @@ final class NNOpsTests: XCTestCase {
 private func XCTAssertEqual(_ a: [Float], _ b: [Float], accuracy: Float, file: StaticString = #filePath, line: UInt = #line) {
     XCTAssertEqual(a.count, b.count, file: file, line: line)
     for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: accuracy, file: file, line: line) }
+
+    /// Conv → Sigmoid → Mul(conv, sigmoid) (SiLU as exporters write it) runs as one fused Conv;
+    /// its output equals the three nodes run one by one (a hook on the Conv output forces the
+    /// unfused plan).
+    func testSiLUPatternFusesIntoConv() throws {
+        var rng = SystemRandomNumberGenerator()
+        func random(_ shape: [Int]) -> Tensor { Tensor(shape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &rng) }) }
+        var g = Graph(name: "silu")
+        g.inputs = [ValueInfo("x", .float32, [.fixed(1), .fixed(3), .fixed(9), .fixed(9)])]
+        g.outputs = [ValueInfo("y", .float32, [.fixed(1), .fixed(8), .fixed(9), .fixed(9)])]
+        g.addInitializer(Initializer(name: "w", tensor: random([8, 3, 3, 3])))
+        g.addInitializer(Initializer(name: "b", tensor: random([8])))
+        g.nodes = [Node(opType: "Conv", inputs: ["x", "w", "b"], outputs: ["c"], attributes: [Attribute(name: "pads", value: .ints([1, 1, 1, 1]))]),
+                   Node(opType: "Sigmoid", inputs: ["c"], outputs: ["s"]),
+                   Node(opType: "Mul", inputs: ["s", "c"], outputs: ["y"])]
+        let exec = try Executor(model: Model(graph: g))
+        let x = random([1, 3, 9, 9])
+        let fused = try XCTUnwrap(exec.run(["x": x])["y"])
+        var seen: [String] = []
+        let plain = try XCTUnwrap(exec.run(["x": x], hooks: ExecutionHooks(names: ["c"]) { name, _ in seen.append(name) })["y"])
+        XCTAssertEqual(seen, ["c"], "the unfused plan materializes the Conv output")
+        XCTAssertEqual(fused.shape, [1, 8, 9, 9])
+        for (a, b) in zip(fused.floatValues(), plain.floatValues()) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b))) }
+        var steps: [String] = []
+        _ = try exec.run(["x": x], stepDone: { steps.append($0.opType) })
+        XCTAssertEqual(steps, ["Conv"], "Sigmoid and Mul are fused into the Conv")
+    }
 }

@@ -196,6 +196,39 @@ final class DirectKernelTests: XCTestCase {
         }
     }
 
+    /// Sigmoid and SiLU (vectorized e^x) against float64 over [-100, 100], NaN kept, and both
+    /// fused into a product's store.
+    func testSigmoidAndSiLU() {
+        for baseline in [false, true] {
+            DirectGemm.forceBaseline(baseline)
+            let n = 20_003
+            var x = (0..<n).map { Float(-100 + 200 * Double($0) / Double(n - 1)) }
+            x += [.nan, 0, -0.0]
+            var y = [Float](repeating: 0, count: x.count)
+            for (act, f) in [(KernelActivation.sigmoid, { (v: Double) in 1 / (1 + exp(-v)) }), (.silu, { (v: Double) in v / (1 + exp(-v)) })] {
+                x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { act.apply(xp.baseAddress!, into: $0.baseAddress!, count: x.count) } }
+                for i in 0..<n {
+                    let ref = f(Double(x[i]))
+                    // e^x below -87.3 (under 2^-126, float's smallest normal) is flushed to 0; SiLU
+                    // scales that by |x| ≤ 100.
+                    XCTAssertEqual(Double(y[i]), ref, accuracy: 4e-7 * abs(ref) + 100 * 0x1p-126, "\(act) at \(x[i]) baseline \(baseline)")
+                }
+                XCTAssert(y[n].isNaN)
+                XCTAssertEqual(y[n + 1], act == .sigmoid ? 0.5 : 0)
+            }
+            // Fused into the product: C = σ(A·B + bias).
+            let a: [Float] = [0.5, -1, 2, 0.25], b: [Float] = (0..<(2 * 20)).map { Float($0 % 7) - 3 }
+            var c = [Float](repeating: 0, count: 2 * 20)
+            DirectGemm.multiply(m: 2, n: 20, k: 2, a: a, lda: 2, b: b, ldb: 20, c: &c, ldc: 20, bias: [0.1, -0.2], activation: .sigmoid)
+            for i in 0..<2 {
+                for j in 0..<20 {
+                    let s = Double([0.1, -0.2][i]) + Double(a[i * 2]) * Double(b[j]) + Double(a[i * 2 + 1]) * Double(b[20 + j])
+                    XCTAssertEqual(Double(c[i * 20 + j]), 1 / (1 + exp(-s)), accuracy: 1e-6)
+                }
+            }
+        }
+    }
+
     /// Every index exactly once, from one thread, nested loops and several submitting threads.
     func testParallelCoversEveryIndexOnce() {
         let saved = Parallel.threads

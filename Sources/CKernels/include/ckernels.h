@@ -8,12 +8,16 @@
 #include <stddef.h>
 
 /// Activation applied with the bias in the kernels' store: 0 none, 1 Relu (NaN passes
-/// through), 2 Clip(p0, p1), 3 LeakyRelu(alpha = p0).
+/// through), 2 Clip(p0, p1), 3 LeakyRelu(alpha = p0), 4 Sigmoid, 5 SiLU (x · σ(x)).
+/// Sigmoid uses a polynomial e^x of about 1 ulp.
 typedef struct {
     int kind;
     float p0;
     float p1;
 } ck_activation;
+
+/// y[i] = act(x[i]) for i < n (x and y may be the same array).
+void ck_activate(const float *x, float *y, ptrdiff_t n, ck_activation act);
 
 /// Whether the AVX2 + FMA variants are in use (CPU support; COMPRESS_NO_AVX2=1 turns them off).
 int ck_uses_avx2(void);

@@ -238,7 +238,7 @@ extension StandardOps {
 
     static func registerActivations(_ r: OpRegistry) {
         numericUnary(r, "Relu") { _ in ReluFunction() }
-        floatUnary(r, "Sigmoid") { _ in SigmoidFunction() }
+        floatUnary(r, "Sigmoid", vectorized: .sigmoid) { _ in SigmoidFunction() }
         floatUnary(r, "Softplus") { _ in SoftplusFunction() }
         floatUnary(r, "Softsign") { _ in SoftsignFunction() }
         floatUnary(r, "Mish", since: 18) { _ in MishFunction() }
@@ -262,10 +262,21 @@ extension StandardOps {
     }
 
     /// Registers a unary op over floating tensors; `make` reads the node's attributes once per run.
-    static func floatUnary<F: FloatFunction>(_ r: OpRegistry, _ op: String, since: Int = 1,
+    /// - Parameter vectorized: a C kernel for float32 (`KernelActivation`), used instead of `make`'s
+    ///   function at that type.
+    static func floatUnary<F: FloatFunction>(_ r: OpRegistry, _ op: String, since: Int = 1, vectorized: KernelActivation? = nil,
                                              _ make: @escaping (KernelContext) throws -> F) {
         r.register(op, since: since, kernel: { inputs, ctx in
             let x = try ctx.required(inputs, 0)
+            if let vectorized, x.dtype == .float32 {
+                var y = Tensor(uninitialized: .float32, shape: x.shape)
+                x.withUnsafeBufferPointer(as: Float.self) { xp in
+                    y.withUnsafeMutableBufferPointer(as: Float.self) { yp in
+                        if let xb = xp.baseAddress, let yb = yp.baseAddress { vectorized.apply(xb, into: yb, count: xp.count) }
+                    }
+                }
+                return [y]
+            }
             return [try UnaryMap.float(x, try make(ctx), ctx)]
         }, infer: { inputs, _, ctx in
             let x = try ctx.required(inputs, 0)

@@ -99,6 +99,8 @@ enum NNSupport {
         case .relu: return .activation(.relu)
         case .clip(let lo, let hi): return .activation(.clip(min: lo, max: hi))
         case .leakyRelu(let a): return .activation(.leakyRelu(alpha: a))
+        case .sigmoid: return .activation(.sigmoid)
+        case .silu: return .activation(.silu)
         default: return .rows(epilogue(act)!)
         }
     }

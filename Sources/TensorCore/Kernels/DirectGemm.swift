@@ -9,6 +9,21 @@ public struct KernelActivation: Equatable, Sendable {
     public static let relu = KernelActivation(raw: ck_activation(kind: 1, p0: 0, p1: 0))
     public static func clip(min: Float, max: Float) -> KernelActivation { KernelActivation(raw: ck_activation(kind: 2, p0: min, p1: max)) }
     public static func leakyRelu(alpha: Float) -> KernelActivation { KernelActivation(raw: ck_activation(kind: 3, p0: alpha, p1: 0)) }
+    /// 1 / (1 + e^-x), e^x by a polynomial of about 1 ulp.
+    public static let sigmoid = KernelActivation(raw: ck_activation(kind: 4, p0: 0, p1: 0))
+    /// x · σ(x) (SiLU / Swish).
+    public static let silu = KernelActivation(raw: ck_activation(kind: 5, p0: 0, p1: 0))
+
+    /// Applies the activation to `count` floats from `x` into `y` (which may be `x`), vectorized,
+    /// in parallel for large arrays.
+    public func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
+        let raw = self.raw
+        let block = 1 << 14
+        Parallel.forRanges(count: (count + block - 1) / block, minimumWork: 1 << 16, workPerItem: block) { r in
+            let lo = r.lowerBound * block, hi = min(count, r.upperBound * block)
+            ck_activate(x + lo, y + lo, hi - lo, raw)
+        }
+    }
     public static func == (a: KernelActivation, b: KernelActivation) -> Bool {
         a.raw.kind == b.raw.kind && a.raw.p0 == b.raw.p0 && a.raw.p1 == b.raw.p1
     }
@@ -33,6 +48,12 @@ public enum ConvEpilogue {
             case 1: return { p, n, b in for i in 0..<n { let v = p[i] + b; p[i] = v < 0 ? 0 : v } }
             case 2: return { p, n, b in for i in 0..<n { p[i] = min(max(p[i] + b, lo), hi) } }
             case 3: return { p, n, b in for i in 0..<n { let v = p[i] + b; p[i] = v >= 0 ? v : lo * v } }
+            case 4, 5:
+                let raw = a.raw
+                return { p, n, b in
+                    if b != 0 { for i in 0..<n { p[i] += b } }
+                    ck_activate(p, p, n, raw)
+                }
             default: return biasEpilogue
             }
         }
