@@ -2,7 +2,8 @@
 """`make bench`: every benchmark, each measuring compress against its peer in the same run.
 
 Benchmarks are not tests: they print figures and ratios (and exit 0 unless a benchmark
-itself crashed). Each script is self-contained; run one alone with
+itself crashed). Each script runs on its own (bench_info.py and bench_profile.py import
+their shared measuring helpers from _measure.py, next to them); run one alone with
 `COMPRESS_BIN=.build/release/compress .venv/bin/python Tests/Bench/bench_<name>.py`.
 """
 import os

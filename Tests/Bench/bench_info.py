@@ -13,7 +13,8 @@ weights, ~100 MB, all inline). Measured, each RUNS times (median reported):
 Peak memory is each process's maximum resident set size (ru_maxrss from wait4 on that child,
 launched from a small Python process so a large parent cannot inflate it), plus compress's
 peak private (anonymous) memory sampled from /proc. Mapped model pages compress touches count
-in RSS; it touches only the structure, so its peak stays far below the file size.
+in RSS; it touches only the structure, so its peak stays far below the file size. The
+measuring helpers are shared with bench_profile.py in _measure.py.
 
 Targets (issue #2): compress ≥ 5× faster than python+onnx.load, and compress's peak memory
 ≤ 1.5× the file size. Not a test: prints figures and ratios, exits 0 unless a step crashed.
@@ -26,31 +27,9 @@ import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("COMPRESS_BIN", os.path.join(ROOT, ".build", "release", "compress"))
-RUNS = int(os.environ.get("BENCH_RUNS", "7"))
+from _measure import BIN, build_resnet50, measure, require_bin
 
-# Runs argv[1:] as a child of this small process; prints wall seconds, peak RSS (KiB, from
-# wait4), peak RssAnon (KiB, sampled every 0.5 ms) and the exit status.
-MEASURE = r"""
-import os, subprocess, sys, time
-t = time.perf_counter()
-p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
-anon = 0
-while True:
-    pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-    if pid == p.pid:
-        break
-    try:
-        for line in open(f"/proc/{p.pid}/status"):
-            if line.startswith("RssAnon:"):
-                anon = max(anon, int(line.split()[1]))
-    except OSError:
-        pass
-    time.sleep(0.0005)
-wall = time.perf_counter() - t
-print(wall, usage.ru_maxrss, anon, os.waitstatus_to_exitcode(status))
-"""
+RUNS = int(os.environ.get("BENCH_RUNS", "7"))
 
 # onnx.load timed inside the process, after the import.
 LOAD_ONLY = r"""
@@ -66,14 +45,6 @@ print(" ".join(map(str, times)))
 """
 
 
-def measure(argv):
-    out = subprocess.run([sys.executable, "-c", MEASURE, *argv], capture_output=True, text=True, check=True).stdout.split()
-    wall, rss, anon, rc = float(out[0]), int(out[1]), int(out[2]), int(out[3])
-    if rc != 0:
-        raise SystemExit(f"{argv[0]} exited with status {rc}")
-    return wall, rss * 1024, anon * 1024
-
-
 def summarize(samples):
     walls = [s[0] for s in samples]
     return statistics.median(walls), max(s[1] for s in samples), max(s[2] for s in samples)
@@ -84,12 +55,10 @@ def mib(b):
 
 
 def main():
-    if not os.path.exists(BIN):
-        raise SystemExit(f"compress binary not found at {BIN} (build with `swift build -c release` or set COMPRESS_BIN)")
+    require_bin()
     with tempfile.TemporaryDirectory(prefix="bench-info-") as tmp:
         model = os.path.join(tmp, "r50.onnx")
-        subprocess.run([BIN, "build-reference", "resnet50", "-o", model], check=True)
-        size = os.path.getsize(model)
+        size = build_resnet50(model)
         print(f"model: ResNet-50 (build-reference, random weights), {size:,} bytes ({mib(size)}); {RUNS} runs each, median")
 
         # Warm the page cache and both tools once, so every figure below is a warm-cache run.

@@ -6,7 +6,7 @@ onnx-tool is timed two ways: its load + shape inference + profile inside one Pyt
 (imports excluded: the figure the target compares against), and as a whole process.
 Peak memory is each process's maximum resident set size (getrusage of the child), measured
 with the model file evicted from the page cache and again with it cached, plus compress's
-peak private (anonymous) memory.
+peak private (anonymous) memory (measured by _measure.py, shared with bench_info.py).
 
 Target (issue #4): compress ≥ 50× faster than onnx-tool's load + shape inference + profile,
 and compress's peak memory below half the model file's size.
@@ -21,34 +21,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.environ.get("COMPRESS_BIN", os.path.join(ROOT, ".build", "release", "compress"))
-RUNS = int(os.environ.get("BENCH_RUNS", "11"))
+from _measure import BIN, build_resnet50, measure, require_bin
 
-# Runs one command as a child of a small Python process (so the child's peak RSS is not
-# inflated by a large parent at exec time) and reports its wall time, its peak RSS (getrusage
-# of that child), and the peak of its private (anonymous) memory, sampled from /proc every
-# 0.5 ms. File-backed pages of a memory-mapped model count in RSS once mapped; how many get
-# mapped depends on how the kernel holds the file in its page cache (see main()).
-MEASURE = r"""
-import os, subprocess, sys, time
-t = time.perf_counter()
-p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
-anon = 0
-while True:
-    pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-    if pid == p.pid:
-        break
-    try:
-        for line in open(f"/proc/{p.pid}/status"):
-            if line.startswith("RssAnon:"):
-                anon = max(anon, int(line.split()[1]))
-    except OSError:
-        pass
-    time.sleep(0.0005)
-wall = time.perf_counter() - t
-print(wall, usage.ru_maxrss, anon, os.waitstatus_to_exitcode(status))
-"""
+RUNS = int(os.environ.get("BENCH_RUNS", "11"))
 
 # onnx-tool's own work, timed inside its process after the imports.
 ONNX_TOOL = r"""
@@ -64,14 +39,6 @@ with contextlib.redirect_stdout(io.StringIO()):
     g.profile()
 print(time.perf_counter() - t, int(g.macs[0]), int(g.params))
 """
-
-
-def measure(cmd):
-    out = subprocess.check_output([sys.executable, "-c", MEASURE, *cmd], text=True).split()
-    wall, rss_kib, anon_kib, rc = float(out[0]), int(out[1]), int(out[2]), int(out[3])
-    if rc != 0:
-        raise SystemExit(f"{' '.join(cmd)} exited {rc}")
-    return wall, rss_kib * 1024, anon_kib * 1024
 
 
 def wall(cmd):
@@ -99,16 +66,14 @@ def read_through(path):
 
 
 def main():
-    if not os.path.exists(BIN):
-        raise SystemExit(f"compress binary not found at {BIN} (make release, or set COMPRESS_BIN)")
+    require_bin()
     try:
         import onnx_tool  # noqa: F401
     except ImportError:
         raise SystemExit("onnx-tool is not installed (pip install onnx-tool==1.0.1)")
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as d:
         model = os.path.join(d, "resnet50.onnx")
-        subprocess.check_call([BIN, "build-reference", "resnet50", "-o", model, "--zero-weights"])
-        size = os.path.getsize(model)
+        size = build_resnet50(model, zero_weights=True)
         doc = json.loads(subprocess.check_output([BIN, "profile", model, "--format", "json"]))
         print(f"model: ResNet-50 (torchvision layout, BatchNormalization kept), {size / 1e6:.1f} MB, "
               f"{len(doc['nodes'])} nodes; compress: {doc['totals']['macs']:,} MACs, {doc['totals']['params']:,} params")
