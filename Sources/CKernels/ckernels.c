@@ -18,11 +18,15 @@ typedef int32_t vi8 __attribute__((vector_size(32)));
 #define sel(m, a, b) ((v8)((((vi8)(a)) & (m)) | (((vi8)(b)) & ~(m))))
 
 // e^x for x ≤ 0 (Cephes expf: x = n·ln2 + r, |r| ≤ ln2/2, e^r by a degree-6 polynomial, 2^n
-// through the exponent bits; about 1 ulp). Below -87.3 the result is 0; NaN stays NaN.
+// through the exponent bits; about 1 ulp). Below -87.3 (results under 2^-126) the argument is
+// shifted up by 64·ln2 and the result scaled by 2^-64, so subnormal results come out rounded
+// as by expf; below -131.7 the result is 0. NaN stays NaN.
 #define vexp_nonpositive(xv) ({                                                                \
     v8 ex_x_ = (xv);                                                                           \
-    vi8 ex_under_ = (vi8)(ex_x_ < splat(-87.3f));                                              \
-    ex_x_ = sel(ex_under_, splat(-87.3f), ex_x_);                                              \
+    vi8 ex_sub_ = (vi8)(ex_x_ < splat(-87.3f));                                                \
+    ex_x_ = sel(ex_sub_, ex_x_ + splat(44.3614195558365f), ex_x_);                             \
+    vi8 ex_zero_ = (vi8)(ex_x_ < splat(-87.3f));                                               \
+    ex_x_ = sel(ex_zero_, splat(-87.3f), ex_x_);                                               \
     v8 ex_f_ = ex_x_ * splat(1.44269504088896341f) + splat(0.5f);                              \
     vi8 ex_i_ = __builtin_convertvector(ex_f_, vi8);                                           \
     ex_i_ = ex_i_ + (vi8)(__builtin_convertvector(ex_i_, v8) > ex_f_);   /* floor */           \
@@ -35,7 +39,9 @@ typedef int32_t vi8 __attribute__((vector_size(32)));
     ex_y_ = ex_y_ * ex_x_ + splat(1.6666665459e-1f);                                           \
     ex_y_ = ex_y_ * ex_x_ + splat(5.0000001201e-1f);                                           \
     ex_y_ = ex_y_ * (ex_x_ * ex_x_) + ex_x_ + splat(1.0f);                                     \
-    (v8)((vi8)(ex_y_ * (v8)((ex_i_ + 127) << 23)) & ~ex_under_); })
+    ex_y_ = ex_y_ * (v8)((ex_i_ + 127) << 23);                                                 \
+    ex_y_ = sel(ex_sub_, ex_y_ * splat(0x1p-64f), ex_y_);                                      \
+    (v8)((vi8)ex_y_ & ~ex_zero_); })
 
 // σ(x) as 1 / (1 + e) for x ≥ 0 and e / (1 + e) for x < 0 with e = e^-|x| (never overflows).
 #define vsigmoid(xv) ({                                                                        \
