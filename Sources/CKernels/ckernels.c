@@ -1,5 +1,6 @@
 #include "ckernels.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -446,7 +447,7 @@ static int detect(void) {
 static int detect(void) { return 0; }
 #endif
 
-static int avx2_state = -1;   // -1 unknown; benign race: every thread computes the same value
+static _Atomic int avx2_state = -1;   // -1 unknown; threads that race compute the same value
 
 int ck_uses_avx2(void) {
     if (avx2_state < 0) avx2_state = detect();

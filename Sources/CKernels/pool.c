@@ -108,8 +108,7 @@ void ck_parallel_run(ptrdiff_t chunks, int threads, ck_task fn, void *ctx) {
         started++;
     }
     if (workers > started) workers = started;
-    uint64_t g = atomic_load(&published) + 1;
-    if (g % SLOTS == 0) g++;             // keep generation 0 meaning "being written"
+    uint64_t g = atomic_load(&published) + 1;   // from 1: 0 means "being written"
     job_slot *s = &slots[g % SLOTS];
     atomic_store(&s->gen, 0);
     while (atomic_load(&s->refs) != 0) cpu_pause();   // a late worker from 64 jobs ago
@@ -127,6 +126,10 @@ void ck_parallel_run(ptrdiff_t chunks, int threads, ck_task fn, void *ctx) {
         pthread_mutex_unlock(&sleep_lock);
     }
     run_chunks(s);
-    while (atomic_load(&s->done) < chunks) cpu_pause();
+    // Wait for the chunks other threads took; yield the core if one of them was descheduled.
+    for (int rounds = 0; atomic_load(&s->done) < chunks; rounds++) {
+        if (rounds < SPIN_PAUSES) cpu_pause();
+        else sched_yield();
+    }
     pthread_mutex_unlock(&submit_lock);
 }

@@ -21,7 +21,13 @@ public enum ModelReader {
         let image: [UInt8]
         let ranges: [WireInitializerRange]
         do {
-            (image, ranges) = try WireScanner(source: FileWindowSource(path: path)).compactImage()
+            let source = try FileWindowSource(path: path)
+            // The map and the scan are two opens of the file: ranges found by the scan must lie
+            // in the map (a file replaced or resized in between is refused, not read past).
+            guard source.count == file.count else {
+                throw FileWindowSource.Failure(reason: "the file changed while being read (\(file.count) bytes mapped, \(source.count) now)")
+            }
+            (image, ranges) = try WireScanner(source: source).compactImage()
         } catch let f as FileWindowSource.Failure {
             throw ModelError(path, f.reason)
         } catch {
@@ -123,6 +129,9 @@ public enum ModelReader {
         let base = file.base!
         for (info, range) in zip(g.initializer, ranges) {
             let name = info.name
+            guard range.message.upperBound <= file.count, (range.rawData?.upperBound ?? 0) <= file.count else {
+                throw ModelError(ctx.path, "tensor '\(name)' lies past the end of the file (was it changed while being read?)")
+            }
             let dtype = try TensorCodec.dtype(info.dataType, tensor: name, path: ctx.path)
             let n = try TensorCodec.elementCount(info.dims, tensor: name, path: ctx.path)
             let shape = info.dims.map { Int($0) }

@@ -57,7 +57,7 @@ final class FileWindowSource: WireSource {
             readSize = i == windowStart + windowCount ? min(window.count, readSize * 2) : 4096
             let start = i, want = min(readSize, count - start)
             let got = window.withUnsafeMutableBytes { readFully(into: $0.baseAddress!, count: want, at: start) }
-            guard got > i - start else { throw Failure(reason: "read failed at byte \(i): \(String(cString: strerror(errno)))") }
+            guard got > i - start else { throw Failure(reason: "read failed at byte \(i): \(lastReadError ?? "unexpected end of file (was it changed while being read?)")") }
             windowStart = start
             windowCount = got
         }
@@ -72,15 +72,22 @@ final class FileWindowSource: WireSource {
         let old = out.count
         out.append(contentsOf: repeatElement(0, count: range.count))
         let got = out.withUnsafeMutableBytes { readFully(into: $0.baseAddress! + old, count: range.count, at: range.lowerBound) }
-        guard got == range.count else { throw Failure(reason: "read failed at byte \(range.lowerBound + got)") }
+        guard got == range.count else {
+            throw Failure(reason: "read failed at byte \(range.lowerBound + got): \(lastReadError ?? "unexpected end of file (was it changed while being read?)")")
+        }
     }
+
+    /// The error of the last failed pread; nil when it stopped at the end of the file.
+    private var lastReadError: String?
 
     private func readFully(into p: UnsafeMutableRawPointer, count n: Int, at offset: Int) -> Int {
         var done = 0
+        lastReadError = nil
         while done < n {
             let r = pread(fd, p + done, n - done, off_t(offset + done))
             if r < 0 && errno == EINTR { continue }
-            if r <= 0 { break }
+            if r < 0 { lastReadError = String(cString: strerror(errno)); break }
+            if r == 0 { break }
             done += r
         }
         return done

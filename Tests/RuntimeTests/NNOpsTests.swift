@@ -140,11 +140,6 @@ final class NNOpsTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("input channels"), "\(e)")
         }
     }
-}
-
-private func XCTAssertEqual(_ a: [Float], _ b: [Float], accuracy: Float, file: StaticString = #filePath, line: UInt = #line) {
-    XCTAssertEqual(a.count, b.count, file: file, line: line)
-    for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: accuracy, file: file, line: line) }
 
     /// Conv → Sigmoid → Mul(conv, sigmoid) (SiLU as exporters write it) runs as one fused Conv;
     /// its output equals the three nodes run one by one (a hook on the Conv output forces the
@@ -172,4 +167,9 @@ private func XCTAssertEqual(_ a: [Float], _ b: [Float], accuracy: Float, file: S
         _ = try exec.run(["x": x], stepDone: { steps.append($0.opType) })
         XCTAssertEqual(steps, ["Conv"], "Sigmoid and Mul are fused into the Conv")
     }
+}
+
+private func XCTAssertEqual(_ a: [Float], _ b: [Float], accuracy: Float, file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, file: file, line: line)
+    for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: accuracy, file: file, line: line) }
 }

@@ -130,7 +130,7 @@ enum ConvFamily {
             let epilogue = NNSupport.convEpilogue(ctx.fusedActivation)
             x.withUnsafeBufferPointer(as: Float.self) { xp in
                 w.withUnsafeBufferPointer(as: Float.self) { wp in
-                    let packed = packWeights && !s.isDepthwise
+                    let packed = packWeights && !s.isDepthwise && !Convolution.convolutionsThroughBLAS
                         ? PackedWeights.packed(storage: w.storage, base: wp.baseAddress!, groups: s.groups, rows: s.outChannels / s.groups,
                                                k: w.count / s.outChannels)
                         : nil

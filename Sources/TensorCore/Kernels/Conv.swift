@@ -35,10 +35,11 @@ public struct ConvShape: Equatable, Sendable {
 /// `Y[n, m, o] = bias[m] + Σ_{c ∈ group(m), k} W[m, c, k] · X[n, c, o·stride − padBegin + k·dilation]`
 /// (ONNX Conv, operator spec §Conv), padding reading as zero.
 ///
-/// Method: im2col + GEMM (OpenBLAS `sgemm`) per image and group — the column matrix holds, for
-/// each `(c, k)` row, the input value each output position reads; a 1×…×1 stride-1 unpadded
-/// window multiplies the input directly; depthwise 2-d windows use a direct kernel that runs
-/// channels in parallel. Spatial ranks 1 and 2 are handled as rank 3 with leading unit axes.
+/// Method: im2col + GEMM per image and group (`DirectGemm`, bias and activation fused into the
+/// store; OpenBLAS `sgemm` with `COMPRESS_CONV_GEMM=blas`) — the column matrix holds, for each
+/// `(c, k)` row, the input value each output position reads; a 1×…×1 stride-1 unpadded window
+/// multiplies the input directly (a batch as one product); depthwise 2-d windows use direct
+/// kernels that run channels in parallel. Spatial ranks 1 and 2 are handled as rank 3 with leading unit axes.
 public enum Convolution {
     /// Largest spatial rank the kernels handle.
     public static let maxSpatialRank = 3
@@ -113,7 +114,6 @@ public enum Convolution {
             return
         }
         let direct = useDirectGemm(m: mg, n: outS, k: k)
-        let (fusedActivation, rowEpilogue) = (act, rows)
         let nc = chunkColumns(outputs: outS, rowLength: ow, k: k)
         Scratch.withBuffer(count: pointwise ? 0 : k * nc) { col in
             for n in 0..<s.batch {
@@ -133,10 +133,10 @@ public enum Convolution {
                         let yc = yg + c0
                         if direct {
                             DirectGemm.multiply(m: mg, n: cols, k: k, a: wg, lda: k, b: b, ldb: ldb, c: yc, ldc: outS,
-                                                bias: bias.map { $0 + g * mg }, activation: fusedActivation, packedA: packed(g))
-                            if let rowEpilogue {
+                                                bias: bias.map { $0 + g * mg }, activation: act, packedA: packed(g))
+                            if let rows {
                                 Parallel.forRanges(count: mg, minimumWork: 1 << 16, workPerItem: cols) { ms in
-                                    for m in ms { rowEpilogue(yc + m * outS, cols, 0) }
+                                    for m in ms { rows(yc + m * outS, cols, 0) }
                                 }
                             }
                             continue
@@ -166,7 +166,7 @@ public enum Convolution {
     /// `COMPRESS_CONV_GEMM=blas` (to compare the two; measured on ResNet-18 and MobileNetV2,
     /// the direct kernel was as fast or faster at every layer shape).
     static func useDirectGemm(m: Int, n: Int, k: Int) -> Bool { !convolutionsThroughBLAS }
-    static let convolutionsThroughBLAS = ProcessInfo.processInfo.environment["COMPRESS_CONV_GEMM"] == "blas"
+    public static let convolutionsThroughBLAS = ProcessInfo.processInfo.environment["COMPRESS_CONV_GEMM"] == "blas"
 
     /// Output planes smaller than this many positions are multiplied several images at a time.
     static let batchedBelow = 1024

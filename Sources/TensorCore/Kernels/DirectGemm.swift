@@ -122,6 +122,7 @@ public enum DirectGemm {
                                     y: UnsafeMutablePointer<Float>, outHeight: Int, outWidth: Int,
                                     strides: (Int, Int), padsBegin: (Int, Int), activation: KernelActivation,
                                     scratch: UnsafeMutablePointer<Float>) {
+        precondition(strides.1 == 1 || strides.1 == 2, "depthwise3x3: stride across must be 1 or 2")
         ck_depthwise3x3(x, height, width, w, bias, y, outHeight, outWidth, strides.0, strides.1, padsBegin.0, padsBegin.1,
                         activation.raw, scratch)
     }

@@ -6,8 +6,8 @@ import Foundation
 /// under a microsecond, where `DispatchQueue.concurrentPerform` took about 10 µs per call), or
 /// runs them inline when the work is too small to pay for the hand-off.
 public enum Parallel {
-    /// Threads used for kernel loops (not OpenBLAS's, which has its own pool). Defaults to the
-    /// active processor count; `setThreads` overrides it (1 runs everything inline).
+    /// Threads used for kernel loops and for OpenBLAS's products (split across this pool;
+    /// OpenBLAS itself runs single-threaded). Defaults to the active processor count; `setThreads` overrides it (1 runs everything inline).
     nonisolated(unsafe) public static var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     /// Sets the thread count for kernel loops (values below 1 mean 1).
