@@ -44,10 +44,14 @@ def test_digits_accuracy_matches_fixture():
         assert abs(acc["top1"] - want["accuracy"]) < 1e-12
 
 
-@pytest.mark.parametrize("threads", [None, "1"])
-def test_digits_logits_match_onnxruntime(tmp_path, threads):
+# threads "1": every kernel inline; conv "blas": convolution products through OpenBLAS instead of
+# the C kernels (COMPRESS_CONV_GEMM=blas, the comparison switch), so that path stays correct too.
+@pytest.mark.parametrize("threads,conv", [(None, None), ("1", None), (None, "blas")])
+def test_digits_logits_match_onnxruntime(tmp_path, threads, conv):
     out = tmp_path / "out"
-    run("run", FIX / "digits_cnn_bn.onnx", "--data", FIX / "digits", "--out", out, "--quiet", *(["--threads", threads] if threads else []))
+    env = dict(os.environ, COMPRESS_CONV_GEMM=conv) if conv else None
+    run("run", FIX / "digits_cnn_bn.onnx", "--data", FIX / "digits", "--out", out, "--quiet",
+        *(["--threads", threads] if threads else []), env=env)
     sess = ort.InferenceSession(str(FIX / "digits_cnn_bn.onnx"), providers=["CPUExecutionProvider"])
     files = digits_files()
     assert len(list(out.glob("*.npy"))) == len(files)

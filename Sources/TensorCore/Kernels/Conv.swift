@@ -96,7 +96,7 @@ public enum Convolution {
         // read and written in place. (Other windows over a batch: an implicit product gathering
         // the column matrix from the input panel by panel measured slower than the explicit
         // column matrix below, ResNet-18 batch 8 222 vs 198 ms, and was taken out.)
-        if s.batch > 1 && pointwise && useDirectGemm(m: mg, n: s.batch * outS, k: k) {
+        if s.batch > 1 && pointwise && !convolutionsThroughBLAS {
             for g in 0..<s.groups {
                 DirectGemm.multiply(m: mg, n: s.batch * outS, k: k, a: w + g * mg * k, lda: k, b: x + g * cg * inS, ldb: inS,
                                     c: y + g * mg * outS, ldc: outS, bias: bias.map { $0 + g * mg }, activation: act,
@@ -113,7 +113,7 @@ public enum Convolution {
             forwardBatched(x: x, w: w, bias: bias, y: y, shape: s, window: g3, epilogue: epilogue, packedWeights: packedWeights)
             return
         }
-        let direct = useDirectGemm(m: mg, n: outS, k: k)
+        let direct = !convolutionsThroughBLAS
         let nc = chunkColumns(outputs: outS, rowLength: ow, k: k)
         Scratch.withBuffer(count: pointwise ? 0 : k * nc) { col in
             for n in 0..<s.batch {
@@ -161,11 +161,9 @@ public enum Convolution {
         }
     }
 
-    /// Whether the register-tiled kernel (bias and activation fused, `DirectGemm`) computes an
-    /// `m × n × k` convolution product instead of OpenBLAS: always, unless the environment sets
-    /// `COMPRESS_CONV_GEMM=blas` (to compare the two; measured on ResNet-18 and MobileNetV2,
+    /// Convolution products go through OpenBLAS instead of `DirectGemm` when the environment
+    /// sets `COMPRESS_CONV_GEMM=blas` (to compare the two; measured on ResNet-18 and MobileNetV2,
     /// the direct kernel was as fast or faster at every layer shape).
-    static func useDirectGemm(m: Int, n: Int, k: Int) -> Bool { !convolutionsThroughBLAS }
     public static let convolutionsThroughBLAS = ProcessInfo.processInfo.environment["COMPRESS_CONV_GEMM"] == "blas"
 
     /// Output planes smaller than this many positions are multiplied several images at a time.
@@ -186,7 +184,7 @@ public enum Convolution {
         // Images per product: enough for about `batchedBelow` columns.
         let per = min(s.batch, max(1, batchedBelow / max(outS, 1)))
         let width = per * outS
-        let direct = useDirectGemm(m: mg, n: width, k: k)
+        let direct = !convolutionsThroughBLAS
         // The direct kernel applies bias and a simple activation as it stores; whatever is left
         // runs per row during the scatter.
         let fused: KernelActivation
