@@ -23,6 +23,8 @@ output is rewritten from scratch on each run. Outputs (all under Fixtures/):
                          FunctionProto, metadata_props, doc_strings, value_info
                          (checked with full_check=False: it uses an op of an
                          unregistered domain; it is not meant to run)
+  digits_cnn_paddle.onnx digits_cnn_bn.onnx as paddle2onnx/older exporters write
+                         it (-1 dims, weights in Constant nodes; generate_paddle_style.py)
   typed_fields.onnx      runnable model whose initializers use the typed
                          TensorProto fields (float_data, int64_data,
                          int32_data, double_data) instead of raw_data, plus
@@ -794,6 +796,8 @@ def main() -> None:
     make_external(out)
     full = make_custom_if(out)
     make_typed_fields(out)
+    from generate_paddle_style import make_paddle_style
+    make_paddle_style(out)
 
     print("\nSummary")
     print(f"  digits test samples: {digits['n']}")

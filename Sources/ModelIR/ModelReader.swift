@@ -255,7 +255,9 @@ public enum ModelReader {
         let elem = t.hasElemType ? DType(rawValue: t.elemType) : nil
         let shape: [Dim]? = t.hasShape ? t.shape.dim.map { d in
             switch d.value {
-            case .dimValue(let v)?: return .fixed(Int(v))
+            // A negative dim_value (paddle2onnx writes -1) is a dynamic dimension, as ONNX Runtime
+            // reads it; the writer keeps the original message, so it goes back out as written.
+            case .dimValue(let v)?: return v < 0 ? .unknown : .fixed(Int(v))
             case .dimParam(let s)?: return .symbolic(s)
             case nil: return .unknown
             }

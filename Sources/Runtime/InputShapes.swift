@@ -62,7 +62,7 @@ public enum InputShapes {
             for (i, d) in declared.enumerated() {
                 if let f = d.value { dims.append(f); continue }
                 if i == 0 { dims.append(1); continue }
-                throw RuntimeError.badInput("input '\(v.name)' dimension \(i) ('\(d)') is dynamic; pin it with \(example)")
+                throw RuntimeError.badInput("input '\(v.name)' dimension \(i) ('\(d)') is dynamic; pin it with \(example) (N: the size to run at)")
             }
             out[v.name] = TensorInfo(dtype, dims)
         }

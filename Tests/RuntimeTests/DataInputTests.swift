@@ -60,3 +60,32 @@ final class DataInputTests: XCTestCase {
         XCTAssertEqual(pinned, [DataInput(name: "x", dtype: .float32, shape: [2, 3], flexibleBatch: false, pinned: true)])
     }
 }
+
+/// The `--input` rule on dynamic dimensions in every spelling: `dim_param`, neither value nor
+/// name, and a negative `dim_value` (read as `.unknown`, as paddle2onnx's -1 is).
+final class InputShapesDynamicTests: XCTestCase {
+    func paddleLike() -> Graph {
+        let b = GraphBuilder(name: "ocr")
+        let x = b.input("x", .float32, [.unknown, .fixed(3), .fixed(48), .unknown])
+        b.output(b.op("Identity", [x]))
+        return b.graph
+    }
+
+    func testPinsPinUnknownDims() throws {
+        let r = try InputShapes.resolve(graph: paddleLike(), pins: try InputShapes.parse(["x=1x3x48x192"]))
+        XCTAssertEqual(r["x"], TensorInfo(.float32, [1, 3, 48, 192]))
+        XCTAssertThrowsError(try InputShapes.resolve(graph: paddleLike(), pins: ["x": [1, 3, 32, 192]])) { e in
+            XCTAssertEqual("\(e)", "--input x: dimension 2 is fixed to 48 by the model, not 32")
+        }
+    }
+
+    func testUnpinnedUnknownDimNamesAParsableExample() throws {
+        XCTAssertThrowsError(try InputShapes.resolve(graph: paddleLike(), pins: [:])) { e in
+            XCTAssertEqual("\(e)", "input 'x' dimension 3 ('?') is dynamic; pin it with --input x=1x3x48xN (N: the size to run at)")
+            // The suggestion, with N filled in, is accepted by the parser.
+            let suggestion = "\(e)".components(separatedBy: "--input ")[1].components(separatedBy: " ")[0]
+            XCTAssertEqual(try? InputShapes.parse([suggestion.replacingOccurrences(of: "N", with: "64")]), ["x": [1, 3, 48, 64]])
+        }
+        XCTAssertThrowsError(try InputShapes.parse(["x=-1x3x48x64"]), "a negative pin is refused")
+    }
+}

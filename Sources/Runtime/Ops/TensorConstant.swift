@@ -63,15 +63,10 @@ extension StandardOps {
 private enum ConstantRules {
     static func constant(_ ctx: KernelContext) throws -> Tensor {
         let n = ctx.node
-        if let t = n.tensor("value") {
-            guard t.dtype != .string else { throw ctx.error("string constants are not supported") }
-            return t
+        if let t = n.constantValue { return t }
+        if n.tensor("value") != nil || n[attribute: "value_string"] != nil || n[attribute: "value_strings"] != nil {
+            throw ctx.error("string constants are not supported")
         }
-        if let v = n.float("value_float") { return Tensor(scalar: v) }
-        if let v = n.floats("value_floats") { return Tensor(shape: [v.count], scalars: v) }
-        if let v = n.int("value_int") { return Tensor(scalar: v) }
-        if let v = n.ints("value_ints") { return Tensor(shape: [v.count], scalars: v) }
-        if n[attribute: "value_string"] != nil || n[attribute: "value_strings"] != nil { throw ctx.error("string constants are not supported") }
         if n[attribute: "sparse_value"] != nil { throw ctx.error("sparse constants (sparse_value) are not supported") }
         throw ctx.error("has no value attribute")
     }

@@ -53,7 +53,14 @@ struct InfoReport: Encodable {
     let initializers: Int
     let initializer_bytes: Int64
     let initializers_by_dtype: [DTypeBytes]
+    /// Tensors held by `Constant` nodes (older exporters keep every weight there).
+    let constant_nodes: Int
+    let constant_node_bytes: Int64
+    let constant_nodes_by_dtype: [DTypeBytes]
+    /// Elements of every stored tensor: initializers plus Constant nodes.
     let parameters: Int64
+    let initializer_parameters: Int64
+    let constant_node_parameters: Int64
     let external_data_files: [String]
     let functions: [String]
     let metadata: [String: String]
@@ -75,19 +82,30 @@ struct InfoReport: Encodable {
         for n in g.nodes { hist[n.isDefaultDomain ? n.opType : "\(n.domain)::\(n.opType)", default: 0] += 1 }
         ops = hist.map { OpCount(op: $0.key, count: $0.value) }.sorted { $0.count != $1.count ? $0.count > $1.count : $0.op < $1.op }
         initializers = g.initializers.count
-        var byType: [DType: (Int, Int64, Int64)] = [:]
-        for i in g.initializers {
-            var e = byType[i.tensor.dtype] ?? (0, 0, 0)
-            e.0 += 1; e.1 += Int64(i.tensor.count); e.2 += Int64(i.tensor.byteCount)
-            byType[i.tensor.dtype] = e
-        }
-        initializers_by_dtype = byType.map { DTypeBytes(dtype: $0.key.onnxName, tensors: $0.value.0, elements: $0.value.1, bytes: $0.value.2) }
-            .sorted { $0.bytes > $1.bytes }
+        initializers_by_dtype = Self.byDType(g.initializers.map(\.tensor))
         initializer_bytes = initializers_by_dtype.reduce(0) { $0 + $1.bytes }
-        parameters = initializers_by_dtype.reduce(0) { $0 + $1.elements }
+        initializer_parameters = initializers_by_dtype.reduce(0) { $0 + $1.elements }
+        let constants = g.constantNodeTensors.map(\.tensor)
+        constant_nodes = constants.count
+        constant_nodes_by_dtype = Self.byDType(constants)
+        constant_node_bytes = constant_nodes_by_dtype.reduce(0) { $0 + $1.bytes }
+        constant_node_parameters = constant_nodes_by_dtype.reduce(0) { $0 + $1.elements }
+        parameters = initializer_parameters + constant_node_parameters
         external_data_files = m.externalDataFiles
         functions = m.functionNames
         metadata = Dictionary(m.metadataProps.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 })
+    }
+
+    /// Tensor count, elements and bytes per element type, largest first.
+    static func byDType(_ tensors: [Tensor]) -> [DTypeBytes] {
+        var byType: [DType: (Int, Int64, Int64)] = [:]
+        for t in tensors {
+            var e = byType[t.dtype] ?? (0, 0, 0)
+            e.0 += 1; e.1 += Int64(t.count); e.2 += Int64(t.byteCount)
+            byType[t.dtype] = e
+        }
+        return byType.map { DTypeBytes(dtype: $0.key.onnxName, tensors: $0.value.0, elements: $0.value.1, bytes: $0.value.2) }
+            .sorted { $0.bytes != $1.bytes ? $0.bytes > $1.bytes : $0.dtype < $1.dtype }
     }
 
     func table() -> String {
@@ -102,10 +120,16 @@ struct InfoReport: Encodable {
         out.append(io.render())
         out.append("")
         out.append("nodes      \(nodes) (" + ops.map { "\($0.op) \($0.count)" }.joined(separator: ", ") + ")")
-        out.append("parameters \(Units.grouped(parameters)) (\(Units.count(Double(parameters)))) in \(initializers) initializers, \(Units.bytes(Double(initializer_bytes)))")
-        if !initializers_by_dtype.isEmpty {
+        var stored = "in \(initializers) initializers, \(Units.bytes(Double(initializer_bytes)))"
+        if constant_nodes > 0 {
+            stored = ": \(Units.grouped(initializer_parameters)) in \(initializers) initializers (\(Units.bytes(Double(initializer_bytes)))), "
+                + "\(Units.grouped(constant_node_parameters)) in \(constant_nodes) Constant nodes (\(Units.bytes(Double(constant_node_bytes))))"
+        }
+        out.append("parameters \(Units.grouped(parameters)) (\(Units.count(Double(parameters))))\(constant_nodes > 0 ? "" : " ")\(stored)")
+        for (title, list) in [("initializers", initializers_by_dtype), ("Constant nodes", constant_nodes_by_dtype)] where !list.isEmpty {
             var t = TextTable(["dtype", "tensors", "elements", "bytes"], rightAligned: [1, 2, 3])
-            for d in initializers_by_dtype { t.add([d.dtype, String(d.tensors), Units.grouped(d.elements), Units.bytes(Double(d.bytes))]) }
+            for d in list { t.add([d.dtype, String(d.tensors), Units.grouped(d.elements), Units.bytes(Double(d.bytes))]) }
+            if constant_nodes > 0 { out.append(title) }
             out.append(t.render())
         }
         if !external_data_files.isEmpty { out.append("external   " + external_data_files.joined(separator: ", ")) }
@@ -121,7 +145,10 @@ struct InfoReport: Encodable {
         for o in outputs { lines.append("output,\(o.name),\(o.dtype ?? "?") \(shapeText(o.shape))") }
         for o in ops { lines.append("op,\(o.op),\(o.count)") }
         for d in initializers_by_dtype { lines.append("bytes_by_dtype,\(d.dtype),\(d.bytes)") }
+        for d in constant_nodes_by_dtype { lines.append("constant_node_bytes_by_dtype,\(d.dtype),\(d.bytes)") }
         lines.append("model,parameters,\(parameters)")
+        lines.append("model,initializer_parameters,\(initializer_parameters)")
+        lines.append("model,constant_node_parameters,\(constant_node_parameters)")
         return lines.joined(separator: "\n")
     }
 
