@@ -1,10 +1,12 @@
 """Conformance against the ONNX project's own backend test data (see conformance.py).
 
 Every case under onnx/backend/test/data/{node,light,pytorch-converted,pytorch-operator,simple}
-whose operators `compress ops` claims at the model's opset must pass: every output of every
-test_data_set within the backend runner's tolerances (rtol 1e-3, atol 1e-7 or the case's own).
-The per-op table (passed / failed / not-claimed / skipped) is printed (`pytest -s` shows it, and
-a failing run includes it); a one-line summary is added to pytest's terminal summary.
+whose operators the committed claim list (claimed_ops.txt) claims at the model's opset must pass:
+every output of every test_data_set within the backend runner's tolerances (rtol 1e-3, atol 1e-7
+or the case's own). The list cannot drift: `compress ops` must list exactly its operators and
+versions, no claimed case is skipped, and the number of passed cases may not fall below
+PASS_FLOOR. The per-op table (passed / failed / not-claimed) is printed (`pytest -s` shows it,
+and a failing run includes it); a one-line summary is added to pytest's terminal summary.
 
 Run: COMPRESS_BIN=.build/release/compress pytest -q Tests/Interop/test_conformance.py
 Or, for the table alone: COMPRESS_BIN=... python Tests/Interop/conformance.py [--filter REGEX]
@@ -20,6 +22,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import conformance  # noqa: E402
+
+# Backend cases that passed when the claim list last grew. Raise it with every new claim; a run
+# that passes fewer (a case turned not-claimed, an op dropped from the list) fails.
+PASS_FLOOR = 1400
 
 
 class _Summary:
@@ -103,9 +109,51 @@ def test_claim_rule():
 
 # ---- the backend test data -----------------------------------------------------------------------
 
+def test_registry_matches_committed_claims(compress_bin):
+    listed = conformance.claimed_ops(compress_bin)
+    committed = conformance.committed_claims()
+    assert len(committed) >= 130, "claimed_ops.txt is missing operators"
+    gone = sorted(conformance.op_key(*k) + f" {committed[k]}" for k in committed if listed.get(k) != committed[k])
+    new = sorted(conformance.op_key(*k) + f" {listed[k]}" for k in listed if k not in committed)
+    assert not gone and not new, (
+        f"`compress ops` and Tests/Interop/claimed_ops.txt disagree: claimed but not registered as claimed: {gone}; "
+        f"registered but not claimed: {new} (add new ops with conformance.py --write-claims)")
+
+
+def test_claim_file_format(tmp_path):
+    good = tmp_path / "c.txt"
+    good.write_text("# comment\nai.onnx Conv 1,11  # trailing\ncom.microsoft QGemm 1\n")
+    assert conformance.committed_claims(str(good)) == {("ai.onnx", "Conv"): [1, 11], ("com.microsoft", "QGemm"): [1]}
+    assert conformance.committed_claims(str(good)) == conformance.committed_claims(str(good))
+    text = conformance.format_claims({("ai.onnx", "Conv"): [1, 11]})
+    (tmp_path / "d.txt").write_text(text)
+    assert conformance.committed_claims(str(tmp_path / "d.txt")) == {("ai.onnx", "Conv"): [1, 11]}
+    for bad in ("ai.onnx Conv\n", "ai.onnx Conv 1\nai.onnx Conv 11\n", "ai.onnx Conv one\n"):
+        (tmp_path / "b.txt").write_text(bad)
+        with pytest.raises(ValueError):
+            conformance.committed_claims(str(tmp_path / "b.txt"))
+
+
+def test_claimed_case_is_never_skipped():
+    cases = {c.id: c for c in conformance.collect_cases(suites=("node",))}
+    claims = conformance.committed_claims()
+    # A claimed case with a reason it cannot be checked fails unless listed in NOT_CLAIMED_CASES.
+    case = cases["node/test_identity_sequence"]
+    assert case.skip_reason and not conformance.missing_ops(case, claims)
+    listed = conformance.run_case(case, claims, binary="/nonexistent")
+    assert listed.outcome == "not-claimed" and "sequence" in listed.detail
+    saved = conformance.NOT_CLAIMED_CASES.pop(case.id)
+    try:
+        assert conformance.run_case(case, claims, binary="/nonexistent").outcome == "failed"
+    finally:
+        conformance.NOT_CLAIMED_CASES[case.id] = saved
+    # Every listed exception names a case whose operators are all claimed (else it is dead).
+    for cid in conformance.NOT_CLAIMED_CASES:
+        assert not conformance.missing_ops(cases[cid], claims), cid
+
+
 def test_backend_conformance(compress_bin, summary):
-    claims = conformance.claimed_ops(compress_bin)
-    assert claims, "`compress ops` lists no operators"
+    claims = conformance.committed_claims()
     cases = conformance.collect_cases()
     assert len([c for c in cases if c.suite == "node"]) >= 1700, "the onnx wheel's node tests are missing"
     results = conformance.run_all(cases, claims, binary=compress_bin)
@@ -117,9 +165,12 @@ def test_backend_conformance(compress_bin, summary):
     print(line)
     summary.lines.append(line)
 
+    passed = sum(r.outcome == "passed" for r in results)
+    assert {r.outcome for r in results} <= set(conformance.OUTCOMES)
     failed = [r for r in results if r.outcome == "failed"]
     if failed:
         by_op = sorted({r.label for r in failed})
         summary.lines.append(f"conformance failures in claimed ops: {', '.join(by_op)}")
         listing = "\n".join(f"  {r.case.id} [{r.label}]: {r.detail}" for r in failed)
         pytest.fail(f"{len(failed)} backend cases of claimed ops fail ({', '.join(by_op)}):\n{listing}", pytrace=False)
+    assert passed >= PASS_FLOOR, f"only {passed} backend cases pass; the floor is {PASS_FLOOR}"
