@@ -34,14 +34,17 @@ let package = Package(
         .target(name: "ModelIR", dependencies: ["TensorCore", "ONNXProto"], swiftSettings: optimize),
         .target(name: "Runtime", dependencies: ["ModelIR", "TensorCore", "CPNG", "CJPEG"], swiftSettings: optimize),
         .target(name: "Profile", dependencies: ["ModelIR", "Runtime"], swiftSettings: optimize),
+        // Structured channel pruning; measures before/after through Profile (the shared measuring layer).
+        .target(name: "Prune", dependencies: ["ModelIR", "Runtime", "Profile", "TensorCore"], swiftSettings: optimize),
         .executableTarget(name: "compress",
-                          dependencies: ["ModelIR", "Runtime", "Profile", "TensorCore",
+                          dependencies: ["ModelIR", "Runtime", "Profile", "Prune", "TensorCore",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimize),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
         .testTarget(name: "ModelIRTests", dependencies: ["ModelIR", "TensorCore", "ONNXProto"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "ModelIR", "TensorCore"]),
         .testTarget(name: "ProfileTests", dependencies: ["Profile", "Runtime", "ModelIR", "TensorCore"]),
+        .testTarget(name: "PruneTests", dependencies: ["Prune", "Profile", "Runtime", "ModelIR", "TensorCore"]),
         .testTarget(name: "CLITests", dependencies: ["ModelIR", "TensorCore"]),
     ],
     swiftLanguageModes: [.v5]

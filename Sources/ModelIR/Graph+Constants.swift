@@ -39,3 +39,15 @@ extension Graph {
         nodes.compactMap { n in n.constantValue.flatMap { t in n.outputs.first.map { ($0, t) } } }
     }
 }
+
+extension Graph {
+    /// Replaces the constant named `name` — an initializer's tensor, or the `value` of the
+    /// `Constant` node that produces it — with `tensor`, keeping its name.
+    /// - Throws: `GraphError.noSuchValue` when `name` is neither.
+    public mutating func replaceConstant(named name: String, with tensor: Tensor) throws {
+        if isInitializer(name) { return try replaceInitializer(name, with: tensor) }
+        guard let p = producer(of: name), nodes[p].isConstant else { throw GraphError.noSuchValue(name) }
+        for a in ["value_float", "value_floats", "value_int", "value_ints"] { nodes[p][attribute: a] = nil }
+        nodes[p][attribute: "value"] = .tensor(tensor)
+    }
+}

@@ -1,0 +1,61 @@
+import ModelIR
+import Runtime
+import TensorCore
+
+/// Applies a plan: every constant a group indexes loses the removed channels' entries (weights,
+/// biases, BN parameters, Gemm columns), depthwise convolutions get their new `group`, and
+/// declared value_info shapes are brought in line with the new channel counts.
+public enum ChannelSurgery {
+    /// The pruned copy of `model` (the model itself is not changed).
+    /// - Parameter pins: the `--input` pins, to re-infer shapes for value_info.
+    /// - Throws: `GraphError` when a constant named by the plan is missing.
+    public static func apply(_ plan: PrunePlan, to model: Model, pins: [String: [Int]] = [:]) throws -> Model {
+        var m = model
+        var removals: [String: [Int: Set<Int>]] = [:]
+        var depthwise = Set<String>()
+        for d in plan.decisions where !d.removed.isEmpty {
+            for s in d.group.slices { removals[s.tensor, default: [:]][s.axis, default: []].formUnion(s.indices(removing: d.removed)) }
+            depthwise.formUnion(d.group.depthwiseNodes)
+        }
+        guard !removals.isEmpty else { return m }
+        for (name, axes) in removals.sorted(by: { $0.key < $1.key }) {
+            guard var t = m.graph.constantTensor(named: name) else { throw GraphError.noSuchValue(name) }
+            for (axis, gone) in axes.sorted(by: { $0.key < $1.key }) {
+                t = t.selecting((0..<t.shape[axis]).filter { !gone.contains($0) }, alongAxis: axis)
+            }
+            try m.graph.replaceConstant(named: name, with: t)
+        }
+        for out in depthwise {
+            guard let p = m.graph.producer(of: out), let w = m.graph.constantTensor(named: m.graph.nodes[p].inputs[1]) ??
+                    resolvedWeight(m.graph, m.graph.nodes[p].inputs[1]) else { throw GraphError.noSuchValue(out) }
+            m.graph.nodes[p][attribute: "group"] = .int(Int64(w.shape[0]))
+        }
+        try refreshValueInfo(&m, pins: pins)
+        return m
+    }
+
+    static func resolvedWeight(_ g: Graph, _ name: String) -> Tensor? {
+        var n = name
+        for _ in 0..<8 {
+            if let t = g.constantTensor(named: n) { return t }
+            guard let p = g.producer(of: n), g.nodes[p].opType == "Identity" else { return nil }
+            n = g.nodes[p].inputs[0]
+        }
+        return nil
+    }
+
+    /// Re-infers shapes and rewrites every declared fixed dimension that changed; dynamic
+    /// dimensions (symbolic, unknown, paddle2onnx's -1) stay as the exporter wrote them.
+    static func refreshValueInfo(_ m: inout Model, pins: [String: [Int]]) throws {
+        let shapes = try ShapeInference(model: m, pins: pins)
+        for i in m.graph.valueInfo.indices {
+            guard var t = m.graph.valueInfo[i].type, var dims = t.shape, let now = shapes.types[m.graph.valueInfo[i].name]?.shape,
+                  now.count == dims.count else { continue }
+            var changed = false
+            for k in dims.indices {
+                if let f = dims[k].value, f != now[k] { dims[k] = .fixed(now[k]); changed = true }
+            }
+            if changed { t.shape = dims; m.graph.valueInfo[i].type = t }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+import ModelIR
+import Profile
+import Runtime
+
+/// The `compress prune --format json` schema (`compress.prune/1`, documented in Docs/prune.md).
+/// Parameters and MACs come from `ModelProfile` on the model before and after, so the report's
+/// figures are a recount of what was written, not an estimate.
+public struct PruneReport: Encodable, Sendable {
+    public struct Slice: Encodable, Sendable {
+        public let tensor: String
+        public let axis: Int
+        public let offset: Int
+        public let start: Int
+        public let count: Int
+        public let block: Int
+        public let role: String
+        public let node: String
+    }
+    public struct Group: Encodable, Sendable {
+        public let label: String
+        public let channels_before: Int
+        public let channels_after: Int
+        public let removed: [Int]
+        public let producers: [String]
+        public let members: [String]
+        /// Every constant the group indexes (what the surgery slices).
+        public let slices: [Slice]
+        /// Why it was left whole (excluded, no BN for slim); absent when pruned as planned.
+        public let skipped: String?
+    }
+    public struct Unprunable: Encodable, Sendable {
+        public let label: String
+        public let channels: Int
+        public let reasons: [String]
+    }
+    public struct Layer: Encodable, Sendable {
+        public let name: String
+        public let op: String
+        public let params_before: Int
+        public let params_after: Int
+        public let macs_before: Int
+        public let macs_after: Int
+    }
+    public struct Totals: Encodable, Sendable {
+        public let params_before: Int
+        public let params_after: Int
+        public let macs_before: Int
+        public let macs_after: Int
+        public let flops_before: Int
+        public let flops_after: Int
+        public let traffic_bytes_before: Int
+        public let traffic_bytes_after: Int
+    }
+
+    public var schema = "compress.prune/1"
+    public let model: String
+    public var output: String?
+    public let method: String
+    public let ratio: Double
+    public let global: Bool
+    public let groups: [Group]
+    public let unprunable: [Unprunable]
+    public let layers: [Layer]
+    public let totals: Totals
+    public var warnings: [String]
+
+    public init(model path: String, options: PruneOptions, plan: PrunePlan, before: ModelProfile, after: ModelProfile) {
+        model = path
+        method = options.criterion.rawValue
+        ratio = options.ratio
+        global = options.global
+        groups = plan.decisions.map {
+            Group(label: $0.group.label, channels_before: $0.group.channels, channels_after: $0.remaining, removed: $0.removed,
+                  producers: $0.group.producers, members: $0.group.members,
+                  slices: $0.group.slices.map { Slice(tensor: $0.tensor, axis: $0.axis, offset: $0.offset, start: $0.start, count: $0.count,
+                                                      block: $0.block, role: $0.role.rawValue, node: $0.node) },
+                  skipped: $0.skipped)
+        }
+        unprunable = plan.unprunable.map { Unprunable(label: $0.label, channels: $0.channels, reasons: $0.reasons) }
+        var afterByName: [String: NodeProfile] = [:]
+        for n in after.nodes where n.scope.isEmpty { afterByName[n.name] = n }
+        layers = before.nodes.filter { $0.scope.isEmpty && ["Conv", "Gemm", "MatMul", "ConvTranspose"].contains($0.opType) }.map { b in
+            let a = afterByName[b.name]
+            return Layer(name: b.name, op: b.opType, params_before: b.params, params_after: a?.params ?? 0,
+                         macs_before: b.macs, macs_after: a?.macs ?? 0)
+        }
+        let tb = before.totals, ta = after.totals
+        totals = Totals(params_before: tb.params, params_after: ta.params, macs_before: tb.macs, macs_after: ta.macs,
+                        flops_before: tb.flops, flops_after: ta.flops,
+                        traffic_bytes_before: tb.trafficBytes, traffic_bytes_after: ta.trafficBytes)
+        warnings = plan.unmatchedExcludes.map { "--exclude '\($0)' matches no node" }
+    }
+}
+
+/// The whole prune: analysis, plan, surgery, and the before/after profiles.
+public enum Pruner {
+    public struct Result {
+        public var model: Model
+        public var plan: PrunePlan
+        public var report: PruneReport
+    }
+
+    /// Prunes `model` with `options`. `path` names the model in the report.
+    public static func prune(_ model: Model, path: String, options: PruneOptions, pins: [String: [Int]] = [:]) throws -> Result {
+        let analysis = try ChannelGroupAnalysis(model: model, pins: pins)
+        let plan = try PrunePlan(model: model, analysis: analysis, options: options)
+        let pruned = try ChannelSurgery.apply(plan, to: model, pins: pins)
+        let report = PruneReport(model: path, options: options, plan: plan,
+                                 before: try ModelProfile(model: model, pins: pins), after: try ModelProfile(model: pruned, pins: pins))
+        return Result(model: pruned, plan: plan, report: report)
+    }
+
+    /// The uniform ratio whose pruned model keeps `fraction` of the MACs (bisection over the
+    /// ratio, each step a real recount of the pruned graph), within 1 % of the target or the
+    /// closest that channel rounding allows.
+    public static func ratio(keepingMACs fraction: Double, _ model: Model, options: PruneOptions, pins: [String: [Int]] = [:]) throws -> Double {
+        let analysis = try ChannelGroupAnalysis(model: model, pins: pins)
+        let total = Double(try ModelProfile(model: model, pins: pins).totals.macs)
+        guard total > 0 else { throw PruneError.invalid("the model has no multiply-accumulates to reduce") }
+        func kept(_ r: Double) throws -> Double {
+            var o = options
+            o.ratio = r
+            let plan = try PrunePlan(model: model, analysis: analysis, options: o)
+            return Double(try ModelProfile(model: try ChannelSurgery.apply(plan, to: model, pins: pins), pins: pins).totals.macs) / total
+        }
+        var lo = 0.0, hi = 0.99
+        var best = (ratio: 0.0, error: abs(1 - fraction))
+        for _ in 0..<14 {
+            let mid = (lo + hi) / 2
+            let k = try kept(mid)
+            if abs(k - fraction) < best.error { best = (mid, abs(k - fraction)) }
+            if abs(k - fraction) < 0.01 { break }
+            if k > fraction { lo = mid } else { hi = mid }
+        }
+        return best.ratio
+    }
+}

@@ -1,0 +1,190 @@
+import ArgumentParser
+import Foundation
+import ModelIR
+import Prune
+import Runtime
+
+struct PruneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Remove whole output channels (structured pruning) directly on the ONNX graph.",
+        discussion: """
+        Channels are grouped by a dependency analysis: a convolution's filters with the next \
+        layer's input channels, with the BatchNormalization, activations, pooling and depthwise \
+        convolutions they pass through, across residual Add/Mul branches and Concat offsets, and \
+        into a Gemm's columns after Flatten. A group is removed together or not at all; a group \
+        the analysis cannot prove safe (a Reshape or Transpose of the channel axis, a graph output, \
+        an op it does not model) is left whole and listed with the reason. The written model is a \
+        smaller dense model: it runs faster on ordinary hardware without sparse kernels.
+
+        Importance of a channel: l1 = Σ|w| and l2 = √Σw² of its filter, fpgm = Σ of distances to \
+        the layer's other filters (closest to the geometric median goes first), slim = |γ| of the \
+        BatchNormalization after it (needs BN kept in the export). A group's importance is the mean \
+        of its members' mean-normalized importances. Removed per group: floor(C·ratio), or one \
+        ranking over all groups with --global. Parameters and MACs before and after are a recount \
+        of the written model. See Docs/prune.md.
+
+        Examples:
+          compress prune model.onnx -o small.onnx --method fpgm --ratio 0.3
+          compress prune model.onnx -o small.onnx --method slim --ratio 0.4 --global --round-to 8
+          compress prune model.onnx -o small.onnx --method l1 --target-macs 0.5
+          compress prune model.onnx --method l2 --ratio 0.5 --dry-run --format json
+          compress prune model.onnx -o small.onnx --method l1 --ratios ratios.txt --exclude 'head/*'
+        """)
+
+    @Argument(help: "The ONNX model to prune (never modified).")
+    var model: String
+
+    @Option(name: .shortAndLong, help: "Where to write the pruned model (not needed with --dry-run).")
+    var output: String?
+
+    @Option(help: "Importance criterion: l1, l2, fpgm or slim.")
+    var method: PruneCriterion
+
+    @Option(help: "Fraction of each group's channels to remove, in [0, 1).")
+    var ratio: Double?
+
+    @Option(name: .customLong("target-macs"), help: "Instead of --ratio: search the ratio that keeps this fraction of the MACs, in (0, 1].")
+    var targetMACs: Double?
+
+    @Flag(help: "Rank channels across all groups (one threshold) instead of removing --ratio from each group.")
+    var global = false
+
+    @Option(name: .customLong("round-to"), help: "Keep a multiple of N channels in each group (rounded up).")
+    var roundTo: Int = 1
+
+    @Option(name: .customLong("min-channels"), help: "Never keep fewer than N channels in a group.")
+    var minChannels: Int = 1
+
+    @Option(parsing: .singleValue, help: ArgumentHelp("Leave groups with a node matching this pattern (* and ? wildcards) whole; repeatable.", valueName: "PATTERN"))
+    var exclude: [String] = []
+
+    @Option(help: ArgumentHelp("Per-group ratios: lines 'GROUP RATIO' (GROUP is the producing node's name) or a JSON object; others use --ratio (default 0).", valueName: "FILE"))
+    var ratios: String?
+
+    @Flag(name: .customLong("dry-run"), help: "Print the plan and the before/after counts; write nothing.")
+    var dryRun = false
+
+    @Flag(help: "Allow -o to name the input model.")
+    var force = false
+
+    @OptionGroup var inputs: InputOptions
+
+    @OptionGroup var format: FormatOption
+
+    func validate() throws {
+        if let r = ratio, !(r >= 0 && r < 1) { throw ValidationError("--ratio \(r): must be in [0, 1)") }
+        if let t = targetMACs, !(t > 0 && t <= 1) { throw ValidationError("--target-macs \(t): must be in (0, 1]") }
+        if ratio != nil && targetMACs != nil { throw ValidationError("--ratio and --target-macs contradict each other: give one") }
+        if ratio == nil && targetMACs == nil && ratios == nil { throw ValidationError("give --ratio R, --target-macs F or --ratios FILE") }
+        if targetMACs != nil && ratios != nil { throw ValidationError("--target-macs searches one uniform ratio; it does not combine with --ratios") }
+        if roundTo < 1 { throw ValidationError("--round-to must be ≥ 1") }
+        if minChannels < 1 { throw ValidationError("--min-channels must be ≥ 1") }
+        if output == nil && !dryRun { throw ValidationError("give -o OUT (or --dry-run to only print the plan)") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            if let output { try OutputPath.check(output, input: model, force: force) }
+            let pins = try inputs.pins()
+            let m = try ModelReader.read(path: model)
+            var options = PruneOptions(criterion: method, ratio: ratio ?? 0, global: global, roundTo: roundTo,
+                                       minChannels: minChannels, exclude: exclude, ratios: try ratios.map(Self.readRatios) ?? [:])
+            if let targetMACs { options.ratio = try Pruner.ratio(keepingMACs: targetMACs, m, options: options, pins: pins) }
+            let result = try Pruner.prune(m, path: model, options: options, pins: pins)
+            var report = result.report
+            if let output, !dryRun {
+                try ModelWriter.write(result.model, to: URL(fileURLWithPath: output))
+                report.output = output
+            }
+            for w in report.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
+            switch format.format {
+            case .json: try printJSON(report)
+            case .table: print(PruneTable.table(report, targetMACs: targetMACs))
+            case .csv: print(PruneTable.csv(report))
+            }
+        }
+    }
+
+    /// `GROUP RATIO` lines (# comments) or a JSON object `{"GROUP": RATIO}`.
+    static func readRatios(_ path: String) throws -> [String: Double] {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw CLIError("\(path): cannot read the --ratios file")
+        }
+        var out: [String: Double] = [:]
+        if text.trimmingCharacters(in: .whitespacesAndNewlines).hasPrefix("{") {
+            guard let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+                throw CLIError("\(path): not a JSON object of group → ratio")
+            }
+            for (k, v) in obj {
+                guard let r = (v as? NSNumber)?.doubleValue else { throw CLIError("\(path): ratio of '\(k)' is not a number") }
+                out[k] = r
+            }
+        } else {
+            for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)?
+                    .trimmingCharacters(in: .whitespaces) ?? ""
+                if line.isEmpty { continue }
+                let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+                guard parts.count == 2, let r = Double(parts[1]) else { throw CLIError("\(path):\(i + 1): expected 'GROUP RATIO', got '\(line)'") }
+                out[String(parts[0])] = r
+            }
+        }
+        for (k, r) in out where !(r >= 0 && r < 1) { throw CLIError("\(path): ratio \(r) of '\(k)' is outside [0, 1)") }
+        return out
+    }
+}
+
+extension PruneCriterion: ExpressibleByArgument {}
+
+/// Table and CSV renderings of a `PruneReport`.
+enum PruneTable {
+    static func table(_ r: PruneReport, targetMACs: Double?) -> String {
+        var out: [String] = []
+        let how = r.global ? "global ranking" : "per group"
+        out.append("model      \(r.model)" + (r.output.map { " -> \($0)" } ?? " (dry run: nothing written)"))
+        out.append("method     \(r.method), ratio \(String(format: "%.4g", r.ratio)) \(how)" + (targetMACs.map { " (searched for --target-macs \($0))" } ?? ""))
+        out.append("")
+        var g = TextTable(["group", "channels", "removed", "members", "note"], rightAligned: [1, 2])
+        for x in r.groups {
+            g.add([x.label, "\(x.channels_before) → \(x.channels_after)", String(x.channels_before - x.channels_after),
+                   String(x.members.count), x.skipped ?? ""])
+        }
+        out.append(g.render())
+        if !r.unprunable.isEmpty {
+            out.append("")
+            out.append("left whole (\(r.unprunable.count) group\(r.unprunable.count == 1 ? "" : "s")):")
+            for u in r.unprunable { out.append("  \(u.label) (\(u.channels) channels): \(u.reasons.joined(separator: "; "))") }
+        }
+        out.append("")
+        var l = TextTable(["layer", "op", "params", "MACs"], rightAligned: [2, 3])
+        for x in r.layers {
+            l.add([x.name, x.op, "\(Units.count(Double(x.params_before))) → \(Units.count(Double(x.params_after)))",
+                   "\(Units.count(Double(x.macs_before))) → \(Units.count(Double(x.macs_after)))"])
+        }
+        out.append(l.render())
+        out.append("")
+        let t = r.totals
+        func change(_ a: Int, _ b: Int) -> String { a == 0 ? "" : String(format: " (%+.1f%%)", 100 * (Double(b) - Double(a)) / Double(a)) }
+        out.append("parameters \(Units.grouped(Int64(t.params_before))) → \(Units.grouped(Int64(t.params_after)))\(change(t.params_before, t.params_after))")
+        out.append("MACs       \(Units.grouped(Int64(t.macs_before))) → \(Units.grouped(Int64(t.macs_after)))\(change(t.macs_before, t.macs_after))")
+        out.append("traffic    \(Units.bytes(Double(t.traffic_bytes_before))) → \(Units.bytes(Double(t.traffic_bytes_after)))\(change(t.traffic_bytes_before, t.traffic_bytes_after))")
+        return out.joined(separator: "\n")
+    }
+
+    static func csv(_ r: PruneReport) -> String {
+        var lines = ["section,name,before,after"]
+        for g in r.groups { lines.append("group,\(g.label),\(g.channels_before),\(g.channels_after)") }
+        for u in r.unprunable { lines.append("unprunable,\(u.label),\(u.channels),\(u.channels)") }
+        for l in r.layers {
+            lines.append("layer_params,\(l.name),\(l.params_before),\(l.params_after)")
+            lines.append("layer_macs,\(l.name),\(l.macs_before),\(l.macs_after)")
+        }
+        let t = r.totals
+        lines.append("total,params,\(t.params_before),\(t.params_after)")
+        lines.append("total,macs,\(t.macs_before),\(t.macs_after)")
+        lines.append("total,flops,\(t.flops_before),\(t.flops_after)")
+        lines.append("total,traffic_bytes,\(t.traffic_bytes_before),\(t.traffic_bytes_after)")
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,351 @@
+"""`compress prune` against independent references.
+
+- Every written model passes onnx.checker (full check) and runs in ONNX Runtime, and ONNX
+  Runtime's outputs equal compress's executor outputs on it (max abs error <= 1e-4 x max |ref|).
+- Channel counts in the written model equal the plan; the reported parameter and MAC totals
+  equal a NumPy recount of the written model (Conv/Gemm MACs from onnx shape inference).
+- Channel choice equals a NumPy implementation of each criterion (L1, L2, FPGM, Slim), for a
+  single-producer group and for the residual group of the digits fixture.
+- Surgery: ratio 0 keeps the function; a model whose to-be-removed channels are zeroed (weights,
+  biases, BN beta / conv bias) computes exactly what the pruned model computes.
+- Bad input: one line, exit status 1 or a usage error, nothing written.
+"""
+import json
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper, shape_inference
+
+import conformance
+from conftest import FIXTURES, SHARED_MODELS, assert_clean_failure, crash_description, run_compress
+
+BN = FIXTURES / "digits_cnn_bn.onnx"
+FOLDED = FIXTURES / "digits_cnn.onnx"
+PADDLE = FIXTURES / "digits_cnn_paddle.onnx"
+YOLOX = SHARED_MODELS / "yolox_det_416.onnx"
+METHODS = ["l1", "l2", "fpgm", "slim"]
+
+
+def ok(*args):
+    p = run_compress(*args)
+    assert p.returncode == 0, f"compress {' '.join(map(str, args))}: exit {p.returncode}: {p.stderr}"
+    return p
+
+
+def prune(model, out, method, ratio, *extra):
+    return json.loads(ok("prune", model, "-o", out, "--method", method, "--ratio", ratio, "--format", "json", *extra).stdout)
+
+
+# ---- independent references --------------------------------------------------------------------
+
+def constants(model):
+    """value name -> array for initializers and Constant nodes, Identity hops resolved."""
+    g = model.graph
+    out = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value":
+                    out[n.output[0]] = numpy_helper.to_array(a.t)
+    for n in g.node:
+        if n.op_type == "Identity" and n.input[0] in out:
+            out[n.output[0]] = out[n.input[0]]
+    return out
+
+
+def node(model, name):
+    return next(n for n in model.graph.node if n.name == name)
+
+
+def filters(w, axis):
+    return np.moveaxis(w.astype(np.float64), axis, 0).reshape(w.shape[axis], -1)
+
+
+def criterion(method, F):
+    if method == "l1":
+        return np.abs(F).sum(1)
+    if method == "l2":
+        return np.sqrt((F * F).sum(1))
+    d = np.sqrt(((F[:, None, :] - F[None, :, :]) ** 2).sum(-1))
+    return d.sum(1)  # FPGM: sum of Euclidean distances to the layer's other filters
+
+
+def reference_choice(model, group, method, ratio):
+    """The channels NumPy removes from `group` (the report's producers / members name the layers)."""
+    c = constants(model)
+    scores = []
+    if method == "slim":
+        for name in group["members"]:
+            n = node(model, name)
+            if n.op_type == "BatchNormalization":
+                scores.append(np.abs(c[n.input[1]].astype(np.float64)))
+    else:
+        for name in group["producers"]:
+            n = node(model, name)
+            w = c[n.input[1]]
+            if n.op_type == "Conv":
+                axis = 0
+            else:
+                trans_b = next((a.i for a in n.attribute if a.name == "transB"), 0)
+                axis = 0 if trans_b else 1
+            s = criterion(method, filters(w, axis))
+            scores.append(s / s.mean())
+    imp = np.mean(scores, axis=0)
+    C = group["channels_before"]
+    k = C - max(C - int(np.floor(C * ratio)), 1)
+    return sorted(np.lexsort((np.arange(C), imp))[:k].tolist())
+
+
+def recount(path):
+    """Parameters of Conv/Gemm/BN weights and Conv/Gemm MACs, from onnx's shape inference."""
+    m = shape_inference.infer_shapes(onnx.load(str(path)))
+    c = constants(m)
+    shapes = {v.name: [d.dim_value if d.dim_value > 0 else 1 for d in v.type.tensor_type.shape.dim]
+              for v in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output)}
+    params, macs, seen = 0, 0, set()
+    for n in m.graph.node:
+        if n.op_type in ("Conv", "Gemm", "MatMul"):
+            ws = [i for i in n.input[1:] if i in c]
+        elif n.op_type == "BatchNormalization":
+            ws = n.input[1:3]  # scale and bias; mean/var are buffers
+        else:
+            continue
+        for w in ws:
+            if w and w not in seen:
+                seen.add(w)
+                params += c[w].size
+        if n.op_type == "Conv":
+            w = c[n.input[1]]
+            macs += int(np.prod(shapes[n.output[0]])) * int(np.prod(w.shape[1:]))
+        elif n.op_type in ("Gemm", "MatMul"):
+            a = shapes[n.input[0]]
+            macs += int(np.prod(shapes[n.output[0]])) * a[-1]
+    return params, macs
+
+
+def ort_outputs(path, feeds):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def compress_outputs(path, x, tmp):
+    d = tmp / f"eval-{os.path.basename(str(path))}"
+    d.mkdir(exist_ok=True)
+    xp = d / "x.pb"
+    xp.write_bytes(numpy_helper.from_array(x).SerializeToString())
+    r = conformance._eval(str(path), [str(xp)], str(d))
+    assert r.returncode == 0, r.stderr
+    outs, k = [], 0
+    while (d / f"output_{k}.pb").exists():
+        outs.append(numpy_helper.to_array(onnx.load_tensor(str(d / f"output_{k}.pb"))))
+        k += 1
+    return outs
+
+
+def digits_batch(n=16):
+    files = sorted((FIXTURES / "digits").glob("*.npy"))[:n]
+    return np.concatenate([np.load(f) for f in files])
+
+
+def check_written(path, tmp, x):
+    m = onnx.load(str(path))
+    onnx.checker.check_model(m, full_check=True)
+    name = m.graph.input[0].name
+    ref = ort_outputs(path, {name: x})
+    got = compress_outputs(path, x, tmp)
+    assert len(got) == len(ref)
+    for r, g in zip(ref, got):
+        assert g.shape == r.shape
+        assert np.abs(g - r).max() <= 1e-4 * np.abs(r).max()
+    return ref
+
+
+def check_counts(path, report):
+    c = constants(onnx.load(str(path)))
+    for g in report["groups"]:
+        for s in g["slices"]:
+            if s["role"] == "output" and s["start"] == 0:
+                assert c[s["tensor"]].shape[s["axis"]] == g["channels_after"], (g["label"], s["tensor"])
+    params, macs = recount(path)
+    assert report["totals"]["params_after"] == params
+    assert report["totals"]["macs_after"] == macs
+
+
+# ---- the tests -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("fixture", [BN, PADDLE], ids=["digits_bn", "paddle_style"])
+def test_pruned_fixture_runs_and_counts(method, fixture, tmp_path):
+    out = tmp_path / "pruned.onnx"
+    report = prune(fixture, out, method, 0.3)
+    assert any(g["channels_after"] < g["channels_before"] for g in report["groups"])
+    check_written(out, tmp_path, digits_batch())
+    check_counts(out, report)
+    before_params, before_macs = recount(fixture)
+    assert report["totals"]["params_before"] == before_params and report["totals"]["macs_before"] == before_macs
+    assert report["totals"]["macs_after"] < before_macs
+
+
+@pytest.mark.parametrize("method", ["l1", "l2", "fpgm"])
+def test_folded_export_prunes_and_slim_says_why_not(method, tmp_path):
+    out = tmp_path / "p.onnx"
+    report = prune(FOLDED, out, method, 0.3)
+    check_written(out, tmp_path, digits_batch())
+    check_counts(out, report)
+    bad = run_compress("prune", FOLDED, "-o", tmp_path / "s.onnx", "--method", "slim", "--ratio", "0.3")
+    assert_clean_failure(bad, "BatchNormalization", "l1, l2 or fpgm")
+    assert not (tmp_path / "s.onnx").exists()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_channel_choice_equals_numpy(method, tmp_path):
+    model = onnx.load(str(BN))
+    for ratio in (0.25, 0.5):
+        report = prune(BN, tmp_path / "p.onnx", method, ratio)
+        groups = {g["label"]: g for g in report["groups"]}
+        assert len(groups["stem/conv"]["producers"]) == 2, "the residual group joins stem/conv and block/pw/conv"
+        assert groups["head/conv"]["producers"] == ["head/conv"], "a single-layer group"
+        for label in ("stem/conv", "head/conv"):
+            want = reference_choice(model, groups[label], method, ratio)
+            assert groups[label]["removed"] == want, (method, ratio, label)
+
+
+def test_ratio_zero_keeps_the_function(tmp_path):
+    out = tmp_path / "p.onnx"
+    report = prune(BN, out, "l1", 0)
+    assert all(not g["removed"] for g in report["groups"])
+    x = digits_batch()
+    np.testing.assert_array_equal(ort_outputs(out, {"input": x})[0], ort_outputs(BN, {"input": x})[0])
+
+
+def masked(model_path, report, keep_biases=False):
+    """The model with every removed channel zeroed on its producing and pass-through side."""
+    m = onnx.load(str(model_path))
+    arrays = {t.name: t for t in m.graph.initializer}
+    for g in report["groups"]:
+        for s in g["slices"]:
+            if s["role"] == "input":
+                continue
+            t = arrays[s["tensor"]]
+            a = numpy_helper.to_array(t).copy()
+            if keep_biases and a.ndim == 1 and s["role"] == "output":
+                continue
+            idx = [s["offset"] + (c - s["start"]) * s["block"] + b
+                   for c in g["removed"] if s["start"] <= c < s["start"] + s["count"] for b in range(s["block"])]
+            if not idx:
+                continue
+            is_bn = any(n.name == s["node"] and n.op_type == "BatchNormalization" for n in m.graph.node)
+            bn_input = next((list(n.input).index(t.name) for n in m.graph.node if n.name == s["node"]), None)
+            if is_bn and bn_input in (3, 4):
+                continue  # running mean/var: a zero scale and bias already make the channel emit 0
+            sl = [slice(None)] * a.ndim
+            sl[s["axis"]] = idx
+            a[tuple(sl)] = 0
+            t.CopyFrom(numpy_helper.from_array(a, t.name))
+    return m
+
+
+@pytest.mark.parametrize("method", ["l1", "fpgm"])
+@pytest.mark.parametrize("fixture", [BN, FOLDED], ids=["bn", "folded"])
+def test_zeroed_channels_prune_exactly(method, fixture, tmp_path):
+    out = tmp_path / "p.onnx"
+    report = prune(fixture, out, method, 0.4)
+    masked_path = tmp_path / "masked.onnx"
+    onnx.save(masked(fixture, report), str(masked_path))
+    x = digits_batch(32)
+    a, b = ort_outputs(masked_path, {"input": x})[0], ort_outputs(out, {"input": x})[0]
+    assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+    # And the channels really mattered: the unmasked model differs.
+    assert np.abs(ort_outputs(fixture, {"input": x})[0] - a).max() > 1e-3
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_yolox(method, tmp_path):
+    if not YOLOX.exists():
+        pytest.skip(f"{YOLOX} is not present (shared models are beside the checkout on developer machines)")
+    out = tmp_path / "y.onnx"
+    if method == "slim":  # exported with BN folded into the convolutions
+        assert_clean_failure(run_compress("prune", YOLOX, "-o", out, "--method", "slim", "--ratio", "0.3"), "BatchNormalization")
+        assert not out.exists()
+        return
+    report = prune(YOLOX, out, method, 0.3)
+    x = np.random.default_rng(0).uniform(0, 1, (1, 3, 416, 416)).astype(np.float32)
+    check_written(out, tmp_path, x)
+    check_counts(out, report)
+    assert report["totals"]["macs_after"] < 0.6 * report["totals"]["macs_before"]
+    reasons = " ".join(r for u in report["unprunable"] for r in u["reasons"])
+    assert "Reshape" in reasons, "the detection head's Reshape stops its groups"
+
+
+def test_dry_run_writes_nothing_and_plan_matches(tmp_path):
+    out = tmp_path / "p.onnx"
+    p = ok("prune", BN, "-o", out, "--method", "fpgm", "--ratio", "0.5", "--dry-run", "--format", "json")
+    assert not out.exists()
+    dry = json.loads(p.stdout)
+    real = prune(BN, out, "fpgm", 0.5)
+    assert [g["removed"] for g in dry["groups"]] == [g["removed"] for g in real["groups"]]
+    assert dry["totals"] == real["totals"]
+
+
+def test_round_to_min_channels_exclude_and_ratios_file(tmp_path):
+    r = prune(BN, tmp_path / "a.onnx", "l1", 0.3, "--round-to", "4")
+    assert all(g["channels_after"] % 4 == 0 for g in r["groups"])
+    r = prune(BN, tmp_path / "b.onnx", "l1", 0.9, "--min-channels", "5")
+    assert all(g["channels_after"] >= 5 for g in r["groups"])
+    r = prune(BN, tmp_path / "c.onnx", "l1", 0.5, "--exclude", "head/*")
+    head = next(g for g in r["groups"] if g["label"] == "head/conv")
+    assert head["channels_after"] == head["channels_before"] and "exclude" in head["skipped"]
+    ratios = tmp_path / "ratios.txt"
+    ratios.write_text("# per group\nhead/conv 0.5\n")
+    r = json.loads(ok("prune", BN, "-o", tmp_path / "d.onnx", "--method", "l2", "--ratios", ratios, "--format", "json").stdout)
+    groups = {g["label"]: g for g in r["groups"]}
+    assert groups["head/conv"]["channels_after"] == 8 and groups["stem/conv"]["channels_after"] == 8
+    check_written(tmp_path / "d.onnx", tmp_path, digits_batch())
+
+
+def test_global_and_target_macs(tmp_path):
+    r = prune(BN, tmp_path / "g.onnx", "slim", 0.3, "--global")
+    removed = sum(g["channels_before"] - g["channels_after"] for g in r["groups"])
+    assert removed == int(np.floor(0.3 * sum(g["channels_before"] for g in r["groups"])))
+    check_written(tmp_path / "g.onnx", tmp_path, digits_batch())
+    t = json.loads(ok("prune", BN, "-o", tmp_path / "t.onnx", "--method", "l1", "--target-macs", "0.6", "--format", "json").stdout)
+    kept = t["totals"]["macs_after"] / t["totals"]["macs_before"]
+    assert abs(kept - 0.6) < 0.08, kept
+    check_counts(tmp_path / "t.onnx", t)
+
+
+def test_exclude_matching_nothing_warns(tmp_path):
+    p = ok("prune", BN, "-o", tmp_path / "p.onnx", "--method", "l1", "--ratio", "0.2", "--exclude", "no-such-node*")
+    assert "warning: --exclude 'no-such-node*' matches no node" in p.stderr
+
+
+@pytest.mark.parametrize("args,phrase", [
+    (["--method", "l3", "--ratio", "0.3"], "l3"),
+    (["--method", "l1", "--ratio", "1.0"], "[0, 1)"),
+    (["--method", "l1", "--ratio", "-0.1"], "[0, 1)"),
+    (["--method", "l1"], "--ratio"),
+    (["--method", "l1", "--ratio", "0.3", "--target-macs", "0.5"], "contradict"),
+])
+def test_bad_flags_are_usage_errors(args, phrase, tmp_path):
+    out = tmp_path / "p.onnx"
+    r = run_compress("prune", BN, "-o", out, *args)
+    assert crash_description(r) is None
+    assert r.returncode == 64, (r.returncode, r.stderr)
+    assert phrase in r.stderr
+    assert not out.exists()
+
+
+def test_all_unprunable_model_is_refused_with_reasons(tmp_path):
+    from onnx import TensorProto, helper
+    w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="only")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 4, 4])], [w])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    out = tmp_path / "p.onnx"
+    assert_clean_failure(run_compress("prune", path, "-o", out, "--method", "l1", "--ratio", "0.5"),
+                         "no channel group can be pruned", "graph output")
+    assert not out.exists()
