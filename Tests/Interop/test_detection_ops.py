@@ -331,6 +331,10 @@ REFUSALS = [
     ("gridsample_grid_rank", "GridSample", 20, {"X": _f(1, 1, 3, 3), "grid": _f(1, 2, 2, 3)}, {}, "grid"),
     ("roialign_batch_index", "RoiAlign", 16, {"X": _f(1, 2, 4, 4), "rois": np.array([[0, 0, 2, 2]], np.float32),
                                                "batch_indices": _i64(3)}, {}, "batch index"),
+    ("roialign_infinite_roi", "RoiAlign", 16, {"X": _f(1, 2, 4, 4), "rois": np.array([[0, 0, np.inf, 2]], np.float32),
+                                                "batch_indices": _i64(0)}, {}, "not finite"),
+    ("roialign_huge_roi", "RoiAlign", 16, {"X": _f(1, 2, 4, 4), "rois": np.array([[0, 0, 1e30, 1e30]], np.float32),
+                                            "batch_indices": _i64(0)}, {}, "too many"),
     ("nms_boxes_shape", "NonMaxSuppression", 11, {"boxes": _f(1, 4, 3), "scores": _f(1, 1, 4)}, {}, "boxes"),
     ("attention_heads", "Attention", 23, {"Q": _f(1, 3, 2, 4), "K": _f(1, 2, 2, 4), "V": _f(1, 2, 2, 4)}, {}, "multiple"),
     ("attention_3d_no_heads", "Attention", 23, {"Q": _f(1, 2, 8), "K": _f(1, 2, 8), "V": _f(1, 2, 8)}, {}, "q_num_heads"),
@@ -358,3 +362,45 @@ def test_ops_lists_the_new_operators():
     assert rows.get(("ai.onnx", "RoiAlign")) == [10, 16, 22]
     assert rows.get(("ai.onnx", "GridSample")) == [16, 20, 22]
     assert rows.get(("ai.onnx", "Attention")) == [23, 24]
+
+
+# ---- extreme values: an answer or a refusal, never a crash --------------------------------------
+
+def _extreme_cases():
+    bad = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30, 3.0, -7.5, 0.0], np.float32)
+    grid = np.stack([bad, bad[::-1]], axis=-1).reshape(1, 2, 4, 2)
+    c = [Case(f"gridsample_extreme_{m}_{p}_ac{a}", "GridSample", 20, {"X": _f(1, 2, 3, 4), "grid": grid},
+              attrs={"mode": m, "padding_mode": p, "align_corners": a})
+         for m in ("linear", "nearest", "cubic") for p in ("zeros", "border", "reflection") for a in (0, 1)]
+    # A one-pixel axis with align_corners: the reflection range is empty.
+    c.append(Case("gridsample_one_pixel_reflection", "GridSample", 20, {"X": _f(1, 1, 1, 1), "grid": grid},
+                  attrs={"mode": "cubic", "padding_mode": "reflection", "align_corners": 1}))
+    scores = RNG.random((1, 2, 6)).astype(np.float32)
+    scores[0, 0, [1, 4]] = np.nan
+    c.append(Case("nms_nan_scores", "NonMaxSuppression", 11,
+                  {"boxes": _corner_boxes(1, 6), "scores": scores, "max": _i64(6), "iou": np.array([0.5], np.float32)}))
+    c.append(Case("roialign_empty_image", "RoiAlign", 16, {"X": _f(1, 2, 0, 4), "rois": np.array([[0, 0, 2, 2]], np.float32),
+                                                           "batch_indices": _i64(0)}))
+    mask = np.zeros((3, 5), bool)  # every key masked: NaN rows, as in the reference
+    c.append(Case("attention_all_masked", "Attention", 23, {"Q": _f(1, 2, 3, 4), "K": _f(1, 2, 5, 4), "V": _f(1, 2, 5, 4), "M": mask}))
+    return [_fix_omitted(x) for x in c]
+
+
+@pytest.mark.parametrize("case", _extreme_cases(), ids=lambda c: c.id)
+def test_extreme_inputs_never_crash(case):
+    with tempfile.TemporaryDirectory() as tmp:
+        r, out = _run_compress(_model(case), case.feed_map, tmp)
+        assert 0 <= r.returncode < 128, f"{case.id}: compress crashed (exit {r.returncode}): {r.stderr[-2000:]}"
+        assert r.returncode == 0, f"{case.id}: compress refused: {r.stderr.strip()}"
+        got = numpy_helper.to_array(conformance.read_tensor(os.path.join(out, "output_0.pb")))
+    if case.id == "attention_all_masked":
+        assert np.isnan(got).all()
+    elif case.op == "GridSample" and case.feed_map["X"].shape == (1, 2, 3, 4):
+        # Points (1e30, -1e30) and (-1e30, 1e30) lie far beyond the top-right and bottom-left
+        # corners: border padding gives exactly those corner pixels, zero padding gives 0.
+        x = case.feed_map["X"]
+        far = np.stack([got[0, :, 0, 3], got[0, :, 1, 0]])
+        if case.attrs["padding_mode"] == "border":
+            np.testing.assert_array_equal(far, np.stack([x[0, :, 0, 3], x[0, :, 2, 0]]))
+        elif case.attrs["padding_mode"] == "zeros":
+            np.testing.assert_array_equal(far, 0)

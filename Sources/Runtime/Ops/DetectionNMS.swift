@@ -57,8 +57,13 @@ enum NonMaxSuppressionOp {
                         let s = sp.baseAddress! + (b * nc + c) * nbox
                         order.removeAll(keepingCapacity: true)
                         for i in 0..<nbox where scoreThreshold.map({ s[i] > $0 }) ?? true { order.append(i) }
-                        // Highest score first; equal scores keep the lower box index first.
-                        order.sort { s[$0] > s[$1] || (s[$0] == s[$1] && $0 < $1) }
+                        // Highest score first; equal scores keep the lower box index first. NaN
+                        // scores (kept only without a score threshold) go last, so the order is total.
+                        order.sort { a, b in
+                            let (na, nb) = (s[a].isNaN, s[b].isNaN)
+                            if na != nb { return nb }
+                            return (!na && s[a] > s[b]) || ((na || s[a] == s[b]) && a < b)
+                        }
                         kept.removeAll(keepingCapacity: true)
                         for i in order {
                             if kept.count >= maxPerClass { break }

@@ -67,8 +67,24 @@ enum RoiAlignOp {
         let bi = try TensorOperands.ints(batchIndices, "batch_indices", ctx)
         for b in bi where b < 0 || b >= n { throw ctx.error("batch index \(b) is out of range for \(n) images") }
         var y = Tensor(dtype: .float32, shape: [nr, c, o.outH, o.outW])
-        if y.count == 0 { return y }
+        // An empty image has nothing to sample: every bin is 0 (the zero-weight samples).
+        if y.count == 0 || h == 0 || w == 0 { return y }
         let box = rois.floatValues()
+        // Sampling grids, checked before any work: finite boxes and a bounded sample count.
+        var grids: [(Int, Int)] = []
+        for r in 0..<nr {
+            let v = (0..<4).map { Double(box[4 * r + $0]) * o.spatialScale }
+            guard v.allSatisfy(\.isFinite) else { throw ctx.error("roi \(r) \(Array(box[4 * r ..< 4 * r + 4])) is not finite at spatial_scale \(o.spatialScale)") }
+            var roiW = v[2] - v[0], roiH = v[3] - v[1]
+            if !o.halfPixel { roiW = Swift.max(roiW, 1); roiH = Swift.max(roiH, 1) }  // malformed rois become 1×1
+            // A negative grid (a reversed half_pixel box) samples nothing.
+            let gh = o.samplingRatio > 0 ? Double(o.samplingRatio) : Swift.max((roiH / Double(o.outH)).rounded(.up), 0)
+            let gw = o.samplingRatio > 0 ? Double(o.samplingRatio) : Swift.max((roiW / Double(o.outW)).rounded(.up), 0)
+            guard gh * gw * Double(o.outH * o.outW) <= Double(1 << 26) else {
+                throw ctx.error("roi \(r) \(Array(box[4 * r ..< 4 * r + 4])) needs \(gh)×\(gw) samples per bin, too many to sample")
+            }
+            grids.append((Int(gh), Int(gw)))
+        }
         let plane = o.outH * o.outW
         x.withUnsafeBufferPointer(as: Float.self) { xp in
             y.withUnsafeMutableBufferPointer(as: Float.self) { yp in
@@ -78,11 +94,9 @@ enum RoiAlignOp {
                     let x0 = Double(box[4 * r]) * o.spatialScale - offset, y0 = Double(box[4 * r + 1]) * o.spatialScale - offset
                     let x1 = Double(box[4 * r + 2]) * o.spatialScale - offset, y1 = Double(box[4 * r + 3]) * o.spatialScale - offset
                     var roiW = x1 - x0, roiH = y1 - y0
-                    if !o.halfPixel { roiW = Swift.max(roiW, 1); roiH = Swift.max(roiH, 1) }  // malformed rois become 1×1
+                    if !o.halfPixel { roiW = Swift.max(roiW, 1); roiH = Swift.max(roiH, 1) }
                     let binH = roiH / Double(o.outH), binW = roiW / Double(o.outW)
-                    // A negative grid (a reversed half_pixel box) samples nothing.
-                    let gridH = Swift.max(o.samplingRatio > 0 ? o.samplingRatio : Int((roiH / Double(o.outH)).rounded(.up)), 0)
-                    let gridW = Swift.max(o.samplingRatio > 0 ? o.samplingRatio : Int((roiW / Double(o.outW)).rounded(.up)), 0)
+                    let (gridH, gridW) = grids[r]
                     let count = Float(Swift.max(gridH * gridW, 1))
                     let samples = Self.samples(h: h, w: w, o, y0: y0, x0: x0, binH: binH, binW: binW, gridH: gridH, gridW: gridW)
                     let perBin = gridH * gridW

@@ -200,6 +200,9 @@ enum AttentionOp {
         // The mask as float32 additive values (bool: 0 or -inf) with broadcast strides.
         var bias: [Float] = [], strides = [0, 0, 0, 0], maskLength = t
         if let mask, let target = p.maskShape {
+            guard mask.dtype == .bool || TensorOperands.isNumeric(mask.dtype) else {
+                throw ctx.error("attn_mask must be bool or numeric, got \(mask.dtype)")
+            }
             maskLength = target[3]
             strides = Broadcast.strides(of: mask.shape, in: target)
             if mask.dtype == .bool {
