@@ -253,7 +253,22 @@ def _fix_omitted(case):
     return case
 
 
-CASES = [_fix_omitted(c) for c in _nms_cases() + _roi_cases() + _grid_cases() + _attn_cases()]
+def _large_cases():
+    """Big enough that the kernels split their loops across threads (compress runs with its
+    default thread count here): channels for RoiAlign and GridSample, heads for Attention."""
+    return [
+        Case("roialign_parallel_channels", "RoiAlign", 16,
+             {"X": _f(2, 64, 32, 32), "rois": _rois(6, 32, 32, 1.0), "batch_indices": _i64(0, 1, 0, 1, 1, 0)},
+             attrs={"output_height": 7, "output_width": 7, "sampling_ratio": 2}),
+        Case("gridsample_parallel_channels", "GridSample", 20,
+             {"X": _f(1, 16, 32, 32), "grid": RNG.uniform(-1.1, 1.1, (1, 24, 24, 2)).astype(np.float32)},
+             attrs={"mode": "cubic", "padding_mode": "reflection"}),
+        Case("attention_parallel_heads", "Attention", 23,
+             {"Q": _f(2, 8, 64, 32), "K": _f(2, 2, 64, 32), "V": _f(2, 2, 64, 32)}, {"is_causal": 1}, tol=ATTN_TOL),
+    ]
+
+
+CASES = [_fix_omitted(c) for c in _nms_cases() + _roi_cases() + _grid_cases() + _attn_cases() + _large_cases()]
 
 
 def _model(case):

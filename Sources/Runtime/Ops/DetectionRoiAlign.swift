@@ -100,22 +100,24 @@ enum RoiAlignOp {
                     let count = Float(Swift.max(gridH * gridW, 1))
                     let samples = Self.samples(h: h, w: w, o, y0: y0, x0: x0, binH: binH, binW: binW, gridH: gridH, gridW: gridW)
                     let perBin = gridH * gridW
-                    for ch in 0..<c {
-                        let src = xp.baseAddress! + (bi[r] * c + ch) * h * w
-                        let dst = yp.baseAddress! + (r * c + ch) * plane
-                        for bin in 0..<plane {
-                            var acc: Float = 0
-                            for k in 0..<perBin {
-                                let s = samples[bin * perBin + k]
-                                if o.max {
-                                    // The reference's max mode: the largest weighted corner, not the interpolated value.
-                                    let v = Swift.max(Swift.max(s.w.0 * src[s.p.0], s.w.1 * src[s.p.1]), Swift.max(s.w.2 * src[s.p.2], s.w.3 * src[s.p.3]))
-                                    acc = k == 0 ? v : Swift.max(acc, v)
-                                } else {
-                                    acc += s.w.0 * src[s.p.0] + s.w.1 * src[s.p.1] + s.w.2 * src[s.p.2] + s.w.3 * src[s.p.3]
+                    Parallel.forRanges(count: c, workPerItem: 4 * plane * Swift.max(perBin, 1)) { range in
+                        for ch in range {
+                            let src = xp.baseAddress! + (bi[r] * c + ch) * h * w
+                            let dst = yp.baseAddress! + (r * c + ch) * plane
+                            for bin in 0..<plane {
+                                var acc: Float = 0
+                                for k in 0..<perBin {
+                                    let s = samples[bin * perBin + k]
+                                    if o.max {
+                                        // The reference's max mode: the largest weighted corner, not the interpolated value.
+                                        let v = Swift.max(Swift.max(s.w.0 * src[s.p.0], s.w.1 * src[s.p.1]), Swift.max(s.w.2 * src[s.p.2], s.w.3 * src[s.p.3]))
+                                        acc = k == 0 ? v : Swift.max(acc, v)
+                                    } else {
+                                        acc += s.w.0 * src[s.p.0] + s.w.1 * src[s.p.1] + s.w.2 * src[s.p.2] + s.w.3 * src[s.p.3]
+                                    }
                                 }
+                                dst[bin] = o.max ? acc : acc / count
                             }
-                            dst[bin] = o.max ? acc : acc / count
                         }
                     }
                 }

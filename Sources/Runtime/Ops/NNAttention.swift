@@ -129,12 +129,15 @@ enum AttentionOp {
             q.withUnsafeBufferPointer(as: Float.self) { qp in
                 k.withUnsafeBufferPointer(as: Float.self) { kp in
                     scores.withUnsafeMutableBufferPointer(as: Float.self) { sp in
-                        for b in 0..<p.batch {
-                            for h in 0..<p.qHeads {
+                        // One product per (batch, query head); heads run in parallel (a large
+                        // product inside runs inline, as nested loops do).
+                        Parallel.forRanges(count: p.batch * p.qHeads, workPerItem: p.qSeq * t * d) { range in
+                            for bh in range {
+                                let (b, h) = bh.quotientAndRemainder(dividingBy: p.qHeads)
                                 BLAS.sgemm(transB: true, m: p.qSeq, n: t, k: d, alpha: scale,
-                                           a: qp.baseAddress! + (b * p.qHeads + h) * p.qSeq * d, lda: d,
+                                           a: qp.baseAddress! + bh * p.qSeq * d, lda: d,
                                            b: kp.baseAddress! + (b * p.kvHeads + h / group) * t * d, ldb: d,
-                                           c: sp.baseAddress! + (b * p.qHeads + h) * p.qSeq * t, ldc: t)
+                                           c: sp.baseAddress! + bh * p.qSeq * t, ldc: t)
                             }
                         }
                     }
@@ -169,12 +172,13 @@ enum AttentionOp {
             probs.withUnsafeBufferPointer(as: Float.self) { pp in
                 v.withUnsafeBufferPointer(as: Float.self) { vp in
                     y.withUnsafeMutableBufferPointer(as: Float.self) { yp in
-                        for b in 0..<p.batch {
-                            for h in 0..<p.qHeads {
+                        Parallel.forRanges(count: p.batch * p.qHeads, workPerItem: p.qSeq * t * dv) { range in
+                            for bh in range {
+                                let (b, h) = bh.quotientAndRemainder(dividingBy: p.qHeads)
                                 BLAS.sgemm(m: p.qSeq, n: dv, k: t,
-                                           a: pp.baseAddress! + (b * p.qHeads + h) * p.qSeq * t, lda: t,
+                                           a: pp.baseAddress! + bh * p.qSeq * t, lda: t,
                                            b: vp.baseAddress! + (b * p.kvHeads + h / group) * t * dv, ldb: dv,
-                                           c: yp.baseAddress! + (b * p.qHeads + h) * p.qSeq * dv, ldc: dv)
+                                           c: yp.baseAddress! + bh * p.qSeq * dv, ldc: dv)
                             }
                         }
                     }

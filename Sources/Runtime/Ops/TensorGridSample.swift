@@ -97,13 +97,16 @@ enum GridSampleOp {
                             for (off, w) in taps { offsets.append(off); weights.append(w) }
                             starts[q + 1] = offsets.count
                         }
-                        for ch in 0..<c {
-                            let src = xp.baseAddress! + (b * c + ch) * planeIn
-                            let dst = yp.baseAddress! + (b * c + ch) * planeOut
-                            for q in 0..<planeOut {
-                                var acc: Float = 0
-                                for t in starts[q]..<starts[q + 1] { acc += weights[t] * src[offsets[t]] }
-                                dst[q] = acc
+                        let (offs, ws, st) = (offsets, weights, starts)
+                        Parallel.forRanges(count: c, workPerItem: 2 * offs.count) { range in
+                            for ch in range {
+                                let src = xp.baseAddress! + (b * c + ch) * planeIn
+                                let dst = yp.baseAddress! + (b * c + ch) * planeOut
+                                for q in 0..<planeOut {
+                                    var acc: Float = 0
+                                    for t in st[q]..<st[q + 1] { acc += ws[t] * src[offs[t]] }
+                                    dst[q] = acc
+                                }
                             }
                         }
                     }
