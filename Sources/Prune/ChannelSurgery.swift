@@ -6,18 +6,24 @@ import TensorCore
 /// biases, BN parameters, Gemm columns), depthwise convolutions get their new `group`, and
 /// declared value_info shapes are brought in line with the new channel counts.
 public enum ChannelSurgery {
-    /// The pruned copy of `model` (the model itself is not changed).
-    /// - Parameter pins: the `--input` pins, to re-infer shapes for value_info.
+    /// The pruned copy of `model` (the model itself is not changed), and notes on where the
+    /// constants removed channels emitted could not be folded exactly (`RemovedChannelFold`).
+    /// - Parameters:
+    ///   - pins: the `--input` pins, to re-infer shapes for value_info and run the fold.
+    ///   - foldRemoved: fold removed channels' constant outputs into the next layers' biases.
     /// - Throws: `GraphError` when a constant named by the plan is missing.
-    public static func apply(_ plan: PrunePlan, to model: Model, pins: [String: [Int]] = [:]) throws -> Model {
+    public static func apply(_ plan: PrunePlan, to model: Model, pins: [String: [Int]] = [:],
+                             foldRemoved: Bool = true) throws -> (model: Model, notes: [String]) {
         var m = model
+        let fold: (corrections: [RemovedChannelFold.Correction], notes: [String]) =
+            foldRemoved ? try RemovedChannelFold.corrections(plan, model: model, pins: pins) : ([], [])
         var removals: [String: [Int: Set<Int>]] = [:]
         var depthwise = Set<String>()
         for d in plan.decisions where !d.removed.isEmpty {
             for s in d.group.slices { removals[s.tensor, default: [:]][s.axis, default: []].formUnion(s.indices(removing: d.removed)) }
             depthwise.formUnion(d.group.depthwiseNodes)
         }
-        guard !removals.isEmpty else { return m }
+        guard !removals.isEmpty else { return (m, []) }
         for (name, axes) in removals.sorted(by: { $0.key < $1.key }) {
             guard var t = m.graph.constantTensor(named: name) else { throw GraphError.noSuchValue(name) }
             for (axis, gone) in axes.sorted(by: { $0.key < $1.key }) {
@@ -30,8 +36,16 @@ public enum ChannelSurgery {
                     resolvedWeight(m.graph, m.graph.nodes[p].inputs[1]) else { throw GraphError.noSuchValue(out) }
             m.graph.nodes[p][attribute: "group"] = .int(Int64(w.shape[0]))
         }
+        var kept: [String: [Int]] = [:]
+        for d in plan.decisions where !d.removed.isEmpty {
+            let gone = Set(d.removed)
+            for s in d.group.slices where s.role == .output && s.start == 0 {
+                kept[s.node] = (0..<d.group.channels).filter { !gone.contains($0) }
+            }
+        }
+        try RemovedChannelFold.apply(fold.corrections, to: &m, kept: kept)
         try refreshValueInfo(&m, pins: pins)
-        return m
+        return (m, fold.notes)
     }
 
     static func resolvedWeight(_ g: Graph, _ name: String) -> Tensor? {

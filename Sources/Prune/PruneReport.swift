@@ -64,6 +64,9 @@ public struct PruneReport: Encodable, Sendable {
     public let layers: [Layer]
     public let totals: Totals
     public var warnings: [String]
+    /// Consumers where the constants removed channels emitted could not be folded exactly
+    /// (their contribution is dropped).
+    public var approximations: [String] = []
 
     public init(model path: String, options: PruneOptions, plan: PrunePlan, before: ModelProfile, after: ModelProfile) {
         model = path
@@ -105,9 +108,10 @@ public enum Pruner {
     public static func prune(_ model: Model, path: String, options: PruneOptions, pins: [String: [Int]] = [:]) throws -> Result {
         let analysis = try ChannelGroupAnalysis(model: model, pins: pins)
         let plan = try PrunePlan(model: model, analysis: analysis, options: options)
-        let pruned = try ChannelSurgery.apply(plan, to: model, pins: pins)
-        let report = PruneReport(model: path, options: options, plan: plan,
+        let (pruned, notes) = try ChannelSurgery.apply(plan, to: model, pins: pins)
+        var report = PruneReport(model: path, options: options, plan: plan,
                                  before: try ModelProfile(model: model, pins: pins), after: try ModelProfile(model: pruned, pins: pins))
+        report.approximations = notes
         return Result(model: pruned, plan: plan, report: report)
     }
 
@@ -122,7 +126,8 @@ public enum Pruner {
             var o = options
             o.ratio = r
             let plan = try PrunePlan(model: model, analysis: analysis, options: o)
-            return Double(try ModelProfile(model: try ChannelSurgery.apply(plan, to: model, pins: pins), pins: pins).totals.macs) / total
+            return Double(try ModelProfile(model: try ChannelSurgery.apply(plan, to: model, pins: pins, foldRemoved: false).model,
+                                           pins: pins).totals.macs) / total
         }
         var lo = 0.0, hi = 0.99
         var best = (ratio: 0.0, error: abs(1 - fraction))

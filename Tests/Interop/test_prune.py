@@ -250,14 +250,22 @@ def masked(model_path, report, keep_biases=False):
 @pytest.mark.parametrize("method", ["l1", "fpgm"])
 @pytest.mark.parametrize("fixture", [BN, FOLDED], ids=["bn", "folded"])
 def test_zeroed_channels_prune_exactly(method, fixture, tmp_path):
-    out = tmp_path / "p.onnx"
-    report = prune(fixture, out, method, 0.4)
+    """A model whose to-be-removed channels already emit exactly zero (weights, bias and BN beta
+    zeroed) computes after pruning exactly what it computed before: the surgery removes only them."""
+    plan = json.loads(ok("prune", fixture, "--method", method, "--ratio", "0.4", "--dry-run", "--format", "json").stdout)
     masked_path = tmp_path / "masked.onnx"
-    onnx.save(masked(fixture, report), str(masked_path))
+    onnx.save(masked(fixture, plan), str(masked_path))
+    out = tmp_path / "p.onnx"
+    report = prune(masked_path, out, method, 0.4)
+    # FPGM may rank the zeroed filters differently from the unmasked ones; what is removed must be zero.
+    for g, h in zip(plan["groups"], report["groups"]):
+        assert g["label"] == h["label"] and len(g["removed"]) == len(h["removed"])
     x = digits_batch(32)
     a, b = ort_outputs(masked_path, {"input": x})[0], ort_outputs(out, {"input": x})[0]
-    assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
-    # And the channels really mattered: the unmasked model differs.
+    if method == "l1":
+        assert [g["removed"] for g in plan["groups"]] == [g["removed"] for g in report["groups"]]
+        assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+    # And the channels mattered: the unmasked model differs.
     assert np.abs(ort_outputs(fixture, {"input": x})[0] - a).max() > 1e-3
 
 
@@ -349,3 +357,37 @@ def test_all_unprunable_model_is_refused_with_reasons(tmp_path):
     assert_clean_failure(run_compress("prune", path, "-o", out, "--method", "l1", "--ratio", "0.5"),
                          "no channel group can be pruned", "graph output")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("fixture", [BN, FOLDED], ids=["bn", "folded"])
+def test_removed_channels_constant_folds_into_the_gemm_exactly(fixture, tmp_path):
+    """head/conv's channels reach the Gemm through Flatten, where folding is exact: in a model whose
+    to-be-removed filters are zeroed but whose biases (and BN) are kept, those channels emit
+    non-zero constants; pruning it folds them into the Gemm's bias and computes the same outputs."""
+    ratios = tmp_path / "r.txt"
+    ratios.write_text("head/conv 0.5\n")
+    plan = json.loads(ok("prune", fixture, "--method", "l1", "--ratios", ratios, "--dry-run", "--format", "json").stdout)
+    masked_path = tmp_path / "masked.onnx"
+    onnx.save(masked(fixture, plan, keep_biases=True), str(masked_path))
+    out = tmp_path / "p.onnx"
+    report = json.loads(ok("prune", masked_path, "-o", out, "--method", "l1", "--ratios", ratios, "--format", "json").stdout)
+    head = next(g for g in report["groups"] if g["label"] == "head/conv")
+    assert head["removed"] == next(g for g in plan["groups"] if g["label"] == "head/conv")["removed"]
+    assert len(head["removed"]) == 8 and report["approximations"] == []
+    x = digits_batch(32)
+    a, b = ort_outputs(masked_path, {"input": x})[0], ort_outputs(out, {"input": x})[0]
+    assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+    if fixture == BN:
+        return  # there, Relu(BN(bias)) of the removed channels happens to be 0: nothing to fold
+    # The constants were not zero: dropping them (the fc bias left as it was) changes the outputs.
+    fc_bias = next(n for n in onnx.load(str(out)).graph.node if n.name == "fc").input[2]
+    before = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(masked_path)).graph.initializer}[fc_bias]
+    after = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer}[fc_bias]
+    assert np.abs(after - before).max() > 1e-3
+
+
+def test_non_constant_removed_inputs_are_reported_as_approximations(tmp_path):
+    """The residual group passes a padded depthwise convolution: the pointwise convolution after it
+    reads removed channels that vary over positions, so nothing is folded there and the report says so."""
+    report = prune(FOLDED, tmp_path / "p.onnx", "l1", 0.3)
+    assert any(a.startswith("block/pw/conv:") for a in report["approximations"]), report["approximations"]

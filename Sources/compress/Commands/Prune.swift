@@ -156,6 +156,11 @@ enum PruneTable {
             out.append("left whole (\(r.unprunable.count) group\(r.unprunable.count == 1 ? "" : "s")):")
             for u in r.unprunable { out.append("  \(u.label) (\(u.channels) channels): \(u.reasons.joined(separator: "; "))") }
         }
+        if !r.approximations.isEmpty {
+            out.append("")
+            out.append("approximations (removed channels' constant outputs not folded):")
+            for a in r.approximations { out.append("  \(a)") }
+        }
         out.append("")
         var l = TextTable(["layer", "op", "params", "MACs"], rightAligned: [2, 3])
         for x in r.layers {
