@@ -1,0 +1,220 @@
+import ModelIR
+import TensorCore
+
+extension StandardOps {
+    /// com.microsoft QGemm, DynamicQuantizeMatMul, MatMulIntegerToFloat and DynamicQuantizeLSTM
+    /// (since-version 1). Integer products use IntegerOps (QuantizationInteger.swift); the LSTM
+    /// runs the float cell of Recurrent.swift on dequantized weights.
+    static func registerMicrosoftQuantizedProducts(_ r: OpRegistry) {
+        let ms = MicrosoftQuant.domain
+        r.register("QGemm", domain: ms, since: 1, kernel: MicrosoftProducts.qgemm, infer: MicrosoftProducts.qgemmType)
+        r.register("DynamicQuantizeMatMul", domain: ms, since: 1, kernel: MicrosoftProducts.dynamicQuantizeMatMul, infer: MicrosoftProducts.dynamicQuantizeMatMulType)
+        r.register("MatMulIntegerToFloat", domain: ms, since: 1, kernel: MicrosoftProducts.matMulIntegerToFloat, infer: MicrosoftProducts.matMulIntegerToFloatType)
+        r.register("DynamicQuantizeLSTM", domain: ms, since: 1, kernel: MicrosoftProducts.dynamicQuantizeLSTM, infer: MicrosoftProducts.dynamicQuantizeLSTMType)
+    }
+}
+
+enum MicrosoftProducts {
+    static func text(_ s: [Int]) -> String { QuantizationText.shape(s) }
+
+    /// Float32 values of a per-tensor or per-column (`count` values) scale.
+    static func columnScales(_ t: Tensor, count: Int, _ what: String, _ ctx: KernelContext) throws -> [Float] {
+        guard t.dtype == .float32 else { throw ctx.error("\(what) is \(t.dtype); expected float32") }
+        let v = t.scalars(as: Float.self)
+        guard v.count == 1 || (v.count == count && t.shape.count <= 1) else {
+            throw ctx.error("\(what) has shape \(text(t.shape)); expected a scalar or \(count) values (one per column)")
+        }
+        return v.count == 1 ? Array(repeating: v[0], count: count) : v
+    }
+
+    // MARK: QGemm
+
+    static func gemmDims(_ a: [Int], _ b: [Int], _ ctx: KernelContext) throws -> (m: Int, k: Int, n: Int) {
+        guard a.count == 2, b.count == 2 else { throw ctx.error("A \(text(a)) and B \(text(b)) must be 2-D") }
+        let ta = (ctx.node.int("transA") ?? 0) != 0, tb = (ctx.node.int("transB") ?? 0) != 0
+        let m = ta ? a[1] : a[0], k = ta ? a[0] : a[1], kb = tb ? b[1] : b[0], n = tb ? b[0] : b[1]
+        guard k == kb else { throw ctx.error("A \(text(a)) and B \(text(b)) (transA \(ta ? 1 : 0), transB \(tb ? 1 : 0)) have inner dimensions \(k) and \(kb)") }
+        return (m, k, n)
+    }
+
+    static func qgemmType(_ types: [TensorInfo?], _ values: [Tensor?], _ ctx: KernelContext) throws -> [TensorInfo] {
+        let a = try ctx.required(types, 0), b = try ctx.required(types, 3)
+        try MicrosoftQuant.checkEightBit(a, "A", ctx)
+        try MicrosoftQuant.checkEightBit(b, "B", ctx)
+        _ = try ctx.required(types, 1); _ = try ctx.required(types, 2); _ = try ctx.required(types, 4); _ = try ctx.required(types, 5)
+        let (m, _, n) = try gemmDims(a.shape, b.shape, ctx)
+        if types.count > 6, let c = types[6] {
+            guard c.dtype == .int32 else { throw ctx.error("C is \(c.dtype); expected int32") }
+            guard Broadcast.isUnidirectional(c.shape, to: [m, n]) else { throw ctx.error("C has shape \(text(c.shape)), which does not broadcast to [\(m), \(n)]") }
+        }
+        let yz = types.count > 8 ? types[8] : nil
+        if let yz { try MicrosoftQuant.checkEightBit(yz, "y_zero_point", ctx) }
+        return [TensorInfo(yz?.dtype ?? .float32, [m, n])]
+    }
+
+    /// QGemm as ONNX Runtime computes it: `acc = C + (A − z_a)(B − z_b)` in int32 (C broadcast,
+    /// z_b per tensor or per column), `m_j = (alpha · s_a) · s_b[j]` then `/ s_y` when y_scale is
+    /// given, all float32; with y_zero_point `y = requantize(float(acc) · m_j)` (clamp, round half to
+    /// even, + z_y), else float output `float(acc) · m_j`.
+    static func qgemm(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
+        let out = try qgemmType(inputs.map { $0.map(TensorInfo.init) }, [], ctx)[0]
+        let a = inputs[0]!, b = inputs[3]!
+        let (m, k, n) = try gemmDims(a.shape, b.shape, ctx)
+        let ta = (ctx.node.int("transA") ?? 0) != 0, tb = (ctx.node.int("transB") ?? 0) != 0
+        let za = try MicrosoftQuant.zeroPoint(inputs, 2, a.dtype, "a_zero_point", ctx)
+        let zbT = inputs[5]!
+        guard zbT.dtype == b.dtype else { throw ctx.error("b_zero_point is \(zbT.dtype); expected \(b.dtype)") }
+        let zbv = Quantization.intValues(zbT)
+        guard zbv.count == 1 || zbv.count == n else { throw ctx.error("b_zero_point has \(zbv.count) values; expected 1 or \(n)") }
+        let alpha = ctx.node.float("alpha") ?? 1
+        let sa = try MicrosoftQuant.scale(inputs, 1, "a_scale", ctx)
+        let sb = try columnScales(inputs[4]!, count: n, "b_scale", ctx)
+        let sy: Float? = inputs.count > 7 && inputs[7] != nil ? try MicrosoftQuant.scale(inputs, 7, "y_scale", ctx) : nil
+        let mult = sb.map { s -> Float in let v = alpha * sa * s; return sy.map { v / $0 } ?? v }
+        // A as [m, k] and B as [k, n], zero points subtracted.
+        let av = Quantization.intValues(a), bv = Quantization.intValues(b)
+        var am = [Int32](repeating: 0, count: m * k), bm = [Int32](repeating: 0, count: k * n)
+        for i in 0..<m { for p in 0..<k { am[i * k + p] = (ta ? av[p * m + i] : av[i * k + p]) - za } }
+        for p in 0..<k { for j in 0..<n { bm[p * n + j] = (tb ? bv[j * k + p] : bv[p * n + j]) - zbv[zbv.count == 1 ? 0 : j] } }
+        var acc = [Int32](repeating: 0, count: m * n)
+        am.withUnsafeBufferPointer { ap in bm.withUnsafeBufferPointer { bp in acc.withUnsafeMutableBufferPointer { cp in
+            IntegerKernels.gemm(m: m, n: n, k: k, a: ap.baseAddress!, b: bp.baseAddress!, c: cp.baseAddress!)
+        } } }
+        if inputs.count > 6, let c = inputs[6] {
+            let cv = c.scalars(as: Int32.self), strides = Broadcast.strides(of: c.shape, in: [m, n])
+            for i in 0..<m { for j in 0..<n { acc[i * n + j] &+= cv[i * strides[0] + j * strides[1]] } }
+        }
+        if out.dtype == .float32 {
+            var y = [Float](repeating: 0, count: m * n)
+            for i in 0..<(m * n) { y[i] = Float(acc[i]) * mult[i % n] }
+            return [Tensor(shape: [m, n], scalars: y)]
+        }
+        let zy = try MicrosoftQuant.zeroPoint(inputs, 8, out.dtype, "y_zero_point", ctx)
+        let range = Quantization.integerRange(of: out.dtype)!
+        var y = Tensor(dtype: out.dtype, shape: [m, n])
+        y.withUnsafeMutableBytes { raw in
+            for i in 0..<(m * n) {
+                Quantization.storeInt(MicrosoftQuant.requantize(Float(acc[i]) * mult[i % n], zeroPoint: zy, range), raw.baseAddress!, i, out.dtype)
+            }
+        }
+        return [y]
+    }
+
+    // MARK: MatMulIntegerToFloat, DynamicQuantizeMatMul
+
+    static func checkBias(_ bias: TensorInfo?, n: Int, _ ctx: KernelContext) throws {
+        guard let bias else { return }
+        guard bias.dtype == .float32, bias.shape == [n] else { throw ctx.error("bias is \(bias.dtype)\(text(bias.shape)); expected float32 [\(n)]") }
+    }
+
+    /// `y = float(acc) · (s_a · s_b[j]) + bias[j]` over the int32 product of IntegerOps (NumPy
+    /// matmul shapes, b's zero point per tensor or per column); MLAS's output processor.
+    static func integerToFloat(a: [Int32], aShape: [Int], za: Int32, b: Tensor, zb: Tensor?, sa: Float, sb: Tensor,
+                               bias: Tensor?, _ ctx: KernelContext) throws -> Tensor {
+        let s = try IntegerOps.matmulShape(aShape, b.shape, ctx)
+        let bv = try IntegerOps.subtractZeroPoint(Quantization.intValues(b), shape: s.b, zb, vectorAxis: -1, what: "b_zero_point", ctx)
+        let acc = IntegerOps.batchedProduct(za == 0 ? a : a.map { $0 - za }, bv, s)
+        let scales = try columnScales(sb, count: s.n, "b_scale", ctx).map { sa * $0 }
+        let bv2 = bias?.scalars(as: Float.self)
+        var y = [Float](repeating: 0, count: acc.count)
+        for i in 0..<acc.count {
+            let j = i % s.n
+            y[i] = Float(acc[i]) * scales[j] + (bv2?[j] ?? 0)
+        }
+        return Tensor(shape: s.output, scalars: y)
+    }
+
+    static func matMulIntegerToFloatType(_ types: [TensorInfo?], _ values: [Tensor?], _ ctx: KernelContext) throws -> [TensorInfo] {
+        let a = try ctx.required(types, 0), b = try ctx.required(types, 1)
+        try MicrosoftQuant.checkEightBit(a, "A", ctx)
+        try MicrosoftQuant.checkEightBit(b, "B", ctx)
+        _ = try ctx.required(types, 2); _ = try ctx.required(types, 3)
+        let s = try IntegerOps.matmulShape(a.shape, b.shape, ctx)
+        try checkBias(types.count > 6 ? types[6] : nil, n: s.n, ctx)
+        return [TensorInfo(.float32, s.output)]
+    }
+
+    /// MatMulIntegerToFloat(A, B, a_scale, b_scale, a_zero_point, b_zero_point, bias).
+    static func matMulIntegerToFloat(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
+        _ = try matMulIntegerToFloatType(inputs.map { $0.map(TensorInfo.init) }, [], ctx)
+        let a = inputs[0]!
+        let za = try MicrosoftQuant.zeroPoint(inputs, 4, a.dtype, "a_zero_point", ctx)
+        let sa = try MicrosoftQuant.scale(inputs, 2, "a_scale", ctx)
+        return [try integerToFloat(a: Quantization.intValues(a), aShape: a.shape, za: za, b: inputs[1]!, zb: inputs.count > 5 ? inputs[5] : nil,
+                                   sa: sa, sb: inputs[3]!, bias: inputs.count > 6 ? inputs[6] : nil, ctx)]
+    }
+
+    static func dynamicQuantizeMatMulType(_ types: [TensorInfo?], _ values: [Tensor?], _ ctx: KernelContext) throws -> [TensorInfo] {
+        let a = try ctx.required(types, 0), b = try ctx.required(types, 1)
+        guard a.dtype == .float32 else { throw ctx.error("A is \(a.dtype); expected float32") }
+        try MicrosoftQuant.checkEightBit(b, "B", ctx)
+        _ = try ctx.required(types, 2)
+        let s = try IntegerOps.matmulShape(a.shape, b.shape, ctx)
+        try checkBias(types.count > 4 ? types[4] : nil, n: s.n, ctx)
+        return [TensorInfo(.float32, s.output)]
+    }
+
+    /// DynamicQuantizeMatMul(A, B, b_scale, b_zero_point, bias): A quantized to uint8 over the
+    /// whole tensor as ONNX Runtime does (range widened to include 0, `s = (max − min)/255`,
+    /// `z = rint(clamp(−min/s, 0, 255))`, `q = sat(rint(a/s) + z)`: DynamicQuantizeLinear's
+    /// arithmetic), then MatMulIntegerToFloat.
+    static func dynamicQuantizeMatMul(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
+        _ = try dynamicQuantizeMatMulType(inputs.map { $0.map(TensorInfo.init) }, [], ctx)
+        let a = inputs[0]!
+        let q = try LinearQuantization.dynamicQuantize([a], ctx)
+        let sa = q[1].scalars(as: Float.self)[0], za = Int32(q[2].scalars(as: UInt8.self)[0])
+        return [try integerToFloat(a: Quantization.intValues(q[0]), aShape: a.shape, za: za, b: inputs[1]!, zb: inputs.count > 3 ? inputs[3] : nil,
+                                   sa: sa, sb: inputs[2]!, bias: inputs.count > 4 ? inputs[4] : nil, ctx)]
+    }
+
+    // MARK: DynamicQuantizeLSTM
+
+    /// Inputs: X, W `[D, input, 4H]`, R `[D, H, 4H]` (int8/uint8, transposed against ONNX LSTM),
+    /// B, sequence_lens, initial_h, initial_c, P, W_scale, W_zero_point, R_scale, R_zero_point
+    /// (each `[D]` or `[D, 4H]`).
+    static func dequantizedWeights(_ w: Tensor, scale: Tensor, zeroPoint: Tensor, _ what: String, _ ctx: KernelContext) throws -> Tensor {
+        guard w.shape.count == 3 else { throw ctx.error("\(what) has shape \(text(w.shape)); expected [num_directions, rows, 4*hidden_size]") }
+        try MicrosoftQuant.checkEightBit(TensorInfo(w), what, ctx)
+        guard zeroPoint.dtype == w.dtype else { throw ctx.error("\(what)_zero_point is \(zeroPoint.dtype); expected \(w.dtype)") }
+        let dirs = w.shape[0], rows = w.shape[1], cols = w.shape[2]
+        let s = scale.floatValues(), z = Quantization.intValues(zeroPoint)
+        for (name, count) in [("scale", s.count), ("zero_point", z.count)] where count != dirs && count != dirs * cols {
+            throw ctx.error("\(what)_\(name) has \(count) values; expected \(dirs) (per direction) or \(dirs * cols) (per column)")
+        }
+        let v = Quantization.intValues(w)
+        var out = [Float](repeating: 0, count: w.count)
+        for d in 0..<dirs {
+            for r in 0..<rows {
+                for c in 0..<cols {
+                    let si = s.count == dirs ? d : d * cols + c, zi = z.count == dirs ? d : d * cols + c
+                    out[(d * cols + c) * rows + r] = Float(v[(d * rows + r) * cols + c] - z[zi]) * s[si]
+                }
+            }
+        }
+        return Tensor(shape: [dirs, cols, rows], scalars: out)
+    }
+
+    static func lstmInputs(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor?] {
+        for i in [1, 2, 8, 9, 10, 11] { _ = try ctx.required(inputs, i) }
+        let w = try dequantizedWeights(inputs[1]!, scale: inputs[8]!, zeroPoint: inputs[9]!, "W", ctx)
+        let r = try dequantizedWeights(inputs[2]!, scale: inputs[10]!, zeroPoint: inputs[11]!, "R", ctx)
+        return [inputs[0], w, r] + (3..<8).map { $0 < inputs.count ? inputs[$0] : nil }
+    }
+
+    static func dynamicQuantizeLSTMType(_ types: [TensorInfo?], _ values: [Tensor?], _ ctx: KernelContext) throws -> [TensorInfo] {
+        let w = try ctx.required(types, 1), r = try ctx.required(types, 2)
+        guard w.shape.count == 3, r.shape.count == 3 else { throw ctx.error("W \(text(w.shape)) and R \(text(r.shape)) must be 3-D") }
+        var t = types
+        t[1] = TensorInfo(.float32, [w.shape[0], w.shape[2], w.shape[1]])
+        t[2] = TensorInfo(.float32, [r.shape[0], r.shape[2], r.shape[1]])
+        return try RecurrentOp(.lstm, ctx).outputTypes(Array(t.prefix(8)), ctx)
+    }
+
+    /// DynamicQuantizeLSTM: W and R dequantized (`(w − z) · s` per direction or per column) and
+    /// the float LSTM of Recurrent.swift run on them. ONNX Runtime also quantizes X and the hidden
+    /// state to uint8 before each product, so its outputs differ from these by the activation
+    /// quantization error (about half a step of X's and h's dynamic range per product term).
+    static func dynamicQuantizeLSTM(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
+        try RecurrentOp(.lstm, ctx).run(try lstmInputs(inputs, ctx), ctx)
+    }
+}
