@@ -794,6 +794,8 @@ def main() -> None:
     make_external(out)
     full = make_custom_if(out)
     make_typed_fields(out)
+    import generate_ort_quantized  # ONNX Runtime's quantizers on digits_cnn.onnx, plus a tiny MatMul+LSTM model
+    generate_ort_quantized.main(out)
 
     print("\nSummary")
     print(f"  digits test samples: {digits['n']}")
