@@ -180,7 +180,7 @@ enum MicrosoftQuant {
 
     static func lookup(_ inputs: [Tensor?], _ ctx: KernelContext, _ f: (Float) -> Float) throws -> [Tensor] {
         let x = try ctx.required(inputs, 0)
-        _ = try lookupType([TensorInfo(x)], [], ctx)
+        _ = try lookupType(inputs.map { $0.map(TensorInfo.init) }, [], ctx)
         let t = table(type: x.dtype, sx: try scale(inputs, 1, "X_scale", ctx), zx: try zeroPoint(inputs, 2, x.dtype, "X_zero_point", ctx),
                       sy: try scale(inputs, 3, "Y_scale", ctx), zy: try zeroPoint(inputs, 4, x.dtype, "Y_zero_point", ctx), f)
         return [applyTable(x, t, output: x.dtype)]
