@@ -187,6 +187,24 @@ def test_qlinear_binary(op, dtype, shapes, tmp_path):
         assert_exact(got, ref, f"{op} vs NumPy")
 
 
+def test_qlinear_binary_extreme_scales(tmp_path):
+    """Scales drawn log-uniformly over 1e-6 .. 1e3, so scale ratios far outside the usual range
+    saturate (and overflow int32 before the packs, where ORT's cvtps2dq yields INT32_MIN): still
+    equal to ORT and to the NumPy model."""
+    rng = np.random.default_rng(123)
+    for trial in range(40):
+        op, dtype = ["QLinearAdd", "QLinearMul"][trial % 2], [np.uint8, np.int8][(trial // 2) % 2]
+        shapes = BINARY_SHAPES[trial % len(BINARY_SHAPES)]
+        a, b = rand_q(rng, dtype, shapes[0]), rand_q(rng, dtype, shapes[1])
+        sa, sb, sc = [np.array(10 ** rng.uniform(-6, 3), f32) for _ in range(3)]
+        za, zb, zc = zp_of(rng, dtype), zp_of(rng, dtype), zp_of(rng, dtype)
+        node = helper.make_node(op, ["a", "sa", "za", "b", "sb", "zb", "sc", "zc"], ["c"], domain=MS)
+        model = build([node], {"a": a, "b": b}, {"sa": sa, "za": za, "sb": sb, "zb": zb, "sc": sc, "zc": zc}, ["c"])
+        (want,), (got,) = both(model, {"a": a, "b": b}, tmp_path / str(trial))
+        assert_exact(got, want, f"{op} {shapes} vs ORT")
+        assert_exact(got, (ref_add if op == "QLinearAdd" else ref_mul)(a, sa, za, b, sb, zb, sc, zc, dtype), f"{op} vs NumPy")
+
+
 def test_qlinear_add_runtime_scales_and_omitted_zero_points(tmp_path):
     """Scales fed as graph inputs (not constants): compress equals ORT and NumPy. Zero points
     omitted (they default to 0): ONNX Runtime 1.32's type inference refuses such a node
@@ -600,6 +618,7 @@ def test_dynamic_quantize_lstm(w_type, direction, per_column, tmp_path):
     for g, w, name in zip(got, want, ["Y", "Y_h", "Y_c"]):
         assert g.shape == w.shape, name
         np.testing.assert_allclose(g, w, rtol=0, atol=bound, err_msg=f"{name} vs ORT (bound {bound:.3g})")
+        print(f"{name}: max diff vs ORT {np.abs(g - w).max():.3g}, bound {bound:.3g}")
 
 
 # ---- fixtures written by ONNX Runtime's quantizers --------------------------------------------------
@@ -629,6 +648,15 @@ def test_qoperator_fixture_matches_ort(tmp_path):
     assert np.abs(got - want).max() <= step * 1.0001
     assert_exact(got, want, "digits_cnn_qoperator logits")
     assert (got.argmax(1) == want.argmax(1)).all()
+    # `compress run` over the labeled folder counts the same top-1 hits as ORT's logits give
+    labels = dict(line.split() for line in (FIXTURES / "digits" / "labels.txt").read_text().splitlines() if line.strip())
+    files = sorted(p.name for p in (FIXTURES / "digits").iterdir() if p.suffix == ".npy")
+    correct = int(sum(int(labels[f]) == int(k) for f, k in zip(files, want.argmax(1))))
+    r = subprocess.run([COMPRESS_BIN, "run", str(path), "--data", str(FIXTURES / "digits"), "--format", "json", "--quiet"],
+                       capture_output=True, text=True, timeout=600)
+    assert crash_description(r) is None and r.returncode == 0, r.stderr[-2000:]
+    acc = json.loads(r.stdout)["accuracy"]
+    assert acc["evaluated"] == 360 and acc["top1_correct"] == correct, acc
 
 
 @pytest.mark.parametrize("name", ["digits_cnn_dynamic.onnx", "digits_cnn_dynamic_ort.onnx"])
