@@ -1,3 +1,4 @@
+import Foundation
 import ModelIR
 import TensorCore
 
@@ -210,11 +211,116 @@ enum MicrosoftProducts {
         return try RecurrentOp(.lstm, ctx).outputTypes(Array(t.prefix(8)), ctx)
     }
 
-    /// DynamicQuantizeLSTM: W and R dequantized (`(w − z) · s` per direction or per column) and
-    /// the float LSTM of Recurrent.swift run on them. ONNX Runtime also quantizes X and the hidden
-    /// state to uint8 before each product, so its outputs differ from these by the activation
-    /// quantization error (about half a step of X's and h's dynamic range per product term).
+    /// DynamicQuantizeLSTM as ONNX Runtime's CPU kernel computes it (deep_cpu_lstm with quantized
+    /// weights, one thread): per direction, X (all steps at once) and then at each step the
+    /// previous hidden state (all batch rows at once) are quantized to uint8 like
+    /// DynamicQuantizeMatMul's A; the products with W and R are exact int32 sums scaled by
+    /// `s_x·s_w[j]` / `s_h·s_r[j]`; the fused bias `Wb + Rb`, peepholes and the usual gates follow:
+    /// `c = c_prev·f + i·g`, `h = o·tanh(c)`. The gate functions are MLAS's logistic
+    /// (`MicrosoftQuant.logistic`) and Foundation's tanh where ORT uses MLAS's tanh
+    /// approximation: a few float32 ulp per step, which moves an output by more only when it
+    /// flips the rounding of a quantized hidden value (one step of h's range / 255).
+    /// Non-default activations, clip, input_forget or sequence_lens shorter than the sequence
+    /// take the float LSTM of Recurrent.swift on dequantized weights instead (within the
+    /// activation quantization error of ORT).
     static func dynamicQuantizeLSTM(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
-        try RecurrentOp(.lstm, ctx).run(try lstmInputs(inputs, ctx), ctx)
+        let op = try RecurrentOp(.lstm, ctx)
+        let floatInputs = try lstmInputs(inputs, ctx)
+        let types = floatInputs.map { $0.map(TensorInfo.init) }
+        let outTypes = try op.outputTypes(types, ctx)
+        let x = floatInputs[0]!
+        let seq = x.shape[0], batch = x.shape[1], input = x.shape[2], dirs = op.directions
+        let fullLengths = inputs.count <= 4 || inputs[4] == nil || inputs[4]!.int64Values().allSatisfy { Int($0) == seq }
+        let plain = ctx.node.strings("activations") == nil && op.clip == nil && (ctx.node.int("input_forget") ?? 0) == 0
+        guard plain && fullLengths && x.dtype == .float32 else { return try op.run(floatInputs, ctx) }
+        let w = inputs[1]!, r = inputs[2]!
+        let H = r.shape[1], G = 4 * H
+        let xv = x.scalars(as: Float.self)
+        let (xq, sx, zx) = dynamicU8(xv)
+        let bias = floatInputs[3]?.floatValues(), h0 = floatInputs[5]?.floatValues(), c0 = floatInputs[6]?.floatValues()
+        let peep = floatInputs[7]?.floatValues()
+        var y = [Float](repeating: 0, count: seq * dirs * batch * H)
+        var yh = [Float](repeating: 0, count: dirs * batch * H), yc = yh
+        for d in 0..<dirs {
+            let wq = try integerWeights(w, inputs[9]!, d, ctx), rq = try integerWeights(r, inputs[11]!, d, ctx)
+            let ws = try weightScales(inputs[8]!, d, dirs: dirs, G, "W_scale", ctx), rs = try weightScales(inputs[10]!, d, dirs: dirs, G, "R_scale", ctx)
+            // X · W for every step: [seq·batch, G]
+            let xm = xq.map { $0 - zx }
+            var accX = [Int32](repeating: 0, count: seq * batch * G)
+            xm.withUnsafeBufferPointer { a in wq.withUnsafeBufferPointer { b in accX.withUnsafeMutableBufferPointer { c in
+                IntegerKernels.gemm(m: seq * batch, n: G, k: input, a: a.baseAddress!, b: b.baseAddress!, c: c.baseAddress!)
+            } } }
+            let mx = ws.map { sx * $0 }
+            let fusedBias: [Float] = bias.map { b in (0..<G).map { b[d * 2 * G + $0] + b[d * 2 * G + G + $0] } } ?? Array(repeating: 0, count: G)
+            var h = h0.map { Array($0[(d * batch * H)..<((d + 1) * batch * H)]) } ?? Array(repeating: 0, count: batch * H)
+            var c = c0.map { Array($0[(d * batch * H)..<((d + 1) * batch * H)]) } ?? Array(repeating: 0, count: batch * H)
+            let reverse = d == 1 || (ctx.node.string("direction") ?? "forward") == "reverse"
+            var accH = [Int32](repeating: 0, count: batch * G)
+            for s in 0..<seq {
+                let t = reverse ? seq - 1 - s : s
+                let (hq, sh, zh) = dynamicU8(h)
+                let hm = hq.map { $0 - zh }
+                hm.withUnsafeBufferPointer { a in rq.withUnsafeBufferPointer { b in accH.withUnsafeMutableBufferPointer { cc in
+                    IntegerKernels.gemm(m: batch, n: G, k: H, a: a.baseAddress!, b: b.baseAddress!, c: cc.baseAddress!)
+                } } }
+                let mh = rs.map { sh * $0 }
+                for b in 0..<batch {
+                    var gate = [Float](repeating: 0, count: G)
+                    for j in 0..<G {
+                        gate[j] = Float(accX[(t * batch + b) * G + j]) * mx[j] + Float(accH[b * G + j]) * mh[j]
+                    }
+                    for k in 0..<H {
+                        let cPrev = c[b * H + k]
+                        var gi = gate[k], go = gate[H + k], gf = gate[2 * H + k]
+                        if let p = peep {
+                            gi += cPrev * p[d * 3 * H + k]
+                            gf += cPrev * p[d * 3 * H + 2 * H + k]
+                        }
+                        let i = MicrosoftQuant.logistic(gi + fusedBias[k]), f = MicrosoftQuant.logistic(gf + fusedBias[2 * H + k])
+                        let g = tanhf(gate[3 * H + k] + fusedBias[3 * H + k])
+                        let cNew = cPrev * f + i * g
+                        if let p = peep { go += cNew * p[d * 3 * H + H + k] }
+                        let o = MicrosoftQuant.logistic(go + fusedBias[H + k])
+                        c[b * H + k] = cNew
+                        h[b * H + k] = o * tanhf(cNew)
+                    }
+                }
+                for b in 0..<batch { for k in 0..<H { y[((t * dirs + d) * batch + b) * H + k] = h[b * H + k] } }
+            }
+            for i in 0..<(batch * H) { yh[d * batch * H + i] = h[i]; yc[d * batch * H + i] = c[i] }
+        }
+        return [Tensor(shape: outTypes[0].shape, scalars: y), Tensor(shape: outTypes[1].shape, scalars: yh),
+                Tensor(shape: outTypes[2].shape, scalars: yc)]
+    }
+
+    /// uint8 dynamic quantization of ONNX Runtime's quantized GEMMs (GetQuantizationParameter +
+    /// MlasQuantizeLinear): range widened to include 0, `s = (max − min)/255`, `z = rint(−min/s)`.
+    static func dynamicU8(_ v: [Float]) -> ([Int32], Float, Int32) {
+        var lo: Float = 0, hi: Float = 0
+        for e in v { lo = min(lo, e); hi = max(hi, e) }
+        let (scale, zp) = Quantization.dynamicParameters(minValue: lo, maxValue: hi)
+        let z = Int32(zp), range: ClosedRange<Int32> = 0...255
+        return (v.map { MicrosoftQuant.requantize($0 / scale, zeroPoint: z, range) }, scale, z)
+    }
+
+    /// Direction `d` of W `[D, rows, G]` (or R) as Int32 `[rows, G]` minus its zero point.
+    static func integerWeights(_ w: Tensor, _ zero: Tensor, _ d: Int, _ ctx: KernelContext) throws -> [Int32] {
+        let rows = w.shape[1], cols = w.shape[2], dirs = w.shape[0]
+        let v = Quantization.intValues(w), z = Quantization.intValues(zero)
+        var out = [Int32](repeating: 0, count: rows * cols)
+        for r in 0..<rows {
+            for c in 0..<cols {
+                let zi = z.count == dirs ? d : d * cols + c
+                out[r * cols + c] = v[(d * rows + r) * cols + c] - z[zi]
+            }
+        }
+        return out
+    }
+
+    static func weightScales(_ s: Tensor, _ d: Int, dirs: Int, _ g: Int, _ what: String, _ ctx: KernelContext) throws -> [Float] {
+        let v = s.floatValues()
+        if v.count == dirs { return Array(repeating: v[d], count: g) }
+        guard v.count == dirs * g else { throw ctx.error("\(what) has \(v.count) values; expected \(dirs) or \(dirs * g)") }
+        return Array(v[(d * g)..<((d + 1) * g)])
     }
 }
