@@ -334,14 +334,20 @@ def requantize_direct(acc, m, zp, dtype):
     return (np.rint(v).astype(np.int64) + int(zp)).astype(dtype)
 
 
-def ref_average_pool(x, sx, zx, sy, zy, kernel, strides, pads, count_include_pad, channels_last, dtype):
+def ref_average_pool(x, sx, zx, sy, zy, kernel, strides, pads, count_include_pad, channels_last, dtype, ceil=0):
     """ORT qlinear_pool.cc: float32 dequantize, float32 sum in row-major window order, / count,
     then rint(avg / sy + zy) saturated; windows clipped at the end to the input."""
     if channels_last:
         x = np.moveaxis(x, -1, 1)
     n, c, *spatial = x.shape
     rank = len(spatial)
-    out_sp = [(spatial[d] + pads[d] + pads[d + rank] - kernel[d]) // strides[d] + 1 for d in range(rank)]
+    out_sp = []
+    for d in range(rank):
+        room = spatial[d] + pads[d] + pads[d + rank] - kernel[d]
+        o = (-(-room // strides[d]) if ceil else room // strides[d]) + 1
+        if ceil and (o - 1) * strides[d] >= spatial[d] + pads[d]:  # a last window starting in the end padding is dropped
+            o -= 1
+        out_sp.append(o)
     dq = (f32(sx) * (x.astype(np.int32) - np.int32(zx)).astype(f32)).astype(f32)
     y = np.zeros([n, c] + out_sp, dtype)
     lo, hi = qrange(dtype)
@@ -368,17 +374,21 @@ def ref_average_pool(x, sx, zx, sy, zy, kernel, strides, pads, count_include_pad
     dict(shape=[1, 6, 5, 4], kernel=[2, 3], strides=[1, 1], pads=[0, 1, 0, 1], cip=0, cl=1),
     dict(shape=[2, 4, 11], kernel=[4], strides=[3], pads=[2, 1], cip=0, cl=0),
     dict(shape=[1, 2, 8, 8], kernel=[2, 2], strides=[2, 2], pads=[0, 0, 0, 0], cip=0, cl=0),
-], ids=lambda c: f"{c['shape']}k{c['kernel']}s{c['strides']}p{c['pads']}cip{c['cip']}cl{c['cl']}")
+    dict(shape=[2, 3, 7, 6], kernel=[3, 2], strides=[2, 2], pads=[0, 0, 0, 0], cip=0, cl=0, ceil=1),
+    dict(shape=[1, 2, 9, 7], kernel=[3, 3], strides=[2, 2], pads=[1, 0, 1, 0], cip=1, cl=1, ceil=1),
+], ids=lambda c: f"{c['shape']}k{c['kernel']}s{c['strides']}p{c['pads']}cip{c['cip']}cl{c['cl']}ceil{c.get('ceil', 0)}")
 def test_qlinear_average_pool(dtype, case, tmp_path):
     rng = np.random.default_rng(sum(case["shape"]) + 7 * case["cip"] + case["cl"])
     x = rand_q(rng, dtype, case["shape"])
     sx, zx, zy = scale_of(rng), zp_of(rng, dtype), zp_of(rng, dtype)
     sy = np.array(sx * rng.uniform(0.4, 1.2), f32)
     node = helper.make_node("QLinearAveragePool", ["x", "sx", "zx", "sy", "zy"], ["y"], domain=MS, kernel_shape=case["kernel"],
-                            strides=case["strides"], pads=case["pads"], count_include_pad=case["cip"], channels_last=case["cl"])
+                            strides=case["strides"], pads=case["pads"], count_include_pad=case["cip"], channels_last=case["cl"],
+                            ceil_mode=case.get("ceil", 0))
     model = build([node], {"x": x}, {"sx": sx, "zx": zx, "sy": sy, "zy": zy}, ["y"])
     (want,), (got,) = both(model, {"x": x}, tmp_path)
-    ref = ref_average_pool(x, sx, zx, sy, zy, case["kernel"], case["strides"], case["pads"], case["cip"], case["cl"], dtype)
+    ref = ref_average_pool(x, sx, zx, sy, zy, case["kernel"], case["strides"], case["pads"], case["cip"], case["cl"], dtype,
+                           ceil=case.get("ceil", 0))
     assert_exact(got, want, "QLinearAveragePool vs ORT")
     assert_exact(got, ref, "QLinearAveragePool vs NumPy")
 
