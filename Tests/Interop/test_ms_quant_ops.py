@@ -565,31 +565,44 @@ def dyn_u8(v):
     return q.astype(np.int64) - int(z), s
 
 
-def ref_quant_lstm(X, Wq, wz, ws, Rq, rz, rs, B, h0, c0, reverse):
-    """ORT's DynamicQuantizeLSTM for one direction: X (all steps) and each step's h quantized to
-    uint8; W [I, 4H], R [H, 4H] int with zero points wz/rz and scales ws/rs (per column, length 4H);
-    products exact in int64, scaled in float32; gates in float64 (exact sigmoid/tanh)."""
+def ref_quant_lstm(X, Wq, wz, ws, Rq, rz, rs, B, h0, c0, reverse, lengths=None, y_wanted=True):
+    """ORT's DynamicQuantizeLSTM for one direction: the direction's input rows (each batch row's
+    first `len` steps reversed for the reverse direction) quantized to uint8 over the first
+    max(len) steps, each step's h quantized likewise; W [I, 4H], R [H, 4H] int with zero points
+    wz/rz and scales ws/rs (length 4H); products exact in int64, scaled in float32; gates in
+    float64 (exact sigmoid/tanh). A row past its length is skipped; its h then enters the
+    quantization as zeros when Y is an output (ORT reads the previous Y rows), else as its last h."""
     seq, batch, _ = X.shape
     H = Rq.shape[0]
-    xq, sx = dyn_u8(X.reshape(seq * batch, -1))
-    gx = ((xq @ (Wq.astype(np.int64) - wz)).astype(f32) * (f32(sx) * ws).astype(f32)).astype(f32).reshape(seq, batch, 4 * H)
+    lengths = np.full(batch, seq) if lengths is None else np.asarray(lengths)
+    L = int(lengths.max())
+    xd = np.stack([np.stack([X[(lengths[b] - 1 - s) if reverse and s < lengths[b] else s, b] for b in range(batch)]) for s in range(L)])
+    xq, sx = dyn_u8(xd.reshape(L * batch, -1))
+    gx = ((xq @ (Wq.astype(np.int64) - wz)).astype(f32) * (f32(sx) * ws).astype(f32)).astype(f32).reshape(L, batch, 4 * H)
     bias = (B[:4 * H] + B[4 * H:]).astype(f32)
-    h, c = h0.astype(f32), c0.astype(np.float64)
-    ys = [None] * seq
-    for t in (range(seq - 1, -1, -1) if reverse else range(seq)):
+    h, c = h0.astype(f32).copy(), c0.astype(np.float64).copy()
+    y = np.zeros((seq, batch, H), f32)
+    last_h, last_c = np.zeros((batch, H), f32), np.zeros((batch, H))
+    for s in range(L):
         hq, sh = dyn_u8(h)
-        g = gx[t].astype(np.float64) + ((hq @ (Rq.astype(np.int64) - rz)).astype(f32) * (f32(sh) * rs).astype(f32)) + bias
+        g = gx[s].astype(np.float64) + ((hq @ (Rq.astype(np.int64) - rz)).astype(f32) * (f32(sh) * rs).astype(f32)) + bias
         i, o, f, cc = sigmoid(g[:, :H]), sigmoid(g[:, H:2 * H]), sigmoid(g[:, 2 * H:3 * H]), np.tanh(g[:, 3 * H:])
-        c = f * c + i * cc
-        h = (o * np.tanh(c)).astype(f32)
-        ys[t] = h
-    return np.stack(ys), h, c
+        live = s < lengths
+        c = np.where(live[:, None], f * c + i * cc, c)
+        h = np.where(live[:, None], (o * np.tanh(c)).astype(f32), 0 if y_wanted else h).astype(f32)
+        for b in np.flatnonzero(live):
+            y[lengths[b] - 1 - s if reverse else s, b] = h[b]
+            if s == lengths[b] - 1:
+                last_h[b], last_c[b] = h[b], c[b]
+    return y, last_h, last_c
 
 
 @pytest.mark.parametrize("w_type", [np.int8, np.uint8])
 @pytest.mark.parametrize("direction,per_column", [("forward", False), ("reverse", True), ("bidirectional", True),
                                                   ("bidirectional", False)])
-def test_dynamic_quantize_lstm(w_type, direction, per_column, tmp_path):
+@pytest.mark.parametrize("lengths,y_wanted", [(None, True), ([6, 2, 4], True), ([3, 6, 1], False)],
+                         ids=["full", "seq_lens", "seq_lens_noY"])
+def test_dynamic_quantize_lstm(w_type, direction, per_column, lengths, y_wanted, tmp_path):
     rng = np.random.default_rng({"forward": 1, "reverse": 2, "bidirectional": 3}[direction] * 10 + per_column + (w_type == np.uint8) * 5)
     seq, batch, inp, H = 6, 3, 5, 4
     D = 2 if direction == "bidirectional" else 1
@@ -604,10 +617,13 @@ def test_dynamic_quantize_lstm(w_type, direction, per_column, tmp_path):
     h0 = (rng.standard_normal((D, batch, H)) * 0.5).astype(f32)
     c0 = (rng.standard_normal((D, batch, H)) * 0.5).astype(f32)
     inits = {"W": Wq, "R": Rq, "B": Bv, "ws": ws, "wz": wz, "rs": rs, "rz": rz}
-    node = helper.make_node("DynamicQuantizeLSTM", ["x", "W", "R", "B", "", "h0", "c0", "", "ws", "wz", "rs", "rz"], ["y", "yh", "yc"],
-                            domain=MS, hidden_size=H, direction=direction)
+    if lengths is not None:
+        inits["lens"] = np.array(lengths, np.int32)
+    outs = ["y", "yh", "yc"] if y_wanted else ["", "yh", "yc"]
+    node = helper.make_node("DynamicQuantizeLSTM", ["x", "W", "R", "B", "lens" if lengths is not None else "", "h0", "c0", "",
+                                                    "ws", "wz", "rs", "rz"], outs, domain=MS, hidden_size=H, direction=direction)
     feeds = {"x": X, "h0": h0, "c0": c0}
-    model = build([node], feeds, inits, ["y", "yh", "yc"])
+    model = build([node], feeds, inits, [o for o in outs if o])
     want = run_ort(model, feeds)
     got = run_compress(model, feeds, tmp_path)
     ys, hs, cs = [], [], []
@@ -615,16 +631,18 @@ def test_dynamic_quantize_lstm(w_type, direction, per_column, tmp_path):
         cols = lambda a: np.broadcast_to(np.asarray(a, f32).reshape(D, -1)[d], (4 * H,)).astype(f32)
         zc = lambda a: np.broadcast_to(np.asarray(a).astype(np.int64).reshape(D, -1)[d], (4 * H,))
         y, h, c = ref_quant_lstm(X, Wq[d], zc(wz), cols(ws), Rq[d], zc(rz), cols(rs), Bv[d], h0[d], c0[d],
-                                 reverse=(direction == "reverse" or d == 1))
+                                 reverse=(direction == "reverse" or d == 1), lengths=lengths, y_wanted=y_wanted)
         ys.append(y), hs.append(h), cs.append(c)
     ref = [np.stack(ys, 1), np.stack(hs), np.stack(cs)]
+    if not y_wanted:
+        ref = ref[1:]
     # Tolerance: the three implementations share every integer (quantized activations, int32
     # products); they differ only in the gate functions (ORT: MLAS's logistic and tanh
     # approximations, a few float32 ulp; compress: MLAS logistic and libm tanh; NumPy: float64
     # exact) and float32 vs float64 gate arithmetic, ~1e-6 per step over 6 steps. A larger
     # difference would mean a quantized hidden value rounded the other way (a step of 2/255 of h's
     # range times |R|, ~1e-3), which these seeds do not hit.
-    for g, r, w, name in zip(got, ref, want, ["Y", "Y_h", "Y_c"]):
+    for g, r, w, name in zip(got, ref, want, ["Y", "Y_h", "Y_c"] if y_wanted else ["Y_h", "Y_c"]):
         assert g.shape == r.shape == w.shape, name
         np.testing.assert_allclose(g, r, rtol=0, atol=2e-5, err_msg=f"{name} vs NumPy")
         np.testing.assert_allclose(g, w, rtol=0, atol=2e-5, err_msg=f"{name} vs ORT")

@@ -220,9 +220,10 @@ enum MicrosoftProducts {
     /// (`MicrosoftQuant.logistic`) and Foundation's tanh where ORT uses MLAS's tanh
     /// approximation: a few float32 ulp per step, which moves an output by more only when it
     /// flips the rounding of a quantized hidden value (one step of h's range / 255).
-    /// Non-default activations, clip, input_forget or sequence_lens shorter than the sequence
-    /// take the float LSTM of Recurrent.swift on dequantized weights instead (within the
-    /// activation quantization error of ORT).
+    /// sequence_lens as ORT: a row past its length is skipped, its Y rows are zero and (when Y is
+    /// an output) its h enters the next steps' quantization as zeros. Non-default activations,
+    /// clip or input_forget take the float LSTM of Recurrent.swift on dequantized weights instead
+    /// (within the activation quantization error of ORT).
     static func dynamicQuantizeLSTM(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
         let op = try RecurrentOp(.lstm, ctx)
         let floatInputs = try lstmInputs(inputs, ctx)
@@ -230,13 +231,20 @@ enum MicrosoftProducts {
         let outTypes = try op.outputTypes(types, ctx)
         let x = floatInputs[0]!
         let seq = x.shape[0], batch = x.shape[1], input = x.shape[2], dirs = op.directions
-        let fullLengths = inputs.count <= 4 || inputs[4] == nil || inputs[4]!.int64Values().allSatisfy { Int($0) == seq }
         let plain = ctx.node.strings("activations") == nil && op.clip == nil && (ctx.node.int("input_forget") ?? 0) == 0
-        guard plain && fullLengths && x.dtype == .float32 else { return try op.run(floatInputs, ctx) }
+        guard plain && x.dtype == .float32 else { return try op.run(floatInputs, ctx) }
         let w = inputs[1]!, r = inputs[2]!
         let H = r.shape[1], G = 4 * H
         let xv = x.scalars(as: Float.self)
-        let (xq, sx, zx) = dynamicU8(xv)
+        var lengths = Array(repeating: seq, count: batch)
+        if inputs.count > 4, let l = inputs[4] {
+            lengths = l.int64Values().map { Int($0) }
+            if let bad = lengths.first(where: { $0 < 0 || $0 > seq }) { throw ctx.error("sequence_lens holds \(bad), outside 0...\(seq)") }
+        }
+        let maxLen = lengths.max() ?? 0, minLen = lengths.min() ?? 0
+        // ORT feeds the previous step's Y rows (zero for finished rows) to the next product when Y
+        // is an output, else the Y_h buffer (finished rows keep their last h).
+        let outputSequence = !(ctx.node.outputs.first ?? "").isEmpty
         let bias = floatInputs[3]?.floatValues(), h0 = floatInputs[5]?.floatValues(), c0 = floatInputs[6]?.floatValues()
         let peep = floatInputs[7]?.floatValues()
         var y = [Float](repeating: 0, count: seq * dirs * batch * H)
@@ -244,20 +252,32 @@ enum MicrosoftProducts {
         for d in 0..<dirs {
             let wq = try integerWeights(w, inputs[9]!, d, ctx), rq = try integerWeights(r, inputs[11]!, d, ctx)
             let ws = try weightScales(inputs[8]!, d, dirs: dirs, G, "W_scale", ctx), rs = try weightScales(inputs[10]!, d, dirs: dirs, G, "R_scale", ctx)
-            // X · W for every step: [seq·batch, G]
+            let reverse = d == 1 || (ctx.node.string("direction") ?? "forward") == "reverse"
+            // The direction's input rows in processing order (ORT's ReverseSequence: each row's
+            // first `len` steps reversed, later steps in place), the first maxLen steps quantized
+            // together, then X · W for all of them: [maxLen·batch, G].
+            var xd = [Float](repeating: 0, count: maxLen * batch * input)
+            for s in 0..<maxLen {
+                for b in 0..<batch {
+                    let t = reverse && s < lengths[b] ? lengths[b] - 1 - s : s
+                    for k in 0..<input { xd[(s * batch + b) * input + k] = xv[(t * batch + b) * input + k] }
+                }
+            }
+            let (xq, sx, zx) = dynamicU8(xd)
             let xm = xq.map { $0 - zx }
-            var accX = [Int32](repeating: 0, count: seq * batch * G)
-            xm.withUnsafeBufferPointer { a in wq.withUnsafeBufferPointer { b in accX.withUnsafeMutableBufferPointer { c in
-                IntegerKernels.gemm(m: seq * batch, n: G, k: input, a: a.baseAddress!, b: b.baseAddress!, c: c.baseAddress!)
-            } } }
+            var accX = [Int32](repeating: 0, count: maxLen * batch * G)
+            if maxLen > 0 {
+                xm.withUnsafeBufferPointer { a in wq.withUnsafeBufferPointer { b in accX.withUnsafeMutableBufferPointer { c in
+                    IntegerKernels.gemm(m: maxLen * batch, n: G, k: input, a: a.baseAddress!, b: b.baseAddress!, c: c.baseAddress!)
+                } } }
+            }
             let mx = ws.map { sx * $0 }
             let fusedBias: [Float] = bias.map { b in (0..<G).map { b[d * 2 * G + $0] + b[d * 2 * G + G + $0] } } ?? Array(repeating: 0, count: G)
             var h = h0.map { Array($0[(d * batch * H)..<((d + 1) * batch * H)]) } ?? Array(repeating: 0, count: batch * H)
             var c = c0.map { Array($0[(d * batch * H)..<((d + 1) * batch * H)]) } ?? Array(repeating: 0, count: batch * H)
-            let reverse = d == 1 || (ctx.node.string("direction") ?? "forward") == "reverse"
             var accH = [Int32](repeating: 0, count: batch * G)
-            for s in 0..<seq {
-                let t = reverse ? seq - 1 - s : s
+            var lastH = [Float](repeating: 0, count: batch * H), lastC = lastH
+            for s in 0..<maxLen {
                 let (hq, sh, zh) = dynamicU8(h)
                 let hm = hq.map { $0 - zh }
                 hm.withUnsafeBufferPointer { a in rq.withUnsafeBufferPointer { b in accH.withUnsafeMutableBufferPointer { cc in
@@ -265,9 +285,13 @@ enum MicrosoftProducts {
                 } } }
                 let mh = rs.map { sh * $0 }
                 for b in 0..<batch {
+                    guard s < lengths[b] else {
+                        if outputSequence && s >= minLen { for k in 0..<H { h[b * H + k] = 0 } }
+                        continue
+                    }
                     var gate = [Float](repeating: 0, count: G)
                     for j in 0..<G {
-                        gate[j] = Float(accX[(t * batch + b) * G + j]) * mx[j] + Float(accH[b * G + j]) * mh[j]
+                        gate[j] = Float(accX[(s * batch + b) * G + j]) * mx[j] + Float(accH[b * G + j]) * mh[j]
                     }
                     for k in 0..<H {
                         let cPrev = c[b * H + k]
@@ -285,9 +309,15 @@ enum MicrosoftProducts {
                         h[b * H + k] = o * tanhf(cNew)
                     }
                 }
-                for b in 0..<batch { for k in 0..<H { y[((t * dirs + d) * batch + b) * H + k] = h[b * H + k] } }
+                for b in 0..<batch where s < lengths[b] {
+                    let t = reverse ? lengths[b] - 1 - s : s
+                    for k in 0..<H { y[((t * dirs + d) * batch + b) * H + k] = h[b * H + k] }
+                    if s == lengths[b] - 1 {
+                        for k in 0..<H { lastH[b * H + k] = h[b * H + k]; lastC[b * H + k] = c[b * H + k] }
+                    }
+                }
             }
-            for i in 0..<(batch * H) { yh[d * batch * H + i] = h[i]; yc[d * batch * H + i] = c[i] }
+            for i in 0..<(batch * H) { yh[d * batch * H + i] = lastH[i]; yc[d * batch * H + i] = lastC[i] }
         }
         return [Tensor(shape: outTypes[0].shape, scalars: y), Tensor(shape: outTypes[1].shape, scalars: yh),
                 Tensor(shape: outTypes[2].shape, scalars: yc)]
