@@ -659,6 +659,48 @@ def ms_ops(path):
     return {n.op_type for n in onnx.load(str(path)).graph.node if n.domain == MS}
 
 
+def test_dynamic_quantize_lstm_peepholes(tmp_path):
+    """Peepholes P [D, 3H] (i, o, f): i and f see c_prev, o sees the new c, as in ORT's kernel;
+    same tolerance as test_dynamic_quantize_lstm, checked against ORT only (the NumPy model has no
+    peepholes)."""
+    rng = np.random.default_rng(77)
+    seq, batch, inp, H, D = 5, 2, 3, 4, 2
+    X = rng.standard_normal((seq, batch, inp)).astype(f32)
+    inits = {"W": rand_q(rng, np.int8, [D, inp, 4 * H]), "R": rand_q(rng, np.int8, [D, H, 4 * H]),
+             "B": (rng.standard_normal((D, 8 * H)) * 0.1).astype(f32), "P": (rng.standard_normal((D, 3 * H)) * 0.5).astype(f32),
+             "ws": rng.uniform(0.002, 0.01, [D]).astype(f32), "wz": np.zeros([D], np.int8),
+             "rs": rng.uniform(0.002, 0.01, [D]).astype(f32), "rz": np.zeros([D], np.int8)}
+    node = helper.make_node("DynamicQuantizeLSTM", ["x", "W", "R", "B", "", "", "", "P", "ws", "wz", "rs", "rz"], ["y", "yh", "yc"],
+                            domain=MS, hidden_size=H, direction="bidirectional")
+    model = build([node], {"x": X}, inits, ["y", "yh", "yc"])
+    want, got = run_ort(model, {"x": X}), run_compress(model, {"x": X}, tmp_path)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=0, atol=2e-5)
+
+
+@pytest.mark.parametrize("attrs", [dict(clip=0.6), dict(input_forget=1),
+                                   dict(activations=["HardSigmoid", "Relu", "Tanh"], activation_alpha=[0.3], activation_beta=[0.4]),
+                                   dict(activations=["Sigmoid", "Tanh", "Softsign"], clip=1.5)],
+                         ids=["clip", "input_forget", "hardsigmoid_relu", "softsign_clip"])
+def test_dynamic_quantize_lstm_attributes(attrs, tmp_path):
+    """clip (on each gate's input after the bias), input_forget (f = 1 - i) and non-default
+    activations, against ORT with the tolerance of test_dynamic_quantize_lstm."""
+    rng = np.random.default_rng(len(str(attrs)))
+    seq, batch, inp, H = 6, 3, 4, 5
+    X = (rng.standard_normal((seq, batch, inp)) * 2).astype(f32)
+    inits = {"W": rand_q(rng, np.int8, [1, inp, 4 * H]), "R": rand_q(rng, np.int8, [1, H, 4 * H]),
+             "B": (rng.standard_normal((1, 8 * H)) * 0.3).astype(f32),
+             "ws": np.array([0.02], f32), "wz": np.zeros([1], np.int8), "rs": np.array([0.01], f32), "rz": np.zeros([1], np.int8)}
+    node = helper.make_node("DynamicQuantizeLSTM", ["x", "W", "R", "B", "", "", "", "", "ws", "wz", "rs", "rz"], ["y", "yh", "yc"],
+                            domain=MS, hidden_size=H, **attrs)
+    model = build([node], {"x": X}, inits, ["y", "yh", "yc"])
+    want, got = run_ort(model, {"x": X}), run_compress(model, {"x": X}, tmp_path)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=0, atol=2e-5)
+
+
 def test_qoperator_fixture_matches_ort(tmp_path):
     """digits_cnn_qoperator.onnx (QLinearConv, QLinearAdd, QLinearConcat, QGemm, …) over all 360
     digits samples. The float output is DequantizeLinear(QGemm's uint8 output): every value is a

@@ -221,9 +221,9 @@ enum MicrosoftProducts {
     /// approximation: a few float32 ulp per step, which moves an output by more only when it
     /// flips the rounding of a quantized hidden value (one step of h's range / 255).
     /// sequence_lens as ORT: a row past its length is skipped, its Y rows are zero and (when Y is
-    /// an output) its h enters the next steps' quantization as zeros. Non-default activations,
-    /// clip or input_forget take the float LSTM of Recurrent.swift on dequantized weights instead
-    /// (within the activation quantization error of ORT).
+    /// an output) its h enters the next steps' quantization as zeros. `clip` bounds each gate's
+    /// input after the bias (not c), `input_forget` makes f = 1 − i, other activations follow
+    /// ONNX. Non-float32 X takes the float LSTM of Recurrent.swift on dequantized weights.
     static func dynamicQuantizeLSTM(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
         let op = try RecurrentOp(.lstm, ctx)
         let floatInputs = try lstmInputs(inputs, ctx)
@@ -231,8 +231,23 @@ enum MicrosoftProducts {
         let outTypes = try op.outputTypes(types, ctx)
         let x = floatInputs[0]!
         let seq = x.shape[0], batch = x.shape[1], input = x.shape[2], dirs = op.directions
-        let plain = ctx.node.strings("activations") == nil && op.clip == nil && (ctx.node.int("input_forget") ?? 0) == 0
-        guard plain && x.dtype == .float32 else { return try op.run(floatInputs, ctx) }
+        guard x.dtype == .float32 else { return try op.run(floatInputs, ctx) }
+        let fns = try op.activations(ctx)
+        let inputForget = (ctx.node.int("input_forget") ?? 0) != 0
+        // ORT: Sigmoid and Tanh through MLAS (logistic reproduced, libm tanh), others as ONNX defines them.
+        func act(_ a: RecurrentActivation, _ v: Float) -> Float {
+            switch a {
+            case .sigmoid: return MicrosoftQuant.logistic(v)
+            case .tanh: return tanhf(v)
+            default: return a.apply(v)
+            }
+        }
+        // Bias, then `clip` on a gate's input (ORT's clip_add_bias).
+        func pre(_ v: Float, _ b: Float) -> Float {
+            let x = v + b
+            guard let cl = op.clip else { return x }
+            return max(-cl, min(cl, x))
+        }
         let w = inputs[1]!, r = inputs[2]!
         let H = r.shape[1], G = 4 * H
         let xv = x.scalars(as: Float.self)
@@ -293,6 +308,7 @@ enum MicrosoftProducts {
                     for j in 0..<G {
                         gate[j] = Float(accX[(s * batch + b) * G + j]) * mx[j] + Float(accH[b * G + j]) * mh[j]
                     }
+                    let (fa, ga, ha) = (fns[d][0], fns[d][1], fns[d][2])
                     for k in 0..<H {
                         let cPrev = c[b * H + k]
                         var gi = gate[k], go = gate[H + k], gf = gate[2 * H + k]
@@ -300,13 +316,14 @@ enum MicrosoftProducts {
                             gi += cPrev * p[d * 3 * H + k]
                             gf += cPrev * p[d * 3 * H + 2 * H + k]
                         }
-                        let i = MicrosoftQuant.logistic(gi + fusedBias[k]), f = MicrosoftQuant.logistic(gf + fusedBias[2 * H + k])
-                        let g = tanhf(gate[3 * H + k] + fusedBias[3 * H + k])
+                        let i = act(fa, pre(gi, fusedBias[k]))
+                        let f = inputForget ? 1 - i : act(fa, pre(gf, fusedBias[2 * H + k]))
+                        let g = act(ga, pre(gate[3 * H + k], fusedBias[3 * H + k]))
                         let cNew = cPrev * f + i * g
                         if let p = peep { go += cNew * p[d * 3 * H + H + k] }
-                        let o = MicrosoftQuant.logistic(go + fusedBias[H + k])
+                        let o = act(fa, pre(go, fusedBias[H + k]))
                         c[b * H + k] = cNew
-                        h[b * H + k] = o * tanhf(cNew)
+                        h[b * H + k] = o * act(ha, cNew)
                     }
                 }
                 for b in 0..<batch where s < lengths[b] {
