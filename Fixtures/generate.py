@@ -798,6 +798,8 @@ def main() -> None:
     make_typed_fields(out)
     from generate_paddle_style import make_paddle_style
     make_paddle_style(out)
+    import generate_ort_quantized  # ONNX Runtime's quantizers on digits_cnn.onnx, plus a tiny MatMul+LSTM model
+    generate_ort_quantized.main(out)
 
     print("\nSummary")
     print(f"  digits test samples: {digits['n']}")

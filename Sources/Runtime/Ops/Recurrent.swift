@@ -23,7 +23,7 @@ extension StandardOps {
 /// Inputs: X, W, R, B, sequence_lens, initial_h (and for LSTM initial_c, P). X is
 /// `[seq, batch, input]` (layout 0) or `[batch, seq, input]` (layout 1); W is
 /// `[dirs, gates·hidden, input]`, R `[dirs, gates·hidden, hidden]`, B `[dirs, 2·gates·hidden]`.
-private struct RecurrentOp {
+struct RecurrentOp {
     enum Kind { case lstm, gru }
     /// Element types the ops take; float16/bfloat16/float64 run through float32.
     static let floatTypes: Set<DType> = [.float32, .float16, .bfloat16, .float64]

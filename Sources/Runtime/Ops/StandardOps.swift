@@ -8,6 +8,7 @@ enum StandardOps {
         registerTensorOps(r)       // Ops/Tensor*.swift: shape and movement ops, constants, Resize, TopK, NonZero, Einsum
         registerSequenceOps(r)     // Ops/Recurrent.swift: LSTM, GRU
         registerQuantization(r)    // Ops/Quantize*.swift: QuantizeLinear, DequantizeLinear, QLinear*, *Integer
+        registerMicrosoftQuantization(r) // Ops/QuantizationMicrosoft*.swift: com.microsoft QLinearAdd/Mul/Concat/pools/activations, QGemm, DynamicQuantize*
         registerControlFlow(r)     // Ops/ControlFlow.swift: If, Loop
         registerDetectionOps(r)    // Ops/Detection*.swift, TensorGridSample.swift, NNAttention.swift: NonMaxSuppression, RoiAlign, GridSample, Attention
     }
