@@ -9,5 +9,6 @@ enum StandardOps {
         registerSequenceOps(r)     // Ops/Recurrent.swift: LSTM, GRU
         registerQuantization(r)    // Ops/Quantize*.swift: QuantizeLinear, DequantizeLinear, QLinear*, *Integer
         registerControlFlow(r)     // Ops/ControlFlow.swift: If, Loop
+        registerMicrosoftContrib(r) // Ops/MicrosoftContrib.swift: com.microsoft FusedConv, Gelu family, SkipLayerNormalization
     }
 }
