@@ -54,14 +54,15 @@ SLN_NUMPY_TOL = (1e-5, 1e-6)
 #   they may differ by one float16 ulp (2^-10 relative): rtol 2e-3, atol 1e-3.
 HALF_TOL = (2e-3, 1e-3)
 
-NP_TO_ONNX = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float16): TensorProto.FLOAT16,
-              np.dtype(np.float64): TensorProto.DOUBLE}
+NP_TO_ONNX = {np.dtype(t): helper.np_dtype_to_tensor_dtype(np.dtype(t))
+              for t in (np.float32, np.float16, np.float64, np.int64, np.int32, np.int8, np.uint8, np.bool_)}
 
 
 # ---- running one node through compress and ORT ----------------------------------------------------
 
-def one_node_model(op, inputs, outputs, attrs=None, initializers=None, output_types=None):
-    """A model of one com.microsoft node. `inputs` maps graph-input names to arrays, in the node's
+def one_node_model(op, inputs, outputs, attrs=None, initializers=None, output_types=None, domain=MS, opset=1):
+    """A model of one node (default: com.microsoft at its opset 1; the default domain at `opset`
+    when `domain` is ""). `inputs` maps graph-input names to arrays, in the node's
     input order; a None value is an omitted optional input (empty name in the node). `outputs`
     lists the node's output names ("" for an omitted optional output); `output_types` the element
     type of each named output (default: that of the first input). `initializers` maps names that
@@ -70,7 +71,7 @@ def one_node_model(op, inputs, outputs, attrs=None, initializers=None, output_ty
     node_inputs = [name if (value is not None or name in initializers) else "" for name, value in inputs.items()]
     while node_inputs and node_inputs[-1] == "":
         node_inputs.pop()
-    node = helper.make_node(op, node_inputs, outputs, domain=MS, **(attrs or {}))
+    node = helper.make_node(op, node_inputs, outputs, domain=domain, **(attrs or {}))
     graph_inputs = [helper.make_tensor_value_info(n, NP_TO_ONNX[v.dtype], list(v.shape))
                     for n, v in inputs.items() if v is not None and n not in initializers]
     first = next(v for v in inputs.values() if v is not None)
@@ -79,7 +80,8 @@ def one_node_model(op, inputs, outputs, attrs=None, initializers=None, output_ty
     graph_outputs = [helper.make_tensor_value_info(o, t, None) for o, t in zip(named, types)]
     inits = [numpy_helper.from_array(v, n) for n, v in initializers.items()]
     graph = helper.make_graph([node], op.lower(), graph_inputs, graph_outputs, inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)])
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid(MS, opset)] if domain == MS else [helper.make_opsetid("", opset)]
+    return helper.make_model(graph, opset_imports=opsets)
 
 
 def feeds_of(inputs, initializers=None):
