@@ -138,16 +138,18 @@ def trilu_input(shape, dtype, seed):
 
 
 def np_trilu(x, k, upper):
+    r, c = x.shape[-2:]
+    k = max(-(r + c), min(r + c, k))  # the same triangle; keeps NumPy's arange(-k, …) in range
     return np.triu(x, k) if upper else np.tril(x, k)  # both act on the last two axes
 
 
 @pytest.mark.parametrize("dtype", TRILU_TYPES, ids=lambda t: np.dtype(t).name)
 @pytest.mark.parametrize("upper", [1, 0], ids=["upper", "lower"])
 @pytest.mark.parametrize("shape,k", [((4, 5), None), ((5, 4), 2), ((2, 3, 6), -1), ((2, 2, 3, 3), 7),
-                                     ((3, 4), -9), ((1, 6), -1), ((4, 0), 1)],
-                         ids=["4x5", "5x4-k2", "batch-k-1", "4d-k7", "k-9", "one-row", "empty"])
+                                     ((3, 4), -9), ((1, 6), -1), ((4, 0), 1), ((3, 3), 2 ** 63 - 1), ((3, 3), -2 ** 63)],
+                         ids=["4x5", "5x4-k2", "batch-k-1", "4d-k7", "k-9", "one-row", "empty", "k-max", "k-min"])
 def test_trilu(shape, k, upper, dtype, tmp_path):
-    x = trilu_input(shape, dtype, sum(shape) + (k or 0) + 50)
+    x = trilu_input(shape, dtype, sum(shape) + abs(k or 0) % 1000 + 50)
     inputs = {"input": x, "k": None if k is None else np.array(k, np.int64)}
     attrs = {} if upper == 1 and k == 2 else {"upper": upper}  # the default (upper) once, implicitly
     model = one_node_model("Trilu", inputs, ["output"], attrs, domain="", opset=14)

@@ -26,13 +26,14 @@ enum TriluOp {
     static func kernel(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
         let x = try ctx.required(inputs, 0)
         try check(x.shape, ctx)
+        let rows = x.shape[x.rank - 2], cols = x.shape[x.rank - 1]
         var k = 0
         if let list = try TensorOperands.optionalInts(inputs, 1, "k", ctx) {
             guard list.count == 1 else { throw ctx.error("k has \(list.count) elements; expected a scalar") }
-            k = list[0]
+            // Beyond ±(rows + cols) every offset means the same; clamping keeps i + k from overflowing.
+            k = max(-(rows + cols), min(rows + cols, list[0]))
         }
         let upper = (ctx.node.int("upper") ?? 1) != 0
-        let rows = x.shape[x.rank - 2], cols = x.shape[x.rank - 1]
         var y = x
         if x.count == 0 { return [y] }
         let es = x.dtype.size, matrices = x.count / (rows * cols)
