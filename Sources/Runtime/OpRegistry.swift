@@ -67,6 +67,10 @@ public enum FusedActivation: Equatable, Sendable {
     case hardSwish
     /// x · σ(x): a Sigmoid whose output multiplies its own input (SiLU / Swish, as exported).
     case silu
+    /// tanh(x) (com.microsoft FusedConv's "Tanh").
+    case tanh
+    /// max(0, min(1, α·x + β)) (com.microsoft FusedConv's "HardSigmoid"; NaN passes through).
+    case hardSigmoid(alpha: Float, beta: Float)
 
     @inline(__always)
     public func apply(_ x: Float) -> Float {
@@ -77,6 +81,10 @@ public enum FusedActivation: Equatable, Sendable {
         case .sigmoid: return 1 / (1 + expf(-x))
         case .silu: return x / (1 + expf(-x))
         case .hardSwish: return x * min(max(x / 6 + 0.5, 0), 1)
+        case .tanh: return tanhf(x)
+        case .hardSigmoid(let a, let b):
+            let v = a * x + b
+            return v.isNaN ? v : min(max(v, 0), 1)
         }
     }
 

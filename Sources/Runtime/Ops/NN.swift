@@ -11,6 +11,7 @@ extension StandardOps {
         registerMatrixOps(r)     // NNMatMul.swift: Gemm, MatMul
         registerPooling(r)       // NNPool.swift: MaxPool, AveragePool, GlobalMaxPool, GlobalAveragePool
         registerNormalization(r) // NNNorm.swift: BatchNormalization, InstanceNormalization, LayerNormalization, LRN
+        registerGroupNorms(r)    // NNNormGroup.swift: GroupNormalization, RMSNormalization
     }
 }
 

@@ -11,5 +11,6 @@ enum StandardOps {
         registerMicrosoftQuantization(r) // Ops/QuantizationMicrosoft*.swift: com.microsoft QLinearAdd/Mul/Concat/pools/activations, QGemm, DynamicQuantize*
         registerControlFlow(r)     // Ops/ControlFlow.swift: If, Loop
         registerDetectionOps(r)    // Ops/Detection*.swift, TensorGridSample.swift, NNAttention.swift: NonMaxSuppression, RoiAlign, GridSample, Attention
+        registerMicrosoftContrib(r) // Ops/MicrosoftContrib.swift: com.microsoft FusedConv, Gelu family, SkipLayerNormalization
     }
 }

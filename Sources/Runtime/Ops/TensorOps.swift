@@ -8,7 +8,7 @@ extension StandardOps {
     /// Squeeze, Unsqueeze, Expand, DepthToSpace, SpaceToDepth, Shape, Size), TensorSlice.swift
     /// (Concat, Split, Slice, Tile, Pad), TensorIndex.swift (Gather, GatherElements, ScatterND,
     /// NonZero, TopK), TensorConstant.swift (Constant, ConstantOfShape, Range, EyeLike),
-    /// TensorResize.swift (Resize, Upsample) and TensorEinsum.swift (Einsum). Movement kernels
+    /// TensorResize.swift (Resize, Upsample), TensorEinsum.swift (Einsum) and TensorTrilu.swift (Trilu). Movement kernels
     /// work on raw bytes (TensorCore `Movement`), so they serve every byte-sized dtype.
     static func registerTensorOps(_ r: OpRegistry) {
         registerShapeOps(r)
@@ -17,6 +17,7 @@ extension StandardOps {
         registerConstantOps(r)
         registerResizeOps(r)
         registerEinsum(r)
+        registerTrilu(r)       // TensorTrilu.swift: Trilu
     }
 }
 

@@ -1,7 +1,7 @@
 import Foundation
 
 /// Normalization kernels on float32 buffers (ONNX BatchNormalization, InstanceNormalization,
-/// LayerNormalization, LRN). Means and variances are accumulated in Double and the variance is
+/// LayerNormalization, RMSNormalization, LRN). Means and variances are accumulated in Double and the variance is
 /// the biased (population) one, `mean((x − mean)²)`, as every one of these specs defines it.
 public enum Normalization {
     /// Per-channel affine map over `[N, C, S]` data: `Y = X·a[c] + b[c]`, each channel row
@@ -97,6 +97,23 @@ public enum Normalization {
                 }
                 mean?[r] = mf
                 invStdDev?[r] = invf
+            }
+        }
+    }
+
+    /// RMSNormalization over rows of `cols` values: `Y = X / sqrt(mean(X²) + ε) · scale`, with
+    /// `scale` laid out as `cols` values (broadcast by the caller); the mean of squares is
+    /// accumulated in Double.
+    public static func rmsNorm(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rows: Int, cols: Int,
+                               scale: UnsafePointer<Float>, epsilon: Float) {
+        guard cols > 0 else { return }
+        Parallel.forRanges(count: rows, minimumWork: 1 << 16, workPerItem: cols) { range in
+            for r in range {
+                let xr = x + r * cols, yr = y + r * cols
+                var q = 0.0
+                for i in 0..<cols { let v = Double(xr[i]); q += v * v }
+                let inv = Float(1 / (q / Double(cols) + Double(epsilon)).squareRoot())
+                for i in 0..<cols { yr[i] = xr[i] * inv * scale[i] }
             }
         }
     }
