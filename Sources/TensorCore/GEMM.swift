@@ -12,6 +12,22 @@ import COpenBLAS
 ///   - transA, transB: whether A (M×K as stored K×M) and B (K×N as stored N×K) are transposed.
 ///   - lda, ldb, ldc: leading dimensions (row strides) of the stored matrices.
 public enum BLAS {
+    /// The Gram matrix G = A·Aᵀ (n×n) of a row-major n×d matrix A, in double precision
+    /// (`cblas_dgemm`, single-threaded): the dot products behind pairwise distances.
+    public static func gram(_ a: [Double], rows n: Int, cols d: Int) -> [Double] {
+        precondition(a.count == n * d, "gram: \(a.count) values for \(n)×\(d)")
+        var g = [Double](repeating: 0, count: n * n)
+        guard n > 0, d > 0 else { return g }
+        _ = singleThreaded
+        a.withUnsafeBufferPointer { ap in
+            g.withUnsafeMutableBufferPointer { gp in
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(n), Int32(d), 1,
+                            ap.baseAddress, Int32(d), ap.baseAddress, Int32(d), 0, gp.baseAddress, Int32(n))
+            }
+        }
+        return g
+    }
+
     @inline(__always)
     public static func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                              alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
