@@ -63,7 +63,9 @@ import onnx
 import onnx.defs
 from onnx import TensorProto, numpy_helper
 
-COMPRESS = os.environ.get("COMPRESS_BIN", "/work/main/.build/release/compress")
+# This checkout's release binary unless COMPRESS_BIN names another (as conftest.py resolves it).
+COMPRESS = os.path.abspath(os.environ.get("COMPRESS_BIN", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", ".build", "release", "compress")))
 DATA = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
 SUITES = ("node", "light", "pytorch-converted", "pytorch-operator", "simple")
 RTOL, ATOL = 1e-3, 1e-7
@@ -349,6 +351,38 @@ def missing_outside(case: Case, claims, family) -> list[str]:
     return missing
 
 
+def claimed_family_cases(cases, claims, family) -> tuple[list[Case], dict[str, str]]:
+    """Splits a family's backend cases at collection time into (claimed, left_out).
+
+    A case is claimed when missing_outside(case, claims, family) is empty: everything is claimed,
+    or a missing operator belongs to `family` (the case then runs and must fail). It is left out
+    (left_out: case id -> why) when only other families' operators are missing, or when
+    NOT_CLAIMED_CASES lists it. No claimed case may be skipped at run time."""
+    claimed, left_out = [], {}
+    for c in cases:
+        if c.id in NOT_CLAIMED_CASES:
+            left_out[c.id] = f"NOT_CLAIMED_CASES: {NOT_CLAIMED_CASES[c.id]}"
+            continue
+        missing = missing_outside(c, claims, family)
+        if missing:
+            left_out[c.id] = f"needs other families' operators: {', '.join(missing)}"
+            continue
+        claimed.append(c)
+    return claimed, left_out
+
+
+def left_out_summary(left_out: dict[str, str], what: str) -> list[str]:
+    """Summary lines for claimed_family_cases' left-out cases: how many and why."""
+    listed = sum(r.startswith("NOT_CLAIMED_CASES") for r in left_out.values())
+    lines = [f"{what}: {len(left_out)} backend cases left out as not claimed ({len(left_out) - listed} need "
+             f"other families' unclaimed operators, {listed} listed in conformance.NOT_CLAIMED_CASES)"]
+    blockers = collections.Counter(m for r in left_out.values() if r.startswith("needs")
+                                   for m in r.split(": ", 1)[1].split(", "))
+    if blockers:
+        lines.append("  blocking: " + ", ".join(f"{op} ({n})" for op, n in blockers.most_common(12)))
+    return lines
+
+
 # ---- running and comparing ---------------------------------------------------------------------
 
 def read_tensor(path: str) -> TensorProto:
@@ -419,7 +453,7 @@ def assert_match(expected, actual, what: str, rtol: float = RTOL, atol: float = 
 @dataclasses.dataclass
 class Result:
     case: Case
-    outcome: str              # passed | failed | not-claimed | skipped
+    outcome: str              # passed | failed | not-claimed
     detail: str = ""
     label: str = ""           # the table row
 

@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-BIN = os.environ.get("COMPRESS_BIN", "/work/main/.build/release/compress")
+from conftest import COMPRESS_BIN as BIN  # noqa: E402  (this checkout's binary unless COMPRESS_BIN says otherwise)
 
 
 def run(*args, check=True):

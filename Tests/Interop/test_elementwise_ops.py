@@ -9,12 +9,15 @@ bool outputs exactly, and the dtype and shape must match.
 
 Cases are grouped:
 - own: every op of the model is one of ours -> must pass.
-- unsupported: cases outside what compress claims (string tensors, models whose inputs or
-  outputs are sequences/optionals, random training-mode Dropout) -> compress must refuse them
-  with a one-line error, not crash.
-- mixed: the model also uses other families' ops (Constant, Reshape, MatMul, ...) -> must pass
-  when `compress ops` claims every op at the model's opset; skipped (naming the missing ops) when
-  only other families' ops are missing.
+- unsupported: cases outside what compress claims (those listed in conformance.NOT_CLAIMED_CASES:
+  string tensors, sequences/optionals, random training-mode Dropout; and models whose inputs or
+  outputs are sequences/optionals) -> compress must refuse them with a one-line error, not crash.
+- mixed: the model also uses other families' ops (Constant, Reshape, MatMul, ...) -> must pass.
+
+Which cases are claimed is decided at collection time from the committed claim list
+(conformance.committed_claims()): a case is claimed when conformance.missing_outside is empty.
+Cases blocked only by other families' unclaimed operators are not parametrized at all (the
+module summary says how many and which operators block them); nothing is skipped at run time.
 
 A per-op table of case counts (a case counts for every listed op its model uses) is printed at
 the end of the module.
@@ -28,6 +31,8 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+
+import onnxruntime as ort
 
 import conformance
 from conftest import COMPRESS_BIN as COMPRESS, crash_description
@@ -47,36 +52,28 @@ ReduceLogSumExp ArgMax ArgMin Softmax LogSoftmax Hardmax CumSum
 """.split())
 
 # Cases compress does not claim, with the reason; compress must refuse them cleanly.
-UNSUPPORTED = {
-    "test_equal_string": "string tensors",
-    "test_equal_string_broadcast": "string tensors",
-    "test_identity_sequence": "sequence values",
-    "test_identity_opt": "optional values",
-    "test_training_dropout": "random training-mode Dropout",
-    "test_training_dropout_default": "random training-mode Dropout",
-    "test_training_dropout_default_mask": "random training-mode Dropout",
-    "test_training_dropout_mask": "random training-mode Dropout",
-}
+UNSUPPORTED = conformance.NOT_CLAIMED_CASES
+CLAIMS = conformance.committed_claims()
 
 
 def _collect():
-    own, unsupported, mixed = [], [], []
+    unsupported, rest = [], []
     for case in conformance.collect_cases(SUITES):
-        ops = case.op_types
-        if not ops & OPS:
+        if not case.op_types & OPS:
             continue
-        # A sequence, optional or map graph input or output (not a tensor).
-        if case.name in UNSUPPORTED or case.io_kinds - {"tensor_type"}:
+        # Listed as not claimed, or a sequence, optional or map graph input or output (not a tensor).
+        if case.id in UNSUPPORTED or case.io_kinds - {"tensor_type"}:
             unsupported.append(case)
-        elif ops <= OPS:
-            own.append(case)
         else:
-            mixed.append(case)
-    return own, unsupported, mixed
+            rest.append(case)
+    claimed, left_out = conformance.claimed_family_cases(rest, CLAIMS, OPS)
+    own = [c for c in claimed if c.op_types <= OPS]
+    mixed = [c for c in claimed if not c.op_types <= OPS]
+    return own, unsupported, mixed, left_out
 
 
-OWN, UNSUPPORTED_CASES, MIXED = _collect()
-RESULTS = collections.defaultdict(lambda: collections.Counter())  # op -> Counter(pass/fail/skip)
+OWN, UNSUPPORTED_CASES, MIXED, LEFT_OUT = _collect()
+RESULTS = collections.defaultdict(lambda: collections.Counter())  # op -> Counter(pass/fail/refused)
 
 
 def _case_id(case):
@@ -100,18 +97,20 @@ def _record(case, outcome):
             RESULTS[op][outcome] += 1
 
 
-@pytest.fixture(scope="module")
-def claims():
-    return conformance.claimed_ops(COMPRESS)
+@pytest.fixture(scope="module", autouse=True)
+def _binary(compress_bin):
+    """A missing binary fails every test of the module (conftest's compress_bin)."""
+    return compress_bin
 
 
 @pytest.fixture(scope="module", autouse=True)
 def summary(request):
     yield
-    lines = ["", "elementwise/reduction backend cases per op (pass / fail / refused / skipped):"]
+    lines = ["", "elementwise/reduction backend cases per op (pass / fail / refused):"]
     for op in sorted(RESULTS):
         c = RESULTS[op]
-        lines.append(f"  {op:18s} {c['pass']:4d} {c['fail']:4d} {c['refused']:4d} {c['skip']:4d}")
+        lines.append(f"  {op:18s} {c['pass']:4d} {c['fail']:4d} {c['refused']:4d}")
+    lines += conformance.left_out_summary(LEFT_OUT, "test_elementwise_ops")
     text = "\n".join(lines)
     capture = request.config.pluginmanager.getplugin("capturemanager")
     if capture is not None:
@@ -123,6 +122,12 @@ def summary(request):
 
 def test_binary_exists():
     assert os.path.exists(COMPRESS), f"compress binary not found at {COMPRESS} (set COMPRESS_BIN)"
+
+
+def test_collection_found_the_cases():
+    assert len(OWN) >= 700 and len(MIXED) >= 200 and len(UNSUPPORTED_CASES) >= 10, \
+        (len(OWN), len(MIXED), len(UNSUPPORTED_CASES))
+    assert not {c.id for c in OWN + MIXED} & set(conformance.NOT_CLAIMED_CASES)
 
 
 @pytest.mark.parametrize("case", OWN, ids=_case_id)
@@ -144,18 +149,14 @@ def test_unsupported_case_is_refused(case):
     crash = crash_description(r)
     ok = crash is None and r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ")
     _record(case, "refused" if ok else "fail")
-    why = UNSUPPORTED.get(name, "sequence/optional values")
+    why = UNSUPPORTED.get(case.id, "sequence/optional values")
     assert crash is None, f"{name} ({why}): crashed ({crash}): {r.stderr[-2000:]}"
     assert r.returncode == 1, f"{name} ({why}): expected a refusal, got rc={r.returncode}"
     assert len(lines) == 1 and lines[0].startswith("error: "), f"{name}: expected one 'error: ' line, got {r.stderr!r}"
 
 
 @pytest.mark.parametrize("case", MIXED, ids=_case_id)
-def test_mixed_case(case, claims):
-    missing = conformance.missing_outside(case, claims, OPS)
-    if missing:
-        _record(case, "skip")
-        pytest.skip(f"not claimed by compress: {', '.join(missing)}")
+def test_mixed_case(case):
     try:
         _check_case(case)
     except AssertionError:
@@ -168,7 +169,6 @@ def test_large_broadcasts_match_onnxruntime(tmp_path):
     """Shapes large enough to split across threads (segments that start mid-row), with
     channel, scalar, middle-axis and 3-way broadcasts, and lane ops along inner and outer axes,
     checked against ONNX Runtime on the same inputs."""
-    ort = pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper
 
     rng = np.random.default_rng(7)
@@ -216,6 +216,7 @@ def test_large_broadcasts_match_onnxruntime(tmp_path):
     r = conformance._eval(str(path), paths, str(tmp_path / "out"), COMPRESS, threads=None)
     assert r.returncode == 0, r.stderr
     expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(outs, feeds)
+    assert len(expected) == len(outs)
     for k, (name, want) in enumerate(zip(outs, expected)):
         got = conformance.read_tensor(str(tmp_path / "out" / f"output_{k}.pb"))
         conformance.assert_match(want, got, name, RTOL, ATOL)

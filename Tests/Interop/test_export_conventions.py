@@ -79,6 +79,7 @@ def test_run_matches_onnxruntime(tmp_path):
     ok("run", PADDLE, "--data", FIXTURES / "digits", "--out", out, "--quiet", "--input", "input=1x1x8x8")
     sess = ort.InferenceSession(str(PADDLE), providers=["CPUExecutionProvider"])
     files = sorted((FIXTURES / "digits").glob("*.npy"))[:60]
+    assert len(files) == 60  # else the loop below checks nothing
     for f in files:
         ref = sess.run(None, {"input": np.load(f)})[0]
         got = np.load(out / f"{f.stem}.0.npy")

@@ -9,9 +9,16 @@ runner's tolerances (rtol 1e-3, atol 1e-7, numpy.testing semantics:
 |actual - expected| <= atol + rtol * |expected|; integer outputs exactly), plus exact dtype and
 shape. Each case counts for its operator as conformance.primary_op names it.
 
+Which cases are claimed is decided at collection time from the committed claim list
+(conformance.committed_claims(), Tests/Interop/claimed_ops.txt): a case runs when
+conformance.missing_outside is empty, and must pass; cases blocked only by other families'
+unclaimed operators, or listed in conformance.NOT_CLAIMED_CASES, are not parametrized (the module
+summary says how many and why). Nothing is skipped at run time; a missing binary fails.
+
 A second group checks the float16 / float64 paths (computed through float32) against ONNX
-Runtime on the same models with their types changed; further groups compare larger Convs and whole
-reference networks with ONNX Runtime.
+Runtime on the same models with their types changed (where ONNX Runtime has no kernel for the
+type, against ONNX Runtime's float32 result on the same rounded values, at a stated tolerance);
+further groups compare larger Convs and whole reference networks with ONNX Runtime.
 
 Run as a script to print a per-operator pass count:
     COMPRESS_BIN=.build/release/compress python Tests/Interop/test_nn_ops.py
@@ -26,6 +33,7 @@ import sys
 import numpy as np
 import onnx
 import onnx.numpy_helper
+import onnxruntime as ort
 import pytest
 
 import conformance
@@ -40,9 +48,12 @@ NN_OPS = {
     "LayerNormalization", "LRN", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
 }
 
-# Every backend test whose ops are all NN ops, with the operator it is about.
-CASES = [(c, conformance.primary_op(c)) for c in conformance.collect_cases(SUITES)
-         if c.op_types and c.op_types <= NN_OPS]
+CLAIMS = conformance.committed_claims()
+# Every backend test whose ops are all NN ops and that the committed list claims (decided here,
+# at collection), with the operator it is about.
+_CLAIMED, LEFT_OUT = conformance.claimed_family_cases(
+    [c for c in conformance.collect_cases(SUITES) if c.op_types and c.op_types <= NN_OPS], CLAIMS, NN_OPS)
+CASES = [(c, conformance.primary_op(c)) for c in _CLAIMED]
 
 
 def read_pb(path):
@@ -59,9 +70,21 @@ def check_case(case):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _binary():
-    if not os.path.exists(COMPRESS):
-        pytest.skip(f"compress binary not found at {COMPRESS} (set COMPRESS_BIN)")
+def _binary(compress_bin):
+    """A missing binary fails every test of the module (conftest's compress_bin), never skips."""
+    return compress_bin
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _left_out_summary(request):
+    yield
+    text = "\n".join([""] + conformance.left_out_summary(LEFT_OUT, "test_nn_ops"))
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            print(text)
+    else:
+        print(text)
 
 
 RESULTS: dict[str, bool] = {}
@@ -75,6 +98,7 @@ def test_backend_node(case, op):
 
 
 def test_every_nn_op_has_cases():
+    assert len(CASES) >= 150, f"only {len(CASES)} claimed NN backend cases were collected"
     covered = {op for _, op in CASES}
     assert covered == NN_OPS, f"no backend test found for {sorted(NN_OPS - covered)}"
 
@@ -111,17 +135,41 @@ TYPED_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,dtype", TYPED_CASES, ids=[f"{n}-{np.dtype(t).name}" for n, t in TYPED_CASES])
-def test_converted_dtype_matches_onnxruntime(name, dtype, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
+def rounded_float32(model_path, dtype):
+    """The float32 model whose float32 initializers hold exactly the values `retyped(model_path,
+    dtype)` holds (rounded to `dtype` and back): the same problem, computed in float32."""
+    m = onnx.load(model_path)
+    for i, init in enumerate(m.graph.initializer):
+        if init.data_type == onnx.TensorProto.FLOAT:
+            arr = onnx.numpy_helper.to_array(init).astype(dtype).astype(np.float32)
+            m.graph.initializer[i].CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+    return m
+
+
+# When ONNX Runtime has no `dtype` kernel, the reference is its float32 result on the same
+# (rounded) weights and inputs. compress computes these types through float32 and rounds each
+# output once, so the difference is that final rounding plus float32 summation-order noise:
+# float16: half an ulp of the result, 2^-11 relative; allowed one float16 ulp (rtol 2^-10) and,
+# near zero, float16's smallest subnormal 2^-24 plus 1e-6 of the output's scale (float32 noise of
+# sums that cancel). float64: the float32 computation itself, at the runner's rtol 1e-3, atol 1e-7.
+def fallback_tolerance(dtype, reference):
+    if dtype == np.float16:
+        return 2.0 ** -10, 2.0 ** -24 + 1e-6 * float(np.abs(reference).max(initial=0.0))
+    return RTOL, ATOL
+
+
+def _ort_run(model, feeds):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def _run_converted(name, dtype, tmp_path):
+    """Runs the `dtype` version of backend case `name` in compress on test_data_set_0; returns
+    (the retyped model, the feeds, compress's outputs as arrays)."""
     directory = os.path.join(DATA, name)
     model = retyped(os.path.join(directory, "model.onnx"), dtype)
     model_path = str(tmp_path / "model.onnx")
     onnx.save(model, model_path)
-    try:
-        sess = ort.InferenceSession(model_path, providers=["CPUExecutionProvider"])
-    except Exception as e:  # ONNX Runtime has no kernel for this type: nothing to compare with
-        pytest.skip(f"ONNX Runtime cannot run {name} in {np.dtype(dtype).name}: {str(e).splitlines()[0][:120]}")
     ds = os.path.join(directory, "test_data_set_0")
     feeds, paths = {}, []
     for k, inp in enumerate(i for i in model.graph.input if i.name not in {x.name for x in model.graph.initializer}):
@@ -133,18 +181,50 @@ def test_converted_dtype_matches_onnxruntime(name, dtype, tmp_path):
         with open(p, "wb") as f:
             f.write(onnx.numpy_helper.from_array(arr).SerializeToString())
         paths.append(p)
-    try:
-        expected = sess.run(None, feeds)
-    except Exception as e:
-        pytest.skip(f"ONNX Runtime failed on {name} in {np.dtype(dtype).name}: {str(e).splitlines()[0][:120]}")
     out = tmp_path / "out"
     r = run_compress(model_path, paths, str(out))
     assert r.returncode == 0, r.stderr
+    got = [onnx.numpy_helper.to_array(conformance.read_tensor(str(out / f"output_{k}.pb")))
+           for k in range(len(model.graph.output))]
+    return model, feeds, got
+
+
+def _check_against_float32(name, dtype, model, feeds, got, why):
+    """compress's `dtype` outputs against ONNX Runtime's float32 run on the same rounded values."""
+    ref_model = rounded_float32(os.path.join(DATA, name, "model.onnx"), dtype)
+    ref_feeds = {k: (v.astype(np.float32) if v.dtype == dtype else v) for k, v in feeds.items()}
+    expected = _ort_run(ref_model, ref_feeds)
+    assert len(expected) == len(got) == len(model.graph.output)
+    for k, (exp, g) in enumerate(zip(expected, got)):
+        want_dtype = onnx.helper.tensor_dtype_to_np_dtype(model.graph.output[k].type.tensor_type.elem_type)
+        assert g.dtype == want_dtype, f"{name} output_{k}: dtype {g.dtype}, want {np.dtype(want_dtype)}"
+        rtol, atol = fallback_tolerance(dtype, exp)
+        conformance.assert_match(exp, g.astype(exp.dtype),
+                                 f"{name} {np.dtype(dtype).name} output_{k} vs ONNX Runtime float32 ({why})", rtol, atol)
+
+
+@pytest.mark.parametrize("name,dtype", TYPED_CASES, ids=[f"{n}-{np.dtype(t).name}" for n, t in TYPED_CASES])
+def test_converted_dtype_matches_onnxruntime(name, dtype, tmp_path):
+    model, feeds, got = _run_converted(name, dtype, tmp_path)
+    try:
+        expected = _ort_run(model, feeds)
+    except Exception as e:  # no ONNX Runtime kernel for this type: its float32 result instead
+        _check_against_float32(name, dtype, model, feeds, got,
+                               f"ONNX Runtime cannot run {np.dtype(dtype).name}: {str(e).splitlines()[0][:120]}")
+        return
+    assert len(expected) == len(got)
     # float16 results are compared at float16 resolution: both sides round to the nearest half.
     rtol, atol = (RTOL, ATOL) if dtype == np.float64 else (2e-3, 1e-3)
-    for k, exp in enumerate(expected):
-        got = conformance.read_tensor(str(out / f"output_{k}.pb"))
-        conformance.assert_match(exp, got, f"{name} {np.dtype(dtype).name} output_{k}", rtol, atol)
+    for k, (exp, g) in enumerate(zip(expected, got)):
+        conformance.assert_match(exp, g, f"{name} {np.dtype(dtype).name} output_{k}", rtol, atol)
+
+
+@pytest.mark.parametrize("name,dtype", TYPED_CASES, ids=[f"{n}-{np.dtype(t).name}" for n, t in TYPED_CASES])
+def test_converted_dtype_matches_float32_reference(name, dtype, tmp_path):
+    """The fallback reference, checked on every typed case (so the fallback and its tolerance are
+    known to work, whether or not this ONNX Runtime has the typed kernels)."""
+    model, feeds, got = _run_converted(name, dtype, tmp_path)
+    _check_against_float32(name, dtype, model, feeds, got, "always checked")
 
 
 # ---- larger shapes than the backend tests: every kernel path against ONNX Runtime -------------
@@ -195,7 +275,6 @@ CONV_CONFIGS = [
 @pytest.mark.parametrize("x_shape,w_shape,bias,attrs", CONV_CONFIGS,
                          ids=[f"x{'x'.join(map(str, c[0]))}-w{'x'.join(map(str, c[1]))}" for c in CONV_CONFIGS])
 def test_conv_matches_onnxruntime(x_shape, w_shape, bias, attrs, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
     model = conv_model(x_shape, w_shape, bias, **attrs)
     path = str(tmp_path / "conv.onnx")
     onnx.save(model, path)
@@ -214,17 +293,15 @@ def test_conv_matches_onnxruntime(x_shape, w_shape, bias, attrs, tmp_path):
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2"])
 def test_reference_model_matches_onnxruntime(arch, tmp_path):
     """A whole network (needs the elementwise/shape ops of other families too)."""
-    ort = pytest.importorskip("onnxruntime")
     path = str(tmp_path / f"{arch}.onnx")
     subprocess.run([COMPRESS, "build-reference", arch, "-o", path], check=True)
     x = np.random.default_rng(3).uniform(-1, 1, (2, 3, 224, 224)).astype(np.float32)
     xp = str(tmp_path / "x.pb")
     with open(xp, "wb") as f:
         f.write(onnx.numpy_helper.from_array(x).SerializeToString())
-    missing = conformance.missing_ops(conformance._case_from_model("reference", arch, path, []),
-                                      conformance.claimed_ops(COMPRESS))
-    if missing:
-        pytest.skip(f"{arch} needs operators compress does not claim: {', '.join(missing)}")
+    # compress builds this network itself, so every operator in it must be claimed.
+    missing = conformance.missing_ops(conformance._case_from_model("reference", arch, path, []), CLAIMS)
+    assert not missing, f"{arch} (built by compress build-reference) uses operators claimed_ops.txt does not claim: {missing}"
     r = run_compress(path, [xp], str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr
     name = onnx.load(path, load_external_data=False).graph.input[0].name
@@ -244,7 +321,11 @@ def test_zz_per_op_summary(capsys):
         print()
         for op in sorted(counts):
             print(f"  {op:<22} {counts[op][0]}/{counts[op][1]} backend cases passed")
-    assert all(p == t for p, t in counts.values())
+    # The backend cases above must have run and been counted: every NN op with at least one case.
+    assert counts, "no backend case was run and counted"
+    uncounted = sorted(NN_OPS - {op for op, (_, t) in counts.items() if t > 0})
+    assert not uncounted, f"no backend case of {uncounted} was run and counted"
+    assert all(p == t for p, t in counts.values()), {op: f"{p}/{t}" for op, (p, t) in counts.items() if p != t}
 
 
 def per_op_summary():

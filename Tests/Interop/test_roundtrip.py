@@ -50,7 +50,7 @@ from onnx import TensorProto, numpy_helper
 
 from conftest import FIXTURES, SHARED_MODELS, onnx_test_data, run_compress
 
-ort = pytest.importorskip("onnxruntime")
+import onnxruntime as ort  # noqa: E402  (in the Makefile's PY_PACKAGES: missing is a failure, not a skip)
 ort.set_default_logger_severity(4)
 
 # ONNX TensorProto.DataType -> (compress's dtype name, bits per element; None: no payload bytes).
@@ -67,7 +67,10 @@ EXTERNAL_SHAPE_TENSOR = "Cannot parse data from external tensors"
 
 INFO_KEYS = {"file", "file_bytes", "ir_version", "opsets", "producer_name", "producer_version", "graph_name",
              "inputs", "outputs", "nodes", "ops", "initializers", "initializer_bytes", "initializers_by_dtype",
-             "parameters", "external_data_files", "functions", "metadata"}
+             "parameters", "external_data_files", "functions", "metadata",
+             # Constant-node weights (Docs/info.md, since d211cb6: older exporters keep weights there).
+             "constant_nodes", "constant_node_bytes", "constant_nodes_by_dtype", "initializer_parameters",
+             "constant_node_parameters"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,22 +247,35 @@ def expected_info(m: onnx.ModelProto) -> dict:
             if tt.HasField("elem_type") and tt.elem_type in DTYPES:
                 out["dtype"] = DTYPES[tt.elem_type][0]
             if tt.HasField("shape"):
-                out["shape"] = [d.dim_value if d.HasField("dim_value") else d.dim_param if d.HasField("dim_param") else None
-                                for d in tt.shape.dim]
+                # A negative dim_value (paddle2onnx's -1) is dynamic, like a dimension with
+                # neither value nor name: JSON null (Docs/info.md, "dynamic dimensions").
+                out["shape"] = [(d.dim_value if d.dim_value >= 0 else None) if d.HasField("dim_value")
+                                else d.dim_param if d.HasField("dim_param") else None for d in tt.shape.dim]
         return out
 
     ops: dict[str, int] = {}
     for n in g.node:
         key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}"
         ops[key] = ops.get(key, 0) + 1
-    by_dtype: dict[str, list[int]] = {}
-    for t in g.initializer:
-        name, bits = DTYPES[t.data_type]
-        count = math.prod(t.dims)
-        e = by_dtype.setdefault(name, [0, 0, 0])
-        e[0] += 1
-        e[1] += count
-        e[2] += 0 if bits is None else (count * bits + 7) // 8
+    def tally(tensors):
+        by_dtype: dict[str, list[int]] = {}
+        for t in tensors:
+            name, bits = DTYPES[t.data_type]
+            count = math.prod(t.dims)
+            e = by_dtype.setdefault(name, [0, 0, 0])
+            e[0] += 1
+            e[1] += count
+            e[2] += 0 if bits is None else (count * bits + 7) // 8
+        return by_dtype
+
+    by_dtype = tally(g.initializer)
+    # Main-graph Constant nodes holding a (non-string) tensor in `value`.
+    constants = [a.t for n in g.node if n.op_type == "Constant" and n.domain in ("", "ai.onnx")
+                 for a in n.attribute if a.name == "value" and a.type == onnx.AttributeProto.TENSOR
+                 and a.t.data_type != TensorProto.STRING]
+    const_by_dtype = tally(constants)
+    init_params = sum(v[1] for v in by_dtype.values())
+    const_params = sum(v[1] for v in const_by_dtype.values())
     return {
         "ir_version": m.ir_version,
         "opsets": [{"domain": o.domain or "ai.onnx", "version": o.version} for o in m.opset_import],
@@ -273,7 +289,12 @@ def expected_info(m: onnx.ModelProto) -> dict:
         "initializers": len(g.initializer),
         "initializers_by_dtype": {k: tuple(v) for k, v in by_dtype.items()},
         "initializer_bytes": sum(v[2] for v in by_dtype.values()),
-        "parameters": sum(v[1] for v in by_dtype.values()),
+        "initializer_parameters": init_params,
+        "constant_nodes": len(constants),
+        "constant_nodes_by_dtype": {k: tuple(v) for k, v in const_by_dtype.items()},
+        "constant_node_bytes": sum(v[2] for v in const_by_dtype.values()),
+        "constant_node_parameters": const_params,
+        "parameters": init_params + const_params,
         "functions": [f"{f.domain}.{f.name}" if f.domain else f.name for f in m.functions],
         "metadata": {p.key: p.value for p in m.metadata_props},
     }
@@ -303,8 +324,10 @@ def check_info(path: Path, model: onnx.ModelProto) -> list[str]:
     if counts != sorted(counts, reverse=True):
         problems.append("ops not sorted by count")
     got_dt = {d["dtype"]: (d["tensors"], d["elements"], d["bytes"]) for d in got.get("initializers_by_dtype", [])}
+    got_cdt = {d["dtype"]: (d["tensors"], d["elements"], d["bytes"]) for d in got.get("constant_nodes_by_dtype", [])}
     for k, v in want.items():
-        g = got_ops if k == "ops" else got_dt if k == "initializers_by_dtype" else got.get(k)
+        g = (got_ops if k == "ops" else got_dt if k == "initializers_by_dtype" else got_cdt if k == "constant_nodes_by_dtype"
+             else got.get(k))
         if g != v:
             problems.append(f"info {k}: {str(g)[:200]} != onnx {str(v)[:200]}")
     if got.get("file_bytes") != path.stat().st_size:

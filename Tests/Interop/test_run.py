@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-BIN = os.environ.get("COMPRESS_BIN", "/work/main/.build/release/compress")
+from conftest import COMPRESS_BIN as BIN  # noqa: E402  (this checkout's binary unless COMPRESS_BIN says otherwise)
 ROOT = Path(__file__).resolve().parents[2]
 FIX = ROOT / "Fixtures"
 
@@ -54,6 +54,7 @@ def test_digits_logits_match_onnxruntime(tmp_path, threads, conv):
         *(["--threads", threads] if threads else []), env=env)
     sess = ort.InferenceSession(str(FIX / "digits_cnn_bn.onnx"), providers=["CPUExecutionProvider"])
     files = digits_files()
+    assert len(files) == 360, "Fixtures/digits holds 360 samples"  # else the loop below checks nothing
     assert len(list(out.glob("*.npy"))) == len(files)
     for f in files:
         x = np.load(f)

@@ -10,11 +10,14 @@ Two sources of truth:
    floating outputs with rtol 1e-3, atol 1e-7 (NaN matches NaN), integer and bool outputs
    exactly; dtype and shape must match.
    - own: every op of the model is one of ours -> must pass.
-   - mixed: the model also uses other families' ops -> must pass when `compress ops` claims every
-     op at the model's opset, skipped (naming the missing ops) when only other families' ops are
-     missing.
+   - mixed: the model also uses other families' ops -> must pass.
    - refused: the model passes sequence or optional values, which compress does not model ->
-     compress must refuse it with a one-line error, not crash.
+     compress must refuse it with a one-line error (exit 1, `error: `), not crash.
+   Which cases are claimed is decided at collection time from the committed claim list
+   (conformance.committed_claims()): claimed when conformance.missing_outside is empty. Cases
+   blocked only by other families' unclaimed operators, or listed in
+   conformance.NOT_CLAIMED_CASES, are not parametrized (the summary says how many and why);
+   nothing is skipped at run time.
 2. Opset versions the backend data does not cover (the backend data holds mostly the newest
    version of each op): small models built here at older opsets (Slice-1 attributes, Pad-2,
    Squeeze/Unsqueeze-11, Split-2/13, Resize-10/11/13, Upsample-7/9, TopK-1/10, ...) and other
@@ -32,8 +35,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+import onnxruntime as ort
+
 import conformance
-from conftest import COMPRESS_BIN as COMPRESS
+from conftest import COMPRESS_BIN as COMPRESS, crash_description
 
 SUITES = ("node", "pytorch-converted", "pytorch-operator", "simple")
 RTOL, ATOL = 1e-3, 1e-7
@@ -45,22 +50,27 @@ Range EyeLike NonZero TopK Einsum
 """.split())
 
 
+CLAIMS = conformance.committed_claims()
+
+
 def _collect():
-    own, mixed, refused = [], [], []
+    rest, refused = [], []
     for case in conformance.collect_cases(SUITES):
-        ops = case.op_types
-        if not ops & OPS:
+        if not case.op_types & OPS:
             continue
         # A graph input or output is a sequence or optional value.
         if case.io_kinds & {"sequence_type", "optional_type"}:
             refused.append(case)
         else:
-            (own if ops <= OPS else mixed).append(case)
-    return own, mixed, refused
+            rest.append(case)
+    claimed, left_out = conformance.claimed_family_cases(rest, CLAIMS, OPS)
+    own = [c for c in claimed if c.op_types <= OPS]
+    mixed = [c for c in claimed if not c.op_types <= OPS]
+    return own, mixed, refused, left_out
 
 
-OWN, MIXED, REFUSED = _collect()
-RESULTS = collections.defaultdict(collections.Counter)  # op -> Counter(pass/fail/skip)
+OWN, MIXED, REFUSED, LEFT_OUT = _collect()
+RESULTS = collections.defaultdict(collections.Counter)  # op -> Counter(pass/fail/refused)
 
 
 def _case_id(case):
@@ -83,19 +93,21 @@ def _record(ops, outcome):
             RESULTS[op][outcome] += 1
 
 
-@pytest.fixture(scope="module")
-def claims():
-    return conformance.claimed_ops(COMPRESS)
+@pytest.fixture(scope="module", autouse=True)
+def _binary(compress_bin):
+    """A missing binary fails every test of the module (conftest's compress_bin)."""
+    return compress_bin
 
 
 @pytest.fixture(scope="module", autouse=True)
 def summary(request):
     yield
     tr = request.config.pluginmanager.get_plugin("terminalreporter")
-    lines = ["", "tensor-op cases per op (backend data + ONNX Runtime comparisons): pass / fail / refused / skipped"]
+    lines = ["", "tensor-op cases per op (backend data + ONNX Runtime comparisons): pass / fail / refused"]
     for op in sorted(RESULTS):
         c = RESULTS[op]
-        lines.append(f"  {op:16s} {c['pass']:4d} {c['fail']:4d} {c['refused']:4d} {c['skip']:4d}")
+        lines.append(f"  {op:16s} {c['pass']:4d} {c['fail']:4d} {c['refused']:4d}")
+    lines += conformance.left_out_summary(LEFT_OUT, "test_tensor_ops")
     text = "\n".join(lines)
     # Printed past pytest's output capture, so the table shows without -s.
     capture = request.config.pluginmanager.get_plugin("capturemanager")
@@ -111,9 +123,6 @@ def summary(request):
 def _tracked(ops, body):
     try:
         body()
-    except pytest.skip.Exception:
-        _record(ops, "skip")
-        raise
     except BaseException:
         _record(ops, "fail")
         raise
@@ -124,19 +133,18 @@ def test_binary_exists():
     assert os.path.exists(COMPRESS), f"compress binary not found at {COMPRESS} (set COMPRESS_BIN)"
 
 
+def test_collection_found_the_cases():
+    assert len(OWN) >= 180 and len(MIXED) >= 250 and len(REFUSED) >= 10, (len(OWN), len(MIXED), len(REFUSED))
+
+
 @pytest.mark.parametrize("case", OWN, ids=_case_id)
 def test_backend_own(case):
     _tracked(case.op_types, lambda: _check_backend_case(case))
 
 
 @pytest.mark.parametrize("case", MIXED, ids=_case_id)
-def test_backend_mixed(case, claims):
-    def body():
-        missing = conformance.missing_outside(case, claims, OPS)
-        if missing:
-            pytest.skip(f"not claimed by compress: {', '.join(missing)}")
-        _check_backend_case(case)
-    _tracked(case.op_types, body)
+def test_backend_mixed(case):
+    _tracked(case.op_types, lambda: _check_backend_case(case))
 
 
 @pytest.mark.parametrize("case", REFUSED, ids=_case_id)
@@ -144,10 +152,12 @@ def test_backend_sequences_refused(case):
     inputs, _ = conformance.data_set_files(case.data_sets[0])
     with tempfile.TemporaryDirectory() as out:
         r = _eval(case.model_path, inputs, out)
-    msg = r.stderr.strip()
-    ok = r.returncode == 1 and msg and len(msg.splitlines()) == 1
+    lines = r.stderr.splitlines()
+    crash = crash_description(r)
+    ok = crash is None and r.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ")
     _record(case.op_types, "refused" if ok else "fail")
-    assert ok, f"{case.name}: expected a one-line refusal (exit 1), got rc={r.returncode}: {msg!r}"
+    assert ok, (f"{case.name}: expected a one-line 'error: ' refusal (exit 1), got rc={r.returncode}"
+                f"{f' (crash: {crash})' if crash else ''}: {r.stderr.strip()!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,7 +375,6 @@ def test_against_onnxruntime(case):
             from onnx.reference import ReferenceEvaluator
             expected = ReferenceEvaluator(model).run(None, case.inputs)
         else:
-            import onnxruntime as ort
             sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
             expected = sess.run(None, case.inputs)
         with tempfile.TemporaryDirectory() as tmp:
@@ -379,6 +388,7 @@ def test_against_onnxruntime(case):
             out = os.path.join(tmp, "out")
             r = _eval(path, ins, out)
             assert r.returncode == 0, f"{case.id}: compress failed: {r.stderr.strip()}"
+            assert len(expected) == case.outputs, f"{case.id}: the reference gave {len(expected)} outputs"
             for k, e in enumerate(expected):
                 got = conformance.read_tensor(os.path.join(out, f"output_{k}.pb"))
                 conformance.assert_match(np.asarray(e), got, f"{case.id}/output_{k}", RTOL, ATOL)

@@ -16,6 +16,12 @@ final class NNOpsTests: XCTestCase {
         let outs = try impl.kernel(inputs, ctx)
         // The shape function must agree with the kernel.
         let infos = try impl.infer(inputs.map { $0.map(TensorInfo.init) }, inputs, ctx)
+        // Every output the node names must come back from the kernel and be typed by the shape
+        // function (zip alone would silently drop a missing one). A shape function may type all of
+        // the op's outputs (BatchNormalization's 3, MaxPool's 2) even when the node names fewer;
+        // ShapeInference zips them with the node's outputs.
+        XCTAssertEqual(outs.count, outputs, "\(op) kernel output count")
+        XCTAssertGreaterThanOrEqual(infos.count, outs.count, "\(op) shape function output count")
         for (o, i) in zip(outs, infos) { XCTAssertEqual(TensorInfo(o), i, "\(op) shape function") }
         return outs
     }
@@ -162,7 +168,11 @@ final class NNOpsTests: XCTestCase {
         let plain = try XCTUnwrap(exec.run(["x": x], hooks: ExecutionHooks(names: ["c"]) { name, _ in seen.append(name) })["y"])
         XCTAssertEqual(seen, ["c"], "the unfused plan materializes the Conv output")
         XCTAssertEqual(fused.shape, [1, 8, 9, 9])
-        for (a, b) in zip(fused.floatValues(), plain.floatValues()) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b))) }
+        XCTAssertEqual(plain.shape, fused.shape)
+        let (fv, pv) = (fused.floatValues(), plain.floatValues())
+        XCTAssertEqual(fv.count, 8 * 81)
+        XCTAssertEqual(pv.count, fv.count)
+        for (a, b) in zip(fv, pv) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b))) }
         var steps: [String] = []
         _ = try exec.run(["x": x], stepDone: { steps.append($0.opType) })
         XCTAssertEqual(steps, ["Conv"], "Sigmoid and Mul are fused into the Conv")

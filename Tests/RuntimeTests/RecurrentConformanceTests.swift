@@ -6,14 +6,21 @@ import XCTest
 
 /// Runs the ONNX backend node tests of LSTM, GRU, the quantization ops and If/Loop/Scan through
 /// the executor, in process, comparing with the expected outputs (rtol 1e-3, atol 1e-7 for
-/// floats, exact for integers). The data ships with the `onnx` Python package; set
-/// ONNX_BACKEND_NODE_DIR to its `backend/test/data/node` folder (the test is skipped without it).
+/// floats, exact for integers). The data ships with the `onnx` Python package (`make unit` makes
+/// the project's .venv, where it is found); or set ONNX_BACKEND_NODE_DIR to its
+/// `backend/test/data/node` folder. Without it the tests fail: a skip would hide every case.
 /// The CLI-level harness is Tests/Interop/test_seq_quant_ops.py.
 final class RecurrentConformanceTests: XCTestCase {
     static let cases: [String] = [
         "test_lstm_defaults", "test_lstm_with_initial_bias", "test_lstm_with_peepholes", "test_lstm_batchwise",
         "test_gru_defaults", "test_gru_with_initial_bias", "test_gru_seq_length", "test_gru_batchwise",
     ]
+
+    /// The backend node data folder; fails the calling test when it cannot be found.
+    static func requireDataDirectory(file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        try XCTUnwrap(dataDirectory, "ONNX backend node data not found: run `make venv` (the onnx wheel ships it) or set ONNX_BACKEND_NODE_DIR",
+                      file: file, line: line)
+    }
 
     static var dataDirectory: String? {
         if let d = ProcessInfo.processInfo.environment["ONNX_BACKEND_NODE_DIR"] { return d }
@@ -34,6 +41,8 @@ final class RecurrentConformanceTests: XCTestCase {
         let exec = try Executor(model: model)
         let fm = FileManager.default
         let sets = try fm.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("test_data_set_") }.sorted()
+        if sets.isEmpty { return "no test_data_set_* folder" }
+        if model.graph.outputs.isEmpty { return "the model has no outputs to compare" }
         for set in sets {
             let path = dir + "/" + set
             var feeds: [String: Tensor] = [:]
@@ -65,7 +74,8 @@ final class RecurrentConformanceTests: XCTestCase {
     }
 
     func testBackendNodeCases() throws {
-        guard let root = Self.dataDirectory else { throw XCTSkip("ONNX backend node data not found") }
+        let root = try Self.requireDataDirectory()
+        XCTAssertGreaterThanOrEqual(Self.cases.count, 8)
         var failures: [String] = []
         for c in Self.cases {
             do {
@@ -77,18 +87,36 @@ final class RecurrentConformanceTests: XCTestCase {
         XCTAssert(failures.isEmpty, failures.joined(separator: "\n"))
     }
 
-    /// Runs the cases named in CONFORMANCE_CASES (comma-separated) and prints each result.
+    /// Runs the cases named in CONFORMANCE_CASES (comma-separated; the recurrent and
+    /// quantization node cases below when unset), prints each result and requires every one to
+    /// pass: at least one named case when the list is given, all of `listedDefaults` otherwise.
+    static let listedDefaults: [String] = [
+        "test_lstm_defaults", "test_gru_defaults", "test_quantizelinear", "test_dequantizelinear",
+        "test_dynamicquantizelinear", "test_matmulinteger", "test_qlinearmatmul_2D_uint8_float32",
+        "test_qlinearconv", "test_convinteger_with_padding", "test_if", "test_loop11", "test_scan9_sum",
+    ]
+
     func testListedCases() throws {
-        guard let list = ProcessInfo.processInfo.environment["CONFORMANCE_CASES"], let root = Self.dataDirectory else {
-            throw XCTSkip("CONFORMANCE_CASES not set")
-        }
-        for c in list.split(separator: ",").map(String.init) {
+        let root = try Self.requireDataDirectory()
+        let given = ProcessInfo.processInfo.environment["CONFORMANCE_CASES"]
+        let list = given.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+            ?? Self.listedDefaults
+        XCTAssertGreaterThanOrEqual(list.count, given == nil ? Self.listedDefaults.count : 1,
+                                    "CONFORMANCE_CASES names no case: \(given ?? "")")
+        var passed = 0, failures: [String] = []
+        for c in list {
             do {
-                let why = try Self.runCase(root + "/" + c)
-                print("CASE \(c): \(why.map { "FAIL \($0)" } ?? "PASS")")
+                if let why = try Self.runCase(root + "/" + c) {
+                    failures.append("\(c): FAIL \(why)")
+                } else {
+                    passed += 1
+                }
             } catch {
-                print("CASE \(c): ERROR \(error)")
+                failures.append("\(c): ERROR \(error)")
             }
+            print("CASE \(c): \(failures.last?.hasPrefix(c + ":") == true ? failures.last! : "PASS")")
         }
+        XCTAssertEqual(failures, [])
+        XCTAssertEqual(passed, list.count)
     }
 }
