@@ -67,7 +67,9 @@ def test_profile_counts_match_the_plain_export(pin):
     for key in ("macs", "flops", "params"):
         assert a[key] == b[key], (key, a[key], b[key])
     batch = int(pin.split("=")[1].split("x")[0]) if pin else 1
-    assert a["macs"] == batch * json.loads(ok("profile", PLAIN, "--format", "json").stdout)["totals"]["macs"]
+    # Independent: Conv/Gemm MACs counted with NumPy from onnx's own shape inference.
+    from test_prune import recount
+    assert a["macs"] == batch * recount(PLAIN)[1]
 
 
 def test_profile_refuses_a_pin_that_contradicts_a_fixed_dim():
@@ -98,6 +100,7 @@ def test_convert_writes_minus_one_back(tmp_path):
     ok("convert", PADDLE, "-o", ext, "--external-data", "--external-threshold", "64")
     m = onnx.load(str(ext))
     assert [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim] == [-1, 1, 8, 8]
+    assert len(m.graph.value_info) == len(onnx.load(str(PADDLE)).graph.value_info) > 0
     assert all(vi.type.tensor_type.shape.dim[0].dim_value == -1 for vi in m.graph.value_info)
     onnx.checker.check_model(m, full_check=True)
     x = np.load(sorted((FIXTURES / "digits").glob("*.npy"))[0])

@@ -83,9 +83,20 @@ final class InputShapesDynamicTests: XCTestCase {
         XCTAssertThrowsError(try InputShapes.resolve(graph: paddleLike(), pins: [:])) { e in
             XCTAssertEqual("\(e)", "input 'x' dimension 3 ('?') is dynamic; pin it with --input x=1x3x48xN (N: the size to run at)")
             // The suggestion, with N filled in, is accepted by the parser.
-            let suggestion = "\(e)".components(separatedBy: "--input ")[1].components(separatedBy: " ")[0]
+            let suggestion = "\(e)".components(separatedBy: "--input ").last?.components(separatedBy: " ").first ?? ""
             XCTAssertEqual(try? InputShapes.parse([suggestion.replacingOccurrences(of: "N", with: "64")]), ["x": [1, 3, 48, 64]])
         }
         XCTAssertThrowsError(try InputShapes.parse(["x=-1x3x48x64"]), "a negative pin is refused")
+    }
+
+    /// A named (dim_param) batch is 1 unpinned; a named non-batch dim must be pinned, like -1.
+    func testSymbolicDims() throws {
+        let b = GraphBuilder(name: "g")
+        let x = b.input("x", .float32, [.symbolic("batch"), .fixed(3), .symbolic("width")])
+        b.output(b.op("Identity", [x]))
+        XCTAssertThrowsError(try InputShapes.resolve(graph: b.graph, pins: [:])) { e in
+            XCTAssertEqual("\(e)", "input 'x' dimension 2 ('width') is dynamic; pin it with --input x=1x3xN (N: the size to run at)")
+        }
+        XCTAssertEqual(try InputShapes.resolve(graph: b.graph, pins: ["x": [4, 3, 7]])["x"], TensorInfo(.float32, [4, 3, 7]))
     }
 }
