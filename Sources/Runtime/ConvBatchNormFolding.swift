@@ -15,21 +15,16 @@ enum ConvBatchNormFolding {
     /// Rewrites `graph` in place; returns the names of the Conv outputs that no longer exist.
     static func fold(_ graph: inout Graph) -> Set<String> {
         var removed = Set<String>()
-        var readers: [String: Int] = [:]
-        for n in graph.nodes { for i in n.inputs where !i.isEmpty { readers[i, default: 0] += 1 } }
-        for n in graph.nodes { for name in Executor.subgraphReads(n) { readers[name, default: 0] += 1 } }
-        let outputs = Set(graph.outputs.map(\.name))
-        var producer: [String: Int] = [:]
-        for (i, n) in graph.nodes.enumerated() { for o in n.outputs { producer[o] = i } }
+        let index = UseDefIndex(graph)
 
         var drop = Set<Int>()
         for (bi, bn) in graph.nodes.enumerated() where bn.isDefaultDomain && bn.opType == "BatchNormalization" {
             guard bn.inputs.count == 5, bn.outputs.count >= 1, bn.outputs.dropFirst().allSatisfy(\.isEmpty),
                   (bn.int("training_mode") ?? 0) == 0, (bn.int("spatial") ?? 1) == 1,
-                  let ci = producer[bn.inputs[0]], !drop.contains(ci) else { continue }
+                  let ci = index.producer(of: bn.inputs[0]), !drop.contains(ci) else { continue }
             let conv = graph.nodes[ci]
             let x = bn.inputs[0]
-            guard conv.isDefaultDomain, conv.opType == "Conv", conv.outputs.count == 1, readers[x] == 1, !outputs.contains(x),
+            guard conv.isDefaultDomain, conv.opType == "Conv", conv.outputs.count == 1, index.hasSingleDirectReader(x) != nil,
                   conv.inputs.count >= 2,
                   let w = graph.initializer(named: conv.inputs[1])?.tensor, w.dtype == .float32, w.rank >= 3 else { continue }
             let params = bn.inputs[1...4].map { graph.initializer(named: $0)?.tensor }

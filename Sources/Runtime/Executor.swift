@@ -80,17 +80,15 @@ public final class Executor {
 
     private func makePlan(_ g: Graph, fuse: Bool) throws -> [Step] {
         var steps: [Step] = []
-        var consumers: [String: Int] = [:]
-        for n in g.nodes { for i in n.inputs where !i.isEmpty { consumers[i, default: 0] += 1 } }
-        for n in g.nodes { for name in Executor.subgraphReads(n) { consumers[name, default: 0] += 1 } }
-        let graphOutputs = Set(g.outputs.map(\.name))
+        let index = UseDefIndex(g)
+        let graphOutputs = index.graphOutputs
         var skip = Set<Int>()
         for (idx, n) in g.nodes.enumerated() where !skip.contains(idx) {
             let opset = model.opset(for: n.domain) ?? 0
             let impl = registry.implementation(n.opType, domain: n.domain, opset: opset)!
             var step = Step(node: n, impl: impl, opset: opset, fused: nil, outputs: n.outputs)
             if fuse, n.isDefaultDomain, Executor.fusableProducers.contains(n.opType), n.outputs.count == 1,
-               let out = n.outputs.first, consumers[out] == 1, !graphOutputs.contains(out),
+               let out = n.outputs.first, index.readCount(of: out) == 1, !graphOutputs.contains(out),
                idx + 1 < g.nodes.count {
                 // Only the immediately following node(s), so the order stays topological.
                 let next = g.nodes[idx + 1]
@@ -101,9 +99,9 @@ public final class Executor {
                     fusedAway.insert(out)
                 }
             } else if fuse, n.isDefaultDomain, n.opType == "Conv", n.outputs.count == 1,
-                      let out = n.outputs.first, consumers[out] == 2, !graphOutputs.contains(out), idx + 2 < g.nodes.count,
+                      let out = n.outputs.first, index.readCount(of: out) == 2, !graphOutputs.contains(out), idx + 2 < g.nodes.count,
                       let mul = Executor.siluTail(after: out, sigmoid: g.nodes[idx + 1], mul: g.nodes[idx + 2]),
-                      consumers[g.nodes[idx + 1].outputs[0]] == 1, !graphOutputs.contains(g.nodes[idx + 1].outputs[0]) {
+                      index.readCount(of: g.nodes[idx + 1].outputs[0]) == 1, !graphOutputs.contains(g.nodes[idx + 1].outputs[0]) {
                 // Conv → Sigmoid → Mul(conv, sigmoid): SiLU / Swish, one pass in the Conv's store.
                 step.fused = .silu
                 step.outputs = mul.outputs
@@ -116,7 +114,7 @@ public final class Executor {
         var lastUse: [String: Int] = [:]
         for (i, s) in steps.enumerated() {
             for name in s.node.inputs where !name.isEmpty { lastUse[name] = i }
-            for name in Executor.subgraphReads(s.node) { lastUse[name] = i }
+            for name in s.node.subgraphReads() { lastUse[name] = i }
             if s.fused != nil { for name in s.outputs { lastUse[name] = max(lastUse[name] ?? i, i) } }
         }
         for (name, i) in lastUse where !graphOutputs.contains(name) && !g.isInitializer(name) { steps[i].release.append(name) }
@@ -163,28 +161,6 @@ public final class Executor {
               mul.isDefaultDomain, mul.opType == "Mul", mul.inputs.count == 2, mul.outputs.count == 1 else { return nil }
         let s = sigmoid.outputs[0]
         return Set(mul.inputs) == Set([value, s]) && value != s ? mul : nil
-    }
-
-    /// Outer-scope values a node's subgraphs read.
-    static func subgraphReads(_ n: Node) -> Set<String> {
-        var out = Set<String>()
-        func visit(_ g: Graph) {
-            var local = Set(g.inputs.map(\.name)).union(g.initializers.map(\.name))
-            for m in g.nodes {
-                for i in m.inputs where !i.isEmpty && !local.contains(i) { out.insert(i) }
-                for a in m.attributes {
-                    if case .graph(let s) = a.value { visit(s) }
-                    if case .graphs(let ss) = a.value { ss.forEach(visit) }
-                }
-                local.formUnion(m.outputs)
-            }
-            for o in g.outputs where !local.contains(o.name) { out.insert(o.name) }
-        }
-        for a in n.attributes {
-            if case .graph(let g) = a.value { visit(g) }
-            if case .graphs(let gs) = a.value { gs.forEach(visit) }
-        }
-        return out
     }
 
     /// Runs the graph on `feeds` (one tensor per runtime input, by name).
