@@ -185,6 +185,14 @@ extension Graph {
         }
     }
 
+    /// Redirects, in one pass over the graph, every read of each key of `map` (node inputs and
+    /// reads inside bodies) to its value. Graph outputs are not touched: the caller makes sure
+    /// no key is one (use `replaceUses(of:with:)` for those).
+    public mutating func redirectReads(_ map: [String: String]) {
+        guard !map.isEmpty else { return }
+        renameReferences(map, outputsToo: false)
+    }
+
     /// Applies `map` to node inputs (and, with `outputsToo`, node outputs) here and to outer
     /// reads inside bodies: a body name is rewritten only when the body does not define it.
     mutating func renameReferences(_ map: [String: String], outputsToo: Bool) {
