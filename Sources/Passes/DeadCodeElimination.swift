@@ -12,7 +12,13 @@ public struct DeadCodeElimination: GraphPass {
     public init() {}
 
     public func apply(to graph: inout Graph) throws -> PassResult {
+        var before = Set<String>()
+        for n in graph.nodes { before.formUnion(n.outputs.filter { !$0.isEmpty }) }
         let r = graph.cleanup()
-        return PassResult(rewrites: r.nodes + r.initializers.count + r.valueInfo.count)
+        var result = PassResult(rewrites: r.nodes + r.initializers.count + r.valueInfo.count)
+        guard r.nodes > 0 else { return result }
+        for n in graph.nodes { before.subtract(n.outputs) }
+        for v in before { result.removedValues[v] = "removed: no graph output depends on it" }
+        return result
     }
 }

@@ -110,6 +110,25 @@ final class ActivationFusionTests: XCTestCase {
     }
 }
 
+final class DeadCodeEliminationTests: XCTestCase {
+    func testRemovesWhatNoOutputDependsOn() throws {
+        var g = Graph(name: "dead")
+        g.inputs = [ValueInfo("x", .float32, [.fixed(2)])]
+        g.outputs = [ValueInfo("y", .float32, [.fixed(2)])]
+        g.addInitializer(Initializer(name: "k", tensor: Tensor(shape: [2], scalars: [Float(1), 2])))
+        g.valueInfo = [ValueInfo("d", .float32, [.fixed(2)])]
+        g.nodes = [Node(opType: "Relu", inputs: ["x"], outputs: ["y"]), Node(opType: "Add", inputs: ["x", "k"], outputs: ["d"]),
+                   Node(opType: "Neg", inputs: ["d"], outputs: ["e"])]
+        let (h, r) = try g.applying(DeadCodeElimination())
+        XCTAssertEqual(h.nodes.map(\.opType), ["Relu"])
+        XCTAssertTrue(h.initializers.isEmpty)
+        XCTAssertTrue(h.valueInfo.isEmpty)
+        XCTAssertEqual(r.removedValues, ["d": "removed: no graph output depends on it", "e": "removed: no graph output depends on it"])
+        var data = PassCheck()
+        try PassCheck.assertSameOutputs(g, h, ["x": data.random([2])])
+    }
+}
+
 final class PassPipelineTests: XCTestCase {
     func testExecutorDefaultOrder() {
         XCTAssertEqual(PassPipeline.executorDefault.names,
