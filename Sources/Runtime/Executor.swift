@@ -153,9 +153,11 @@ public final class Executor {
             env[v.name] = t
         }
         if let h = hooks {
+            // Graph inputs (without names: the fed ones), then initializers asked for by name.
+            let listed = Set(g.inputs.map(\.name))
             for v in g.inputs where h.names?.contains(v.name) ?? !g.isInitializer(v.name) { if let t = env[v.name] { h.observe(v.name, t) } }
-            for i in g.initializers where h.names?.contains(i.name) ?? false && !g.inputs.contains(where: { $0.name == i.name }) {
-                h.observe(i.name, i.tensor)
+            if let names = h.names {
+                for i in g.initializers where names.contains(i.name) && !listed.contains(i.name) { h.observe(i.name, i.tensor) }
             }
         }
         for step in plan {
