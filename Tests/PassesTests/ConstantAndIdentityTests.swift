@@ -80,6 +80,11 @@ final class IdentityEliminationTests: XCTestCase {
         XCTAssertEqual(h.nodes[1].inputs, ["y"])
         XCTAssertEqual(h.nodes[3].inputs, ["b", "y"])
         XCTAssertEqual(r.removedValues["a"], "renamed to graph output 'y' (Identity 'idy' removed)")
+        // An initializer written out through an Identity keeps its Identity too.
+        var k = g
+        k.addInitializer(Initializer(name: "K", tensor: Tensor(shape: [2], scalars: [Float(1), 2])))
+        k.nodes[3].inputs = ["K"]
+        XCTAssertEqual(try k.applying(IdentityElimination()).0.nodes.map(\.name), ["r", "n", "idz", "m"])
         XCTAssertNoThrow(try h.checkTopologicalOrder())
         var data = PassCheck()
         try PassCheck.assertSameOutputs(g, h, ["x": data.random([2])])

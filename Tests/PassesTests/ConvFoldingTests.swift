@@ -97,6 +97,14 @@ final class PadIntoConvTests: XCTestCase {
             try PassCheck.assertSameOutputs(g, h, ["x": data.random([1, 2, 5, 6])], opset: attributeForm ? 10 : 17)
         }
         var data = PassCheck()
+        // pads from a Constant node, as exporters write them.
+        var fromConstant = Self.padConv(&data, pads: [0, 0, 0, 1, 0, 0, 2, 0])
+        fromConstant.removeInitializer("pads")
+        fromConstant.nodes.insert(constant("pads", .ints([0, 0, 0, 1, 0, 0, 2, 0]), attribute: "value_ints"), at: 0)
+        let (folded, _) = try fromConstant.applying(PadIntoConv())
+        XCTAssertEqual(folded.nodes.map(\.opType), ["Constant", "Conv"])
+        XCTAssertEqual(folded.nodes[1].ints("pads"), [1, 1, 2, 1])
+        try PassCheck.assertSameOutputs(fromConstant, folded, ["x": data.random([1, 2, 5, 6])])
         let noConvPads = Self.padConv(&data, pads: [0, 0, 1, 1, 0, 0, 1, 1], convPads: nil)
         let (h, _) = try noConvPads.applying(PadIntoConv())
         XCTAssertEqual(h.nodes[0].ints("pads"), [1, 1, 1, 1])
