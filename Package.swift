@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // compress — make trained neural networks cheaper to deploy.
-// Layers (imports only point down): compress -> Profile/Prune/Quantize/Distill/Fuse -> Runtime -> ModelIR -> TensorCore -> COpenBLAS
+// Layers (imports only point down): compress -> Profile/Prune/Quantize/Distill/Fuse -> Runtime -> Passes -> ModelIR -> TensorCore -> COpenBLAS
 import PackageDescription
 
 let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .executable(name: "compress", targets: ["compress"]),
         .library(name: "ModelIR", targets: ["ModelIR"]),
+        .library(name: "Passes", targets: ["Passes"]),
         .library(name: "Runtime", targets: ["Runtime"]),
         .library(name: "Profile", targets: ["Profile"]),
     ],
@@ -32,7 +33,8 @@ let package = Package(
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-Wall", "-Wextra", "-Werror=implicit-function-declaration", "-Wno-psabi"])]),
         .target(name: "TensorCore", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: optimize),
         .target(name: "ModelIR", dependencies: ["TensorCore", "ONNXProto"], swiftSettings: optimize),
-        .target(name: "Runtime", dependencies: ["ModelIR", "TensorCore", "CPNG", "CJPEG"], swiftSettings: optimize),
+        .target(name: "Passes", dependencies: ["ModelIR", "TensorCore"], swiftSettings: optimize),
+        .target(name: "Runtime", dependencies: ["ModelIR", "Passes", "TensorCore", "CPNG", "CJPEG"], swiftSettings: optimize),
         .target(name: "Profile", dependencies: ["ModelIR", "Runtime"], swiftSettings: optimize),
         // Structured channel pruning; measures before/after through Profile (the shared measuring layer).
         .target(name: "Prune", dependencies: ["ModelIR", "Runtime", "Profile", "TensorCore"], swiftSettings: optimize),
@@ -42,6 +44,7 @@ let package = Package(
                           swiftSettings: optimize),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
         .testTarget(name: "ModelIRTests", dependencies: ["ModelIR", "TensorCore", "ONNXProto"]),
+        .testTarget(name: "PassesTests", dependencies: ["Passes", "Runtime", "ModelIR", "TensorCore"]),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "ModelIR", "TensorCore"]),
         .testTarget(name: "ProfileTests", dependencies: ["Profile", "Runtime", "ModelIR", "TensorCore"]),
         .testTarget(name: "PruneTests", dependencies: ["Prune", "Profile", "Runtime", "ModelIR", "TensorCore"]),

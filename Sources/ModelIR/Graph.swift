@@ -12,7 +12,7 @@ public struct Graph {
     public var outputs: [ValueInfo]
     /// Types recorded for intermediate values (ONNX `value_info`).
     public var valueInfo: [ValueInfo]
-    public private(set) var initializers: [Initializer]
+    public internal(set) var initializers: [Initializer]
     private var initializerIndex: [String: Int]
     /// Sparse initializers are kept verbatim (not modeled); their names, for lookups.
     public internal(set) var sparseInitializerNames: [String] = []
@@ -65,20 +65,22 @@ public struct Graph {
         return removed
     }
 
-    private mutating func rebuildInitializerIndex() {
+    mutating func rebuildInitializerIndex() {
         initializerIndex = Dictionary(uniqueKeysWithValues: initializers.enumerated().map { ($1.name, $0) })
     }
 
     // MARK: Lookups
 
     /// The node that produces `value`, if any (graph inputs and initializers have none).
+    /// Scans the graph once per call; for repeated queries build a `UseDefIndex` once.
     public func producer(of value: String) -> Int? {
         nodes.firstIndex { $0.outputs.contains(value) }
     }
 
-    /// Indices of the nodes that read `value`.
+    /// Indices of the nodes that read `value`, directly or inside their subgraph bodies.
+    /// Builds a `UseDefIndex` per call; for repeated queries build one index and ask it.
     public func consumers(of value: String) -> [Int] {
-        nodes.indices.filter { nodes[$0].inputs.contains(value) }
+        UseDefIndex(self).readingNodes(of: value)
     }
 
     /// The declared type of a value: graph input/output, value_info, or an initializer's.

@@ -85,10 +85,8 @@ extension GraphWalker {
         for (i, t) in formal.enumerated() where i < g.inputs.count {
             if let t { g.inputs[i] = ValueInfo(g.inputs[i].name, t.dtype, t.shape.map { .fixed($0) }) }
         }
-        var local = Set(g.inputs.map(\.name)).union(g.initializers.map(\.name))
-        for n in g.nodes { local.formUnion(n.outputs) }
-        var added = Set<String>()
-        for name in Self.referencedNames(body) where !local.contains(name) && added.insert(name).inserted {
+        // Outer-scope values the body (or a body nested in it) reads, declared to its inference.
+        for name in body.outerReads().sorted() {
             if let v = inner.values[name] {
                 g.addInitializer(Initializer(name: name, tensor: v))
             } else if let t = inner.types[name] {
@@ -109,18 +107,5 @@ extension GraphWalker {
                 nodes.append(row)
             }
         }
-    }
-
-    /// Every value name a graph's nodes read, nested subgraphs included.
-    static func referencedNames(_ g: Graph) -> [String] {
-        var out: [String] = []
-        for n in g.nodes {
-            out += n.inputs.filter { !$0.isEmpty }
-            for a in n.attributes {
-                if case .graph(let sub) = a.value { out += referencedNames(sub) }
-                if case .graphs(let subs) = a.value { for s in subs { out += referencedNames(s) } }
-            }
-        }
-        return out
     }
 }

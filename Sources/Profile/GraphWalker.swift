@@ -40,16 +40,16 @@ struct GraphWalker {
             constants.insert(i.name)
             stored[i.name] = StoredConstant(dtype: i.tensor.dtype, bytes: i.tensor.byteCount, quantized: false)
         }
-        let graphOutputs = Set(g.outputs.map(\.name))
-        var consumers: [String: [Int]] = [:]
-        for (i, n) in g.nodes.enumerated() { for x in Set(n.inputs) where !x.isEmpty { consumers[x, default: []].append(i) } }
+        let index = UseDefIndex(g)
+        let graphOutputs = index.graphOutputs
 
         // Values written directly in quantized form: produced by a node and read only by
         // QuantizeLinear nodes, which fuse into the producer.
         var quantizedOutput: [String: DType] = [:]
         for n in g.nodes {
             for o in n.outputs where !o.isEmpty && !graphOutputs.contains(o) {
-                guard let cs = consumers[o], !cs.isEmpty,
+                let cs = index.readingNodes(of: o)
+                guard !cs.isEmpty,
                       cs.allSatisfy({ g.nodes[$0].opType == "QuantizeLinear" && g.nodes[$0].isDefaultDomain && g.nodes[$0].inputs.first == o }),
                       n.opType != "DequantizeLinear" else { continue }
                 quantizedOutput[o] = types[g.nodes[cs[0]].outputs[0]]?.dtype ?? .int8
@@ -89,7 +89,7 @@ struct GraphWalker {
 
             // QDQ: DequantizeLinear fuses into its consumers, QuantizeLinear into its producer.
             if n.isDefaultDomain && n.opType == "DequantizeLinear", let x = n.inputs.first, let y = n.outputs.first,
-               !graphOutputs.contains(y), !(consumers[y] ?? []).isEmpty, let d = dtype(x) {
+               !graphOutputs.contains(y), index.isLive(y), let d = dtype(x) {
                 effective[y] = d
                 row.outputDType = d
                 row.status = .fused

@@ -1,5 +1,6 @@
 import Foundation
 import ModelIR
+import Passes
 import TensorCore
 
 #if os(Linux)
@@ -7,10 +8,16 @@ import TensorCore
 @_silgen_name("mallopt") private func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
 #endif
 
-/// Observes intermediate tensors during a run, by value name, without editing the graph
-/// (calibration, sensitivity sweeps, feature distillation).
+/// Observes tensors during a run, by value name, without editing the graph (calibration,
+/// sensitivity sweeps, feature distillation).
+///
+/// Hooks see the plan that runs: any value of the optimized graph (`Executor.optimizedGraph`),
+/// graph inputs and initializers included. A value the passes removed (a Conv output folded into
+/// its BatchNormalization, an activation input fused away) cannot be observed; `Executor.run`
+/// refuses such names, saying where each went. To observe those, plan without passes
+/// (`Executor(model:passes: .none)`).
 public struct ExecutionHooks {
-    /// Names to observe; nil observes every value a node produces.
+    /// Names to observe; nil observes every graph input and every value a step produces.
     public var names: Set<String>?
     public var observe: (String, Tensor) -> Void
     public init(names: Set<String>? = nil, observe: @escaping (String, Tensor) -> Void) {
@@ -21,9 +28,11 @@ public struct ExecutionHooks {
 
 /// Runs a model's graph on the CPU.
 ///
-/// The plan is made once: every operator is looked up (an unsupported one fails before anything
-/// runs, naming op, opset and node), each intermediate tensor is released after its last
-/// consumer, and an activation that is the only consumer of a Conv/Gemm output is fused into it.
+/// The plan is made once: the graph (a copy; the model is untouched) is rewritten by a
+/// `PassPipeline` (by default Constant lifting, Identity removal, BN folding, Pad folding and
+/// activation fusion by dataflow), every operator is looked up (an unsupported one fails before
+/// anything runs, naming op, opset and node), and each intermediate tensor is released after its
+/// last reader. The plan is one step per node of the optimized graph.
 public final class Executor {
     public let model: Model
     public let registry: OpRegistry
@@ -32,36 +41,50 @@ public final class Executor {
         let node: Node
         let impl: OpImplementation
         let opset: Int
-        var fused: FusedActivation?
-        /// The node whose output this step also produces (the fused activation's output name).
-        var outputs: [String]
-        /// Values whose last reader is this step.
+        let fused: FusedActivation?
+        /// Values whose last reader is this step (or, never read, that it produced).
         var release: [String] = []
     }
 
-    private var fusedPlan: [Step] = []
-    private var plainPlan: [Step] = []
-    /// The graph the fused plan runs: BatchNormalization folded into the Conv before it.
+    /// One step of the plan, for inspection: the node it runs and the activation fused into it.
+    public struct PlanStep: Equatable, CustomStringConvertible {
+        public let name: String
+        public let opType: String
+        public let inputs: [String]
+        public let outputs: [String]
+        public let fusedActivation: FusedActivation?
+        public var description: String {
+            "\(opType)\(fusedActivation.map { "+\($0)" } ?? "")(\(inputs.joined(separator: ", "))) -> \(outputs.joined(separator: ", "))"
+        }
+    }
+
+    private var plan: [Step] = []
+    /// The graph the plan runs: the model's graph rewritten by the passes.
     public private(set) var optimizedGraph: Graph
-    /// Values the optimized plan never materializes (fused or folded away).
-    private var fusedAway: Set<String> = []
+    /// Values of the model's graph the passes removed, with where each went.
+    public private(set) var removedValues: [String: String] = [:]
+    /// Values a hook may observe: graph inputs, initializers and step outputs of the plan.
+    private var observable: Set<String> = []
 
-    /// Producers whose kernels honour `KernelContext.fusedActivation`.
-    public static let fusableProducers: Set<String> = ["Conv", "Gemm"]
+    /// The steps of the plan, in the order they run.
+    public var steps: [PlanStep] {
+        plan.map { PlanStep(name: $0.node.name, opType: $0.node.opType, inputs: $0.node.inputs, outputs: $0.node.outputs, fusedActivation: $0.fused) }
+    }
 
-    public init(model: Model, registry: OpRegistry = .standard, fuseActivations: Bool = true) throws {
+    /// Plans `model`.
+    /// - Parameter passes: the rewrites applied to a copy of the graph before planning
+    ///   (`PassPipeline.none` runs the graph as written).
+    /// - Throws: `RuntimeError.unsupported` for the first operator the registry lacks.
+    public init(model: Model, registry: OpRegistry = .standard, passes: PassPipeline = .executorDefault) throws {
         self.model = model
         self.registry = registry
         optimizedGraph = model.graph
         try Executor.checkSupported(model.graph, model: model, registry: registry)
         Executor.reserveAllocatorMemory()
-        plainPlan = try makePlan(model.graph, fuse: false)
-        if fuseActivations {
-            fusedAway = ConvBatchNormFolding.fold(&optimizedGraph)
-            fusedPlan = try makePlan(optimizedGraph, fuse: true)
-        } else {
-            fusedPlan = plainPlan
-        }
+        removedValues = try passes.run(on: &optimizedGraph).removedValues
+        plan = try makePlan(optimizedGraph)
+        observable = Set(optimizedGraph.inputs.map(\.name)).union(optimizedGraph.initializers.map(\.name))
+        for n in optimizedGraph.nodes { observable.formUnion(n.outputs.filter { !$0.isEmpty }) }
     }
 
     /// Fails on the first node (in subgraphs too) whose operator the registry lacks.
@@ -78,48 +101,25 @@ public final class Executor {
         }
     }
 
-    private func makePlan(_ g: Graph, fuse: Bool) throws -> [Step] {
+    /// One step per node; the activation `ActivationFusion` recorded on a node is handed to its
+    /// kernel. Each value is released after its last reader (graph outputs and initializers are kept).
+    private func makePlan(_ g: Graph) throws -> [Step] {
         var steps: [Step] = []
-        var consumers: [String: Int] = [:]
-        for n in g.nodes { for i in n.inputs where !i.isEmpty { consumers[i, default: 0] += 1 } }
-        for n in g.nodes { for name in Executor.subgraphReads(n) { consumers[name, default: 0] += 1 } }
-        let graphOutputs = Set(g.outputs.map(\.name))
-        var skip = Set<Int>()
-        for (idx, n) in g.nodes.enumerated() where !skip.contains(idx) {
+        steps.reserveCapacity(g.nodes.count)
+        for n in g.nodes {
             let opset = model.opset(for: n.domain) ?? 0
-            let impl = registry.implementation(n.opType, domain: n.domain, opset: opset)!
-            var step = Step(node: n, impl: impl, opset: opset, fused: nil, outputs: n.outputs)
-            if fuse, n.isDefaultDomain, Executor.fusableProducers.contains(n.opType), n.outputs.count == 1,
-               let out = n.outputs.first, consumers[out] == 1, !graphOutputs.contains(out),
-               idx + 1 < g.nodes.count {
-                // Only the immediately following node(s), so the order stays topological.
-                let next = g.nodes[idx + 1]
-                if next.inputs.first == out, let act = Executor.activation(next, graph: g) {
-                    step.fused = act
-                    step.outputs = next.outputs
-                    skip.insert(idx + 1)
-                    fusedAway.insert(out)
-                }
-            } else if fuse, n.isDefaultDomain, n.opType == "Conv", n.outputs.count == 1,
-                      let out = n.outputs.first, consumers[out] == 2, !graphOutputs.contains(out), idx + 2 < g.nodes.count,
-                      let mul = Executor.siluTail(after: out, sigmoid: g.nodes[idx + 1], mul: g.nodes[idx + 2]),
-                      consumers[g.nodes[idx + 1].outputs[0]] == 1, !graphOutputs.contains(g.nodes[idx + 1].outputs[0]) {
-                // Conv → Sigmoid → Mul(conv, sigmoid): SiLU / Swish, one pass in the Conv's store.
-                step.fused = .silu
-                step.outputs = mul.outputs
-                skip.formUnion([idx + 1, idx + 2])
-                fusedAway.formUnion([out, g.nodes[idx + 1].outputs[0]])
+            guard let impl = registry.implementation(n.opType, domain: n.domain, opset: opset) else {
+                throw RuntimeError.unsupported(op: n.opType, domain: n.domain, opset: opset, node: n.label)
             }
-            steps.append(step)
+            steps.append(Step(node: n, impl: impl, opset: opset, fused: n.fusedActivation.map(FusedActivation.init)))
         }
-        // Release each value after its last reader (graph outputs are kept).
-        var lastUse: [String: Int] = [:]
-        for (i, s) in steps.enumerated() {
-            for name in s.node.inputs where !name.isEmpty { lastUse[name] = i }
-            for name in Executor.subgraphReads(s.node) { lastUse[name] = i }
-            if s.fused != nil { for name in s.outputs { lastUse[name] = max(lastUse[name] ?? i, i) } }
+        let index = UseDefIndex(g)
+        for (i, n) in g.nodes.enumerated() {
+            for o in n.outputs where !o.isEmpty && !index.isGraphOutput(o) {
+                let last = index.readers(of: o).last?.node ?? i
+                steps[max(last, i)].release.append(o)
+            }
         }
-        for (name, i) in lastUse where !graphOutputs.contains(name) && !g.isInitializer(name) { steps[i].release.append(name) }
         return steps
     }
 
@@ -134,67 +134,16 @@ public final class Executor {
     }()
     static func reserveAllocatorMemory() { _ = reserveOnce }
 
-    /// The activation `node` applies, when it is one a producer can fuse.
-    static func activation(_ node: Node, graph: Graph) -> FusedActivation? {
-        guard node.isDefaultDomain, node.inputs.count >= 1 else { return nil }
-        switch node.opType {
-        case "Relu": return .relu
-        case "LeakyRelu": return .leakyRelu(alpha: node.float("alpha") ?? 0.01)
-        case "Sigmoid": return .sigmoid
-        case "Clip":
-            if node.inputs.count == 1 {
-                return .clip(min: node.float("min") ?? -Float.greatestFiniteMagnitude, max: node.float("max") ?? Float.greatestFiniteMagnitude)
-            }
-            func bound(_ i: Int, _ dflt: Float) -> Float? {
-                guard i < node.inputs.count, !node.inputs[i].isEmpty else { return dflt }
-                guard let t = graph.initializer(named: node.inputs[i])?.tensor, t.count == 1, t.dtype == .float32 else { return nil }
-                return t.scalars(as: Float.self)[0]
-            }
-            guard let lo = bound(1, -Float.greatestFiniteMagnitude), let hi = bound(2, Float.greatestFiniteMagnitude) else { return nil }
-            return .clip(min: lo, max: hi)
-        default: return nil
-        }
-    }
-
-    /// The Mul node when `sigmoid` is a Sigmoid of `value` and `mul` multiplies `value` by its
-    /// output (either order): the SiLU pattern exporters write.
-    static func siluTail(after value: String, sigmoid: Node, mul: Node) -> Node? {
-        guard sigmoid.isDefaultDomain, sigmoid.opType == "Sigmoid", sigmoid.inputs == [value], sigmoid.outputs.count == 1,
-              mul.isDefaultDomain, mul.opType == "Mul", mul.inputs.count == 2, mul.outputs.count == 1 else { return nil }
-        let s = sigmoid.outputs[0]
-        return Set(mul.inputs) == Set([value, s]) && value != s ? mul : nil
-    }
-
-    /// Outer-scope values a node's subgraphs read.
-    static func subgraphReads(_ n: Node) -> Set<String> {
-        var out = Set<String>()
-        func visit(_ g: Graph) {
-            var local = Set(g.inputs.map(\.name)).union(g.initializers.map(\.name))
-            for m in g.nodes {
-                for i in m.inputs where !i.isEmpty && !local.contains(i) { out.insert(i) }
-                for a in m.attributes {
-                    if case .graph(let s) = a.value { visit(s) }
-                    if case .graphs(let ss) = a.value { ss.forEach(visit) }
-                }
-                local.formUnion(m.outputs)
-            }
-            for o in g.outputs where !local.contains(o.name) { out.insert(o.name) }
-        }
-        for a in n.attributes {
-            if case .graph(let g) = a.value { visit(g) }
-            if case .graphs(let gs) = a.value { gs.forEach(visit) }
-        }
-        return out
-    }
-
     /// Runs the graph on `feeds` (one tensor per runtime input, by name).
     /// - Returns: the graph outputs by name.
     /// - Throws: `RuntimeError` naming the input or node that failed.
     /// - Parameter stepDone: called after each step of the plan with the node it ran (for a
     ///   fused Conv/Gemm + activation, the producer), so a profiler can time the plan as it runs.
+    /// - Throws: also when `hooks` name a value the plan does not compute (removed by a pass, or
+    ///   no value of the graph), listing each with where it went.
     public func run(_ feeds: [String: Tensor], hooks: ExecutionHooks? = nil, stepDone: ((Node) -> Void)? = nil) throws -> [String: Tensor] {
-        let useFused = hooks.map { h in h.names.map { $0.isDisjoint(with: fusedAway) } ?? false } ?? true
-        let g = useFused ? optimizedGraph : model.graph
+        if let names = hooks?.names { try checkObservable(names) }
+        let g = optimizedGraph
         var env: [String: Tensor] = [:]
         env.reserveCapacity(g.nodes.count * 2)
         for i in g.initializers { env[i.name] = i.tensor }
@@ -203,7 +152,14 @@ public final class Executor {
             try Executor.checkFeed(t, against: v)
             env[v.name] = t
         }
-        let plan = useFused ? fusedPlan : plainPlan
+        if let h = hooks {
+            // Graph inputs (without names: the fed ones), then initializers asked for by name.
+            let listed = Set(g.inputs.map(\.name))
+            for v in g.inputs where h.names?.contains(v.name) ?? !g.isInitializer(v.name) { if let t = env[v.name] { h.observe(v.name, t) } }
+            if let names = h.names {
+                for i in g.initializers where names.contains(i.name) && !listed.contains(i.name) { h.observe(i.name, i.tensor) }
+            }
+        }
         for step in plan {
             let inputs: [Tensor?] = step.node.inputs.map { $0.isEmpty ? nil : env[$0] }
             for (k, name) in step.node.inputs.enumerated() where !name.isEmpty && inputs[k] == nil {
@@ -215,7 +171,7 @@ public final class Executor {
             do { outs = try step.impl.kernel(inputs, ctx) } catch let e as RuntimeError { throw e } catch {
                 throw RuntimeError.node(step.node.label, step.node.opType, "\(error)")
             }
-            for (k, name) in step.outputs.enumerated() where !name.isEmpty && k < outs.count {
+            for (k, name) in step.node.outputs.enumerated() where !name.isEmpty && k < outs.count {
                 env[name] = outs[k]
                 if let h = hooks, h.names?.contains(name) ?? true { h.observe(name, outs[k]) }
             }
@@ -228,6 +184,15 @@ public final class Executor {
             result[o.name] = t
         }
         return result
+    }
+
+    /// Throws when a hook asks for values the plan does not compute, naming where each went.
+    func checkObservable(_ names: Set<String>) throws {
+        let missing = names.subtracting(observable).sorted()
+        guard !missing.isEmpty else { return }
+        let what = missing.map { name in "'\(name)' (\(removedValues[name] ?? "no value of the graph has this name"))" }
+        throw RuntimeError.badInput("hooks ask for values the optimized plan does not compute: " + what.joined(separator: "; ")
+            + ". Plan without passes (Executor(model:passes: .none)) to observe values the passes remove.")
     }
 
     /// Runs a subgraph with `bound` inputs; values it does not define come from `outer`.

@@ -1,5 +1,6 @@
 import Foundation
 import ModelIR
+import Passes
 import TensorCore
 
 /// Computes a node's outputs from its inputs. `inputs[i]` is nil for an omitted optional input
@@ -65,12 +66,12 @@ public enum FusedActivation: Equatable, Sendable {
     case leakyRelu(alpha: Float)
     case sigmoid
     case hardSwish
+    /// max(0, min(1, α·x + β)) (ONNX HardSigmoid); applied by the Swift epilogue.
+    case hardSigmoid(alpha: Float, beta: Float)
     /// x · σ(x): a Sigmoid whose output multiplies its own input (SiLU / Swish, as exported).
     case silu
     /// tanh(x) (com.microsoft FusedConv's "Tanh").
     case tanh
-    /// max(0, min(1, α·x + β)) (com.microsoft FusedConv's "HardSigmoid"; NaN passes through).
-    case hardSigmoid(alpha: Float, beta: Float)
 
     @inline(__always)
     public func apply(_ x: Float) -> Float {
@@ -82,9 +83,20 @@ public enum FusedActivation: Equatable, Sendable {
         case .silu: return x / (1 + expf(-x))
         case .hardSwish: return x * min(max(x / 6 + 0.5, 0), 1)
         case .tanh: return tanhf(x)
-        case .hardSigmoid(let a, let b):
-            let v = a * x + b
-            return v.isNaN ? v : min(max(v, 0), 1)
+        case .hardSigmoid(let a, let b): let y = a * x + b; return y.isNaN ? y : max(0, min(1, y))  // as the HardSigmoid op (and FusedConv's), NaN kept
+        }
+    }
+
+    /// The kernel form of an activation `ActivationFusion` recorded on a node.
+    public init(_ a: FusableActivation) {
+        switch a {
+        case .relu: self = .relu
+        case .clip(let lo, let hi): self = .clip(min: lo, max: hi)
+        case .leakyRelu(let alpha): self = .leakyRelu(alpha: alpha)
+        case .hardSigmoid(let alpha, let beta): self = .hardSigmoid(alpha: alpha, beta: beta)
+        case .hardSwish: self = .hardSwish
+        case .sigmoid: self = .sigmoid
+        case .silu: self = .silu
         }
     }
 

@@ -32,6 +32,18 @@ public struct ShapeInference {
         try infer(graph: g, model: model, registry: registry, strict: strict)
     }
 
+    /// `model` with the inferred type of every intermediate value written into its value_info
+    /// (`Graph.recordTypes`), and graph outputs that declare no shape given one.
+    /// - Throws: as `init(model:pins:registry:strict:)`; with `strict: false` values that could
+    ///   not be inferred are simply left without an entry.
+    public static func annotate(model: Model, pins: [String: [Int]] = [:], registry: OpRegistry = .standard,
+                                strict: Bool = false) throws -> Model {
+        let inference = try ShapeInference(model: model, pins: pins, registry: registry, strict: strict)
+        var m = model
+        m.graph.recordTypes(inference.types.mapValues { ($0.dtype, $0.shape) })
+        return m
+    }
+
     /// Runs inference over `graph`'s nodes with the current `types`/`values` as the outer scope.
     mutating func infer(graph g: Graph, model: Model, registry: OpRegistry, strict: Bool) throws {
         let declared = Dictionary((g.valueInfo + g.outputs).compactMap { v -> (String, TensorInfo)? in

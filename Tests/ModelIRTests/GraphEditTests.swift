@@ -132,17 +132,131 @@ final class GraphEditTests: XCTestCase {
         // A node nobody reads goes last.
         try g.insertNodeBeforeFirstConsumer(Node(name: "T", opType: "Identity", inputs: ["y"], outputs: ["t"]))
         XCTAssertEqual(g.nodes.last?.name, "T")
-        // replaceUses redirects consumers and graph outputs, never producers.
+        // replaceUses redirects readers; the graph output keeps its name: B's output "b" takes
+        // the name "y", and C's former output becomes an unread "y_replaced".
         g.replaceUses(of: "y", with: "b")
-        XCTAssertEqual(g.nodes.last?.inputs, ["b"])
-        XCTAssertEqual(g.outputs.map(\.name), ["b"])
-        XCTAssertEqual(g.nodes[3].outputs, ["y"])
+        XCTAssertEqual(g.nodes.last?.inputs, ["y"])
+        XCTAssertEqual(g.outputs.map(\.name), ["y"])
+        XCTAssertEqual(g.nodes[2].outputs, ["y"])
+        XCTAssertEqual(g.nodes[3].outputs, ["y_replaced"])
+        XCTAssertEqual(g.nodes[3].inputs, ["y", "W"])
         let removed = try g.removeNode(named: "N")
         XCTAssertEqual(removed.opType, "Neg")
         XCTAssertThrowsError(try g.removeNode(named: "N")) { e in XCTAssertEqual("\(e)", "no node named 'N'") }
-        XCTAssertEqual(g.producer(of: "b"), 1)
+        XCTAssertEqual(g.producer(of: "y"), 1)
         XCTAssertEqual(g.consumers(of: "W"), [0, 2])
         XCTAssertEqual(g.type(of: "W"), TensorType(.float32, [2]))
         XCTAssertEqual(g.type(of: "a"), TensorType(.float32, [2]))
+    }
+
+    /// A graph output replaced by a graph input keeps its name through an appended Identity.
+    func testReplaceUsesOfOutputByInputAddsIdentity() throws {
+        var g = chain()
+        g.replaceUses(of: "y", with: "x")
+        XCTAssertEqual(g.outputs.map(\.name), ["y"])
+        XCTAssertEqual(g.nodes.last?.opType, "Identity")
+        XCTAssertEqual(g.nodes.last?.inputs, ["x"])
+        XCTAssertEqual(g.nodes.last?.outputs, ["y"])
+        XCTAssertEqual(g.nodes[2].outputs, ["y_replaced"])
+        XCTAssertNoThrow(try g.checkTopologicalOrder())
+        XCTAssertEqual(g.cleanup().nodes, 3, "Add, Relu and Mul no longer feed anything")
+        XCTAssertEqual(g.nodes.map(\.opType), ["Identity"])
+    }
+
+    /// renameValue and replaceUses rewrite the reads inside If/Loop bodies; body-local names stay.
+    func testEditsReachIntoSubgraphBodies() throws {
+        var g = UseDefIndexTests.graphWithBodies()
+        try g.renameValue("a", to: "sum")
+        XCTAssertEqual(g.nodes[1].subgraphReads(), ["sum", "W", "x"])
+        g.replaceUses(of: "x", with: "W")
+        XCTAssertEqual(g.nodes[1].subgraphReads(), ["sum", "W"], "the nested Loop body now reads W")
+        XCTAssertEqual(g.nodes[0].inputs, ["W", "W"])
+        XCTAssertThrowsError(try g.renameValue("W", to: "lx")) { e in
+            XCTAssertEqual("\(e)", "name 'lx' is already in use", "names inside bodies are taken too")
+        }
+        // The If reads "sum" inside a body: moving it before the producer breaks the order.
+        g.nodes.swapAt(0, 1)
+        XCTAssertThrowsError(try g.checkTopologicalOrder()) { e in
+            XCTAssertEqual("\(e)", "node 'If' reads 'sum' before any node produces it")
+        }
+        try g.sortTopologically()
+        XCTAssertEqual(g.nodes.map(\.name), ["A", "B", "If"], "stable: B was ready in the same sweep")
+        // A producer of a value only a body reads goes right before that node.
+        var h = UseDefIndexTests.graphWithBodies()
+        h.nodes[0].outputs = ["a0"]
+        try h.insertNodeBeforeFirstConsumer(Node(name: "P", opType: "Identity", inputs: ["a0"], outputs: ["a"]))
+        XCTAssertEqual(h.nodes.map(\.name), ["A", "P", "If", "B"])
+    }
+
+    func testSliceUpdatesValueInfoAndRefusesSharedInitializers() throws {
+        var g = chain()
+        g.valueInfo.append(ValueInfo("W", .float32, [.fixed(2)]))
+        XCTAssertThrowsError(try g.sliceInitializer("W", axis: 0, keep: [1])) { e in
+            XCTAssertEqual("\(e)", "initializer 'W' is read by 2 nodes (A, C); slicing it changes all of them (pass allowShared: true to do so)")
+        }
+        XCTAssertEqual(g.initializer(named: "W")?.tensor.shape, [2], "a refused slice changes nothing")
+        try g.sliceInitializer("W", axis: 0, keep: [1], allowShared: true)
+        XCTAssertEqual(g.initializer(named: "W")?.tensor.scalars(as: Float.self), [2])
+        XCTAssertEqual(g.valueInfo.first { $0.name == "W" }?.type, TensorType(.float32, [1]))
+        g.addInitializer(Initializer(name: "V", tensor: Tensor(shape: [3], scalars: [Float(1), 2, 3])))
+        g.inputs.append(ValueInfo("V", .float32, [.fixed(3)]))
+        g.nodes[1].inputs = ["a", "V"]
+        try g.sliceInitializer("V", axis: 0, keep: [0, 2])
+        XCTAssertEqual(g.inputs.last?.type, TensorType(.float32, [2]), "an initializer listed as a graph input is retyped too")
+    }
+
+    func testCleanupRemovesDeadNodesInitializersAndValueInfo() {
+        var g = chain()
+        g.addInitializer(Initializer(name: "unused", tensor: Tensor(scalar: Float(0))))
+        g.inputs.append(ValueInfo("unused", .float32, []))
+        g.nodes.insert(Node(name: "D1", opType: "Neg", inputs: ["a"], outputs: ["d1"]), at: 1)
+        g.nodes.insert(Node(name: "D2", opType: "Neg", inputs: ["d1"], outputs: ["d2"]), at: 2)
+        g.valueInfo.append(ValueInfo("gone", .float32, []))
+        let r = g.cleanup()
+        XCTAssertEqual(r.nodes, 2, "a dead chain goes in one pass")
+        XCTAssertEqual(r.initializers, ["unused"])
+        XCTAssertEqual(r.valueInfo, ["gone"])
+        XCTAssertEqual(g.nodes.map(\.name), ["A", "B", "C"])
+        XCTAssertEqual(g.inputs.map(\.name), ["x"])
+        XCTAssertEqual(g.valueInfo.map(\.name), ["a"])
+        XCTAssertNotNil(g.initializer(named: "W"))
+        XCTAssertNil(g.initializer(named: "unused"))
+    }
+
+    func testRecordTypes() {
+        var g = chain()
+        g.outputs = [ValueInfo(name: "y", type: nil)]
+        g.recordTypes(["a": (.float32, [1, 2]), "b": (.float32, [2]), "y": (.float32, [2])])
+        XCTAssertEqual(g.type(of: "a"), TensorType(.float32, [1, 2]), "an existing entry is replaced")
+        XCTAssertEqual(g.type(of: "b"), TensorType(.float32, [2]), "a missing entry is added")
+        XCTAssertEqual(g.outputs[0].type, TensorType(.float32, [2]), "an untyped graph output is filled in")
+        XCTAssertEqual(g.valueInfo.map(\.name), ["a", "b"], "graph outputs get no value_info entry")
+    }
+
+    /// Batched insertion and name allocation are linear: 10k nodes well under a second.
+    func testBatchedInsertionIsLinear() throws {
+        var g = Graph()
+        g.inputs = [ValueInfo("x", .float32, [])]
+        g.outputs = [ValueInfo("v10000", .float32, [])]
+        g.nodes = (0..<10_000).map { Node(name: "n\($0)", opType: "Relu", inputs: ["v\($0)"], outputs: ["v\($0 + 1)"]) }
+        g.nodes[0].inputs = ["x"]
+        let t0 = Date()
+        var names = NameAllocator(g)
+        var batch: [(Node, before: Int)] = []
+        for i in 0..<10_000 {
+            let q = names.fresh("v\(i)_q")
+            batch.append((Node(name: names.fresh("Q"), opType: "Identity", inputs: ["v\(i + 1)"], outputs: [q]), before: i + 1))
+        }
+        try g.insertNodes(batch)
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 1.0)
+        XCTAssertEqual(g.nodes.count, 20_000)
+        XCTAssertEqual(g.nodes[1].name, "Q")
+        XCTAssertEqual(g.nodes[3].name, "Q_1")
+        XCTAssertEqual(g.nodes[3].inputs, ["v2"])
+        XCTAssertNoThrow(try g.checkTopologicalOrder())
+        XCTAssertThrowsError(try g.insertNodes([(Node(opType: "Relu", inputs: ["x"], outputs: ["z"]), before: 0),
+                                                (Node(opType: "Relu", inputs: ["x"], outputs: ["z"]), before: 1)])) { e in
+            XCTAssertEqual("\(e)", "name 'z' is already in use", "single assignment holds within a batch")
+        }
     }
 }

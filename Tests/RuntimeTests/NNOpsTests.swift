@@ -148,8 +148,7 @@ final class NNOpsTests: XCTestCase {
     }
 
     /// Conv → Sigmoid → Mul(conv, sigmoid) (SiLU as exporters write it) runs as one fused Conv;
-    /// its output equals the three nodes run one by one (a hook on the Conv output forces the
-    /// unfused plan).
+    /// its output equals the three nodes run one by one (planned without passes).
     func testSiLUPatternFusesIntoConv() throws {
         var rng = SystemRandomNumberGenerator()
         func random(_ shape: [Int]) -> Tensor { Tensor(shape: shape, scalars: (0..<shape.reduce(1, *)).map { _ in Float.random(in: -2...2, using: &rng) }) }
@@ -165,8 +164,11 @@ final class NNOpsTests: XCTestCase {
         let x = random([1, 3, 9, 9])
         let fused = try XCTUnwrap(exec.run(["x": x])["y"])
         var seen: [String] = []
-        let plain = try XCTUnwrap(exec.run(["x": x], hooks: ExecutionHooks(names: ["c"]) { name, _ in seen.append(name) })["y"])
+        let plain = try XCTUnwrap(Executor(model: Model(graph: g), passes: .none).run(["x": x], hooks: ExecutionHooks(names: ["c"]) { name, _ in seen.append(name) })["y"])
         XCTAssertEqual(seen, ["c"], "the unfused plan materializes the Conv output")
+        XCTAssertThrowsError(try exec.run(["x": x], hooks: ExecutionHooks(names: ["c"]) { _, _ in })) { e in
+            XCTAssertTrue("\(e)".contains("'c' (fused into Conv 'c' (SiLU applied in its store))"), "\(e)")
+        }
         XCTAssertEqual(fused.shape, [1, 8, 9, 9])
         XCTAssertEqual(plain.shape, fused.shape)
         let (fv, pv) = (fused.floatValues(), plain.floatValues())

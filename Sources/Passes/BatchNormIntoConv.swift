@@ -1,35 +1,36 @@
-import Foundation
 import ModelIR
 import TensorCore
 
-/// Folds an inference-mode BatchNormalization into the Conv that feeds it, for execution only
-/// (the model is not changed), as ONNX Runtime's graph optimizer does. This is what lets the
-/// activation after the BN fuse into the Conv.
+/// Folds an inference-mode BatchNormalization into the Conv that feeds it, as ONNX Runtime's
+/// graph optimizer does; this is also what lets an activation after the BN fuse into the Conv.
 ///
-/// Before: `y = BN(Conv(x, W, b))`; after: `y = Conv(x, W', b')` with, per output channel c,
+/// Before: `y = BN(Conv(x, W, b), γ, β, mean, var)`.
+/// After: `y = Conv(x, W', b')` with, per output channel c,
 /// `s = γ[c] / sqrt(var[c] + ε)`, `W'[c, …] = s · W[c, …]`, `b'[c] = s · (b[c] − mean[c]) + β[c]`
-/// (b = 0 when the Conv has no bias; ε defaults to 1e-5). Grouped convs work unchanged since the
-/// weight's first axis is always the output channel. Applied only when the Conv output has no
-/// other reader, is no graph output, and every BN and Conv parameter is a float32 initializer.
-enum ConvBatchNormFolding {
-    /// Rewrites `graph` in place; returns the names of the Conv outputs that no longer exist.
-    static func fold(_ graph: inout Graph) -> Set<String> {
-        var removed = Set<String>()
-        var readers: [String: Int] = [:]
-        for n in graph.nodes { for i in n.inputs where !i.isEmpty { readers[i, default: 0] += 1 } }
-        for n in graph.nodes { for name in Executor.subgraphReads(n) { readers[name, default: 0] += 1 } }
-        let outputs = Set(graph.outputs.map(\.name))
-        var producer: [String: Int] = [:]
-        for (i, n) in graph.nodes.enumerated() { for o in n.outputs { producer[o] = i } }
+/// (b = 0 when the Conv has no bias; ε defaults to 1e-5), computed in float32. Grouped convs
+/// work unchanged since the weight's first axis is always the output channel. The folded weight
+/// and bias are new initializers (`<W>#bnfolded`, `<BN>#foldedbias`); the originals stay for
+/// their other readers (dead-code elimination drops them otherwise). The Conv writes the BN's
+/// output name.
+/// Does not apply when: the BN is in training mode or has `spatial = 0` or uses its optional
+/// outputs; the Conv output has another reader (direct or inside a body) or is a graph output;
+/// any BN parameter, the weight or the bias is not a float32 initializer of the right size.
+public struct BatchNormIntoConv: GraphPass {
+    public let name = "BatchNormIntoConv"
+    public init() {}
 
+    public func apply(to graph: inout Graph) throws -> PassResult {
+        var result = PassResult()
+        let index = UseDefIndex(graph)
+        var names = NameAllocator(graph)
         var drop = Set<Int>()
         for (bi, bn) in graph.nodes.enumerated() where bn.isDefaultDomain && bn.opType == "BatchNormalization" {
             guard bn.inputs.count == 5, bn.outputs.count >= 1, bn.outputs.dropFirst().allSatisfy(\.isEmpty),
                   (bn.int("training_mode") ?? 0) == 0, (bn.int("spatial") ?? 1) == 1,
-                  let ci = producer[bn.inputs[0]], !drop.contains(ci) else { continue }
+                  let ci = index.producer(of: bn.inputs[0]), !drop.contains(ci) else { continue }
             let conv = graph.nodes[ci]
             let x = bn.inputs[0]
-            guard conv.isDefaultDomain, conv.opType == "Conv", conv.outputs.count == 1, readers[x] == 1, !outputs.contains(x),
+            guard conv.isDefaultDomain, conv.opType == "Conv", conv.outputs.count == 1, index.hasSingleDirectReader(x) != nil,
                   conv.inputs.count >= 2,
                   let w = graph.initializer(named: conv.inputs[1])?.tensor, w.dtype == .float32, w.rank >= 3 else { continue }
             let params = bn.inputs[1...4].map { graph.initializer(named: $0)?.tensor }
@@ -55,18 +56,19 @@ enum ConvBatchNormFolding {
                     }
                 }
             }
-            let wName = graph.uniqueName(conv.inputs[1] + "#bnfolded")
+            let wName = names.fresh(conv.inputs[1] + "#bnfolded")
             graph.addInitializer(Initializer(name: wName, tensor: folded))
-            let bName = graph.uniqueName(bn.label + "#foldedbias")
+            let bName = names.fresh(bn.label + "#foldedbias")
             graph.addInitializer(Initializer(name: bName, tensor: Tensor(shape: [m], scalars: bias)))
             var newConv = conv
             newConv.inputs = [conv.inputs[0], wName, bName]
             newConv.outputs = [bn.outputs[0]]
             graph.nodes[ci] = newConv
             drop.insert(bi)
-            removed.insert(x)
+            result.removedValues[x] = "folded into \(conv.reportLabel) with \(bn.reportLabel)"
         }
         if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
-        return removed
+        result.rewrites = drop.count
+        return result
     }
 }

@@ -1,0 +1,161 @@
+import ModelIR
+
+/// An elementwise activation a Conv/Gemm/MatMul applies to its output in the same pass.
+public enum FusableActivation: Equatable, Sendable {
+    case relu
+    case clip(min: Float, max: Float)
+    case leakyRelu(alpha: Float)
+    /// max(0, min(1, α·x + β)) (ONNX HardSigmoid; α = 0.2, β = 0.5 by default).
+    case hardSigmoid(alpha: Float, beta: Float)
+    case hardSwish
+    case sigmoid
+    /// x · σ(x): a Sigmoid whose output multiplies its own input (SiLU / Swish, as exported).
+    case silu
+}
+
+/// Fuses an activation into the Conv, Gemm or MatMul that feeds it, found by dataflow (the
+/// activation reads the producer's output), not by position: exporters put Constant nodes and
+/// unrelated branches between the two.
+///
+/// Before: `c = Conv(x, W, b)`, `y = Relu(c)`.
+/// After: `y = Conv(x, W, b)` carrying the attribute `_compress_fused_activation = "Relu"`.
+/// SiLU: `c = Conv(…)`, `s = Sigmoid(c)`, `y = Mul(c, s)` (either operand order) becomes
+/// `y = Conv(…)` with `"SiLU"`.
+/// Activations: Relu; Clip with constant bounds (Clip-6 attributes, or Clip-11+ inputs from
+/// initializers or Constant nodes; an omitted bound is ±greatest finite float); LeakyRelu (α =
+/// 0.01 by default); HardSigmoid (α = 0.2, β = 0.5); HardSwish; Sigmoid; SiLU.
+///
+/// Why an attribute: the executor sits above this target and applies the activation in the
+/// kernel's store (`KernelContext.fusedActivation`), so the fusion has to reach it through the
+/// graph. Recording it on the node (name `_compress_fused_activation`, parameters in
+/// `_compress_fused_activation_params`) keeps the rewritten graph self-describing — the plan is
+/// one step per node, node names and order stay those of the graph — where a side table keyed
+/// by node name would break on unnamed or renamed nodes. The attribute is compress-internal:
+/// a graph carrying it is not standard ONNX, so this pass is in `PassPipeline.executorDefault`
+/// and not in `PassPipeline.exportable`.
+///
+/// Does not apply when: the producer's output has any other reader (direct or inside a body) or
+/// is a graph output; the activation reads it through an input other than 0; a Clip bound is not
+/// a constant one-element float32; the producer already carries a fused activation; for SiLU,
+/// the Sigmoid's output has a reader other than the Mul or is a graph output.
+public struct ActivationFusion: GraphPass {
+    public let name = "ActivationFusion"
+    public init() {}
+
+    /// Producers whose kernels apply a fused activation.
+    public static let producers: Set<String> = ["Conv", "Gemm", "MatMul"]
+    public static let attribute = "_compress_fused_activation"
+    public static let parametersAttribute = "_compress_fused_activation_params"
+
+    public func apply(to graph: inout Graph) throws -> PassResult {
+        var result = PassResult()
+        let index = UseDefIndex(graph)
+        var drop = Set<Int>()
+        for (pi, producer) in graph.nodes.enumerated()
+        where producer.isDefaultDomain && Self.producers.contains(producer.opType) && producer.outputs.count == 1 && producer.fusedActivation == nil {
+            let out = producer.outputs[0]
+            guard !out.isEmpty, !index.isGraphOutput(out) else { continue }
+            let uses = index.readers(of: out)
+            var fused: (FusableActivation, outputs: [String], dropped: [Int])?
+            if uses.count == 1, uses[0].slot == 0, let act = Self.activation(graph.nodes[uses[0].node], graph, index),
+               graph.nodes[uses[0].node].outputs.count == 1 {
+                fused = (act, graph.nodes[uses[0].node].outputs, [uses[0].node])
+            } else if uses.count == 2, uses.allSatisfy({ $0.slot != nil }),
+                      let si = uses.first(where: { graph.nodes[$0.node].opType == "Sigmoid" })?.node,
+                      let mi = uses.first(where: { graph.nodes[$0.node].opType == "Mul" })?.node {
+                let sig = graph.nodes[si], mul = graph.nodes[mi]
+                if sig.isDefaultDomain, sig.inputs == [out], sig.outputs.count == 1, mul.isDefaultDomain, mul.outputs.count == 1,
+                   let s = sig.outputs.first, let use = index.hasSingleDirectReader(s), use.node == mi,
+                   mul.inputs.count == 2, Set(mul.inputs) == [out, s] {
+                    fused = (.silu, mul.outputs, [si, mi])
+                    result.removedValues[s] = "fused into \(producer.reportLabel) (SiLU)"
+                }
+            }
+            guard let (act, outputs, dropped) = fused, dropped.allSatisfy({ !drop.contains($0) }) else { continue }
+            var rewritten = producer
+            rewritten.outputs = outputs
+            rewritten.fusedActivation = act
+            graph.nodes[pi] = rewritten
+            drop.formUnion(dropped)
+            result.removedValues[out] = "fused into \(producer.reportLabel) (\(act.onnxName) applied in its store)"
+        }
+        if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
+        result.rewrites = drop.count
+        return result
+    }
+
+    /// The activation `node` applies, when it is one a producer can fuse.
+    static func activation(_ node: Node, _ graph: Graph, _ index: UseDefIndex) -> FusableActivation? {
+        guard node.isDefaultDomain, node.inputs.count >= 1 else { return nil }
+        switch node.opType {
+        case "Relu": return .relu
+        case "LeakyRelu": return .leakyRelu(alpha: node.float("alpha") ?? 0.01)
+        case "HardSigmoid": return .hardSigmoid(alpha: node.float("alpha") ?? 0.2, beta: node.float("beta") ?? 0.5)
+        case "HardSwish": return .hardSwish
+        case "Sigmoid": return .sigmoid
+        case "Clip":
+            if node.inputs.count == 1 {
+                return .clip(min: node.float("min") ?? -Float.greatestFiniteMagnitude, max: node.float("max") ?? Float.greatestFiniteMagnitude)
+            }
+            func bound(_ i: Int, _ dflt: Float) -> Float? {
+                guard i < node.inputs.count, !node.inputs[i].isEmpty else { return dflt }
+                return ConstantValue.scalar(node.inputs[i], graph, index)
+            }
+            guard let lo = bound(1, -Float.greatestFiniteMagnitude), let hi = bound(2, Float.greatestFiniteMagnitude) else { return nil }
+            return .clip(min: lo, max: hi)
+        default: return nil
+        }
+    }
+}
+
+extension FusableActivation {
+    /// The ONNX operator (or pattern) name, as stored in `_compress_fused_activation`.
+    public var onnxName: String {
+        switch self {
+        case .relu: return "Relu"
+        case .clip: return "Clip"
+        case .leakyRelu: return "LeakyRelu"
+        case .hardSigmoid: return "HardSigmoid"
+        case .hardSwish: return "HardSwish"
+        case .sigmoid: return "Sigmoid"
+        case .silu: return "SiLU"
+        }
+    }
+
+    var parameters: [Float] {
+        switch self {
+        case .clip(let lo, let hi): return [lo, hi]
+        case .leakyRelu(let a): return [a]
+        case .hardSigmoid(let a, let b): return [a, b]
+        default: return []
+        }
+    }
+
+    init?(name: String, parameters p: [Float]) {
+        switch (name, p.count) {
+        case ("Relu", _): self = .relu
+        case ("Clip", 2): self = .clip(min: p[0], max: p[1])
+        case ("LeakyRelu", 1): self = .leakyRelu(alpha: p[0])
+        case ("HardSigmoid", 2): self = .hardSigmoid(alpha: p[0], beta: p[1])
+        case ("HardSwish", _): self = .hardSwish
+        case ("Sigmoid", _): self = .sigmoid
+        case ("SiLU", _): self = .silu
+        default: return nil
+        }
+    }
+}
+
+extension Node {
+    /// The activation `ActivationFusion` recorded on this node, if any.
+    public var fusedActivation: FusableActivation? {
+        get {
+            guard let name = string(ActivationFusion.attribute) else { return nil }
+            return FusableActivation(name: name, parameters: floats(ActivationFusion.parametersAttribute) ?? [])
+        }
+        set {
+            self[attribute: ActivationFusion.attribute] = newValue.map { .string($0.onnxName) }
+            let p = newValue?.parameters ?? []
+            self[attribute: ActivationFusion.parametersAttribute] = p.isEmpty ? nil : .floats(p)
+        }
+    }
+}

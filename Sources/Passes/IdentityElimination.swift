@@ -1,0 +1,56 @@
+import ModelIR
+
+/// Removes `Identity` nodes: their readers read the Identity's input instead.
+///
+/// Before: `W -> Identity -> w1`, `Conv(x, w1)` (exporters write shared weights this way).
+/// After: `Conv(x, W)`.
+/// A chain of Identities collapses to its first input; reads inside If/Loop/Scan bodies are
+/// redirected too. When the Identity's output `y` is a graph output, the output keeps its name:
+/// the producer of the input `x` is renamed to write `y` (its other readers read `y`).
+/// Does not apply to (the Identity stays): an Identity whose output is a graph output and whose
+/// input is a graph input, an initializer, another graph output, or an outer-scope value (no
+/// node here produces it) — the output name could only be kept by an Identity.
+public struct IdentityElimination: GraphPass {
+    public let name = "IdentityElimination"
+    public init() {}
+
+    static func isIdentity(_ n: Node) -> Bool {
+        n.isDefaultDomain && n.opType == "Identity" && n.inputs.count == 1 && !n.inputs[0].isEmpty
+            && n.outputs.count == 1 && !n.outputs[0].isEmpty
+    }
+
+    public func apply(to graph: inout Graph) throws -> PassResult {
+        var result = PassResult()
+        let outs = Set(graph.outputs.map(\.name))
+        // 1. Identities whose output is no graph output: one batched redirect.
+        var alias: [String: String] = [:]
+        var drop = Set<Int>()
+        for (i, n) in graph.nodes.enumerated() where Self.isIdentity(n) && !outs.contains(n.outputs[0]) {
+            var x = n.inputs[0]
+            while let a = alias[x] { x = a }
+            alias[n.outputs[0]] = x
+            result.removedValues[n.outputs[0]] = "removed with \(n.reportLabel): read '\(x)' instead"
+            drop.insert(i)
+        }
+        if !drop.isEmpty {
+            graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element)
+            graph.redirectReads(alias)
+            result.rewrites += drop.count
+        }
+        // 2. Identities writing a graph output: rename the input's producer (one at a time; rare).
+        var k = 0
+        while k < graph.nodes.count {
+            let n = graph.nodes[k]
+            guard Self.isIdentity(n) else { k += 1; continue }
+            let x = n.inputs[0], y = n.outputs[0]
+            let isOutput = Set(graph.outputs.map(\.name))
+            guard isOutput.contains(y), !isOutput.contains(x), !graph.isInitializer(x),
+                  !graph.inputs.contains(where: { $0.name == x }), graph.producer(of: x) != nil else { k += 1; continue }
+            graph.nodes.remove(at: k)
+            graph.replaceUses(of: y, with: x)  // x's producer now writes y; x's readers read y
+            result.removedValues[x] = "renamed to graph output '\(y)' (\(n.reportLabel) removed)"
+            result.rewrites += 1
+        }
+        return result
+    }
+}

@@ -1,0 +1,100 @@
+import XCTest
+import ModelIR
+import Passes
+@testable import Runtime
+import TensorCore
+
+/// The executor plans the graph the passes rewrote, and hooks observe that plan.
+final class ExecutorPlanTests: XCTestCase {
+    var state: UInt64 = 7
+    func random(_ shape: [Int], positive: Bool = false) -> Tensor {
+        Tensor(shape: shape, scalars: (0..<shape.reduce(1, *)).map { _ -> Float in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            let u = Float(state >> 40) / Float(1 << 24)
+            return positive ? u + 0.5 : u * 4 - 2
+        })
+    }
+
+    /// x -> Conv -> c -> BN -> bn -> MaxPool -> y (the BN stays in the model).
+    func convBNModel() -> Model {
+        var g = Graph(name: "convbn")
+        g.inputs = [ValueInfo("x", .float32, [.fixed(1), .fixed(3), .fixed(6), .fixed(6)])]
+        g.outputs = [ValueInfo("y", .float32, [])]
+        g.addInitializer(Initializer(name: "W", tensor: random([4, 3, 3, 3])))
+        for (n, pos) in [("gamma", true), ("beta", false), ("mean", false), ("var", true)] {
+            g.addInitializer(Initializer(name: n, tensor: random([4], positive: pos)))
+        }
+        g.nodes = [
+            Node(name: "conv", opType: "Conv", inputs: ["x", "W"], outputs: ["c"], attributes: [Attribute(name: "pads", value: .ints([1, 1, 1, 1]))]),
+            Node(name: "bn", opType: "BatchNormalization", inputs: ["c", "gamma", "beta", "mean", "var"], outputs: ["bn"]),
+            Node(name: "pool", opType: "MaxPool", inputs: ["bn"], outputs: ["y"], attributes: [Attribute(name: "kernel_shape", value: .ints([2, 2]))]),
+        ]
+        return Model(graph: g)
+    }
+
+    func testHooksObserveTheFoldedConv() throws {
+        let model = convBNModel()
+        let x = random([1, 3, 6, 6])
+        let exec = try Executor(model: model)
+        XCTAssertEqual(exec.steps.map(\.opType), ["Conv", "MaxPool"], "the BN is folded")
+        var seen: [String: Tensor] = [:]
+        _ = try exec.run(["x": x], hooks: ExecutionHooks(names: ["bn", "x", "W#bnfolded"]) { seen[$0] = $1 })
+        XCTAssertEqual(Set(seen.keys), ["bn", "x", "W#bnfolded"], "graph inputs and initializers of the plan are observable")
+        var reference: Tensor?
+        _ = try Executor(model: model, passes: .none).run(["x": x], hooks: ExecutionHooks(names: ["bn"]) { reference = $1 })
+        let want = try XCTUnwrap(reference), got = try XCTUnwrap(seen["bn"])
+        XCTAssertEqual(got.shape, want.shape)
+        for (a, b) in zip(got.floatValues(), want.floatValues()) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b))) }
+
+        // A folded-away value is refused, saying where it went; so is a name the graph lacks.
+        XCTAssertThrowsError(try exec.run(["x": x], hooks: ExecutionHooks(names: ["c", "nope", "bn"]) { _, _ in })) { e in
+            XCTAssertEqual("\(e)", "hooks ask for values the optimized plan does not compute: 'c' (folded into Conv 'conv' with BatchNormalization 'bn'); "
+                + "'nope' (no value of the graph has this name). Plan without passes (Executor(model:passes: .none)) to observe values the passes remove.")
+        }
+        // Hooks without names see every graph input and step output of the plan.
+        var all: [String] = []
+        _ = try exec.run(["x": x], hooks: ExecutionHooks { name, _ in all.append(name) })
+        XCTAssertEqual(all, ["x", "bn", "y"])
+    }
+
+    /// As exporters write it: weights shared through Identity nodes, Clip bounds from Constant
+    /// nodes placed between the Conv and the Clip.
+    func testExportStyleModelPlansWithoutConstantOrIdentitySteps() throws {
+        var g = Graph(name: "export")
+        g.inputs = [ValueInfo("x", .float32, [.fixed(1), .fixed(3), .fixed(5), .fixed(5)])]
+        g.outputs = [ValueInfo("y", .float32, [])]
+        g.addInitializer(Initializer(name: "W", tensor: random([3, 3, 1, 1])))
+        g.addInitializer(Initializer(name: "B", tensor: random([3])))
+        g.nodes = [
+            Node(name: "share1", opType: "Identity", inputs: ["W"], outputs: ["W1"]),
+            Node(name: "share2", opType: "Identity", inputs: ["W"], outputs: ["W2"]),
+            Node(name: "conv1", opType: "Conv", inputs: ["x", "W1", "B"], outputs: ["c1"]),
+            Node(name: "min", opType: "Constant", inputs: [], outputs: ["lo"], attributes: [Attribute(name: "value", value: .tensor(Tensor(scalar: Float(0))))]),
+            Node(name: "max", opType: "Constant", inputs: [], outputs: ["hi"], attributes: [Attribute(name: "value", value: .tensor(Tensor(scalar: Float(1))))]),
+            Node(name: "clip", opType: "Clip", inputs: ["c1", "lo", "hi"], outputs: ["a"]),
+            Node(name: "conv2", opType: "Conv", inputs: ["a", "W2"], outputs: ["y"]),
+        ]
+        let model = Model(graph: g)
+        let exec = try Executor(model: model)
+        XCTAssertEqual(exec.steps.map(\.opType), ["Conv", "Conv"], "no Constant, Identity or Clip step: \(exec.steps)")
+        XCTAssertEqual(exec.steps[0].fusedActivation, .clip(min: 0, max: 1))
+        XCTAssertEqual(exec.steps[0].inputs, ["x", "W", "B"])
+        XCTAssertEqual(exec.steps[0].outputs, ["a"])
+        XCTAssertEqual(exec.steps[1].inputs, ["a", "W"])
+        XCTAssertEqual(exec.steps[0].description, "Conv+clip(min: 0.0, max: 1.0)(x, W, B) -> a")
+        let x = random([1, 3, 5, 5])
+        let got = try XCTUnwrap(exec.run(["x": x])["y"])
+        let want = try XCTUnwrap(Executor(model: model, passes: .none).run(["x": x])["y"])
+        for (a, b) in zip(got.floatValues(), want.floatValues()) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b))) }
+        XCTAssertEqual(model.graph.nodes.count, 7, "the model is untouched")
+    }
+
+    func testAnnotateWritesInferredTypesIntoValueInfo() throws {
+        var model = convBNModel()
+        model.graph.outputs = [ValueInfo(name: "y", type: TensorType(elementType: .float32, shape: nil))]
+        let m = try ShapeInference.annotate(model: model)
+        XCTAssertEqual(m.graph.type(of: "c"), TensorType(.float32, [1, 4, 6, 6]))
+        XCTAssertEqual(m.graph.type(of: "bn"), TensorType(.float32, [1, 4, 6, 6]))
+        XCTAssertEqual(m.graph.outputs[0].type, TensorType(.float32, [1, 4, 5, 5]), "an output declared without shape is filled in")
+    }
+}
