@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "Runtime", dependencies: ["ModelIR", "Passes", "TensorCore", "CPNG", "CJPEG"], swiftSettings: optimize),
         .target(name: "Profile", dependencies: ["ModelIR", "Runtime"], swiftSettings: optimize),
         // Structured channel pruning; measures before/after through Profile (the shared measuring layer).
-        .target(name: "Prune", dependencies: ["ModelIR", "Runtime", "Profile", "TensorCore"], swiftSettings: optimize),
+        .target(name: "Prune", dependencies: ["ModelIR", "Passes", "Runtime", "Profile", "TensorCore"], swiftSettings: optimize),
         .executableTarget(name: "compress",
                           dependencies: ["ModelIR", "Runtime", "Profile", "Prune", "TensorCore",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],

@@ -67,6 +67,23 @@ public struct PruneReport: Encodable, Sendable {
     /// Consumers where the constants removed channels emitted could not be folded exactly
     /// (their contribution is dropped).
     public var approximations: [String] = []
+    /// What `--calib` repaired, with top-1 accuracy on the calibration samples when they are labelled.
+    public var repair: Repair?
+
+    public struct Repair: Encodable, Sendable {
+        public let folder: String
+        public let summary: PruneRepair.Summary
+        public let accuracy_original: Double?
+        public let accuracy_pruned: Double?
+        public let accuracy_repaired: Double?
+        public init(folder: String, summary: PruneRepair.Summary, accuracy_original: Double?, accuracy_pruned: Double?, accuracy_repaired: Double?) {
+            self.folder = folder
+            self.summary = summary
+            self.accuracy_original = accuracy_original
+            self.accuracy_pruned = accuracy_pruned
+            self.accuracy_repaired = accuracy_repaired
+        }
+    }
 
     public init(model path: String, options: PruneOptions, plan: PrunePlan, before: ModelProfile, after: ModelProfile) {
         model = path

@@ -1,4 +1,5 @@
 import ModelIR
+import Passes
 import Runtime
 import TensorCore
 
@@ -47,7 +48,7 @@ enum RemovedChannelFold {
         let resolved = try InputShapes.resolve(graph: g, pins: pins)
         var feeds: [String: Tensor] = [:]
         for (name, info) in resolved { feeds[name] = Tensor(dtype: info.dtype, shape: info.shape) }
-        _ = try Executor(model: masked).run(feeds, hooks: ExecutionHooks(names: watch) { name, t in seen[name] = t })
+        _ = try Executor(model: masked, passes: .none).run(feeds, hooks: ExecutionHooks(names: watch) { name, t in seen[name] = t })
 
         var deltas: [String: [Double]] = [:]
         var notes: [String] = []

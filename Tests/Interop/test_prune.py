@@ -393,3 +393,101 @@ def test_non_constant_removed_inputs_are_reported_as_approximations(tmp_path):
     reads removed channels that vary over positions, so nothing is folded there and the report says so."""
     report = prune(FOLDED, tmp_path / "p.onnx", "l1", 0.3)
     assert any(a.startswith("block/pw/conv:") for a in report["approximations"]), report["approximations"]
+
+
+# ---- --calib repair ------------------------------------------------------------------------------
+
+def with_outputs(path, names, tmp, tag):
+    """A copy of the model that also outputs the values `names` (for ORT-side statistics)."""
+    m = onnx.load(str(path))
+    m.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names)
+    p = tmp / f"{tag}.onnx"
+    onnx.save(m, str(p))
+    return p
+
+
+def channel_moments(path, names, files, tmp, tag):
+    """Per-channel mean and (population) variance of each value over batch and space, in float64."""
+    sess = ort.InferenceSession(str(with_outputs(path, names, tmp, tag)), providers=["CPUExecutionProvider"])
+    outs = [o.name for o in sess.get_outputs()]
+    acc = {n: [] for n in names}
+    for f in files:
+        res = dict(zip(outs, sess.run(None, {"input": np.load(f)})))
+        for n in names:
+            a = res[n].astype(np.float64)
+            acc[n].append(np.moveaxis(a, 1, 0).reshape(a.shape[1], -1))
+    return {n: (np.concatenate(v, 1).mean(1), np.concatenate(v, 1).var(1)) for n, v in acc.items()}
+
+
+CALIB_FILES = sorted((FIXTURES / "digits").glob("*.npy"))[:64]
+
+
+def test_calib_reestimates_batchnorm_statistics(tmp_path):
+    plain, repaired = tmp_path / "plain.onnx", tmp_path / "repaired.onnx"
+    prune(BN, plain, "fpgm", 0.3)
+    report = json.loads(ok("prune", BN, "-o", repaired, "--method", "fpgm", "--ratio", "0.3", "--calib", FIXTURES / "digits",
+                           "--calib-samples", 64, "--calib-rounds", 1, "--format", "json").stdout)
+    bns = report["repair"]["summary"]["batchnorms"]
+    assert sorted(bns) == ["block/pw/bn", "head/bn"] and report["repair"]["summary"]["samples"] == 64
+    m = onnx.load(str(plain))
+    inputs = {n.name: n.input for n in m.graph.node if n.op_type == "BatchNormalization"}
+    ref = channel_moments(plain, [inputs[b][0] for b in bns], CALIB_FILES, tmp_path, "plain")
+    c = constants(onnx.load(str(repaired)))
+    for b in bns:
+        mean, var = ref[inputs[b][0]]
+        np.testing.assert_allclose(c[inputs[b][3]], mean, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(c[inputs[b][4]], var, rtol=1e-4, atol=1e-5)
+
+
+def test_calib_restores_channel_statistics_of_a_folded_export(tmp_path):
+    plain, repaired = tmp_path / "plain.onnx", tmp_path / "repaired.onnx"
+    rp = prune(FOLDED, plain, "l1", 0.3)
+    report = json.loads(ok("prune", FOLDED, "-o", repaired, "--method", "l1", "--ratio", "0.3", "--calib", FIXTURES / "digits",
+                           "--calib-samples", 64, "--calib-rounds", 1, "--format", "json").stdout)
+    layers = report["repair"]["summary"]["layers"]
+    assert sorted(layers) == ["block/pw/conv", "fc", "head/conv"]
+    # One round: each corrected layer's statistics are measured on the pruned model as written
+    # without --calib, and matched to the unpruned model's on the surviving channels.
+    m = onnx.load(str(plain))
+    outs = {n.name: n.output[0] for n in m.graph.node if n.name in layers}
+    got = channel_moments(plain, list(outs.values()), CALIB_FILES, tmp_path, "plain")
+    want = channel_moments(FOLDED, list(outs.values()), CALIB_FILES, tmp_path, "orig")
+    cp, cr = constants(m), constants(onnx.load(str(repaired)))
+    kept = {p: [i for i in range(g["channels_before"]) if i not in g["removed"]] for g in rp["groups"] for p in g["producers"]}
+    for name, value in outs.items():
+        node = next(n for n in m.graph.node if n.name == name)
+        pm, pv = got[value]
+        keep = kept.get(name, list(range(len(want[value][0]))))
+        rm, rv = want[value][0][keep], want[value][1][keep]
+        s = np.sqrt(rv) / np.sqrt(pv)
+        axis = 0 if node.op_type == "Conv" else 1  # fc: Gemm with transB=0 keeps outputs on axis 1
+        if node.op_type == "Gemm" and any(a.name == "transB" and a.i == 1 for a in node.attribute):
+            axis = 0
+        w0, w1 = cp[node.input[1]], cr[node.input[1]]
+        shape = [1] * w0.ndim
+        shape[axis] = -1
+        np.testing.assert_allclose(w1, w0 * s.reshape(shape), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(cr[node.input[2]], s * cp[node.input[2]] + rm - s * pm, rtol=1e-4, atol=1e-4)
+
+
+def test_calib_accuracy_is_measured_and_improves(tmp_path):
+    out = tmp_path / "r.onnx"
+    report = json.loads(ok("prune", FOLDED, "-o", out, "--method", "l1", "--ratio", "0.3", "--calib", FIXTURES / "digits",
+                           "--format", "json").stdout)
+    r = report["repair"]
+    labels = dict(l.split() for l in (FIXTURES / "digits" / "labels.txt").read_text().splitlines())
+    files = sorted((FIXTURES / "digits").glob("*.npy"))[:256]
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    correct = sum(int(sess.run(None, {"input": np.load(f)})[0].argmax()) == int(labels[f.name]) for f in files)
+    assert r["accuracy_repaired"] == pytest.approx(correct / len(files), abs=1e-12)
+    assert r["accuracy_repaired"] > r["accuracy_pruned"] + 0.2, r
+    check_written(out, tmp_path, digits_batch())
+
+
+def test_calib_on_an_empty_folder_fails_and_writes_nothing(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "r.onnx"
+    r = run_compress("prune", FOLDED, "-o", out, "--method", "l1", "--ratio", "0.3", "--calib", empty)
+    assert_clean_failure(r, str(empty))
+    assert not out.exists()

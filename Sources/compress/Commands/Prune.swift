@@ -3,6 +3,7 @@ import Foundation
 import ModelIR
 import Prune
 import Runtime
+import TensorCore
 
 struct PruneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -62,6 +63,21 @@ struct PruneCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Per-group ratios: lines 'GROUP RATIO' (GROUP is the producing node's name) or a JSON object; others use --ratio (default 0).", valueName: "FILE"))
     var ratios: String?
 
+    @Option(help: ArgumentHelp("Repair from data without training: re-estimate BatchNormalization statistics on the pruned model, or where BN was folded give each remaining channel of the layers that lost inputs the mean and deviation it had before pruning. A folder of samples as for `compress run`.", valueName: "DIR"))
+    var calib: String?
+
+    @Option(name: .customLong("calib-samples"), help: "Use at most N samples of --calib.")
+    var calibSamples: Int = 256
+
+    @Option(name: .customLong("calib-rounds"), help: "Measure-and-correct rounds of --calib (a layer k steps behind the first corrected one is exact after k rounds).")
+    var calibRounds: Int = 2
+
+    @OptionGroup(title: "Image preprocessing (--calib)")
+    var preprocess: PreprocessOptions
+
+    @Flag(help: "No progress bar on stderr (it is shown only when stderr is a terminal).")
+    var quiet = false
+
     @Flag(name: .customLong("dry-run"), help: "Print the plan and the before/after counts; write nothing.")
     var dryRun = false
 
@@ -81,6 +97,8 @@ struct PruneCommand: ParsableCommand {
         if roundTo < 1 { throw ValidationError("--round-to must be ≥ 1") }
         if minChannels < 1 { throw ValidationError("--min-channels must be ≥ 1") }
         if output == nil && !dryRun { throw ValidationError("give -o OUT (or --dry-run to only print the plan)") }
+        if calibSamples < 1 { throw ValidationError("--calib-samples must be ≥ 1") }
+        if calibRounds < 1 { throw ValidationError("--calib-rounds must be ≥ 1") }
     }
 
     func run() throws {
@@ -91,8 +109,9 @@ struct PruneCommand: ParsableCommand {
             var options = PruneOptions(criterion: method, ratio: ratio ?? 0, global: global, roundTo: roundTo,
                                        minChannels: minChannels, exclude: exclude, ratios: try ratios.map(Self.readRatios) ?? [:])
             if let targetMACs { options.ratio = try Pruner.ratio(keepingMACs: targetMACs, m, options: options, pins: pins) }
-            let result = try Pruner.prune(m, path: model, options: options, pins: pins)
+            var result = try Pruner.prune(m, path: model, options: options, pins: pins)
             var report = result.report
+            if let calib { report.repair = try repair(&result, original: m, folder: calib, pins: pins) }
             if let output, !dryRun {
                 try ModelWriter.write(result.model, to: URL(fileURLWithPath: output))
                 report.output = output
@@ -104,6 +123,34 @@ struct PruneCommand: ParsableCommand {
             case .csv: print(PruneTable.csv(report))
             }
         }
+    }
+
+    /// Runs `PruneRepair` over `--calib`, with accuracy before and after when the folder has labels.
+    func repair(_ result: inout Pruner.Result, original: Model, folder: String, pins: [String: [Int]]) throws -> PruneReport.Repair {
+        let source = try DataSource(directory: folder, graph: original.graph, pins: pins, preprocessing: try preprocess.preprocessing())
+        let entries = Array(source.entries.prefix(calibSamples))
+        guard !entries.isEmpty else { throw CLIError("--calib \(folder): no samples found") }
+        func load(_ e: DataSource.Entry) throws -> Sample {
+            do { return try source.load(e) } catch { throw DataError(e.files.count == 1 ? e.files[0] : e.id, "\(error)") }
+        }
+        let labelled = entries.filter { $0.label != nil }
+        let evaluate = labelled.count == entries.count && result.model.graph.outputs.count >= 1
+        let rounds = calibRounds
+        let total = entries.count * (rounds + 1) + (evaluate ? 3 * entries.count : 0)
+        let bar = ProgressBar(total: total, label: "calib", enabled: !quiet && ProgressBar.stderrIsTerminal)
+        defer { bar.finish() }
+        let samples: PruneRepair.Samples = { body in for e in entries { try body(try load(e).inputs) } }
+        let withLabels: PruneRepair.LabelledSamples = { body in
+            for e in entries { let s = try load(e); try body(s.inputs, s.label ?? -1); bar.advance() }
+        }
+        let before = evaluate ? try PruneRepair.top1(original, labelled: withLabels) : nil
+        let pruned = evaluate ? try PruneRepair.top1(result.model, labelled: withLabels) : nil
+        let summary = try PruneRepair.repair(&result.model, original: original, plan: result.plan, samples: samples,
+                                             rounds: rounds, progress: { bar.advance() })
+        let after = evaluate ? try PruneRepair.top1(result.model, labelled: withLabels) : nil
+        func rate(_ x: (correct: Int, total: Int)?) -> Double? { x.map { Double($0.correct) / Double(max($0.total, 1)) } }
+        return PruneReport.Repair(folder: folder, summary: summary, accuracy_original: rate(before),
+                                  accuracy_pruned: rate(pruned), accuracy_repaired: rate(after))
     }
 
     /// `GROUP RATIO` lines (# comments) or a JSON object `{"GROUP": RATIO}`.
@@ -174,6 +221,14 @@ enum PruneTable {
         out.append("parameters \(Units.grouped(Int64(t.params_before))) → \(Units.grouped(Int64(t.params_after)))\(change(t.params_before, t.params_after))")
         out.append("MACs       \(Units.grouped(Int64(t.macs_before))) → \(Units.grouped(Int64(t.macs_after)))\(change(t.macs_before, t.macs_after))")
         out.append("traffic    \(Units.bytes(Double(t.traffic_bytes_before))) → \(Units.bytes(Double(t.traffic_bytes_after)))\(change(t.traffic_bytes_before, t.traffic_bytes_after))")
+        if let rp = r.repair {
+            out.append("")
+            out.append("repair     \(rp.summary.samples) samples of \(rp.folder), \(rp.summary.rounds) rounds: BN re-estimated in \(rp.summary.batchnorms.count) layers, "
+                       + "channel statistics restored in \(rp.summary.layers.count)")
+            if let a = rp.accuracy_original, let p = rp.accuracy_pruned, let q = rp.accuracy_repaired {
+                out.append(String(format: "accuracy   %.2f %% original, %.2f %% pruned, %.2f %% pruned + repaired (top-1 on the --calib samples)", 100 * a, 100 * p, 100 * q))
+            }
+        }
         return out.joined(separator: "\n")
     }
 
