@@ -188,6 +188,21 @@ def _grid_cases():
 
 # ---- Attention ---------------------------------------------------------------------------------
 
+MASKED = -1e4   # an additive mask value that hides a key: exp(score - 1e4) is 0 in float32
+LARGE_NEGATIVE = -1e3
+
+
+def _float_mask(*shape):
+    """An additive float mask: N(0, 1) biases, with the entries below -0.5 (about 30%) set to
+    MASKED so those keys are hidden; key 0 is never hidden, so no row is fully masked. MASKED is
+    finite: ONNX Runtime writes -FLT_MAX where the reference evaluator and compress hold -inf, a
+    difference the qk_matmul_output modes would report."""
+    m = _f(*shape)
+    m[m < -0.5] = MASKED
+    m[..., 0] = np.abs(m[..., 0])
+    return m
+
+
 def _attn_cases():
     c = []
     t = ATTN_TOL
@@ -196,17 +211,17 @@ def _attn_cases():
     kf, vf = _f(b, hq, skv, d), _f(b, hq, skv, 12)
     c.append(Case("attention_4d_causal", "Attention", 23, {"Q": q4, "K": kf, "V": vf}, {"is_causal": 1}, tol=t))
     c.append(Case("attention_4d_gqa_causal", "Attention", 23, {"Q": q4, "K": k4, "V": v4}, {"is_causal": 1}, tol=t))
-    c.append(Case("attention_4d_float_mask_4d", "Attention", 23, {"Q": q4, "K": kf, "V": vf, "M": _f(b, 1, sq, skv)}, tol=t))
+    c.append(Case("attention_4d_float_mask_4d", "Attention", 23, {"Q": q4, "K": kf, "V": vf, "M": _float_mask(b, 1, sq, skv)}, tol=t))
     bool_mask = RNG.random((sq, skv)) < 0.7
     bool_mask[:, 0] = True  # no fully masked row (softmax of all -inf is NaN everywhere)
     c.append(Case("attention_4d_gqa_bool_mask", "Attention", 23, {"Q": q4, "K": k4, "V": v4, "M": bool_mask}, tol=t))
-    c.append(Case("attention_4d_causal_float_mask", "Attention", 23, {"Q": q4, "K": k4, "V": v4, "M": _f(sq, skv)},
+    c.append(Case("attention_4d_causal_float_mask", "Attention", 23, {"Q": q4, "K": k4, "V": v4, "M": _float_mask(sq, skv)},
                   {"is_causal": 1}, tol=t))
     # 3-D inputs, GQA (8 query heads over 2 KV heads), explicit scale, causal, different V head size.
     q3, k3, v3 = _f(b, sq, 8 * 4), _f(b, skv, 2 * 4), _f(b, skv, 2 * 6)
     c.append(Case("attention_3d_gqa_causal_scaled", "Attention", 23, {"Q": q3, "K": k3, "V": v3},
                   {"q_num_heads": 8, "kv_num_heads": 2, "is_causal": 1, "scale": 0.3}, tol=t))
-    c.append(Case("attention_3d_gqa_float_mask", "Attention", 23, {"Q": q3, "K": k3, "V": v3, "M": _f(b, 1, sq, skv)},
+    c.append(Case("attention_3d_gqa_float_mask", "Attention", 23, {"Q": q3, "K": k3, "V": v3, "M": _float_mask(b, 1, sq, skv)},
                   {"q_num_heads": 8, "kv_num_heads": 2}, tol=t))
     # KV cache: past 3 + new 7 = 10 keys, causal offset by the past, all four outputs.
     past_k, past_v = _f(b, hkv, 3, d), _f(b, hkv, 3, d)
@@ -217,7 +232,7 @@ def _attn_cases():
         # 0 with a softcap is the product before the softcap (the operator's text, and ONNX
         # Runtime); the evaluator returns it after, so modes 0, 1, 3 stay with ONNX Runtime.
         c.append(Case(f"attention_gqa_past_causal_qk_mode{mode}", "Attention", 23,
-                      {"Q": q4, "K": k4, "V": v4, "M": _f(sq, 10), "past_key": past_k, "past_value": past_v},
+                      {"Q": q4, "K": k4, "V": v4, "M": _float_mask(sq, 10), "past_key": past_k, "past_value": past_v},
                       {"is_causal": 1, "qk_matmul_output_mode": mode, "softcap": 3.0}, outputs=outs4, tol=t,
                       ref="onnx" if mode == 2 else "ort"))
     c.append(Case("attention_3d_past_bool_mask", "Attention", 23,
@@ -226,7 +241,7 @@ def _attn_cases():
                   {"q_num_heads": 8, "kv_num_heads": 2}, outputs=("y", "present_key", "present_value"), tol=t))
     # A mask shorter than the total sequence: the missing keys are masked (Attention-24's text;
     # the reference evaluator pads it for opset 23 too). ONNX Runtime refuses the shape.
-    c.append(Case("attention_short_mask", "Attention", 24, {"Q": q4, "K": k4, "V": v4, "M": _f(b, hq, sq, 4)}, tol=t,
+    c.append(Case("attention_short_mask", "Attention", 24, {"Q": q4, "K": k4, "V": v4, "M": _float_mask(b, hq, sq, 4)}, tol=t,
                   ref="onnx"))
     c.append(Case("attention_softcap", "Attention", 23, {"Q": q4 * 3, "K": k4 * 3, "V": v4}, {"softcap": 2.5}, tol=t))
     # Single query step against a cache (decode): causal lets the query see every key.
@@ -328,7 +343,8 @@ def test_against_reference(case):
 
 def test_cases_are_not_trivial():
     """The differential cases must exercise what they claim: NMS keeps some boxes and drops
-    others, GridSample grids leave the image, Attention masks hide some keys."""
+    others, GridSample grids leave the image, Attention masks hide some keys (a boolean mask has
+    a False, a float mask a large negative value) and leave every query at least one key."""
     nms = [c for c in CASES if c.op == "NonMaxSuppression" and "max" in c.feed_map and c.feed_map["max"][0] > 0]
     for c in nms:
         sel = _expected(c, _model(c))[0]
@@ -336,6 +352,13 @@ def test_cases_are_not_trivial():
         assert 0 < len(sel) < n_boxes, f"{c.id}: {len(sel)} of {n_boxes} selected"
     grids = [c for c in CASES if c.op == "GridSample"]
     assert all(np.abs(c.feed_map["grid"]).max() > 1 for c in grids if "ties" not in c.id)
+    masked = [c for c in CASES if c.op == "Attention" and "M" in c.feed_map]
+    assert len(masked) >= 10, [c.id for c in masked]
+    for c in masked:
+        m = c.feed_map["M"]
+        hidden = ~m if m.dtype == np.bool_ else m <= LARGE_NEGATIVE
+        assert hidden.any(), f"{c.id}: the mask hides no key"
+        assert not hidden.all(axis=-1).any(), f"{c.id}: the mask hides every key of some query"
 
 
 # ---- refusals: exit 1 with a message, never a crash ---------------------------------------------

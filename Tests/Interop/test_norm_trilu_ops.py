@@ -53,8 +53,6 @@ GN_CASES = [((2, 6, 5, 5), 3, None), ((1, 8, 4, 4), 1, 1e-3), ((3, 4, 7), 4, 1e-
 @pytest.mark.parametrize("opset", [18, 21])
 @pytest.mark.parametrize("case", range(len(GN_CASES)))
 def test_group_normalization(case, opset, dtype, tmp_path):
-    if dtype == np.float64 and opset == 18:
-        pytest.skip("ONNX Runtime 1.32 has no float64 GroupNormalization-18 kernel")
     shape, groups, eps = GN_CASES[case]
     rng = np.random.default_rng(400 + case)
     per_channel = opset >= 21
@@ -68,6 +66,8 @@ def test_group_normalization(case, opset, dtype, tmp_path):
     model = one_node_model("GroupNormalization", inputs, ["Y"], attrs, domain="", opset=opset)
     ref = np_group_norm(x, scale, bias, groups, 1e-5 if eps is None else eps, per_channel)
     ort_tol, np_tol = TOL_BY_TYPE[dtype]
+    # float64 at opset 18 too: ONNX Runtime 1.32 (pinned in Fixtures/requirements.txt) runs it,
+    # so every combination is compared with both ORT and NumPy.
     check(model, inputs, [ref], tmp_path, ort_tol, np_tol)
 
 
@@ -98,12 +98,14 @@ RMS_CASES = [((2, 5, 16), None, (16,), None, 1.0), ((2, 5, 16), 1, (5, 16), 1e-3
              ((3, 24), -1, (24,), None, 1e-3)]
 
 
+# Every case in every type, float16 included for the small-magnitude case: its mean square
+# (~1e-6) is below float16's normal range, but both runtimes accumulate it in float32 and only
+# the inputs and the output are float16 (O(1e-3) and O(1), both representable), so it is compared
+# like the others (measured: 2.3e-4 from the float64 reference, within the float16 tolerance).
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64], ids=["f32", "f16", "f64"])
 @pytest.mark.parametrize("case", range(len(RMS_CASES)))
 def test_rms_normalization(case, dtype, tmp_path):
     shape, axis, scale_shape, eps, magnitude = RMS_CASES[case]
-    if dtype == np.float16 and magnitude < 1:
-        pytest.skip("float16 cannot hold the mean square (~1e-6) of this case")
     rng = np.random.default_rng(500 + case)
     x = ((rng.standard_normal(shape) * 1.5 + 0.3) * magnitude).astype(dtype)
     scale = (1 + 0.5 * rng.standard_normal(scale_shape)).astype(dtype)

@@ -42,8 +42,9 @@ final class DetectionOpsTests: XCTestCase {
         XCTAssertEqual(try infer("NonMaxSuppression", types, values: inputs, opset: 11), [TensorInfo(.int64, [2, 3])])
     }
 
-    /// Over a constant image every bilinear sample is the constant, so avg gives it back; max
-    /// mode takes the largest weighted corner, which for an interior sample is at most the value.
+    /// Over a constant image every bilinear sample is the constant, so avg (the default mode)
+    /// gives it back whatever the sampling positions; testRoiAlignOverRampImage pins the positions
+    /// and max mode.
     func testRoiAlignOverConstantImage() throws {
         let x = Tensor(shape: [1, 2, 6, 6], scalars: [Float](repeating: 3, count: 72))
         let rois = floats([2, 4], [1, 1, 4, 4, 0.5, 2, 3.5, 5])
@@ -57,6 +58,39 @@ final class DetectionOpsTests: XCTestCase {
         var bad = attrs
         bad["mode"] = .string(Data("median".utf8))
         XCTAssertThrowsError(try evalDetection("RoiAlign", [x, rois, idx], bad, opset: 16))
+    }
+
+    /// A ramp image, value x + 10·y at column x, row y (6 x 6), where every sampling position
+    /// shows in the result. Derivation from the ONNX RoiAlign definition (opset 16, default
+    /// coordinate_transformation_mode half_pixel, spatial_scale 1): the ROI [x1 y1 x2 y2] =
+    /// [1 1 4 4] starts at (1 - 0.5, 1 - 0.5) = (0.5, 0.5) and is 3 x 3; output 2 x 3 gives bins
+    /// 1.5 tall and 1 wide; sampling_ratio 2 puts 2 x 2 samples in each bin at
+    /// y = 0.5 + 1.5·ph + (iy + 0.5)·0.75 = {0.875, 1.625} (ph 0), {2.375, 3.125} (ph 1) and
+    /// x = 0.5 + pw + (ix + 0.5)·0.5 = 0.75 + pw, 1.25 + pw. All lie inside the image.
+    /// - avg: bilinear interpolation of a linear ramp is exact, so a bin's mean is
+    ///   mean(x) + 10·mean(y) = (1 + pw) + 10·(1.25 + 1.5·ph): 13.5 14.5 15.5 / 28.5 29.5 30.5.
+    ///   (Without the half-pixel shift every value would be 5.5 larger.)
+    /// - max: each sample takes the largest of its four weighted corners w·v (not their sum),
+    ///   then the bin the largest over its samples. Bin (0, 0): sample (y 1.625, x 0.75) has
+    ///   corners rows 1-2, columns 0-1, weights ly = 0.625, lx = 0.75; its corner (row 2, col 1)
+    ///   = 21 weighs 0.625·0.75 = 0.46875: 9.84375, the largest of the bin. Each column step adds
+    ///   1 to that corner value: 10.3125, 10.78125. Bin (1, 0): sample (y 3.125, x 0.75), corner
+    ///   (row 3, col 1) = 31 weighs (1 - 0.125)·0.75 = 0.65625: 20.34375; then 32·0.65625 = 21,
+    ///   33·0.65625 = 21.65625. (Checked against ONNX Runtime 1.32 and onnx.reference, which agree.)
+    func testRoiAlignOverRampImage() throws {
+        let x = Tensor(shape: [1, 1, 6, 6], scalars: (0..<36).map { Float($0 % 6 + 10 * ($0 / 6)) })
+        let rois = floats([1, 4], [1, 1, 4, 4])
+        let idx = Tensor(shape: [1], scalars: [Int64(0)])
+        let expected: [(String, [Float])] = [("avg", [13.5, 14.5, 15.5, 28.5, 29.5, 30.5]),
+                                             ("max", [9.84375, 10.3125, 10.78125, 20.34375, 21, 21.65625])]
+        for (mode, values) in expected {
+            let attrs: [String: AttributeValue] = ["mode": .string(Data(mode.utf8)), "output_height": .int(2), "output_width": .int(3),
+                                                   "sampling_ratio": .int(2)]
+            let y = try evalDetection("RoiAlign", [x, rois, idx], attrs, opset: 16)[0]
+            XCTAssertEqual(y.shape, [1, 1, 2, 3], mode)
+            XCTAssertEqual(y.floatValues().count, values.count, mode)
+            for (a, b) in zip(y.floatValues(), values) { XCTAssertEqual(a, b, accuracy: 1e-5, mode) }
+        }
     }
 
     /// With align_corners, a grid at the pixel centres reproduces the image in every mode.
