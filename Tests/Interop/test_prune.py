@@ -491,3 +491,73 @@ def test_calib_on_an_empty_folder_fails_and_writes_nothing(tmp_path):
     r = run_compress("prune", FOLDED, "-o", out, "--method", "l1", "--ratio", "0.3", "--calib", empty)
     assert_clean_failure(r, str(empty))
     assert not out.exists()
+
+
+# ---- --sensitivity -------------------------------------------------------------------------------
+
+def ort_accuracy(path, files, labels):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sum(int(sess.run(None, {"input": np.load(f)})[0].argmax()) == labels[f.name] for f in files) / len(files)
+
+
+def test_sensitivity_points_equal_onnxruntime_and_emitted_ratios_follow_the_rule(tmp_path):
+    files = sorted((FIXTURES / "digits").glob("*.npy"))[:120]
+    labels = {l.split()[0]: int(l.split()[1]) for l in (FIXTURES / "digits" / "labels.txt").read_text().splitlines()}
+    emitted = tmp_path / "ratios.txt"
+    r = json.loads(ok("prune", BN, "--method", "l1", "--sensitivity", "--data", FIXTURES / "digits", "--max-samples", 120,
+                      "--ratios", "0.25,0.5,0.75", "--emit-ratios", emitted, "--max-drop", "0.05", "--format", "json").stdout)
+    assert r["schema"] == "compress.prune-sensitivity/1" and r["samples"] == 120
+    assert r["baseline_accuracy"] == pytest.approx(ort_accuracy(BN, files, labels), abs=1e-12)
+    assert sorted(row["group"] for row in r["rows"]) == ["head/conv", "stem/conv"]
+    for row in r["rows"]:
+        assert [p["ratio"] for p in row["points"]] == [0.25, 0.5, 0.75]
+        for p in row["points"]:
+            # Independent: the same single-group pruning written by prune, scored by ONNX Runtime.
+            single = tmp_path / "single.txt"
+            single.write_text(f"{row['group']} {p['ratio']}\n")
+            out = tmp_path / "single.onnx"
+            rep = json.loads(ok("prune", BN, "-o", out, "--method", "l1", "--ratios", single, "--format", "json").stdout)
+            assert rep["totals"]["macs_after"] == p["macs_after"]
+            assert p["accuracy"] == pytest.approx(ort_accuracy(out, files, labels), abs=1e-12)
+        # The emitted ratio is the largest whose accuracy (and every smaller ratio's) is within 5 points.
+        within = [p["ratio"] for p in row["points"] if r["baseline_accuracy"] - p["accuracy"] <= 0.05 + 1e-12]
+        prefix = 0.0
+        for p in row["points"]:
+            if p["ratio"] not in within:
+                break
+            prefix = p["ratio"]
+        assert r["emitted"][row["group"]] == prefix
+    lines = [l for l in emitted.read_text().splitlines() if not l.startswith("#")]
+    assert {l.split()[0]: float(l.split()[1]) for l in lines} == r["emitted"]
+    # The file drives a real prune.
+    ok("prune", BN, "-o", tmp_path / "guided.onnx", "--method", "l1", "--ratios", emitted)
+    check_written(tmp_path / "guided.onnx", tmp_path, digits_batch())
+
+
+def test_sensitivity_plot_renders(tmp_path):
+    import shutil
+    import subprocess
+    from PIL import Image
+    svg, png = tmp_path / "s.svg", tmp_path / "s.png"
+    ok("prune", FOLDED, "--method", "fpgm", "--sensitivity", "--data", FIXTURES / "digits", "--max-samples", 40, "--plot", svg)
+    rsvg = shutil.which("rsvg-convert")
+    assert rsvg, "rsvg-convert (Debian librsvg2-bin, installed by `make deps`) is needed to check the chart"
+    subprocess.run([rsvg, "-o", str(png), str(svg)], check=True)
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    assert img.shape[:2] == (560, 900)
+    coloured = (np.abs(img[:, :, 0] - img[:, :, 2]) > 60).sum()  # the blue and orange lines
+    assert coloured > 500, coloured
+    text = svg.read_text()
+    assert text.count("<polyline") == 2 and "stem/conv" in text and "head/conv" in text
+
+
+@pytest.mark.parametrize("args,phrase", [
+    (["--sensitivity"], "--data"),
+    (["--sensitivity", "--data", "Fixtures/digits", "--ratios", "0.2,1.5"], "(0, 1)"),
+    (["--sensitivity", "--data", "Fixtures/digits", "--ratio", "0.3"], "writes no model"),
+    (["--ratio", "0.3", "--plot", "x.svg", "-o", "/tmp/never.onnx"], "--sensitivity"),
+])
+def test_sensitivity_bad_flags(args, phrase):
+    r = run_compress("prune", BN, "--method", "l1", *args)
+    assert crash_description(r) is None and r.returncode == 64, (r.returncode, r.stderr)
+    assert phrase in r.stderr

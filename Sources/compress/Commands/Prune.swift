@@ -31,6 +31,8 @@ struct PruneCommand: ParsableCommand {
           compress prune model.onnx -o small.onnx --method l1 --target-macs 0.5
           compress prune model.onnx --method l2 --ratio 0.5 --dry-run --format json
           compress prune model.onnx -o small.onnx --method l1 --ratios ratios.txt --exclude 'head/*'
+          compress prune model.onnx -o small.onnx --method fpgm --ratio 0.3 --calib calib/
+          compress prune model.onnx --method l1 --sensitivity --data val/ --emit-ratios r.txt --max-drop 0.01 --plot s.svg
         """)
 
     @Argument(help: "The ONNX model to prune (never modified).")
@@ -60,8 +62,29 @@ struct PruneCommand: ParsableCommand {
     @Option(parsing: .singleValue, help: ArgumentHelp("Leave groups with a node matching this pattern (* and ? wildcards) whole; repeatable.", valueName: "PATTERN"))
     var exclude: [String] = []
 
-    @Option(help: ArgumentHelp("Per-group ratios: lines 'GROUP RATIO' (GROUP is the producing node's name) or a JSON object; others use --ratio (default 0).", valueName: "FILE"))
+    @Option(help: ArgumentHelp("Per-group ratios: lines 'GROUP RATIO' (GROUP is the producing node's name) or a JSON object; others use --ratio (default 0). With --sensitivity: the ratios to sweep, e.g. 0.1,0.2,0.3 (default 0.1 to 0.9).", valueName: "FILE|LIST"))
     var ratios: String?
+
+    @Flag(help: "Measure instead of pruning: prune each group alone at each ratio and compare the outputs with the unpruned model's on --data (agreement, output SQNR, accuracy with labels).")
+    var sensitivity = false
+
+    @Option(help: ArgumentHelp("Samples for --sensitivity (a folder as for `compress run`).", valueName: "DIR"))
+    var data: String?
+
+    @Option(name: .customLong("max-samples"), help: "Use at most N samples of --data.")
+    var maxSamples: Int = 64
+
+    @Option(name: .customLong("emit-ratios"), help: ArgumentHelp("With --sensitivity: write per group the largest ratio within --max-drop (for --ratios).", valueName: "FILE"))
+    var emitRatios: String?
+
+    @Option(name: .customLong("max-drop"), help: "With --emit-ratios: the largest accuracy drop (labels) or disagreement with the unpruned model allowed, as a fraction.")
+    var maxDrop: Double = 0.01
+
+    @Option(name: .customLong("min-sqnr"), help: "With --emit-ratios, for models whose output is not a classifier: the lowest output SQNR in dB allowed.")
+    var minSQNR: Double = 20
+
+    @Option(help: ArgumentHelp("With --sensitivity: draw the sweep as an SVG chart.", valueName: "FILE.svg"))
+    var plot: String?
 
     @Option(help: ArgumentHelp("Repair from data without training: re-estimate BatchNormalization statistics on the pruned model, or where BN was folded give each remaining channel of the layers that lost inputs the mean and deviation it had before pruning. A folder of samples as for `compress run`.", valueName: "DIR"))
     var calib: String?
@@ -89,6 +112,18 @@ struct PruneCommand: ParsableCommand {
     @OptionGroup var format: FormatOption
 
     func validate() throws {
+        if sensitivity {
+            guard data != nil else { throw ValidationError("--sensitivity needs --data DIR") }
+            if ratio != nil || targetMACs != nil || output != nil || calib != nil {
+                throw ValidationError("--sensitivity measures and writes no model: drop -o, --ratio, --target-macs and --calib")
+            }
+            if let r = ratios { _ = try Self.sweepRatios(r) }
+            if maxSamples < 1 { throw ValidationError("--max-samples must be ≥ 1") }
+            if !(maxDrop >= 0 && maxDrop < 1) { throw ValidationError("--max-drop \(maxDrop): must be in [0, 1)") }
+            if let plot, !plot.lowercased().hasSuffix(".svg") { throw ValidationError("--plot writes SVG; give a FILE.svg") }
+            return
+        }
+        if emitRatios != nil || plot != nil || data != nil { throw ValidationError("--emit-ratios, --plot and --data go with --sensitivity") }
         if let r = ratio, !(r >= 0 && r < 1) { throw ValidationError("--ratio \(r): must be in [0, 1)") }
         if let t = targetMACs, !(t > 0 && t <= 1) { throw ValidationError("--target-macs \(t): must be in (0, 1]") }
         if ratio != nil && targetMACs != nil { throw ValidationError("--ratio and --target-macs contradict each other: give one") }
@@ -101,7 +136,56 @@ struct PruneCommand: ParsableCommand {
         if calibRounds < 1 { throw ValidationError("--calib-rounds must be ≥ 1") }
     }
 
+    /// `--ratios 0.1,0.2,…` in sensitivity mode.
+    static func sweepRatios(_ text: String) throws -> [Double] {
+        let parts = text.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && $0! > 0 && $0! < 1 }) else {
+            throw ValidationError("--ratios '\(text)': with --sensitivity, a comma-separated list of ratios in (0, 1), e.g. 0.1,0.3,0.5")
+        }
+        return parts.map { $0! }.sorted()
+    }
+
+    func runSensitivity() throws {
+        let pins = try inputs.pins()
+        let m = try ModelReader.read(path: model)
+        let folder = data!
+        let source = try DataSource(directory: folder, graph: m.graph, pins: pins, preprocessing: try preprocess.preprocessing())
+        let entries = Array(source.entries.prefix(maxSamples))
+        guard !entries.isEmpty else { throw CLIError("--data \(folder): no samples found") }
+        let samples: [Sensitivity.Sample] = try entries.map { e in
+            do { let s = try source.load(e); return (s.inputs, s.label) } catch { throw DataError(e.files.count == 1 ? e.files[0] : e.id, "\(error)") }
+        }
+        let sweep = try ratios.map(Self.sweepRatios) ?? [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+        let groups = try ChannelGroupAnalysis(model: m, pins: pins).prunable.count
+        let bar = ProgressBar(total: groups * sweep.count, label: "sensitivity", enabled: !quiet && ProgressBar.stderrIsTerminal)
+        defer { bar.finish() }
+        var report = try Sensitivity.sweep(m, path: model, criterion: method, ratios: sweep, samples: samples, pins: pins,
+                                           progress: { bar.advance() })
+        bar.finish()
+        if let emitRatios {
+            let (chosen, rule) = report.ratios(maxDrop: maxDrop, minSQNR: minSQNR)
+            report.emitted = chosen
+            report.rule = rule
+            let text = "# compress prune --sensitivity: largest ratio per group with \(rule) (\(report.samples) samples, \(method.rawValue))\n"
+                + chosen.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: "\n") + "\n"
+            do { try AtomicFile.write(Data(text.utf8), to: URL(fileURLWithPath: emitRatios)) } catch {
+                throw CLIError("--emit-ratios \(emitRatios): cannot write (\(error))")
+            }
+        }
+        if let plot {
+            do { try AtomicFile.write(Data(SensitivityChart(report: report).svg().utf8), to: URL(fileURLWithPath: plot)) } catch {
+                throw CLIError("--plot \(plot): cannot write (\(error))")
+            }
+        }
+        switch format.format {
+        case .json: try printJSON(report)
+        case .table: print(PruneTable.sensitivity(report))
+        case .csv: print(PruneTable.sensitivityCSV(report))
+        }
+    }
+
     func run() throws {
+        if sensitivity { return try reportingErrors { try runSensitivity() } }
         try reportingErrors {
             if let output { try OutputPath.check(output, input: model, force: force) }
             let pins = try inputs.pins()
@@ -230,6 +314,38 @@ enum PruneTable {
             }
         }
         return out.joined(separator: "\n")
+    }
+
+    static func sensitivity(_ r: SensitivityReport) -> String {
+        var out = ["model      \(r.model)", "method     \(r.method), \(r.samples) samples" + (r.baseline_accuracy.map { String(format: ", unpruned top-1 accuracy %.2f %%", 100 * $0) } ?? ""), ""]
+        let ratios = r.rows.first?.points.map(\.ratio) ?? []
+        let measure = r.baseline_accuracy != nil ? "accuracy %" : (r.rows.first?.points.first?.agreement != nil ? "agreement %" : "SQNR dB")
+        var t = TextTable(["group", "channels"] + ratios.map { String(format: "%.2g", $0) }, rightAligned: Set(1...(ratios.count + 1)))
+        for row in r.rows {
+            t.add([row.group, String(row.channels)] + row.points.map { p in
+                if r.baseline_accuracy != nil, let a = p.accuracy { return String(format: "%.1f", 100 * a) }
+                if let g = p.agreement { return String(format: "%.1f", 100 * g) }
+                return p.sqnr_db.map { String(format: "%.1f", $0) } ?? "inf"
+            })
+        }
+        out.append("\(measure) with only that group pruned at each ratio:")
+        out.append(t.render())
+        if let e = r.emitted, let rule = r.rule {
+            out.append("")
+            out.append("emitted ratios (\(rule)): " + e.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
+        return out.joined(separator: "\n")
+    }
+
+    static func sensitivityCSV(_ r: SensitivityReport) -> String {
+        var lines = ["group,channels,ratio,channels_after,macs_after,agreement,sqnr_db,accuracy"]
+        func f(_ x: Double?) -> String { x.map { String($0) } ?? "" }
+        for row in r.rows {
+            for p in row.points {
+                lines.append("\(row.group),\(row.channels),\(p.ratio),\(p.channels_after),\(p.macs_after),\(f(p.agreement)),\(f(p.sqnr_db)),\(f(p.accuracy))")
+            }
+        }
+        return lines.joined(separator: "\n")
     }
 
     static func csv(_ r: PruneReport) -> String {
