@@ -67,6 +67,8 @@ public struct PruneReport: Encodable, Sendable {
     /// Consumers where the constants removed channels emitted could not be folded exactly
     /// (their contribution is dropped).
     public var approximations: [String] = []
+    /// Roofline estimate (`--device`) and measured latency (`--measure`), before and after.
+    public var speed: PruneSpeed?
     /// What `--calib` repaired, with top-1 accuracy on the calibration samples when they are labelled.
     public var repair: Repair?
 
@@ -119,6 +121,9 @@ public enum Pruner {
         public var model: Model
         public var plan: PrunePlan
         public var report: PruneReport
+        /// The profiles the report's counts come from (for roofline estimates).
+        public var before: ModelProfile
+        public var after: ModelProfile
     }
 
     /// Prunes `model` with `options`. `path` names the model in the report.
@@ -126,10 +131,10 @@ public enum Pruner {
         let analysis = try ChannelGroupAnalysis(model: model, pins: pins)
         let plan = try PrunePlan(model: model, analysis: analysis, options: options)
         let (pruned, notes) = try ChannelSurgery.apply(plan, to: model, pins: pins)
-        var report = PruneReport(model: path, options: options, plan: plan,
-                                 before: try ModelProfile(model: model, pins: pins), after: try ModelProfile(model: pruned, pins: pins))
+        let before = try ModelProfile(model: model, pins: pins), after = try ModelProfile(model: pruned, pins: pins)
+        var report = PruneReport(model: path, options: options, plan: plan, before: before, after: after)
         report.approximations = notes
-        return Result(model: pruned, plan: plan, report: report)
+        return Result(model: pruned, plan: plan, report: report, before: before, after: after)
     }
 
     /// The uniform ratio whose pruned model keeps `fraction` of the MACs (bisection over the

@@ -561,3 +561,20 @@ def test_sensitivity_bad_flags(args, phrase):
     r = run_compress("prune", BN, "--method", "l1", *args)
     assert crash_description(r) is None and r.returncode == 64, (r.returncode, r.stderr)
     assert phrase in r.stderr
+
+
+def test_device_estimate_and_measured_latency(tmp_path):
+    out = tmp_path / "p.onnx"
+    r = json.loads(ok("prune", BN, "-o", out, "--method", "l1", "--ratio", "0.5", "--device", "aws-graviton3",
+                      "--measure", "--measure-runs", 5, "--format", "json").stdout)
+    sp = r["speed"]
+    assert sp["device"] == "aws-graviton3" and sp["runs"] == 5 and sp["threads"] >= 1
+    # The estimates are profile's for each model on that device.
+    for key, path in (("before", BN), ("after", out)):
+        t = json.loads(ok("profile", path, "--device", "aws-graviton3", "--format", "json").stdout)["totals"]
+        assert sp[f"estimated_ms_{key}"] == pytest.approx(t["time_ms"], rel=1e-9)
+        assert sp[f"memory_bound_share_{key}"] == pytest.approx(t["memory_bound_time_share"], rel=1e-9)
+    assert sp["estimated_ms_after"] < sp["estimated_ms_before"]
+    assert sp["measured_ms_before"] > 0 and sp["measured_ms_after"] > 0
+    bad = run_compress("prune", BN, "-o", out, "--method", "l1", "--ratio", "0.5", "--device", "no-such-device")
+    assert bad.returncode == 64 and "--list-devices" in bad.stderr

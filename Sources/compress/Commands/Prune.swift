@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ModelIR
+import Profile
 import Prune
 import Runtime
 import TensorCore
@@ -101,6 +102,15 @@ struct PruneCommand: ParsableCommand {
     @Flag(help: "No progress bar on stderr (it is shown only when stderr is a terminal).")
     var quiet = false
 
+    @Option(help: "Roofline estimate before and after on this device (a `compress profile --list-devices` preset): shows when a smaller model is not a faster one.")
+    var device: String?
+
+    @Flag(help: "Measure the executor's latency before and after (median of --measure-runs runs on zero inputs).")
+    var measure = false
+
+    @Option(name: .customLong("measure-runs"), help: "Runs per model for --measure.")
+    var measureRuns: Int = 20
+
     @Flag(name: .customLong("dry-run"), help: "Print the plan and the before/after counts; write nothing.")
     var dryRun = false
 
@@ -133,6 +143,10 @@ struct PruneCommand: ParsableCommand {
         if minChannels < 1 { throw ValidationError("--min-channels must be ≥ 1") }
         if output == nil && !dryRun { throw ValidationError("give -o OUT (or --dry-run to only print the plan)") }
         if calibSamples < 1 { throw ValidationError("--calib-samples must be ≥ 1") }
+        if measureRuns < 1 { throw ValidationError("--measure-runs must be ≥ 1") }
+        if let device, DevicePresets.named(device) == nil {
+            throw ValidationError("--device '\(device)': unknown; `compress profile --list-devices` lists the presets")
+        }
         if calibRounds < 1 { throw ValidationError("--calib-rounds must be ≥ 1") }
     }
 
@@ -196,6 +210,19 @@ struct PruneCommand: ParsableCommand {
             var result = try Pruner.prune(m, path: model, options: options, pins: pins)
             var report = result.report
             if let calib { report.repair = try repair(&result, original: m, folder: calib, pins: pins) }
+            if device != nil || measure {
+                var speed = PruneSpeed()
+                if let device, let d = DevicePresets.named(device) {
+                    speed.estimate(result.before, result.after, settings: RooflineSettings(device: d, precision: nil))
+                }
+                if measure {
+                    speed.measured_ms_before = try PruneSpeed.measure(m, pins: pins, runs: measureRuns)
+                    speed.measured_ms_after = try PruneSpeed.measure(result.model, pins: pins, runs: measureRuns)
+                    speed.runs = measureRuns
+                    speed.threads = Parallel.threads
+                }
+                report.speed = speed
+            }
             if let output, !dryRun {
                 try ModelWriter.write(result.model, to: URL(fileURLWithPath: output))
                 report.output = output
@@ -305,6 +332,15 @@ enum PruneTable {
         out.append("parameters \(Units.grouped(Int64(t.params_before))) → \(Units.grouped(Int64(t.params_after)))\(change(t.params_before, t.params_after))")
         out.append("MACs       \(Units.grouped(Int64(t.macs_before))) → \(Units.grouped(Int64(t.macs_after)))\(change(t.macs_before, t.macs_after))")
         out.append("traffic    \(Units.bytes(Double(t.traffic_bytes_before))) → \(Units.bytes(Double(t.traffic_bytes_after)))\(change(t.traffic_bytes_before, t.traffic_bytes_after))")
+        if let sp = r.speed {
+            if let a = sp.estimated_ms_before, let b = sp.estimated_ms_after, let d = sp.device {
+                let share = { (x: Double?) in x.map { String(format: "%.0f %% memory-bound", 100 * $0) } ?? "" }
+                out.append(String(format: "estimate   %.4g ms → %.4g ms on %@ (%@ → %@)", a, b, d, share(sp.memory_bound_share_before), share(sp.memory_bound_share_after)))
+            }
+            if let a = sp.measured_ms_before, let b = sp.measured_ms_after {
+                out.append(String(format: "measured   %.4g ms → %.4g ms (%.2f×; executor, median of %d runs, %d threads)", a, b, a / max(b, 1e-9), sp.runs ?? 0, sp.threads ?? 0))
+            }
+        }
         if let rp = r.repair {
             out.append("")
             out.append("repair     \(rp.summary.samples) samples of \(rp.folder), \(rp.summary.rounds) rounds: BN re-estimated in \(rp.summary.batchnorms.count) layers, "
