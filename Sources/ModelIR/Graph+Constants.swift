@@ -51,3 +51,18 @@ extension Graph {
         nodes[p][attribute: "value"] = .tensor(tensor)
     }
 }
+
+extension Graph {
+    /// The constant behind `name`, following `Identity` nodes (torch.onnx.export reads shared
+    /// weights through them): the name of the initializer or `Constant` output that holds it, and
+    /// its tensor. nil when `name` is not constant.
+    public func constantSource(of name: String) -> (name: String, tensor: Tensor)? {
+        var n = name
+        for _ in 0..<16 {
+            if let t = constantTensor(named: n) { return (n, t) }
+            guard let p = producer(of: n), nodes[p].isDefaultDomain, nodes[p].opType == "Identity", !nodes[p].inputs.isEmpty else { return nil }
+            n = nodes[p].inputs[0]
+        }
+        return nil
+    }
+}

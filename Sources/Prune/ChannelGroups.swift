@@ -142,15 +142,7 @@ private struct Builder {
 
     /// The constant tensor a node input reads and the name of the tensor that holds it (an
     /// `Identity` of a constant resolves to the constant), or nil.
-    func constant(_ name: String) -> (name: String, tensor: Tensor)? {
-        var n = name
-        for _ in 0..<8 {
-            if let t = graph.constantTensor(named: n) { return (n, t) }
-            guard let p = graph.producer(of: n), graph.nodes[p].isDefaultDomain, graph.nodes[p].opType == "Identity" else { return nil }
-            n = graph.nodes[p].inputs[0]
-        }
-        return nil
-    }
+    func constant(_ name: String) -> (name: String, tensor: Tensor)? { graph.constantSource(of: name) }
 
     /// Whether the constant `name` (reached from `input`) is read by one node only, counting
     /// the Identity hops between them.

@@ -32,8 +32,9 @@ public enum ChannelSurgery {
             try m.graph.replaceConstant(named: name, with: t)
         }
         for out in depthwise {
-            guard let p = m.graph.producer(of: out), let w = m.graph.constantTensor(named: m.graph.nodes[p].inputs[1]) ??
-                    resolvedWeight(m.graph, m.graph.nodes[p].inputs[1]) else { throw GraphError.noSuchValue(out) }
+            guard let p = m.graph.producer(of: out), let w = m.graph.constantSource(of: m.graph.nodes[p].inputs[1])?.tensor else {
+                throw GraphError.noSuchValue(out)
+            }
             m.graph.nodes[p][attribute: "group"] = .int(Int64(w.shape[0]))
         }
         var kept: [String: [Int]] = [:]
@@ -46,16 +47,6 @@ public enum ChannelSurgery {
         try RemovedChannelFold.apply(fold.corrections, to: &m, kept: kept)
         try refreshValueInfo(&m, pins: pins)
         return (m, fold.notes)
-    }
-
-    static func resolvedWeight(_ g: Graph, _ name: String) -> Tensor? {
-        var n = name
-        for _ in 0..<8 {
-            if let t = g.constantTensor(named: n) { return t }
-            guard let p = g.producer(of: n), g.nodes[p].opType == "Identity" else { return nil }
-            n = g.nodes[p].inputs[0]
-        }
-        return nil
     }
 
     /// Re-infers shapes and rewrites every declared fixed dimension that changed; dynamic

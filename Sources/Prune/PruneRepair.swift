@@ -166,8 +166,7 @@ public enum PruneRepair {
     /// reference channel `kept[k]`.
     static func correct(_ m: inout Model, node i: Int, pruned p: Moments, reference r: Moments, kept: [Int]?) throws {
         let n = m.graph.nodes[i]
-        guard let w = m.graph.constantTensor(named: n.inputs[1]) ?? ChannelSurgery.resolvedWeight(m.graph, n.inputs[1]),
-              w.dtype == .float32 else { return }
+        guard let (wName, w) = m.graph.constantSource(of: n.inputs[1]), w.dtype == .float32 else { return }
         let isGemm = n.opType == "Gemm"
         let transB = (n.int("transB") ?? 0) == 1
         let outAxis = isGemm && !transB ? 1 : 0
@@ -186,7 +185,6 @@ public enum PruneRepair {
         var wv = w.scalars(as: Float.self)
         let outer = w.shape[..<outAxis].reduce(1, *), inner = w.shape[(outAxis + 1)...].reduce(1, *)
         for o in 0..<outer { for k in 0..<c { for q in 0..<inner { wv[(o * c + k) * inner + q] *= Float(scale[k]) } } }
-        let wName = m.graph.constantTensor(named: n.inputs[1]) != nil ? n.inputs[1] : resolvedName(m.graph, n.inputs[1])
         try m.graph.replaceConstant(named: wName, with: Tensor(shape: w.shape, scalars: wv))
         // Gemm adds beta·C, so the shift enters C divided by beta.
         let beta = isGemm ? Double(n.float("beta") ?? 1) : 1
@@ -203,15 +201,5 @@ public enum PruneRepair {
             node.inputs[2] = name
             m.graph.nodes[i] = node
         }
-    }
-
-    static func resolvedName(_ g: Graph, _ name: String) -> String {
-        var n = name
-        for _ in 0..<8 {
-            if g.constantTensor(named: n) != nil { return n }
-            guard let p = g.producer(of: n), g.nodes[p].opType == "Identity" else { return n }
-            n = g.nodes[p].inputs[0]
-        }
-        return n
     }
 }

@@ -55,7 +55,7 @@ enum RemovedChannelFold {
         for (d, s) in inputs {
             guard let i = byName[s.node], i >= 0 else { notes.append("a consumer without a unique name: its removed inputs' constants are dropped"); continue }
             let n = g.nodes[i]
-            guard let x = seen[n.inputs[0]], x.dtype == .float32, let w = g.constantTensor(named: n.inputs[1]) ?? ChannelSurgery.resolvedWeight(g, n.inputs[1]),
+            guard let x = seen[n.inputs[0]], x.dtype == .float32, let w = g.constantSource(of: n.inputs[1])?.tensor,
                   w.dtype == .float32 else { continue }
             let xv = x.scalars(as: Float.self), wv = w.scalars(as: Float.self)
             let removedCols = s.indices(removing: d.removed)
