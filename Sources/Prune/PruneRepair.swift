@@ -104,7 +104,7 @@ public enum PruneRepair {
                               progress: (() -> Void)? = nil) throws -> Summary {
         let (bn, affine) = targets(plan, pruned: pruned)
         var count = 0
-        guard !bn.isEmpty || !affine.isEmpty else { return Summary(samples: 0, rounds: 0, batchnorms: [], layers: []) }
+        guard rounds > 0, !bn.isEmpty || !affine.isEmpty else { return Summary(samples: 0, rounds: 0, batchnorms: [], layers: []) }
         // Reference statistics of the corrected layers' outputs, from the unpruned model.
         let affineNames = affine.map { pruned.graph.nodes[$0].name }
         var reference: [String: Moments] = [:]

@@ -75,12 +75,16 @@ public struct PruneReport: Encodable, Sendable {
     public struct Repair: Encodable, Sendable {
         public let folder: String
         public let summary: PruneRepair.Summary
+        /// With `--reconstruct`: the layers refit by least squares.
+        public let reconstruction: PruneReconstruction.Summary?
         public let accuracy_original: Double?
         public let accuracy_pruned: Double?
         public let accuracy_repaired: Double?
-        public init(folder: String, summary: PruneRepair.Summary, accuracy_original: Double?, accuracy_pruned: Double?, accuracy_repaired: Double?) {
+        public init(folder: String, summary: PruneRepair.Summary, reconstruction: PruneReconstruction.Summary?,
+                    accuracy_original: Double?, accuracy_pruned: Double?, accuracy_repaired: Double?) {
             self.folder = folder
             self.summary = summary
+            self.reconstruction = reconstruction
             self.accuracy_original = accuracy_original
             self.accuracy_pruned = accuracy_pruned
             self.accuracy_repaired = accuracy_repaired

@@ -578,3 +578,49 @@ def test_device_estimate_and_measured_latency(tmp_path):
     assert sp["measured_ms_before"] > 0 and sp["measured_ms_after"] > 0
     bad = run_compress("prune", BN, "-o", out, "--method", "l1", "--ratio", "0.5", "--device", "no-such-device")
     assert bad.returncode == 64 and "--list-devices" in bad.stderr
+
+
+def test_reconstruct_is_the_least_squares_refit(tmp_path):
+    """--reconstruct alone (--calib-rounds 0): the first refit layer's weights and bias are the
+    ridge least-squares solution NumPy finds from the same samples (its input columns in the
+    pruned model, the unpruned layer's output as target)."""
+    plain, refit = tmp_path / "plain.onnx", tmp_path / "refit.onnx"
+    rp = prune(FOLDED, plain, "l1", 0.3)
+    r = json.loads(ok("prune", FOLDED, "-o", refit, "--method", "l1", "--ratio", "0.3", "--calib", FIXTURES / "digits",
+                      "--calib-samples", 64, "--calib-rounds", 0, "--reconstruct", "--format", "json").stdout)
+    assert r["repair"]["reconstruction"]["layers"] == ["block/pw/conv", "head/conv", "fc"]
+    assert r["repair"]["summary"]["rounds"] == 0
+    # block/pw/conv is 1x1: its input columns are the channel values at each position.
+    m = onnx.load(str(plain))
+    pw = next(n for n in m.graph.node if n.name == "block/pw/conv")
+    xs = ort.InferenceSession(str(with_outputs(plain, [pw.input[0]], tmp_path, "px")), providers=["CPUExecutionProvider"])
+    ys = ort.InferenceSession(str(with_outputs(FOLDED, [pw.output[0]], tmp_path, "py")), providers=["CPUExecutionProvider"])
+    kept = [i for i in range(8) if i not in next(g for g in rp["groups"] if "block/pw/conv" in g["producers"])["removed"]]
+    X, Y = [], []
+    for f in CALIB_FILES:
+        x = dict(zip([o.name for o in xs.get_outputs()], xs.run(None, {"input": np.load(f)})))[pw.input[0]].astype(np.float64)
+        y = dict(zip([o.name for o in ys.get_outputs()], ys.run(None, {"input": np.load(f)})))[pw.output[0]].astype(np.float64)
+        X.append(x[0].reshape(x.shape[1], -1).T)
+        Y.append(y[0][kept].reshape(len(kept), -1).T)
+    X = np.concatenate(X)
+    X1 = np.hstack([X, np.ones((len(X), 1))])
+    Y = np.concatenate(Y)
+    A = X1.T @ X1
+    A += 1e-6 * np.trace(A) / len(A) * np.eye(len(A))
+    sol = np.linalg.solve(A, X1.T @ Y)
+    c = constants(onnx.load(str(refit)))
+    np.testing.assert_allclose(c[pw.input[1]].reshape(len(kept), -1), sol[:-1].T, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(c[pw.input[2]], sol[-1], rtol=1e-3, atol=1e-4)
+
+
+def test_reconstruct_recovers_held_out_accuracy(tmp_path):
+    """Fit on the first 256 digits samples, score on the other 104 with ONNX Runtime."""
+    labels = {l.split()[0]: int(l.split()[1]) for l in (FIXTURES / "digits" / "labels.txt").read_text().splitlines()}
+    held = sorted((FIXTURES / "digits").glob("*.npy"))[256:]
+    assert len(held) == 104
+    plain, fixed = tmp_path / "plain.onnx", tmp_path / "fixed.onnx"
+    prune(FOLDED, plain, "l1", 0.3)
+    ok("prune", FOLDED, "-o", fixed, "--method", "l1", "--ratio", "0.3", "--calib", FIXTURES / "digits", "--reconstruct")
+    a0, a1, a2 = ort_accuracy(FOLDED, held, labels), ort_accuracy(plain, held, labels), ort_accuracy(fixed, held, labels)
+    assert a1 < 0.6 and a2 > 0.9 and a0 - a2 < 0.06, (a0, a1, a2)
+    check_written(fixed, tmp_path, digits_batch())

@@ -90,10 +90,13 @@ struct PruneCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Repair from data without training: re-estimate BatchNormalization statistics on the pruned model, or where BN was folded give each remaining channel of the layers that lost inputs the mean and deviation it had before pruning. A folder of samples as for `compress run`.", valueName: "DIR"))
     var calib: String?
 
+    @Flag(help: "With --calib: first refit each layer that lost input channels by least squares so its output on the samples matches the unpruned layer's (He et al. 2017; ThiNet).")
+    var reconstruct = false
+
     @Option(name: .customLong("calib-samples"), help: "Use at most N samples of --calib.")
     var calibSamples: Int = 256
 
-    @Option(name: .customLong("calib-rounds"), help: "Measure-and-correct rounds of --calib (a layer k steps behind the first corrected one is exact after k rounds).")
+    @Option(name: .customLong("calib-rounds"), help: "Measure-and-correct rounds of --calib (a layer k steps behind the first corrected one is exact after k rounds; 0: none, e.g. with --reconstruct alone).")
     var calibRounds: Int = 2
 
     @OptionGroup(title: "Image preprocessing (--calib)")
@@ -143,11 +146,12 @@ struct PruneCommand: ParsableCommand {
         if minChannels < 1 { throw ValidationError("--min-channels must be ≥ 1") }
         if output == nil && !dryRun { throw ValidationError("give -o OUT (or --dry-run to only print the plan)") }
         if calibSamples < 1 { throw ValidationError("--calib-samples must be ≥ 1") }
+        if reconstruct && calib == nil { throw ValidationError("--reconstruct needs --calib DIR (the samples it fits on)") }
         if measureRuns < 1 { throw ValidationError("--measure-runs must be ≥ 1") }
         if let device, DevicePresets.named(device) == nil {
             throw ValidationError("--device '\(device)': unknown; `compress profile --list-devices` lists the presets")
         }
-        if calibRounds < 1 { throw ValidationError("--calib-rounds must be ≥ 1") }
+        if calibRounds < 0 { throw ValidationError("--calib-rounds must be ≥ 0 (0: no statistics correction, e.g. --reconstruct alone)") }
     }
 
     /// `--ratios 0.1,0.2,…` in sensitivity mode.
@@ -247,7 +251,8 @@ struct PruneCommand: ParsableCommand {
         let labelled = entries.filter { $0.label != nil }
         let evaluate = labelled.count == entries.count && result.model.graph.outputs.count >= 1
         let rounds = calibRounds
-        let total = entries.count * (rounds + 1) + (evaluate ? 3 * entries.count : 0)
+        let consumers = Set(result.plan.decisions.filter { !$0.removed.isEmpty }.flatMap { $0.group.slices.filter { $0.role == .input }.map(\.node) })
+        let total = entries.count * (rounds + 1) + (evaluate ? 3 * entries.count : 0) + (reconstruct ? consumers.count * entries.count : 0)
         let bar = ProgressBar(total: total, label: "calib", enabled: !quiet && ProgressBar.stderrIsTerminal)
         defer { bar.finish() }
         let samples: PruneRepair.Samples = { body in for e in entries { try body(try load(e).inputs) } }
@@ -256,11 +261,13 @@ struct PruneCommand: ParsableCommand {
         }
         let before = evaluate ? try PruneRepair.top1(original, labelled: withLabels) : nil
         let pruned = evaluate ? try PruneRepair.top1(result.model, labelled: withLabels) : nil
+        let refit = reconstruct ? try PruneReconstruction.reconstruct(&result.model, original: original, plan: result.plan, samples: samples,
+                                                                      progress: { bar.advance() }) : nil
         let summary = try PruneRepair.repair(&result.model, original: original, plan: result.plan, samples: samples,
                                              rounds: rounds, progress: { bar.advance() })
         let after = evaluate ? try PruneRepair.top1(result.model, labelled: withLabels) : nil
         func rate(_ x: (correct: Int, total: Int)?) -> Double? { x.map { Double($0.correct) / Double(max($0.total, 1)) } }
-        return PruneReport.Repair(folder: folder, summary: summary, accuracy_original: rate(before),
+        return PruneReport.Repair(folder: folder, summary: summary, reconstruction: refit, accuracy_original: rate(before),
                                   accuracy_pruned: rate(pruned), accuracy_repaired: rate(after))
     }
 
@@ -345,6 +352,9 @@ enum PruneTable {
             out.append("")
             out.append("repair     \(rp.summary.samples) samples of \(rp.folder), \(rp.summary.rounds) rounds: BN re-estimated in \(rp.summary.batchnorms.count) layers, "
                        + "channel statistics restored in \(rp.summary.layers.count)")
+            if let rc = rp.reconstruction {
+                out.append("refit      \(rc.layers.count) layers by least squares" + (rc.skipped.isEmpty ? "" : "; left: " + rc.skipped.joined(separator: "; ")))
+            }
             if let a = rp.accuracy_original, let p = rp.accuracy_pruned, let q = rp.accuracy_repaired {
                 out.append(String(format: "accuracy   %.2f %% original, %.2f %% pruned, %.2f %% pruned + repaired (top-1 on the --calib samples)", 100 * a, 100 * p, 100 * q))
             }
