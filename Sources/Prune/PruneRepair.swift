@@ -31,18 +31,12 @@ public enum PruneRepair {
     public static func top1(_ model: Model, labelled: LabelledSamples) throws -> (correct: Int, total: Int) {
         let exec = try Executor(model: model)
         let out = model.graph.outputs[0].name
-        var correct = 0, total = 0
+        var counter = AccuracyCounter()
         try labelled { feeds, label in
-            guard let y = try exec.run(feeds)[out], y.rank == 2, y.shape[1] >= 2 else { return }
-            let v = y.converted(to: .float32).scalars(as: Float.self), c = y.shape[1]
-            for r in 0..<y.shape[0] {
-                var best = 0
-                for k in 1..<c where v[r * c + k] > v[r * c + best] { best = k }
-                if best == label { correct += 1 }
-                total += 1
-            }
+            guard let y = try exec.run(feeds)[out], ClassScores.isClassifier(y) else { return }
+            counter.add(ClassScores.ranked(y, k: 1), label: label)
         }
-        return (correct, total)
+        return (counter.top1Correct, counter.evaluated)
     }
 
     public struct Summary: Encodable, Sendable {

@@ -83,7 +83,7 @@ public enum Sensitivity {
         let outputs = model.graph.outputs.map(\.name)
         let reference = try run(model, samples, outputs)
         let labelled = samples.allSatisfy { $0.label != nil }
-        let baseline = labelled ? accuracy(reference, samples, outputs) : nil
+        let baseline = labelled ? accuracy(reference, samples) : nil
         let macs = try ModelProfile(model: model, pins: pins).totals.macs
         var rows: [SensitivityReport.Row] = []
         let candidates = analysis.prunable.filter { criterion != .slim || !$0.batchNormScales.isEmpty }
@@ -98,10 +98,11 @@ public enum Sensitivity {
                 let pruned = try ChannelSurgery.apply(plan, to: model, pins: pins).model
                 let got = try run(pruned, samples, outputs)
                 let kept = plan.decisions.first { $0.group.id == g.id }?.remaining ?? g.channels
+                let change = compare(reference, got)
                 points.append(SensitivityReport.Point(
                     ratio: r, channels_after: kept, macs_after: try ModelProfile(model: pruned, pins: pins).totals.macs,
-                    agreement: agreement(reference, got, outputs), sqnr_db: sqnr(reference, got, outputs),
-                    accuracy: labelled ? accuracy(got, samples, outputs) : nil))
+                    agreement: change.agreement, sqnr_db: change.sqnrDB,
+                    accuracy: labelled ? accuracy(got, samples) : nil))
                 progress?()
             }
             rows.append(SensitivityReport.Row(group: g.label, channels: g.channels, points: points))
@@ -118,47 +119,18 @@ public enum Sensitivity {
         }
     }
 
-    /// Arg-max per row of a [N, C] float output.
-    static func argmax(_ t: Tensor) -> [Int]? {
-        guard t.rank == 2, t.shape[1] >= 2, [.float32, .float16, .float64, .bfloat16].contains(t.dtype) else { return nil }
-        let v = t.converted(to: .float32).scalars(as: Float.self), c = t.shape[1]
-        return (0..<t.shape[0]).map { r in
-            var best = 0
-            for k in 1..<c where v[r * c + k] > v[r * c + best] { best = k }
-            return best
-        }
+    static func compare(_ ref: [[Tensor]], _ got: [[Tensor]]) -> OutputAgreement {
+        var a = OutputAgreement()
+        for (x, y) in zip(ref, got) { a.add(reference: x, candidate: y) }
+        return a
     }
 
-    static func agreement(_ ref: [[Tensor]], _ got: [[Tensor]], _ outputs: [String]) -> Double? {
-        var same = 0, total = 0
-        for (a, b) in zip(ref, got) {
-            guard let x = argmax(a[0]), let y = argmax(b[0]) else { return nil }
-            same += zip(x, y).filter { $0 == $1 }.count
-            total += x.count
-        }
-        return total > 0 ? Double(same) / Double(total) : nil
-    }
-
-    static func accuracy(_ outs: [[Tensor]], _ samples: [Sample], _ outputs: [String]) -> Double? {
-        var correct = 0, total = 0
+    static func accuracy(_ outs: [[Tensor]], _ samples: [Sample]) -> Double? {
+        var counter = AccuracyCounter()
         for (o, s) in zip(outs, samples) {
-            guard let x = argmax(o[0]), let label = s.label else { return nil }
-            correct += x.filter { $0 == label }.count
-            total += x.count
+            guard let first = o.first, ClassScores.isClassifier(first), let label = s.label else { return nil }
+            counter.add(ClassScores.ranked(first, k: 1), label: label)
         }
-        return total > 0 ? Double(correct) / Double(total) : nil
-    }
-
-    /// Signal-to-quantization-noise style ratio in dB over every float output; nil when equal.
-    static func sqnr(_ ref: [[Tensor]], _ got: [[Tensor]], _ outputs: [String]) -> Double? {
-        var signal = 0.0, noise = 0.0
-        for (a, b) in zip(ref, got) {
-            for (x, y) in zip(a, b) where x.dtype.isFloatingPoint && x.shape == y.shape {
-                let u = x.converted(to: .float64).scalars(as: Double.self), v = y.converted(to: .float64).scalars(as: Double.self)
-                for (p, q) in zip(u, v) { signal += p * p; noise += (p - q) * (p - q) }
-            }
-        }
-        guard noise > 0 else { return nil }
-        return 10 * log10(max(signal, .leastNormalMagnitude) / noise)
+        return counter.top1
     }
 }

@@ -100,3 +100,43 @@ final class InputShapesDynamicTests: XCTestCase {
         XCTAssertEqual(try InputShapes.resolve(graph: b.graph, pins: ["x": [4, 3, 7]])["x"], TensorInfo(.float32, [4, 3, 7]))
     }
 }
+
+/// The shared evaluation measures (`Evaluation.swift`) on hand-computed cases.
+final class EvaluationMeasureTests: XCTestCase {
+    func testRankingNaNAndTies() {
+        let t = Tensor(shape: [2, 4], scalars: [Float](arrayLiteral: 1, .nan, 3, 3, -1, -2, -1, 0))
+        XCTAssertEqual(ClassScores.ranked(t, k: 4).map { $0.map(\.class) }, [[2, 3, 0, 1], [3, 0, 2, 1]])
+        XCTAssertEqual(ClassScores.argmax(t), [2, 3])
+        XCTAssertNil(ClassScores.argmax(Tensor(shape: [2, 1], scalars: [Float](arrayLiteral: 1, 2))), "one class is not class scores")
+        XCTAssertNil(ClassScores.argmax(Tensor(shape: [4], scalars: [Float](arrayLiteral: 1, 2, 3, 4))))
+    }
+
+    func testAccuracyCounter() {
+        var a = AccuracyCounter()
+        let t = Tensor(shape: [2, 3], scalars: [Float](arrayLiteral: 0.1, 0.7, 0.2, 0.5, 0.3, 0.2))
+        a.add(ClassScores.ranked(t, k: 2), label: 1)
+        XCTAssertEqual(a.evaluated, 2)
+        XCTAssertEqual(a.top1Correct, 1, "row 0 ranks class 1 first")
+        XCTAssertEqual(a.topKCorrect, 2, "row 1 has class 1 second")
+        XCTAssertEqual(a.top1, 0.5)
+        XCTAssertNil(AccuracyCounter().top1)
+    }
+
+    /// SQNR = 10·log10(Σref²/Σ(ref−out)²): ref (3, 4) vs out (2.5, 4) → 10·log10(25/0.25) = 20 dB.
+    func testAgreementAndSQNR() {
+        var g = OutputAgreement()
+        let ref = Tensor(shape: [1, 2], scalars: [Float](arrayLiteral: 3, 4)), out = Tensor(shape: [1, 2], scalars: [Float](arrayLiteral: 2.5, 4))
+        g.add(reference: [ref], candidate: [out])
+        XCTAssertEqual(g.agreement, 1, "both rank class 1 first")
+        XCTAssertEqual(g.sqnrDB!, 20, accuracy: 1e-12)
+        g.add(reference: [ref], candidate: [Tensor(shape: [1, 2], scalars: [Float](arrayLiteral: 5, 1))])
+        XCTAssertEqual(g.agreement, 0.5)
+        var same = OutputAgreement()
+        same.add(reference: [ref], candidate: [ref])
+        XCTAssertNil(same.sqnrDB, "identical outputs: infinite SQNR")
+        var boxes = OutputAgreement()
+        boxes.add(reference: [Tensor(shape: [4], scalars: [Float](arrayLiteral: 1, 2, 3, 4))], candidate: [Tensor(shape: [4], scalars: [Float](arrayLiteral: 1, 2, 3, 5))])
+        XCTAssertNil(boxes.agreement, "no class scores: no agreement")
+        XCTAssertEqual(boxes.sqnrDB!, 10 * log10(30.0), accuracy: 1e-12)
+    }
+}

@@ -100,17 +100,7 @@ struct Run: ParsableCommand {
 
 /// The per-sample results and running totals of a `compress run`.
 struct RunEvaluation {
-    struct Ranked: Encodable, Equatable {
-        let `class`: Int
-        /// The output value (not a softmax); NaN and ±infinity are written as JSON null.
-        let score: Double
-        enum CodingKeys: String, CodingKey { case `class`, score }
-        func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(self.class, forKey: .class)
-            if score.isFinite { try c.encode(score, forKey: .score) } else { try c.encodeNil(forKey: .score) }
-        }
-    }
+    typealias Ranked = ClassScores.Ranked
     struct OutputResult: Encodable {
         let name: String
         let dtype: String
@@ -134,54 +124,23 @@ struct RunEvaluation {
     var times: [Double] = []
     /// The output accuracy is measured on: the first classifier output seen.
     var accuracyOutput: String?
-    var evaluated = 0, top1Correct = 0, topKCorrect = 0
+    var accuracy = AccuracyCounter()
 
     init(outputs: [String], topK: Int) {
         self.outputs = outputs
         self.topK = topK
     }
 
-    /// Whether `t` holds class scores: a float tensor of shape [B, C] with C ≥ 2.
-    static func isClassifier(_ t: Tensor) -> Bool {
-        t.rank == 2 && t.shape[1] >= 2 && t.shape[0] >= 1 && [.float32, .float16, .float64, .bfloat16].contains(t.dtype)
-    }
-
-    /// The `k` largest entries of each row, by score descending, then class ascending; NaN
-    /// ranks below every number.
-    static func topClasses(_ t: Tensor, k: Int) -> [[Ranked]] {
-        let c = t.shape[1]
-        let double = t.dtype == .float64
-        let v = double ? t.scalars(as: Double.self) : t.floatValues().map(Double.init)
-        // Scores of float32 (or narrower) outputs print as the float's shortest decimal form,
-        // not the binary expansion of the widened double.
-        func shown(_ x: Double) -> Double { double || !x.isFinite ? x : Double(String(Float(x))) ?? x }
-        return (0..<t.shape[0]).map { r in
-            let row = Array(v[(r * c)..<((r + 1) * c)])
-            let order = (0..<c).sorted { a, b in
-                let x = row[a], y = row[b]
-                if x.isNaN != y.isNaN { return !x.isNaN }
-                return x != y && !x.isNaN ? x > y : a < b
-            }
-            return order.prefix(k).map { Ranked(class: $0, score: shown(row[$0])) }
-        }
-    }
-
     mutating func add(sample: Sample, results: [String: Tensor], files: [String?], milliseconds ms: Double) {
         var outs: [OutputResult] = []
         for (k, name) in outputs.enumerated() {
             guard let t = results[name] else { continue }
-            let classifier = RunEvaluation.isClassifier(t)
-            let ranked = classifier ? RunEvaluation.topClasses(t, k: max(topK, 1)) : nil
+            let classifier = ClassScores.isClassifier(t)
+            let ranked = classifier ? ClassScores.ranked(t, k: max(topK, 1)) : nil
             outs.append(OutputResult(name: name, dtype: t.dtype.name, shape: t.shape, file: files[k],
                                      top: ranked.map { rows in rows.map { Array($0.prefix(topK)) } }))
             if classifier && accuracyOutput == nil { accuracyOutput = name }
-            if let label = sample.label, let ranked, name == accuracyOutput {
-                for row in ranked {
-                    evaluated += 1
-                    if row.first?.class == label { top1Correct += 1 }
-                    if row.contains(where: { $0.class == label }) { topKCorrect += 1 }
-                }
-            }
+            if let label = sample.label, let ranked, name == accuracyOutput { accuracy.add(ranked, label: label) }
         }
         samples.append(SampleResult(id: sample.id, files: sample.files, label: sample.label, ms: ms, outputs: outs))
         times.append(ms)
@@ -226,11 +185,11 @@ struct RunReport: Encodable {
         labeled = e.samples.filter { $0.label != nil }.count
         classes = source.classNames.isEmpty ? nil : source.classNames
         top_k = e.topK
-        if let o = e.accuracyOutput, e.evaluated > 0 {
+        if let o = e.accuracyOutput, e.accuracy.evaluated > 0 {
             let k = max(e.topK, 1)
-            accuracy = Accuracy(output: o, evaluated: e.evaluated, top1_correct: e.top1Correct,
-                                top1: Double(e.top1Correct) / Double(e.evaluated), k: k,
-                                topk_correct: e.topKCorrect, topk: Double(e.topKCorrect) / Double(e.evaluated))
+            accuracy = Accuracy(output: o, evaluated: e.accuracy.evaluated, top1_correct: e.accuracy.top1Correct,
+                                top1: Double(e.accuracy.top1Correct) / Double(e.accuracy.evaluated), k: k,
+                                topk_correct: e.accuracy.topKCorrect, topk: Double(e.accuracy.topKCorrect) / Double(e.accuracy.evaluated))
         } else {
             accuracy = nil
         }
