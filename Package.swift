@@ -38,8 +38,10 @@ let package = Package(
         .target(name: "Profile", dependencies: ["ModelIR", "Runtime"], swiftSettings: optimize),
         // Structured channel pruning; measures before/after through Profile (the shared measuring layer).
         .target(name: "Prune", dependencies: ["ModelIR", "Passes", "Runtime", "Profile", "TensorCore"], swiftSettings: optimize),
+        // Post-training static quantization (QDQ); calibrates through the executor's hooks.
+        .target(name: "Quantize", dependencies: ["ModelIR", "Passes", "Runtime", "TensorCore"], swiftSettings: optimize),
         .executableTarget(name: "compress",
-                          dependencies: ["ModelIR", "Runtime", "Profile", "Prune", "TensorCore",
+                          dependencies: ["ModelIR", "Runtime", "Profile", "Prune", "Quantize", "TensorCore",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimize),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
@@ -48,6 +50,7 @@ let package = Package(
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime", "ModelIR", "TensorCore"]),
         .testTarget(name: "ProfileTests", dependencies: ["Profile", "Runtime", "ModelIR", "TensorCore"]),
         .testTarget(name: "PruneTests", dependencies: ["Prune", "Profile", "Runtime", "ModelIR", "TensorCore"]),
+        .testTarget(name: "QuantizeTests", dependencies: ["Quantize", "Runtime", "ModelIR", "TensorCore"]),
         .testTarget(name: "CLITests", dependencies: ["ModelIR", "TensorCore"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,0 +1,195 @@
+import Foundation
+import ModelIR
+import Passes
+import Runtime
+import TensorCore
+
+/// Post-training static quantization to QDQ: weights int8 per output channel (symmetric,
+/// [−127, 127]), activations int8 symmetric by default (what TensorRT's explicit quantization
+/// takes) or asymmetric uint8, bias int32 with scale = input scale × weight scale.
+public struct QuantizeOptions: Sendable {
+    public var perChannel = true
+    /// Activations symmetric int8 (zero point 0); false: asymmetric uint8.
+    public var symmetricActivations = true
+    /// Operators whose inputs and weights are quantized.
+    public var ops: Set<String> = ["Conv", "Gemm", "MatMul"]
+    /// Glob patterns on node names left in float.
+    public var exclude: [String] = []
+    public init() {}
+
+    var activationRange: QuantRange { QuantRange.of(symmetricActivations ? .int8 : .uint8, symmetric: symmetricActivations) }
+    static let weightRange = QuantRange.of(.int8, symmetric: true)
+}
+
+public enum QuantizeError: Error, CustomStringConvertible {
+    case nothingToQuantize(String)
+    case invalid(String)
+    public var description: String {
+        switch self {
+        case .nothingToQuantize(let why): return "nothing to quantize: \(why)"
+        case .invalid(let why): return why
+        }
+    }
+}
+
+/// Running min/max of each observed tensor over the calibration samples (non-saturating: the
+/// threshold is the largest |x|), merged sample by sample so memory does not grow with the data.
+public struct MinMaxCalibrator: Sendable {
+    public private(set) var ranges: [String: (min: Float, max: Float)] = [:]
+    public private(set) var samples = 0
+    public init() {}
+
+    public mutating func observe(_ name: String, _ t: Tensor) {
+        guard t.dtype.isFloatingPoint, t.count > 0 else { return }
+        let v = t.converted(to: .float32).scalars(as: Float.self)
+        var lo = Float.infinity, hi = -Float.infinity
+        for x in v where !x.isNaN { lo = min(lo, x); hi = max(hi, x) }
+        let old = ranges[name] ?? (.infinity, -.infinity)
+        ranges[name] = (min(old.min, lo), max(old.max, hi))
+    }
+
+    mutating func finishSample() { samples += 1 }
+}
+
+/// What was quantized.
+public struct QuantizeSummary: Encodable, Sendable {
+    public struct Tensor: Encodable, Sendable {
+        public let name: String
+        public let min: Float
+        public let max: Float
+        public let scale: Float
+        public let zero_point: Int
+    }
+    public let nodes: [String]
+    public let activations: [Tensor]
+    public let weights: Int
+    public let samples: Int
+}
+
+public enum Quantizer {
+    /// The deployed graph (BN folded, Constants lifted, Identities removed: the shared passes),
+    /// the nodes to quantize in it and the activation values to calibrate (their inputs).
+    public static func prepare(_ model: Model, options: QuantizeOptions) throws -> (model: Model, nodes: [Int], activations: [String]) {
+        var m = model
+        _ = try PassPipeline.exportable.run(on: &m.graph)
+        let g = m.graph
+        var nodes: [Int] = [], acts: [String] = [], seen = Set<String>()
+        for (i, n) in g.nodes.enumerated() where n.isDefaultDomain && options.ops.contains(n.opType) && n.inputs.count > 1 {
+            if options.exclude.contains(where: { Glob.matches($0, n.name) }) { continue }
+            guard let w = g.constantTensor(named: n.inputs[1]), w.dtype == .float32, !g.isInitializer(n.inputs[0]) else { continue }
+            if n.opType == "Gemm", (n.int("transA") ?? 0) != 0 { continue }
+            if n.opType == "MatMul", w.rank != 2 { continue }
+            nodes.append(i)
+            if seen.insert(n.inputs[0]).inserted { acts.append(n.inputs[0]) }
+        }
+        guard !nodes.isEmpty else {
+            throw QuantizeError.nothingToQuantize("the model has no \(options.ops.sorted().joined(separator: "/")) with a float32 constant weight" + (options.exclude.isEmpty ? "" : " outside --exclude"))
+        }
+        return (m, nodes, acts)
+    }
+
+    /// Calibrates the activations on `samples` through the executor's hooks on the deployed graph.
+    public static func calibrate(_ deployed: Model, activations: [String], samples: (([String: TensorCore.Tensor]) throws -> Void) throws -> Void,
+                                 progress: (() -> Void)? = nil) throws -> MinMaxCalibrator {
+        let exec = try Executor(model: deployed, passes: .none)
+        var cal = MinMaxCalibrator()
+        let names = Set(activations)
+        try samples { feeds in
+            _ = try exec.run(feeds, hooks: ExecutionHooks(names: names) { name, t in cal.observe(name, t) })
+            cal.finishSample()
+            progress?()
+        }
+        return cal
+    }
+
+    /// Writes QDQ pairs into the deployed model: a QuantizeLinear → DequantizeLinear pair on each
+    /// calibrated activation (read by the quantized nodes only; other readers keep float), each
+    /// weight stored as int8 with a per-channel DequantizeLinear (axis 0 for Conv; the output axis
+    /// for Gemm/MatMul), and each bias as int32. Names follow ONNX Runtime's quantizer
+    /// (`X_scale`, `X_zero_point`, `W_quantized`, …).
+    public static func writeQDQ(_ deployed: Model, nodes: [Int], calibration: MinMaxCalibrator, options: QuantizeOptions) throws -> (Model, QuantizeSummary) {
+        var m = deployed
+        let opset = m.opset(for: "") ?? 0
+        guard opset >= 10 else { throw QuantizeError.invalid("the model's opset \(opset) predates QuantizeLinear (opset 10)") }
+        if options.perChannel && opset < 13 {
+            throw QuantizeError.invalid("per-channel weights need opset ≥ 13 (DequantizeLinear's axis); this model is opset \(opset): use --per-tensor")
+        }
+        var names = NameAllocator(m.graph)
+        var params: [String: QuantParams] = [:]
+        var summary: [QuantizeSummary.Tensor] = []
+        var insert: [(Node, before: Int)] = []
+        var dequantized: [String: String] = [:]   // activation -> its DQ output
+        let range = options.activationRange
+        func zeroPoint(_ v: Int, _ dtype: DType, count: Int = 1, shape: [Int] = []) -> TensorCore.Tensor {
+            switch dtype {
+            case .uint8: return TensorCore.Tensor(shape: shape, scalars: [UInt8](repeating: UInt8(v), count: count))
+            case .int32: return TensorCore.Tensor(shape: shape, scalars: [Int32](repeating: Int32(v), count: count))
+            default: return TensorCore.Tensor(shape: shape, scalars: [Int8](repeating: Int8(v), count: count))
+            }
+        }
+        // Activations: Q → DQ right before the first quantized reader.
+        let first = Dictionary(nodes.map { (m.graph.nodes[$0].inputs[0], $0) }, uniquingKeysWith: min)
+        for (a, at) in first.sorted(by: { $0.value < $1.value }) {
+            guard let r = calibration.ranges[a], r.min <= r.max else { throw QuantizeError.invalid("activation '\(a)' was never observed during calibration") }
+            let p = QuantParams(rmin: r.min, rmax: r.max, range: range, symmetric: options.symmetricActivations)
+            params[a] = p
+            summary.append(.init(name: a, min: r.min, max: r.max, scale: p.scale, zero_point: p.zeroPoint))
+            let s = names.fresh(a + "_scale"), z = names.fresh(a + "_zero_point")
+            m.graph.addInitializer(Initializer(name: s, tensor: TensorCore.Tensor(scalar: p.scale)))
+            m.graph.addInitializer(Initializer(name: z, tensor: zeroPoint(p.zeroPoint, range.dtype)))
+            let q = names.fresh(a + "_QuantizeLinear_Output"), dq = names.fresh(a + "_DequantizeLinear_Output")
+            insert.append((Node(name: names.fresh(a + "_QuantizeLinear"), opType: "QuantizeLinear", inputs: [a, s, z], outputs: [q]), before: at))
+            insert.append((Node(name: names.fresh(a + "_DequantizeLinear"), opType: "DequantizeLinear", inputs: [q, s, z], outputs: [dq]), before: at))
+            dequantized[a] = dq
+        }
+        // Weights and biases.
+        var weightCount = 0
+        var rewired: [(Int, Int, String)] = []
+        for i in nodes {
+            let n = m.graph.nodes[i]
+            guard let w = m.graph.constantTensor(named: n.inputs[1]) else { continue }
+            let axis: Int
+            switch n.opType {
+            case "Conv": axis = 0
+            case "Gemm": axis = (n.int("transB") ?? 0) == 1 ? 0 : 1
+            default: axis = w.rank - 1
+            }
+            let (qw, wp) = WeightQuantizer.quantize(w, axis: axis, perChannel: options.perChannel, range: QuantizeOptions.weightRange, symmetric: true)
+            let base = n.inputs[1]
+            let qName = names.fresh(base + "_quantized"), s = names.fresh(base + "_scale"), z = names.fresh(base + "_zero_point")
+            let perAxis = options.perChannel
+            m.graph.addInitializer(Initializer(name: qName, tensor: qw))
+            m.graph.addInitializer(Initializer(name: s, tensor: perAxis ? TensorCore.Tensor(shape: [wp.count], scalars: wp.map(\.scale)) : TensorCore.Tensor(scalar: wp[0].scale)))
+            m.graph.addInitializer(Initializer(name: z, tensor: perAxis ? zeroPoint(0, .int8, count: wp.count, shape: [wp.count]) : zeroPoint(0, .int8)))
+            let dq = names.fresh(base + "_DequantizeLinear_Output")
+            var attrs: [Attribute] = []
+            if perAxis { attrs.append(Attribute(name: "axis", value: .int(Int64(axis)))) }
+            insert.append((Node(name: names.fresh(base + "_DequantizeLinear"), opType: "DequantizeLinear", inputs: [qName, s, z], outputs: [dq], attributes: attrs), before: i))
+            rewired.append((i, 1, dq))
+            weightCount += 1
+            // Bias: int32, scale = input scale × weight scale, zero point 0 (Conv and Gemm).
+            if n.opType != "MatMul", n.inputs.count > 2, !n.inputs[2].isEmpty, let b = m.graph.constantTensor(named: n.inputs[2]),
+               b.dtype == .float32, let ip = params[n.inputs[0]], n.opType == "Conv" || b.rank == 1,
+               b.count == wp.count || wp.count == 1 {
+                let alpha = n.float("alpha") ?? 1, beta = n.float("beta") ?? 1
+                guard n.opType == "Conv" || (alpha == 1 && beta == 1) else { continue }
+                let (qb, bs) = WeightQuantizer.quantizeBias(b, inputScale: ip.scale, weightScales: wp.map(\.scale))
+                let bq = names.fresh(n.inputs[2] + "_quantized"), bsn = names.fresh(n.inputs[2] + "_quantized_scale"), bz = names.fresh(n.inputs[2] + "_quantized_zero_point")
+                let perChannelBias = bs.count > 1
+                m.graph.addInitializer(Initializer(name: bq, tensor: qb))
+                m.graph.addInitializer(Initializer(name: bsn, tensor: perChannelBias ? TensorCore.Tensor(shape: [bs.count], scalars: bs) : TensorCore.Tensor(scalar: bs[0])))
+                m.graph.addInitializer(Initializer(name: bz, tensor: perChannelBias ? zeroPoint(0, .int32, count: bs.count, shape: [bs.count]) : zeroPoint(0, .int32)))
+                let bdq = names.fresh(n.inputs[2] + "_DequantizeLinear_Output")
+                insert.append((Node(name: names.fresh(n.inputs[2] + "_DequantizeLinear"), opType: "DequantizeLinear", inputs: [bq, bsn, bz], outputs: [bdq],
+                                    attributes: perChannelBias ? [Attribute(name: "axis", value: .int(0))] : []), before: i))
+                rewired.append((i, 2, bdq))
+            }
+        }
+        for i in nodes { if let dq = dequantized[m.graph.nodes[i].inputs[0]] { rewired.append((i, 0, dq)) } }
+        for (i, slot, name) in rewired { m.graph.nodes[i].inputs[slot] = name }
+        try m.graph.insertNodes(insert)
+        _ = m.graph.cleanup()
+        let labels = nodes.map { deployed.graph.nodes[$0].label }
+        return (m, QuantizeSummary(nodes: labels, activations: summary, weights: weightCount, samples: calibration.samples))
+    }
+}

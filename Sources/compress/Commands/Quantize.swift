@@ -1,0 +1,144 @@
+import ArgumentParser
+import Foundation
+import ModelIR
+import Quantize
+import Runtime
+import TensorCore
+
+struct QuantizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quantize",
+        abstract: "Post-training static int8 quantization to QDQ, calibrated on a folder of samples.",
+        discussion: """
+        The model is first rewritten as it is deployed (BatchNormalization folded into the \
+        convolutions, Constant nodes lifted, Identity nodes removed), then run over --calib \
+        through the executor's hooks to find each activation's range, and written with \
+        QuantizeLinear → DequantizeLinear pairs that ONNX Runtime runs and TensorRT takes for \
+        explicit quantization. Weights: int8 symmetric per output channel in [−127, 127] (axis 0 \
+        for Conv). Activations: int8 symmetric by default (zero point 0, TensorRT-compatible) or \
+        uint8 with a zero point (--asymmetric). Bias: int32 with scale = input scale × weight \
+        scale. Calibration here is minmax: non-saturating, the threshold is the largest |x| seen. \
+        The report compares the float and quantized models' outputs on the calibration samples \
+        (output SQNR, top-1 agreement). See Docs/quantize.md.
+
+        Examples:
+          compress quantize model.onnx --calib calib/ -o model.int8.onnx
+          compress quantize model.onnx --calib calib/ -o q.onnx --asymmetric --per-tensor --max-samples 64
+          compress quantize model.onnx --calib images/ -o q.onnx --size 256 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+        """)
+
+    @Argument(help: "The ONNX model to quantize (never modified).")
+    var model: String
+
+    @Option(name: .shortAndLong, help: "Where to write the quantized model.")
+    var output: String
+
+    @Option(help: ArgumentHelp("Calibration samples: .npy/.pb files, images, class subfolders or test_data_set_N folders.", valueName: "DIR"))
+    var calib: String
+
+    @Option(help: "Calibration method: minmax (non-saturating: the largest |x| seen).")
+    var method: CalibrationMethod = .minmax
+
+    @Flag(name: .customLong("per-tensor"), help: "One weight scale per tensor instead of one per output channel.")
+    var perTensor = false
+
+    @Flag(help: "Activations as uint8 with a zero point instead of symmetric int8.")
+    var asymmetric = false
+
+    @Option(parsing: .singleValue, help: ArgumentHelp("Leave nodes matching this pattern (* and ? wildcards) in float; repeatable.", valueName: "PATTERN"))
+    var exclude: [String] = []
+
+    @Option(name: .customLong("max-samples"), help: "Use at most N calibration samples.")
+    var maxSamples: Int = 256
+
+    @Flag(help: "Allow -o to name the input model.")
+    var force = false
+
+    @Flag(help: "No progress bar on stderr (it is shown only when stderr is a terminal).")
+    var quiet = false
+
+    @OptionGroup(title: "Image preprocessing") var preprocess: PreprocessOptions
+    @OptionGroup var inputs: InputOptions
+    @OptionGroup var format: FormatOption
+
+    enum CalibrationMethod: String, ExpressibleByArgument, CaseIterable { case minmax }
+
+    func validate() throws {
+        if maxSamples < 1 { throw ValidationError("--max-samples must be ≥ 1") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            try OutputPath.check(output, input: model, force: force)
+            let pins = try inputs.pins()
+            let m = try ModelReader.read(path: model)
+            var options = QuantizeOptions()
+            options.perChannel = !perTensor
+            options.symmetricActivations = !asymmetric
+            options.exclude = exclude
+            let source = try DataSource(directory: calib, graph: m.graph, pins: pins, preprocessing: try preprocess.preprocessing())
+            let entries = Array(source.entries.prefix(maxSamples))
+            guard !entries.isEmpty else { throw CLIError("--calib \(calib): no samples found") }
+            func load(_ e: DataSource.Entry) throws -> [String: Tensor] {
+                do { return try source.load(e).inputs } catch { throw DataError(e.files.count == 1 ? e.files[0] : e.id, "\(error)") }
+            }
+            let bar = ProgressBar(total: 2 * entries.count, label: "calibrate", enabled: !quiet && ProgressBar.stderrIsTerminal)
+            defer { bar.finish() }
+            let prepared = try Quantizer.prepare(m, options: options)
+            let calibration = try Quantizer.calibrate(prepared.model, activations: prepared.activations, samples: { body in
+                for e in entries { try body(try load(e)) }
+            }, progress: { bar.advance() })
+            let (q, summary) = try Quantizer.writeQDQ(prepared.model, nodes: prepared.nodes, calibration: calibration, options: options)
+            // Quality: the quantized model's outputs against the float model's, on the same samples.
+            let float = try Executor(model: m), quant = try Executor(model: q)
+            let outputs = m.graph.outputs.map(\.name)
+            var agreement = OutputAgreement()
+            for e in entries {
+                let feeds = try load(e)
+                let a = try float.run(feeds), b = try quant.run(feeds)
+                agreement.add(reference: outputs.map { a[$0]! }, candidate: outputs.map { b[$0]! })
+                bar.advance()
+            }
+            bar.finish()
+            try ModelWriter.write(q, to: URL(fileURLWithPath: output))
+            let report = QuantizeReport(model: model, output: output, method: method.rawValue, per_channel: !perTensor,
+                                        activations: asymmetric ? "uint8 asymmetric" : "int8 symmetric", summary: summary,
+                                        output_sqnr_db: agreement.sqnrDB, top1_agreement: agreement.agreement)
+            switch format.format {
+            case .json: try printJSON(report)
+            case .table, .csv: print(report.table())
+            }
+        }
+    }
+}
+
+/// The `compress quantize --format json` schema (`compress.quantize/1`, Docs/quantize.md).
+struct QuantizeReport: Encodable {
+    var schema = "compress.quantize/1"
+    let model: String
+    let output: String
+    let method: String
+    let per_channel: Bool
+    let activations: String
+    let summary: QuantizeSummary
+    /// 10·log10(Σ float² / Σ (float − quantized)²) over every output on the calibration samples.
+    let output_sqnr_db: Double?
+    let top1_agreement: Double?
+
+    func table() -> String {
+        var out = ["model      \(model) -> \(output)",
+                   "method     \(method), weights int8 \(per_channel ? "per channel" : "per tensor"), activations \(activations)",
+                   "quantized  \(summary.nodes.count) nodes, \(summary.weights) weights, \(summary.activations.count) activations, \(summary.samples) calibration samples"]
+        var t = TextTable(["activation", "min", "max", "scale", "zero point"], rightAligned: [1, 2, 3, 4])
+        for a in summary.activations {
+            t.add([a.name, String(format: "%.5g", a.min), String(format: "%.5g", a.max), String(format: "%.5g", a.scale), String(a.zero_point)])
+        }
+        out.append("")
+        out.append(t.render())
+        out.append("")
+        out.append("output SQNR " + (output_sqnr_db.map { String(format: "%.2f dB", $0) } ?? "∞ (outputs identical)")
+                   + (top1_agreement.map { String(format: ", top-1 agreement %.2f %%", 100 * $0) } ?? "")
+                   + " (quantized vs float on the calibration samples)")
+        return out.joined(separator: "\n")
+    }
+}
