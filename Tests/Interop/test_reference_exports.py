@@ -35,21 +35,24 @@ def ops(model):
     return [n.op_type for n in model.graph.node]
 
 
+@pytest.mark.parametrize("bn", ["folded", "kept"])
 @pytest.mark.parametrize("arch", MODELS)
-def test_executor_matches_ort(tmp_path, arch):
-    path = build(tmp_path, arch)
+def test_executor_matches_ort(tmp_path, arch, bn):
+    """The default build (BN folded) at batch 1; the BN-kept build at batch 2."""
+    path = build(tmp_path, arch, *(("--batch-norm", "kept") if bn == "kept" else ()))
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     assert model.opset_import[0].version >= 14
-    assert "BatchNormalization" not in ops(model), "folded by default, as an eval-mode export"
+    assert ("BatchNormalization" in ops(model)) == (bn == "kept"), "folded by default, as an eval-mode export"
 
+    batch = 1 if bn == "folded" else 2
     rng = np.random.default_rng(1)
-    x, x2 = (rng.uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32) for _ in range(2))
+    x, x2 = (rng.uniform(-1, 1, (batch, 3, 224, 224)).astype(np.float32) for _ in range(2))
     so = ort.SessionOptions()
     so.intra_op_num_threads = 2
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     ref, ref2 = (sess.run(None, {"input": v})[0] for v in (x, x2))
-    assert ref.shape == (1, 1000) and np.isfinite(ref).all()
+    assert ref.shape == (batch, 1000) and np.isfinite(ref).all()
     # The random weights keep the signal alive: the logits depend on the input far beyond the
     # tolerance below (otherwise they are the last biases and the comparison proves nothing).
     assert np.abs(ref - ref2).max() > 1e-2 * np.abs(ref).max(), "logits do not depend on the input"
