@@ -12,6 +12,9 @@ public final class GraphBuilder {
     private var rng: SplitMix64
     /// When false, weights are zeros (enough for profiling, and much faster to build).
     public var randomWeights: Bool
+    /// When true, layers built as Conv → BatchNormalization are written as one Conv with a bias,
+    /// as an eval-mode torch.onnx.export with constant folding (its default) writes them.
+    public var foldsBatchNorm = false
 
     public init(name: String = "graph", seed: UInt64 = 0, randomWeights: Bool = true) {
         graph.name = name
@@ -76,11 +79,13 @@ public final class GraphBuilder {
 
     // MARK: Layers (NCHW, ONNX weight layout [M, C/group, kH, kW])
 
+    /// `gain` scales the weights' bound (gain² their variance): √2 keeps the variance through a
+    /// ReLU, as He initialization does.
     public func conv(_ x: String, _ cin: Int, _ cout: Int, kernel: Int, stride: Int = 1, pad: Int = 0,
-                     group: Int = 1, dilation: Int = 1, bias: Bool = false, name: String? = nil) -> String {
+                     group: Int = 1, dilation: Int = 1, bias: Bool = false, gain: Float = 1, name: String? = nil) -> String {
         let n = name ?? fresh("conv")
         let fanIn = cin / group * kernel * kernel
-        let w = randomInitializer(n + ".weight", shape: [cout, cin / group, kernel, kernel], bound: (3 / Float(fanIn)).squareRoot())
+        let w = randomInitializer(n + ".weight", shape: [cout, cin / group, kernel, kernel], bound: gain * (3 / Float(fanIn)).squareRoot())
         var ins = [x, w]
         if bias { ins.append(randomInitializer(n + ".bias", shape: [cout], bound: 0.1)) }
         return op("Conv", ins, ["kernel_shape": .ints([Int64(kernel), Int64(kernel)]), "strides": .ints([Int64(stride), Int64(stride)]),
@@ -89,14 +94,43 @@ public final class GraphBuilder {
     }
 
     /// BatchNormalization in inference form with γ=1, β=0, mean=0, var=1 perturbed when random.
-    public func batchNorm(_ x: String, _ c: Int, name: String? = nil) -> String {
+    public func batchNorm(_ x: String, _ c: Int, epsilon: Float = 1e-5, name: String? = nil) -> String {
         let n = name ?? fresh("bn")
         let scale = randomWeights ? randomInitializer(n + ".scale", shape: [c], bound: 0.2) : constantInitializer(n + ".scale", shape: [c], value: 1)
         if randomWeights { graph.replaceTensor(scale) { $0 + 1 } }
         let bias = randomInitializer(n + ".bias", shape: [c], bound: 0.1)
         let mean = randomInitializer(n + ".mean", shape: [c], bound: 0.1)
         let varName = constantInitializer(n + ".var", shape: [c], value: 1)
-        return op("BatchNormalization", [x, scale, bias, mean, varName], ["epsilon": .float(1e-5)], name: n)
+        return op("BatchNormalization", [x, scale, bias, mean, varName], ["epsilon": .float(epsilon)], name: n)
+    }
+
+    // MARK: Exporter conventions (torch.onnx.export)
+
+    /// A scalar (or small tensor) in a `Constant` node appended here, i.e. after the producer of
+    /// the value it will be combined with and right before its consumer, as torch.onnx.export
+    /// places the scalars it traces (Clip bounds, the 3 and 6 of a hard sigmoid).
+    public func constant(_ tensor: Tensor, name: String? = nil) -> String {
+        op("Constant", [], ["value": .tensor(tensor)], name: name ?? fresh("Constant"))
+    }
+    public func constant(_ value: Float) -> String { constant(Tensor(scalar: value)) }
+
+    /// SiLU as torch.onnx.export writes it: x · Sigmoid(x).
+    public func silu(_ x: String) -> String { op("Mul", [x, op("Sigmoid", [x])]) }
+    /// nn.Hardswish at opset ≥ 14: the `HardSwish` operator.
+    public func hardSwish(_ x: String) -> String { op("HardSwish", [x]) }
+    /// nn.Hardsigmoid: HardSigmoid(α = 1/6, β = 0.5), i.e. clamp(x + 3, 0, 6) / 6.
+    public func hardSigmoid(_ x: String) -> String {
+        op("HardSigmoid", [x], ["alpha": .float(1.0 / 6.0), "beta": .float(0.5)])
+    }
+    /// nn.Hardswish below opset 14 (torch's opset-9 symbolic): x · HardSigmoid(x).
+    public func hardSwishAsMul(_ x: String) -> String { op("Mul", [x, hardSigmoid(x)]) }
+    /// A hard sigmoid written out, as `relu6(x + 3) / 6` code (and the aten decomposition)
+    /// exports: Add(x, 3) → Clip(0, 6) → Div(6), every scalar in its own `Constant` node.
+    public func hardSigmoidAsClip(_ x: String) -> String {
+        let shifted = op("Add", [x, constant(3)])
+        let lo = constant(0), hi = constant(6)
+        let clipped = op("Clip", [shifted, lo, hi])
+        return op("Div", [clipped, constant(6)])
     }
 
     public func relu(_ x: String) -> String { op("Relu", [x]) }
@@ -118,9 +152,17 @@ public final class GraphBuilder {
     public func concat(_ xs: [String], axis: Int) -> String { op("Concat", xs, ["axis": .int(Int64(axis))]) }
 
     /// Fully connected layer as Gemm(x, W^T, b) with W [out, in], as torch.onnx exports Linear.
-    public func linear(_ x: String, _ fin: Int, _ fout: Int, bias: Bool = true, name: String? = nil) -> String {
+    /// `weightThroughIdentity`: the weight reaches the Gemm through an `Identity` node placed
+    /// first in the graph, as torch.onnx.export writes a parameter it deduplicated or that is
+    /// shared.
+    public func linear(_ x: String, _ fin: Int, _ fout: Int, bias: Bool = true, weightThroughIdentity: Bool = false,
+                       gain: Float = 1, name: String? = nil) -> String {
         let n = name ?? fresh("fc")
-        let w = randomInitializer(n + ".weight", shape: [fout, fin], bound: (3 / Float(fin)).squareRoot())
+        var w = randomInitializer(n + ".weight", shape: [fout, fin], bound: gain * (3 / Float(fin)).squareRoot())
+        if weightThroughIdentity {
+            w = op("Identity", [w], name: n + ".weight_identity")
+            graph.nodes.insert(graph.nodes.removeLast(), at: 0)
+        }
         var ins = [x, w]
         if bias { ins.append(randomInitializer(n + ".bias", shape: [fout], bound: 0.1)) }
         return op("Gemm", ins, ["transB": .int(1), "alpha": .float(1), "beta": .float(1)], name: n)

@@ -290,7 +290,7 @@ def test_conv_matches_onnxruntime(x_shape, w_shape, bias, attrs, tmp_path):
     conformance.assert_match(expected, got, "Y", rtol=1e-3, atol=1e-4 * float(np.abs(expected).max()))
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2"])
+@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2", "mobilenet_v3_large"])
 def test_reference_model_matches_onnxruntime(arch, tmp_path):
     """A whole network (needs the elementwise/shape ops of other families too)."""
     path = str(tmp_path / f"{arch}.onnx")

@@ -506,7 +506,7 @@ def test_round_trip_shared_models(tmp_path, compress_bin):
     assert tally.ort == len(models)
 
 
-@pytest.mark.parametrize("arch", ["squeezenet1_1", "mobilenet_v2", "resnet18"])
+@pytest.mark.parametrize("arch", ["squeezenet1_1", "mobilenet_v2", "resnet18", "mobilenet_v3_small", "efficientnet_b0"])
 def test_graph_builder_models_are_valid_and_run(arch, tmp_path, compress_bin):
     """GraphBuilder output (via build-reference): passes onnx.checker with full_check, runs in
     ONNX Runtime with finite logits of the declared shape, and round-trips like any model."""

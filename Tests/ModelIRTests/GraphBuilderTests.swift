@@ -48,18 +48,47 @@ final class GraphBuilderTests: XCTestCase {
 
     /// Learnable parameter counts equal torchvision's (`sum(p.numel() for p in model.parameters())`):
     /// BatchNormalization's running mean and variance are buffers there, not parameters, and
-    /// ReLU6's Clip bounds (scalar initializers here) do not exist.
+    /// ReLU6's Clip bounds (scalar initializers here) do not exist. The export-style models are
+    /// counted on their BN-kept build (their scalars live in Constant nodes, not initializers).
     func testReferenceArchitectureParameterCounts() {
         let torchvision: [(ReferenceArchitecture, Int)] = [
             (.resnet18, 11_689_512), (.resnet50, 25_557_032), (.mobilenetV2, 3_504_872), (.squeezenet1_1, 1_235_496),
+            (.mobilenetV3Small, 2_542_856), (.mobilenetV3Large, 5_483_032), (.efficientnetB0, 5_288_548),
         ]
         for (arch, expected) in torchvision {
-            let m = arch.build(randomWeights: false)
+            let m = arch.build(randomWeights: false, batchNorm: .kept)
             let params = m.graph.initializers.filter { !$0.name.hasSuffix(".mean") && !$0.name.hasSuffix(".var") && !$0.name.hasPrefix("clip_") }
                 .reduce(0) { $0 + $1.tensor.count }
             XCTAssertEqual(params, expected, arch.rawValue)
             XCTAssertNoThrow(try m.graph.checkTopologicalOrder(), arch.rawValue)
             XCTAssertEqual(m.graph.outputs.map(\.name), ["logits"])
+        }
+    }
+
+    /// `_make_divisible` as torchvision computes it, on the channel counts its models use.
+    func testMakeDivisible() {
+        XCTAssertEqual(ReferenceArchitecture.makeDivisible(16 / 4), 8)
+        XCTAssertEqual(ReferenceArchitecture.makeDivisible(72 / 4), 24)
+        XCTAssertEqual(ReferenceArchitecture.makeDivisible(120 / 4), 32)
+        XCTAssertEqual(ReferenceArchitecture.makeDivisible(960 / 4), 240)
+        XCTAssertEqual(ReferenceArchitecture.makeDivisible(96 / 4), 24)
+        XCTAssertEqual(ReferenceArchitecture.makeDivisible(13), 16)
+        XCTAssertEqual(ReferenceArchitecture.makeDivisible(11), 16, "8 would be below 90 % of 11")
+    }
+
+    /// Same seed, same bytes; the export-style models read one weight through an Identity
+    /// placed first, and every node's inputs are defined before it.
+    func testExportStyleBuildsAreDeterministic() throws {
+        for arch in ReferenceArchitecture.allCases where arch.isExportStyle {
+            let a = arch.build(seed: 7), b = arch.build(seed: 7), c = arch.build(seed: 8)
+            XCTAssertEqual(a.graph.nodes.map(\.name), b.graph.nodes.map(\.name))
+            for i in a.graph.initializers {
+                XCTAssertTrue(b.graph.initializer(named: i.name)!.tensor.isBitwiseEqual(to: i.tensor), i.name)
+            }
+            let w = try XCTUnwrap(a.graph.initializers.first { $0.name.hasSuffix(".weight") && $0.tensor.shape.count == 4 })
+            XCTAssertFalse(c.graph.initializer(named: w.name)!.tensor.isBitwiseEqual(to: w.tensor), "another seed, other weights")
+            XCTAssertEqual(a.graph.nodes.first?.opType, "Identity")
+            XCTAssertNoThrow(try a.graph.checkTopologicalOrder(), arch.rawValue)
         }
     }
 }

@@ -22,13 +22,19 @@ struct BuildReference: ParsableCommand {
     @Flag(help: "Leave weights zero (faster; enough for profiling).")
     var zeroWeights = false
 
+    @Option(name: .customLong("batch-norm"),
+            help: "kept (Conv → BatchNormalization) or folded (Conv with bias, as an eval-mode torch.onnx.export writes it); default: folded for the export-style models (mobilenet_v3_*, efficientnet_b0), kept for the others.")
+    var batchNorm: ReferenceArchitecture.BatchNorm?
+
     func run() throws {
         try reportingErrors {
             guard let arch = ReferenceArchitecture(rawValue: architecture) else {
                 throw CLIError("unknown architecture '\(architecture)'; known: " + ReferenceArchitecture.allCases.map(\.rawValue).joined(separator: ", "))
             }
-            let m = arch.build(randomWeights: !zeroWeights, seed: seed)
+            let m = arch.build(randomWeights: !zeroWeights, seed: seed, batchNorm: batchNorm)
             try ModelWriter.write(m, to: URL(fileURLWithPath: output))
         }
     }
 }
+
+extension ReferenceArchitecture.BatchNorm: ExpressibleByArgument {}
