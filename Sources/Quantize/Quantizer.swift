@@ -49,6 +49,16 @@ public struct MinMaxCalibrator: Sendable {
     }
 
     mutating func finishSample() { samples += 1 }
+
+    /// Saturates a tensor's range at threshold `t` (a saturating method's choice): the observed
+    /// [min, max] clipped to [−t, t].
+    public mutating func saturate(_ name: String, at t: Float) {
+        guard let r = ranges[name] else { return }
+        ranges[name] = (max(r.min, -t), min(r.max, t))
+    }
+
+    /// Thresholds chosen by a saturating method, by tensor (empty for minmax).
+    public internal(set) var thresholds: [String: Float] = [:]
 }
 
 /// What was quantized.
@@ -57,6 +67,8 @@ public struct QuantizeSummary: Encodable, Sendable {
         public let name: String
         public let min: Float
         public let max: Float
+        /// The saturating method's threshold (the range above is clipped to ±threshold); nil for minmax.
+        public let threshold: Float?
         public let scale: Float
         public let zero_point: Int
     }
@@ -88,8 +100,12 @@ public enum Quantizer {
         return (m, nodes, acts)
     }
 
-    /// Calibrates the activations on `samples` through the executor's hooks on the deployed graph.
+    /// Calibrates the activations on `samples` through the executor's hooks on the deployed graph:
+    /// a first pass finds each range (minmax); a saturating method makes a second pass filling a
+    /// histogram of |x| over [0, largest |x|] (`bins` bins) per tensor and saturates the range at
+    /// the threshold it chooses.
     public static func calibrate(_ deployed: Model, activations: [String], samples: (([String: TensorCore.Tensor]) throws -> Void) throws -> Void,
+                                 method: CalibrationMethod = .minmax, bins: Int = 2048, percentile: Double = 99.999,
                                  progress: (() -> Void)? = nil) throws -> MinMaxCalibrator {
         let exec = try Executor(model: deployed, passes: .none)
         var cal = MinMaxCalibrator()
@@ -98,6 +114,24 @@ public enum Quantizer {
             _ = try exec.run(feeds, hooks: ExecutionHooks(names: names) { name, t in cal.observe(name, t) })
             cal.finishSample()
             progress?()
+        }
+        guard method.saturating else { return cal }
+        var hist: [String: AbsHistogram] = [:]
+        for (name, r) in cal.ranges { hist[name] = AbsHistogram(range: max(abs(r.min), abs(r.max)), bins: bins) }
+        try samples { feeds in
+            _ = try exec.run(feeds, hooks: ExecutionHooks(names: names) { name, t in hist[name]?.add(t) })
+            progress?()
+        }
+        for (name, h) in hist {
+            let t: Float
+            switch method {
+            case .percentile: t = h.percentileThreshold(percentile)
+            case .entropy: t = h.entropyThreshold()
+            case .mse: t = h.mseThreshold()
+            case .minmax: t = h.range
+            }
+            cal.thresholds[name] = t
+            cal.saturate(name, at: t)
         }
         return cal
     }
@@ -133,7 +167,7 @@ public enum Quantizer {
             guard let r = calibration.ranges[a], r.min <= r.max else { throw QuantizeError.invalid("activation '\(a)' was never observed during calibration") }
             let p = QuantParams(rmin: r.min, rmax: r.max, range: range, symmetric: options.symmetricActivations)
             params[a] = p
-            summary.append(.init(name: a, min: r.min, max: r.max, scale: p.scale, zero_point: p.zeroPoint))
+            summary.append(.init(name: a, min: r.min, max: r.max, threshold: calibration.thresholds[a], scale: p.scale, zero_point: p.zeroPoint))
             let s = names.fresh(a + "_scale"), z = names.fresh(a + "_zero_point")
             m.graph.addInitializer(Initializer(name: s, tensor: TensorCore.Tensor(scalar: p.scale)))
             m.graph.addInitializer(Initializer(name: z, tensor: zeroPoint(p.zeroPoint, range.dtype)))

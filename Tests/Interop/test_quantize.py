@@ -162,3 +162,96 @@ def test_bad_input(tmp_path):
     np.save(data / "a.npy", np.ones((1, 4), np.float32))
     assert_clean_failure(run_compress("quantize", plain, "--calib", data, "-o", out), "nothing to quantize")
     assert not out.exists()
+
+
+# ---- saturating calibration against NumPy references ---------------------------------------------
+
+def np_percentile(hist, width, pct):
+    cdf = np.cumsum(hist) / hist.sum()
+    return (np.argmax(cdf >= pct / 100.0) + 1) * width
+
+
+def np_smooth(p, eps=1e-4):
+    zeros = p == 0
+    n_zeros, n_nonzeros = zeros.sum(), p.size - zeros.sum()
+    if n_nonzeros == 0:
+        return None
+    return np.where(zeros, eps, p - eps * n_zeros / n_nonzeros)
+
+
+def np_entropy(hist, width, levels=128):
+    """TensorRT's calibration as MXNet's _get_optimal_threshold writes it, on a |x| histogram."""
+    n = hist.size
+    best_kl, best_i = np.inf, n
+    for i in range(levels, n + 1):
+        p = hist[:i].astype(np.float64).copy()
+        p[i - 1] += hist[i:].sum()
+        merged = i // levels
+        q = np.zeros(i)
+        for j in range(levels):
+            start = j * merged
+            stop = i if j == levels - 1 else start + merged
+            nz = p[start:stop] != 0
+            if nz.sum():
+                q[start:stop][nz] = hist[start:stop].sum() / nz.sum()
+        ps, qs = np_smooth(p), np_smooth(q)
+        if ps is None or qs is None:
+            continue
+        ps, qs = ps / ps.sum(), qs / qs.sum()
+        m = ps > 0
+        kl = np.inf if np.any(qs[m] <= 0) else float(np.sum(ps[m] * np.log(ps[m] / qs[m])))
+        if kl < best_kl:
+            best_kl, best_i = kl, i
+    return (best_i + 0.5) * width
+
+
+def np_mse(hist, width, qmax=127):
+    centres = (np.arange(hist.size) + 0.5) * width
+    best_err, best_t = np.inf, hist.size * width
+    for i in range(1, hist.size + 1):
+        t = i * width
+        s = t / qmax
+        e = np.where(centres > t, centres - t, centres - np.round(centres / s) * s)
+        err = float((hist * e * e).sum())
+        if err < best_err:
+            best_err, best_t = err, t
+    return best_t
+
+
+def conv_model(path, channels=4):
+    w = numpy_helper.from_array(np.random.default_rng(1).standard_normal((3, channels, 3, 3)).astype(np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 6, 6])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+
+
+@pytest.mark.parametrize("data", ["digits", "heavy-tailed"])
+@pytest.mark.parametrize("method", ["percentile", "entropy", "mse"])
+def test_saturating_thresholds_equal_numpy(method, data, tmp_path):
+    """The graph input is calibrated from the samples alone, so NumPy sees exactly the values
+    compress does: histogram of |x| over [0, max|x|] in 2048 bins, then each method."""
+    if data == "digits":
+        model, folder, name, files = FOLDED, FIXTURES / "digits", "input", FILES
+    else:
+        model, folder, name = tmp_path / "conv.onnx", tmp_path / "samples", "x"
+        conv_model(model)
+        folder.mkdir()
+        rng = np.random.default_rng(7)
+        for k in range(40):  # Student-t: a long tail for the saturating methods to cut
+            np.save(folder / f"s{k:02d}.npy", rng.standard_t(3, (1, 4, 8, 8)).astype(np.float32))
+        files = sorted(folder.glob("*.npy"))
+    p = run_compress("quantize", model, "--calib", folder, "--max-samples", len(files), "-o", tmp_path / "q.onnx",
+                     "--method", method, "--percentile", "99.9", "--format", "json")
+    assert p.returncode == 0, p.stderr
+    got = next(a for a in json.loads(p.stdout)["summary"]["activations"] if a["name"] == name)
+    x = np.abs(np.concatenate([np.load(f).ravel() for f in files]))
+    top = np.float32(x.max())
+    hist, _ = np.histogram(x, bins=2048, range=(0, float(top)))
+    width = float(top) / 2048
+    want = {"percentile": lambda: np_percentile(hist, width, 99.9), "entropy": lambda: np_entropy(hist, width),
+            "mse": lambda: np_mse(hist, width)}[method]()
+    assert got["threshold"] == pytest.approx(float(np.float32(want)), rel=1e-6), (got["threshold"], want)
+    assert got["threshold"] <= top * (1 + 1e-3) and got["max"] == pytest.approx(min(float(top), got["threshold"]), rel=1e-6)
+    if data == "heavy-tailed" and method != "mse":  # (MSE weighs the tail's clipping error and keeps most of it)
+        assert got["threshold"] < 0.9 * top, "a long tail is cut"

@@ -17,12 +17,15 @@ struct QuantizeCommand: ParsableCommand {
         explicit quantization. Weights: int8 symmetric per output channel in [−127, 127] (axis 0 \
         for Conv). Activations: int8 symmetric by default (zero point 0, TensorRT-compatible) or \
         uint8 with a zero point (--asymmetric). Bias: int32 with scale = input scale × weight \
-        scale. Calibration here is minmax: non-saturating, the threshold is the largest |x| seen. \
+        scale. Calibration: minmax is non-saturating (the threshold is the largest |x| seen); \
+        percentile, entropy (TensorRT's KL divergence over a 2048-bin histogram, 128 levels) and \
+        mse are saturating (a threshold below it; values beyond are clipped). \
         The report compares the float and quantized models' outputs on the calibration samples \
         (output SQNR, top-1 agreement). See Docs/quantize.md.
 
         Examples:
           compress quantize model.onnx --calib calib/ -o model.int8.onnx
+          compress quantize model.onnx --calib calib/ -o q.onnx --method entropy
           compress quantize model.onnx --calib calib/ -o q.onnx --asymmetric --per-tensor --max-samples 64
           compress quantize model.onnx --calib images/ -o q.onnx --size 256 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
         """)
@@ -36,8 +39,14 @@ struct QuantizeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Calibration samples: .npy/.pb files, images, class subfolders or test_data_set_N folders.", valueName: "DIR"))
     var calib: String
 
-    @Option(help: "Calibration method: minmax (non-saturating: the largest |x| seen).")
+    @Option(help: "Calibration: minmax (non-saturating: the threshold is the largest |x|), or saturating (a threshold below it, values beyond clipped): percentile, entropy (TensorRT's KL), mse.")
     var method: CalibrationMethod = .minmax
+
+    @Option(help: "With --method percentile: the percentile of |x| kept.")
+    var percentile: Double = 99.999
+
+    @Option(help: "Histogram bins of the saturating methods.")
+    var bins: Int = 2048
 
     @Flag(name: .customLong("per-tensor"), help: "One weight scale per tensor instead of one per output channel.")
     var perTensor = false
@@ -61,10 +70,10 @@ struct QuantizeCommand: ParsableCommand {
     @OptionGroup var inputs: InputOptions
     @OptionGroup var format: FormatOption
 
-    enum CalibrationMethod: String, ExpressibleByArgument, CaseIterable { case minmax }
-
     func validate() throws {
         if maxSamples < 1 { throw ValidationError("--max-samples must be ≥ 1") }
+        if !(percentile > 0 && percentile <= 100) { throw ValidationError("--percentile \(percentile): must be in (0, 100]") }
+        if bins < 256 { throw ValidationError("--bins must be ≥ 256 (entropy merges into 128 levels)") }
     }
 
     func run() throws {
@@ -82,12 +91,13 @@ struct QuantizeCommand: ParsableCommand {
             func load(_ e: DataSource.Entry) throws -> [String: Tensor] {
                 do { return try source.load(e).inputs } catch { throw DataError(e.files.count == 1 ? e.files[0] : e.id, "\(error)") }
             }
-            let bar = ProgressBar(total: 2 * entries.count, label: "calibrate", enabled: !quiet && ProgressBar.stderrIsTerminal)
+            let passes = method.saturating ? 3 : 2
+            let bar = ProgressBar(total: passes * entries.count, label: "calibrate", enabled: !quiet && ProgressBar.stderrIsTerminal)
             defer { bar.finish() }
             let prepared = try Quantizer.prepare(m, options: options)
             let calibration = try Quantizer.calibrate(prepared.model, activations: prepared.activations, samples: { body in
                 for e in entries { try body(try load(e)) }
-            }, progress: { bar.advance() })
+            }, method: method, bins: bins, percentile: percentile, progress: { bar.advance() })
             let (q, summary) = try Quantizer.writeQDQ(prepared.model, nodes: prepared.nodes, calibration: calibration, options: options)
             // Quality: the quantized model's outputs against the float model's, on the same samples.
             let float = try Executor(model: m), quant = try Executor(model: q)
@@ -142,3 +152,4 @@ struct QuantizeReport: Encodable {
         return out.joined(separator: "\n")
     }
 }
+extension CalibrationMethod: ExpressibleByArgument {}
