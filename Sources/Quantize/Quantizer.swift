@@ -61,6 +61,33 @@ public struct MinMaxCalibrator: Sendable {
     public internal(set) var thresholds: [String: Float] = [:]
 }
 
+/// Per-tensor quantization noise: the float activation against its quantize-dequantize with the
+/// chosen scale and zero point, summed over samples (`QuantizeLinear` then `DequantizeLinear`
+/// semantics: round half to even, saturate to the integer range).
+public struct FakeQuantNoise: Sendable {
+    public private(set) var signal: [String: Double] = [:], noise: [String: Double] = [:]
+    public init() {}
+
+    public mutating func add(_ name: String, _ t: TensorCore.Tensor, scale: Float, zeroPoint: Int, range: QuantRange) {
+        let v = t.converted(to: .float32).scalars(as: Float.self)
+        var s = 0.0, n = 0.0
+        for x in v {
+            let q = min(max((x / scale).rounded(.toNearestOrEven) + Float(zeroPoint), Float(range.qmin)), Float(range.qmax))
+            let y = (q - Float(zeroPoint)) * scale
+            s += Double(x) * Double(x)
+            n += (Double(x) - Double(y)) * (Double(x) - Double(y))
+        }
+        signal[name, default: 0] += s
+        noise[name, default: 0] += n
+    }
+
+    /// 20·log10(‖x‖/‖x − x̂‖) = 10·log10(Σx²/Σ(x − x̂)²); nil when there is no noise.
+    public func sqnr(_ name: String) -> Double? {
+        guard let n = noise[name], n > 0, let s = signal[name] else { return nil }
+        return 10 * log10(max(s, .leastNormalMagnitude) / n)
+    }
+}
+
 /// What was quantized.
 public struct QuantizeSummary: Encodable, Sendable {
     public struct Tensor: Encodable, Sendable {
@@ -71,9 +98,12 @@ public struct QuantizeSummary: Encodable, Sendable {
         public let threshold: Float?
         public let scale: Float
         public let zero_point: Int
+        /// 20·log10(‖x‖ / ‖x − x̂‖) between the float activation and its quantize-dequantize on the
+        /// calibration samples (ONNX Runtime's qdq_loss_debug measure); nil until measured.
+        public var sqnr_db: Double?
     }
     public let nodes: [String]
-    public let activations: [Tensor]
+    public var activations: [Tensor]
     public let weights: Int
     public let samples: Int
 }
@@ -167,7 +197,7 @@ public enum Quantizer {
             guard let r = calibration.ranges[a], r.min <= r.max else { throw QuantizeError.invalid("activation '\(a)' was never observed during calibration") }
             let p = QuantParams(rmin: r.min, rmax: r.max, range: range, symmetric: options.symmetricActivations)
             params[a] = p
-            summary.append(.init(name: a, min: r.min, max: r.max, threshold: calibration.thresholds[a], scale: p.scale, zero_point: p.zeroPoint))
+            summary.append(.init(name: a, min: r.min, max: r.max, threshold: calibration.thresholds[a], scale: p.scale, zero_point: p.zeroPoint, sqnr_db: nil))
             let s = names.fresh(a + "_scale"), z = names.fresh(a + "_zero_point")
             m.graph.addInitializer(Initializer(name: s, tensor: TensorCore.Tensor(scalar: p.scale)))
             m.graph.addInitializer(Initializer(name: z, tensor: zeroPoint(p.zeroPoint, range.dtype)))

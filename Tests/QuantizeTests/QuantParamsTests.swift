@@ -22,7 +22,13 @@ final class QuantParamsTests: XCTestCase {
         let w = Tensor(shape: [2, 3], scalars: [Float](arrayLiteral: 1.27, -0.635, 0, 0.5, 0.25, -0.001))
         let (q, p) = WeightQuantizer.quantize(w, axis: 0, perChannel: true, range: .of(.int8, symmetric: true), symmetric: true)
         XCTAssertEqual(p.map(\.scale), [Float(2.54 / 254), Float(1.0 / 254)])
-        XCTAssertEqual(q.scalars(as: Int8.self), [127, -64, 0, 127, 64, 0], "round half even: −63.5 → −64, 63.5 → 64")
+        XCTAssertEqual(q.scalars(as: Int8.self), [127, -64, 0, 127, 64, 0])
+        // A tie that separates half-even from half-away: absmax 0.9921875 gives scale exactly
+        // 2⁻⁷ (127·2⁻⁷ = 0.9921875), and 0.48828125 is 62.5 steps: even → 62 (away would be 63).
+        let tie = Tensor(shape: [1, 2], scalars: [Float](arrayLiteral: 0.9921875, 0.48828125))
+        let (qt, pt) = WeightQuantizer.quantize(tie, axis: 0, perChannel: true, range: .of(.int8, symmetric: true), symmetric: true)
+        XCTAssertEqual(pt[0].scale, 0.0078125)
+        XCTAssertEqual(qt.scalars(as: Int8.self), [127, 62])
         let (qb, bs) = WeightQuantizer.quantizeBias(Tensor(shape: [2], scalars: [Float](arrayLiteral: 0.1, -0.2)), inputScale: 0.5, weightScales: p.map(\.scale))
         XCTAssertEqual(bs, [0.5 * Float(2.54 / 254), 0.5 * Float(1.0 / 254)])
         XCTAssertEqual(qb.scalars(as: Int32.self), [20, -102])

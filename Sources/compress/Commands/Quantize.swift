@@ -60,7 +60,16 @@ struct QuantizeCommand: ParsableCommand {
     @Option(name: .customLong("max-samples"), help: "Use at most N calibration samples.")
     var maxSamples: Int = 256
 
-    @Flag(help: "Allow -o to name the input model.")
+    @Option(name: .customLong("min-sqnr"), help: ArgumentHelp("Quality gate: when the output SQNR (dB, quantized vs float on the samples) is below this, print the report, write nothing (unless --force) and exit 3.", valueName: "DB"))
+    var minSQNR: Double?
+
+    @Option(name: .customLong("trt-cache"), help: ArgumentHelp("Also write a TensorRT calibration cache of the activation scales.", valueName: "FILE"))
+    var trtCache: String?
+
+    @Option(name: .customLong("ncnn-table"), help: ArgumentHelp("Also write an ncnn int8 table of the activation thresholds (ncnn's scale = 127 / threshold).", valueName: "FILE"))
+    var ncnnTable: String?
+
+    @Flag(help: "Allow -o to name the input model; with --min-sqnr, write even when the gate fails.")
     var force = false
 
     @Flag(help: "No progress bar on stderr (it is shown only when stderr is a terminal).")
@@ -98,25 +107,49 @@ struct QuantizeCommand: ParsableCommand {
             let calibration = try Quantizer.calibrate(prepared.model, activations: prepared.activations, samples: { body in
                 for e in entries { try body(try load(e)) }
             }, method: method, bins: bins, percentile: percentile, progress: { bar.advance() })
-            let (q, summary) = try Quantizer.writeQDQ(prepared.model, nodes: prepared.nodes, calibration: calibration, options: options)
+            var (q, summary) = try Quantizer.writeQDQ(prepared.model, nodes: prepared.nodes, calibration: calibration, options: options)
+            let activationRange = asymmetric ? QuantRange.of(.uint8, symmetric: false) : QuantRange.of(.int8, symmetric: true)
+            let params = Dictionary(uniqueKeysWithValues: summary.activations.map { ($0.name, $0) })
+            var noise = FakeQuantNoise()
             // Quality: the quantized model's outputs against the float model's, on the same samples.
-            let float = try Executor(model: m), quant = try Executor(model: q)
+            let float = try Executor(model: m), quant = try Executor(model: q), deployed = try Executor(model: prepared.model, passes: .none)
             let outputs = m.graph.outputs.map(\.name)
             var agreement = OutputAgreement()
             for e in entries {
                 let feeds = try load(e)
                 let a = try float.run(feeds), b = try quant.run(feeds)
+                _ = try deployed.run(feeds, hooks: ExecutionHooks(names: Set(params.keys)) { name, t in
+                    if let p = params[name] { noise.add(name, t, scale: p.scale, zeroPoint: p.zero_point, range: activationRange) }
+                })
                 agreement.add(reference: outputs.map { a[$0]! }, candidate: outputs.map { b[$0]! })
                 bar.advance()
             }
             bar.finish()
-            try ModelWriter.write(q, to: URL(fileURLWithPath: output))
+            for k in summary.activations.indices { summary.activations[k].sqnr_db = noise.sqnr(summary.activations[k].name) }
+            let gateFailed = minSQNR.map { limit in (agreement.sqnrDB ?? .infinity) < limit } ?? false
+            if !gateFailed || force {
+                try ModelWriter.write(q, to: URL(fileURLWithPath: output))
+                // TensorRT takes symmetric scales: the model's own when activations are symmetric.
+                let scales = Dictionary(uniqueKeysWithValues: summary.activations.map { a in
+                    (a.name, asymmetric ? Float(Double(max(abs(a.min), abs(a.max))) / 127) : a.scale)
+                })
+                let thresholds = Dictionary(uniqueKeysWithValues: summary.activations.map { ($0.name, max(abs($0.min), abs($0.max))) })
+                for (flag, path, text) in [("--trt-cache", trtCache, CalibrationExport.tensorRTCache(scales)), ("--ncnn-table", ncnnTable, CalibrationExport.ncnnTable(thresholds))] {
+                    guard let path else { continue }
+                    do { try AtomicFile.write(Data(text.utf8), to: URL(fileURLWithPath: path)) } catch { throw CLIError("\(flag) \(path): cannot write (\(error))") }
+                }
+            }
             let report = QuantizeReport(model: model, output: output, method: method.rawValue, per_channel: !perTensor,
                                         activations: asymmetric ? "uint8 asymmetric" : "int8 symmetric", summary: summary,
                                         output_sqnr_db: agreement.sqnrDB, top1_agreement: agreement.agreement)
             switch format.format {
             case .json: try printJSON(report)
             case .table, .csv: print(report.table())
+            }
+            if gateFailed, let minSQNR {
+                let got = agreement.sqnrDB.map { String(format: "%.2f dB", $0) } ?? "∞"
+                FileHandle.standardError.write(Data("quality gate failed: --min-sqnr \(minSQNR) dB (output SQNR \(got))\(force ? "; written anyway (--force)" : "; nothing written")\n".utf8))
+                throw ExitCode(3)
             }
         }
     }
@@ -139,9 +172,10 @@ struct QuantizeReport: Encodable {
         var out = ["model      \(model) -> \(output)",
                    "method     \(method), weights int8 \(per_channel ? "per channel" : "per tensor"), activations \(activations)",
                    "quantized  \(summary.nodes.count) nodes, \(summary.weights) weights, \(summary.activations.count) activations, \(summary.samples) calibration samples"]
-        var t = TextTable(["activation", "min", "max", "scale", "zero point"], rightAligned: [1, 2, 3, 4])
+        var t = TextTable(["activation", "min", "max", "scale", "zero point", "SQNR dB"], rightAligned: [1, 2, 3, 4, 5])
         for a in summary.activations {
-            t.add([a.name, String(format: "%.5g", a.min), String(format: "%.5g", a.max), String(format: "%.5g", a.scale), String(a.zero_point)])
+            t.add([a.name, String(format: "%.5g", a.min), String(format: "%.5g", a.max), String(format: "%.5g", a.scale), String(a.zero_point),
+                   a.sqnr_db.map { String(format: "%.1f", $0) } ?? "∞"])
         }
         out.append("")
         out.append(t.render())
