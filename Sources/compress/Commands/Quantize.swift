@@ -112,13 +112,16 @@ struct QuantizeCommand: ParsableCommand {
             let params = Dictionary(uniqueKeysWithValues: summary.activations.map { ($0.name, $0) })
             var noise = FakeQuantNoise()
             // Quality: the quantized model's outputs against the float model's, on the same samples.
-            let float = try Executor(model: m), quant = try Executor(model: q), deployed = try Executor(model: prepared.model, passes: .none)
+            // The float reference is the deployed float graph (the model as given, BN folded: the
+            // same function up to float rounding), which also shows each activation for the
+            // per-tensor noise; one run of it and one of the quantized model per sample.
+            let quant = try Executor(model: q), deployed = try Executor(model: prepared.model, passes: .none)
             let outputs = m.graph.outputs.map(\.name)
             var agreement = OutputAgreement()
             for e in entries {
                 let feeds = try load(e)
-                let a = try float.run(feeds), b = try quant.run(feeds)
-                _ = try deployed.run(feeds, hooks: ExecutionHooks(names: Set(params.keys)) { name, t in
+                let b = try quant.run(feeds)
+                let a = try deployed.run(feeds, hooks: ExecutionHooks(names: Set(params.keys)) { name, t in
                     if let p = params[name] { noise.add(name, t, scale: p.scale, zeroPoint: p.zero_point, range: activationRange) }
                 })
                 agreement.add(reference: outputs.map { a[$0]! }, candidate: outputs.map { b[$0]! })
