@@ -303,3 +303,18 @@ def test_quality_gate_exports_and_per_tensor_sqnr(tmp_path):
     want = 10 * np.log10((x.astype(np.float64) ** 2).sum() / ((x.astype(np.float64) - xq) ** 2).sum())
     got = next(a for a in report["summary"]["activations"] if a["name"] == "input")["sqnr_db"]
     assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_exclude_keeps_nodes_in_float(tmp_path):
+    out = tmp_path / "q.onnx"
+    r = json.loads(run_compress("quantize", FOLDED, "--calib", FIXTURES / "digits", "--max-samples", 16, "-o", out,
+                                "--exclude", "head/*", "--exclude", "fc", "--format", "json").stdout)
+    assert sorted(r["summary"]["nodes"]) == ["block/dw/conv", "block/pw/conv", "stem/conv"]
+    m = onnx.load(str(out))
+    producers = {o: n for n in m.graph.node for o in n.output}
+    for n in m.graph.node:
+        if n.name in ("head/conv", "fc"):
+            assert all(i not in producers or producers[i].op_type != "DequantizeLinear" for i in n.input), n.name
+        if n.name == "stem/conv":
+            assert producers[n.input[1]].op_type == "DequantizeLinear"
+    onnx.checker.check_model(m, full_check=True)
