@@ -36,9 +36,29 @@ public struct ChannelGroup: Sendable {
     }
 }
 
+/// A Split on the channel axis: which group channels each of its outputs carries, so the surgery
+/// can give it the new sizes. `parts[k]` lists output k's runs: channels `start ..< start + count`
+/// of group `group` (nil: channels no group owns, kept as they are).
+public struct ChannelSplit: Sendable {
+    public var node: Int
+    public var parts: [[(group: Int?, start: Int, count: Int)]]
+
+    /// Output sizes after removing `removed[group]` from each group.
+    public func sizes(removing removed: [Int: Set<Int>]) -> [Int] {
+        parts.map { runs in
+            runs.reduce(0) { total, r in
+                guard let g = r.group, let gone = removed[g] else { return total + r.count }
+                return total + (r.start ..< r.start + r.count).filter { !gone.contains($0) }.count
+            }
+        }
+    }
+}
+
 /// The dependency analysis over a model's graph.
 public struct ChannelGroupAnalysis {
     public private(set) var groups: [ChannelGroup] = []
+    /// Splits on the channel axis whose sizes follow the groups they cut.
+    public private(set) var splits: [ChannelSplit] = []
 
     /// Analyses `model`'s main graph; `pins` resolve dynamic input dimensions (`--input`).
     /// - Throws: shape-inference errors (an op compress cannot size, an unpinned dynamic dim).
@@ -46,7 +66,7 @@ public struct ChannelGroupAnalysis {
         let shapes = try ShapeInference(model: model, pins: pins)
         var builder = Builder(graph: model.graph, types: shapes.types)
         builder.run()
-        groups = builder.finish()
+        (groups, splits) = builder.finish()
     }
 
     public var prunable: [ChannelGroup] { groups.filter(\.isPrunable) }
@@ -170,16 +190,27 @@ private struct Builder {
         for v in subgraphReads { block(layouts[v], "'\(v)' is read inside a subgraph (If/Loop/Scan)") }
     }
 
-    func finish() -> [ChannelGroup] {
+    mutating func finish() -> ([ChannelGroup], [ChannelSplit]) {
         var out: [ChannelGroup] = []
+        var groupOf: [Int: Int] = [:]
         for i in spaces.indices where parent[i] == i {
             let s = spaces[i]
             guard !s.producers.isEmpty else { continue }
+            groupOf[i] = out.count
             out.append(ChannelGroup(id: out.count, label: s.label, channels: s.size, slices: s.slices, producers: s.producers,
                                     depthwiseNodes: s.depthwise, batchNormScales: s.bnScales, reasons: s.reasons))
         }
-        return out
+        var recorded: [ChannelSplit] = []
+        for (node, parts) in splitRecords {
+            recorded.append(ChannelSplit(node: node, parts: parts.map { runs in
+                runs.map { seg in (seg.space.flatMap { groupOf[find($0)] }, seg.start, seg.count) }
+            }))
+        }
+        return (out, recorded)
     }
+
+    /// Splits on the channel axis seen so far: node index and each output's segments.
+    var splitRecords: [(Int, [[ChannelSegment]])] = []
 
     mutating func visit(_ n: Node) {
         let tracked = n.inputs.map { $0.isEmpty ? nil : layouts[$0] }
@@ -190,6 +221,7 @@ private struct Builder {
         case "Gemm": gemm(n, tracked, what)
         case "MatMul": matmul(n, tracked, what)
         case "Concat": concat(n, tracked, what)
+        case "Split": split(n, tracked, what)
         case "Flatten": flatten(n, tracked[0], axis: Int(n.int("axis") ?? 1), what)
         case "Reshape":
             if let l = tracked[0] { reshapeAsFlatten(n, l, what) }
@@ -410,6 +442,44 @@ private struct Builder {
             }
         }
         layouts[n.outputs[0]] = ChannelLayout(segments: segments)
+    }
+
+    /// Split on the channel axis cuts the input's segments at the output boundaries; each output
+    /// carries its part, and the surgery gives the node its new sizes.
+    mutating func split(_ n: Node, _ tracked: [ChannelLayout?], _ what: String) {
+        guard let x = tracked[0] else { return }
+        for l in tracked.dropFirst() { block(l, "read by \(what) as its sizes") }
+        guard let shape = shape(n.inputs[0]), x.block == 1 else { block(x, "split by \(what) of unknown shape"); return }
+        var axis = Int(n.int("axis") ?? 0)
+        if axis < 0 { axis += shape.count }
+        guard axis == 1 else { block(x, "split by \(what) along axis \(axis), not the channel axis"); return }
+        let outs = n.outputs
+        var sizes: [Int] = []
+        if let a = n.ints("split") { sizes = a.map(Int.init) }
+        else if n.inputs.count > 1, !n.inputs[1].isEmpty {
+            guard let c = constant(n.inputs[1]), soleReader(n.inputs[1], c.name) else {
+                block(x, "split by \(what), whose sizes are not a constant of its own"); return
+            }
+            sizes = c.tensor.int64Values().map(Int.init)
+        } else {
+            let parts = Int(n.int("num_outputs") ?? Int64(outs.count))
+            let each = (shape[1] + parts - 1) / parts
+            sizes = (0..<parts).map { k in min(each, max(0, shape[1] - k * each)) }
+        }
+        guard sizes.count == outs.count, sizes.reduce(0, +) == x.channels else { block(x, "split by \(what) into sizes that do not add up"); return }
+        var parts: [[ChannelSegment]] = []
+        var pos = 0
+        for size in sizes {
+            var runs: [ChannelSegment] = []
+            for (p, seg) in x.positioned {
+                let lo = max(p, pos), hi = min(p + seg.count, pos + size)
+                if lo < hi { runs.append(ChannelSegment(space: seg.space, start: seg.start + (lo - p), count: hi - lo)) }
+            }
+            parts.append(runs)
+            pos += size
+        }
+        for (o, runs) in zip(outs, parts) where !o.isEmpty { layouts[o] = ChannelLayout(segments: runs) }
+        if let i = graph.nodes.firstIndex(where: { $0.outputs == n.outputs }) { splitRecords.append((i, parts)) }
     }
 
     mutating func flatten(_ n: Node, _ x: ChannelLayout?, axis: Int, _ what: String) {

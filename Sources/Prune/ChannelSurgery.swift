@@ -31,6 +31,28 @@ public enum ChannelSurgery {
             }
             try m.graph.replaceConstant(named: name, with: t)
         }
+        // Channel-axis Splits get the sizes of what they now cut.
+        var removedByGroup: [Int: Set<Int>] = [:]
+        for d in plan.decisions where !d.removed.isEmpty { removedByGroup[d.group.id] = Set(d.removed) }
+        for split in plan.splits {
+            let sizes = split.sizes(removing: removedByGroup)
+            guard sizes != split.sizes(removing: [:]) else { continue }
+            var node = m.graph.nodes[split.node]
+            let value = Tensor(shape: [sizes.count], scalars: sizes.map(Int64.init))
+            if node.ints("split") != nil || (m.opset(for: "") ?? 13) < 13 {
+                node[attribute: "split"] = .ints(sizes.map(Int64.init))
+            } else if node.inputs.count > 1, !node.inputs[1].isEmpty, let src = m.graph.constantSource(of: node.inputs[1]) {
+                try m.graph.replaceConstant(named: src.name, with: value)
+            } else {
+                // Equal parts (num_outputs or none given) are no longer equal: give the sizes.
+                let name = m.graph.uniqueName(node.label + ".split_sizes")
+                m.graph.addInitializer(Initializer(name: name, tensor: value))
+                node[attribute: "num_outputs"] = nil
+                while node.inputs.count < 2 { node.inputs.append("") }
+                node.inputs[1] = name
+            }
+            m.graph.nodes[split.node] = node
+        }
         for out in depthwise {
             guard let p = m.graph.producer(of: out), let w = m.graph.constantSource(of: m.graph.nodes[p].inputs[1])?.tensor else {
                 throw GraphError.noSuchValue(out)

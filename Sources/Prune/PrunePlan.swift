@@ -63,6 +63,8 @@ public enum PruneError: Error, CustomStringConvertible {
 public struct PrunePlan: Sendable {
     public var decisions: [GroupDecision]
     public var unprunable: [ChannelGroup]
+    /// Channel-axis Splits whose sizes the surgery recomputes.
+    public var splits: [ChannelSplit]
     /// `--exclude` patterns that matched no node.
     public var unmatchedExcludes: [String]
 
@@ -71,6 +73,7 @@ public struct PrunePlan: Sendable {
     public init(model: Model, analysis: ChannelGroupAnalysis, options: PruneOptions) throws {
         let graph = model.graph
         unprunable = analysis.groups.filter { !$0.isPrunable }
+        splits = analysis.splits
         let names = graph.nodes.map(\.name)
         unmatchedExcludes = options.exclude.filter { p in !names.contains { Glob.matches(p, $0) } }
         let candidates = analysis.prunable

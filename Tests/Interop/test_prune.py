@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import numpy_helper, shape_inference
+from onnx import TensorProto, numpy_helper, shape_inference
 
 import conformance
 from conftest import FIXTURES, SHARED_MODELS, assert_clean_failure, crash_description, run_compress
@@ -635,3 +635,59 @@ def test_reconstruct_recovers_held_out_accuracy(tmp_path):
     a0, a1, a2 = ort_accuracy(FOLDED, held, labels), ort_accuracy(plain, held, labels), ort_accuracy(fixed, held, labels)
     assert a1 < 0.6 and a2 > 0.9 and a0 - a2 < 0.06, (a0, a1, a2)
     check_written(fixed, tmp_path, digits_batch())
+
+
+def split_model(path, opset, form):
+    """Conv(3→8) → Relu → Split(axis 1: 3 + 5, or equal halves) → one Conv per branch → Concat
+    → Conv(→4): the stem's channels reach two consumers at offsets through the Split."""
+    rng = np.random.default_rng(5)
+    w = lambda name, *shape: numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.5, name)
+    sizes = [3, 5] if form != "equal" else [4, 4]
+    inits = [w("w0", 8, 3, 3, 3), w("b0", 8), w("wa", 6, sizes[0], 1, 1), w("wb", 6, sizes[1], 3, 3), w("w2", 4, 12, 1, 1)]
+    attrs, split_inputs = {}, ["r"]
+    if form == "input":
+        inits.append(numpy_helper.from_array(np.array(sizes, np.int64), "sizes"))
+        split_inputs.append("sizes")
+    elif form == "attribute":
+        attrs["split"] = sizes
+    elif opset >= 18:
+        attrs["num_outputs"] = 2
+    nodes = [onnx.helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], name="stem", pads=[1, 1, 1, 1]),
+             onnx.helper.make_node("Relu", ["c0"], ["r"], name="relu"),
+             onnx.helper.make_node("Split", split_inputs, ["s0", "s1"], name="split", axis=1, **attrs),
+             onnx.helper.make_node("Conv", ["s0", "wa"], ["a"], name="branch_a"),
+             onnx.helper.make_node("Conv", ["s1", "wb"], ["b"], name="branch_b", pads=[1, 1, 1, 1]),
+             onnx.helper.make_node("Concat", ["a", "b"], ["cat"], name="concat", axis=1),
+             onnx.helper.make_node("Conv", ["cat", "w2"], ["y"], name="head")]
+    g = onnx.helper.make_graph(nodes, "split", [onnx.helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                               [onnx.helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    onnx.save(onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", opset)]), str(path))
+
+
+@pytest.mark.parametrize("opset,form", [(13, "input"), (11, "attribute"), (11, "equal"), (18, "equal")])
+def test_split_on_channels_follows_the_pruned_group(opset, form, tmp_path):
+    src, out = tmp_path / "m.onnx", tmp_path / "p.onnx"
+    split_model(src, opset, form)
+    report = prune(src, out, "l1", 0.5)
+    stem = next(g for g in report["groups"] if g["label"] == "stem")
+    assert stem["channels_after"] == 4 and set(stem["members"]) >= {"stem", "branch_a", "branch_b"}
+    m = onnx.load(str(out))
+    onnx.checker.check_model(m, full_check=True)
+    # The split sizes are the kept channels on each side of the original boundary.
+    boundary = 3 if form != "equal" else 4
+    kept = [c for c in range(8) if c not in stem["removed"]]
+    want = [sum(c < boundary for c in kept), sum(c >= boundary for c in kept)]
+    node = next(n for n in m.graph.node if n.op_type == "Split")
+    consts = constants(m)
+    got = list(next((a.ints for a in node.attribute if a.name == "split"), [])) or consts[node.input[1]].tolist()
+    assert got == want
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    check_written(out, tmp_path, x)
+    # Surgery through the Split: a source whose removed channels emit exactly zero computes
+    # after pruning what it computed before.
+    masked_path, masked_out = tmp_path / "masked.onnx", tmp_path / "masked_pruned.onnx"
+    onnx.save(masked(src, report), str(masked_path))
+    again = prune(masked_path, masked_out, "l1", 0.5)
+    assert next(g for g in again["groups"] if g["label"] == "stem")["removed"] == stem["removed"]
+    a, b = ort_outputs(masked_path, {"x": x})[0], ort_outputs(masked_out, {"x": x})[0]
+    assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
