@@ -40,8 +40,10 @@ let package = Package(
         .target(name: "Prune", dependencies: ["ModelIR", "Passes", "Runtime", "Profile", "TensorCore"], swiftSettings: optimize),
         // Post-training static quantization (QDQ); calibrates through the executor's hooks.
         .target(name: "Quantize", dependencies: ["ModelIR", "Passes", "Runtime", "TensorCore"], swiftSettings: optimize),
+        // Knowledge-distillation loss evaluation (teacher vs student over one pass of the data).
+        .target(name: "Distill", dependencies: ["ModelIR", "Runtime", "TensorCore"], swiftSettings: optimize),
         .executableTarget(name: "compress",
-                          dependencies: ["ModelIR", "Runtime", "Profile", "Prune", "Quantize", "TensorCore",
+                          dependencies: ["ModelIR", "Runtime", "Profile", "Prune", "Quantize", "Distill", "TensorCore",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimize),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
@@ -51,6 +53,7 @@ let package = Package(
         .testTarget(name: "ProfileTests", dependencies: ["Profile", "Runtime", "ModelIR", "TensorCore"]),
         .testTarget(name: "PruneTests", dependencies: ["Prune", "Profile", "Runtime", "ModelIR", "TensorCore"]),
         .testTarget(name: "QuantizeTests", dependencies: ["Quantize", "Runtime", "ModelIR", "TensorCore"]),
+        .testTarget(name: "DistillTests", dependencies: ["Distill"]),
         .testTarget(name: "CLITests", dependencies: ["ModelIR", "TensorCore"]),
     ],
     swiftLanguageModes: [.v5]

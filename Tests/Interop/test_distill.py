@@ -1,0 +1,160 @@
+"""`compress distill` against a NumPy reference on the same logits.
+
+The reference reads the logits compress's executor produced (`compress run --out`, .npy per
+sample and output), so every figure is checked to 1e-9 relative on identical inputs: per-sample
+and mean KL at T, T²·KL, KL at T = 1, soft cross-entropy and teacher entropy, hard CE and
+accuracy with labels, the combined loss, top-1/top-5 agreement, and feature MSE / cosine / max
+difference. Self-distillation gives exactly zero KL; a quantized student a small positive one;
+±1e4 logits stay finite. Bad input exits 1 with one line.
+"""
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import FIXTURES, assert_clean_failure, run_compress
+
+BN = FIXTURES / "digits_cnn_bn.onnx"
+FOLDED = FIXTURES / "digits_cnn.onnx"
+DATA = FIXTURES / "digits"
+LABELS = {l.split()[0]: int(l.split()[1]) for l in (DATA / "labels.txt").read_text().splitlines()}
+
+
+def ok(*args):
+    p = run_compress(*args)
+    assert p.returncode == 0, p.stderr
+    return p
+
+
+def with_output(src, value, dst):
+    m = onnx.load(str(src))
+    m.graph.output.append(helper.make_empty_tensor_value_info(value))
+    onnx.save(m, str(dst))
+    return dst
+
+
+def dumped(model, folder, n):
+    """compress's own outputs for the first n samples: {sample id: [output arrays]}."""
+    ok("run", model, "--data", DATA, "--out", folder, "--quiet")
+    ids = sorted(LABELS)[:n]
+    outs = {}
+    for sid in ids:
+        stem = sid[:-4]
+        k, arrays = 0, []
+        while (folder / f"{stem}.{k}.npy").exists():
+            arrays.append(np.load(folder / f"{stem}.{k}.npy").astype(np.float64))
+            k += 1
+        outs[stem] = arrays
+    return outs
+
+
+def log_softmax(x):
+    m = x.max(-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
+
+
+def reference(t, s, T, label, W):
+    lp, lq = log_softmax(t / T), log_softmax(s / T)
+    p = np.exp(lp)
+    kl = float((p * (lp - lq)).sum())
+    lp1, lq1 = log_softmax(t), log_softmax(s)
+    kl1 = float((np.exp(lp1) * (lp1 - lq1)).sum())
+    return dict(kl=kl, kl_t2=T * T * kl, kl_t1=kl1, soft_ce=float(-(p * lq).sum()), teacher_entropy=float(-(p * lp).sum()),
+                hard_ce_student=float(-lq1[label]), hard_ce_teacher=float(-lp1[label]),
+                accuracy_student=float(s.argmax() == label), accuracy_teacher=float(t.argmax() == label),
+                combined=W * float(-lq1[label]) + (1 - W) * T * T * kl,
+                top1_agreement=float(t.argmax() == s.argmax()), top5_agreement=float(t.argmax() in np.argsort(-s, kind="stable")[:5]))
+
+
+@pytest.mark.parametrize("T,W", [(4.0, 0.0), (2.0, 0.5), (1.0, 1.0)])
+def test_every_figure_equals_numpy_on_the_same_logits(T, W, tmp_path):
+    n = 40
+    student = tmp_path / "student.onnx"
+    p = run_compress("quantize", BN, "--calib", DATA, "--max-samples", 32, "-o", student)
+    assert p.returncode == 0, p.stderr
+    # Expose pool_out in both so the feature pair can be recomputed from compress's own values.
+    t2, s2 = with_output(BN, "pool_out", tmp_path / "t.onnx"), with_output(student, "pool_out", tmp_path / "s.onnx")
+    report = json.loads(ok("distill", "--teacher", t2, "--student", s2, "--data", DATA, "--max-samples", n, "--temperature", T,
+                           "--hard-weight", W, "--output", "logits", "--feature", "pool_out=pool_out", "--worst", 3, "--format", "json").stdout)
+    to, so = dumped(t2, tmp_path / "to", n), dumped(s2, tmp_path / "so", n)
+    assert report["samples"] == n and len(to) == n
+    rows = {k: reference(to[k][0][0], so[k][0][0], T, LABELS[k + ".npy"], W) for k in to}
+    o = report["outputs"][0]
+    assert o["shape"] == [1, 10] and o["class_axis"] == 1 and o["distributions_per_sample"] == 1
+    for key in ["kl", "kl_t2", "kl_t1", "soft_ce", "teacher_entropy", "hard_ce_student", "hard_ce_teacher",
+                "accuracy_student", "accuracy_teacher", "combined", "top1_agreement", "top5_agreement"]:
+        want = np.mean([r[key] for r in rows.values()])
+        assert o[key] == pytest.approx(want, rel=1e-9, abs=1e-15), key
+    assert o["kl"] > 0 and o["kl"] < 0.01, "a quantized student is close but not equal"
+    per = {s["id"]: s["loss"][0] for s in report["per_sample"]}
+    for k, r in rows.items():
+        assert per[k] == pytest.approx(r["kl"], rel=1e-9, abs=1e-15)
+    assert [w["id"] for w in report["worst"]] == sorted(rows, key=lambda k: (-rows[k]["kl"], k))[:3]
+    # Feature pair: MSE and cosine averaged per sample, max |difference| over all.
+    f = report["features"][0]
+    a = [to[k][1].ravel() for k in to]
+    b = [so[k][1].ravel() for k in to]
+    assert f["mse"] == pytest.approx(np.mean([((x - y) ** 2).mean() for x, y in zip(a, b)]), rel=1e-9)
+    assert f["cosine"] == pytest.approx(np.mean([x @ y / np.linalg.norm(x) / np.linalg.norm(y) for x, y in zip(a, b)]), rel=1e-9)
+    assert f["max_abs"] == pytest.approx(max(np.abs(x - y).max() for x, y in zip(a, b)), rel=1e-9)
+
+
+def test_teacher_against_itself_is_exactly_zero():
+    r = json.loads(ok("distill", "--teacher", BN, "--student", BN, "--data", DATA, "--max-samples", 60, "--format", "json").stdout)
+    o = r["outputs"][0]
+    assert o["kl"] == 0 and o["kl_t1"] == 0 and o["kl_t2"] == 0
+    assert o["top1_agreement"] == 1 and o["top5_agreement"] == 1
+    assert o["soft_ce"] == pytest.approx(o["teacher_entropy"], rel=1e-12)
+
+
+def test_extreme_logits_stay_finite(tmp_path):
+    """Logits of ±1e4 (the input scaled by 1e4): log-softmax with the maximum subtracted."""
+    def scaled(path, k):
+        g = helper.make_graph([helper.make_node("Mul", ["x", "k"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])],
+                              [numpy_helper.from_array(np.array(k, np.float32), "k")])
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    scaled(tmp_path / "t.onnx", 1e4)
+    scaled(tmp_path / "s.onnx", -1e4)
+    data = tmp_path / "d"
+    data.mkdir()
+    for i in range(4):
+        np.save(data / f"{i}.npy", np.random.default_rng(i).uniform(-1, 1, (1, 5)).astype(np.float32))
+    r = json.loads(ok("distill", "--teacher", tmp_path / "t.onnx", "--student", tmp_path / "s.onnx", "--data", data,
+                      "--temperature", 1, "--format", "json").stdout)
+    o = r["outputs"][0]
+    assert all(np.isfinite(o[k]) for k in ("kl", "kl_t1", "soft_ce", "teacher_entropy"))
+    assert o["kl"] > 1e3 and o["top1_agreement"] == 0
+
+
+def test_gates_exit_3(tmp_path):
+    student = tmp_path / "q.onnx"
+    ok("quantize", BN, "--calib", DATA, "--max-samples", 16, "-o", student)
+    r = run_compress("distill", "--teacher", BN, "--student", student, "--data", DATA, "--max-samples", 20, "--max-kl", "1e-12")
+    assert r.returncode == 3 and "gate failed: --max-kl" in r.stderr and "KL(T)" in r.stdout
+    r = run_compress("distill", "--teacher", BN, "--student", student, "--data", DATA, "--max-samples", 20, "--min-agreement", "0.5")
+    assert r.returncode == 0, r.stderr
+
+
+def test_bad_input(tmp_path):
+    other = tmp_path / "other.onnx"
+    g = helper.make_graph([helper.make_node("Flatten", ["input"], ["y"])], "g",
+                          [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 1, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(other))
+    r = run_compress("distill", "--teacher", BN, "--student", other, "--data", DATA, "--max-samples", 2)
+    assert_clean_failure(r, "shape [1, 10]", "[1, 64]")
+    r = run_compress("distill", "--teacher", BN, "--student", BN, "--data", DATA, "--feature", "pool_outt=pool_out")
+    assert_clean_failure(r, "no tensor 'pool_outt'", "pool_out")
+    r = run_compress("distill", "--teacher", BN, "--student", BN, "--data", DATA, "--temperature", "0")
+    assert r.returncode == 64 and "--temperature" in r.stderr
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for i, f in enumerate(sorted(DATA.glob("*.npy"))[:3]):
+        (partial / f.name).write_bytes(f.read_bytes())
+    (partial / "labels.txt").write_text(f"{sorted(DATA.glob('*.npy'))[0].name} 3\n")
+    r = run_compress("distill", "--teacher", BN, "--student", BN, "--data", partial, "--format", "json")
+    assert_clean_failure(r, "1 of 3 samples have labels", "sample_0001.npy")
