@@ -89,7 +89,7 @@ typedef int32_t vi8 __attribute__((vector_size(32)));
     th_p_ = th_p_ * th_s_ + splat(-5.37397155531e-2f);                                         \
     th_p_ = th_p_ * th_s_ + splat(1.33314422036e-1f);                                          \
     th_p_ = th_p_ * th_s_ + splat(-3.33332819422e-1f);                                         \
-    v8 th_small_ = th_p_ * th_s_ * th_x_ + th_x_;                                              \
+    v8 th_small_ = (v8)((vi8)(th_p_ * th_s_ * th_a_ + th_a_) | th_sign_);   /* tanh(-0) = -0 */  \
     v8 th_e_ = vexp_nonpositive(th_a_ * splat(-2.0f));                                         \
     v8 th_big_ = (splat(1.0f) - th_e_) / (splat(1.0f) + th_e_);                                \
     th_big_ = (v8)((vi8)th_big_ | th_sign_);                                                   \
