@@ -600,6 +600,23 @@ size_t ck_depthwise_c8_scratch(ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t oh, ptrdiff
 
 static void dwk_base(DWK_PARAMS) { DWK_BODY }
 
+// ---------------------------------------------------------------------------------------------
+// Rows scaled by one value each (squeeze-and-excitation: x[N, C, H, W] · s[N, C, 1, 1]).
+
+#define SCALE_BODY                                                                             \
+    for (ptrdiff_t r = 0; r < rows; r++) {                                                     \
+        const float *xr = x + r * len;                                                         \
+        float *yr = y + r * len;                                                               \
+        v8 sv = splat(s[r]);                                                                   \
+        ptrdiff_t i = 0;                                                                       \
+        for (; i + 8 <= len; i += 8) st(yr + i, ld(xr + i) * sv);                              \
+        for (; i < len; i++) yr[i] = xr[i] * s[r];                                             \
+    }
+
+#define SCALE_PARAMS const float *x, const float *s, float *y, ptrdiff_t rows, ptrdiff_t len
+
+static void scale_base(SCALE_PARAMS) { SCALE_BODY }
+
 #if defined(__x86_64__)
 #define AVX2 __attribute__((target("avx2,fma")))
 AVX2 static void gemm_avx2(GEMM_PARAMS) { GEMM_BODY }
@@ -607,6 +624,7 @@ AVX2 static void map_avx2(MAP_PARAMS) { MAP_BODY }
 AVX2 static void dw_avx2(DW_PARAMS) { DW_BODY }
 AVX2 static void dw8_avx2(DW8_PARAMS) { DW8_BODY }
 AVX2 static void dwk_avx2(DWK_PARAMS) { DWK_BODY }
+AVX2 static void scale_avx2(SCALE_PARAMS) { SCALE_BODY }
 
 static int detect(void) {
     const char *off = getenv("COMPRESS_NO_AVX2");
@@ -672,4 +690,11 @@ void ck_activate(MAP_PARAMS) {
     if (ck_uses_avx2()) { map_avx2(x, y, n, act); return; }
 #endif
     map_base(x, y, n, act);
+}
+
+void ck_scale_rows(SCALE_PARAMS) {
+#if defined(__x86_64__)
+    if (ck_uses_avx2()) { scale_avx2(x, s, y, rows, len); return; }
+#endif
+    scale_base(x, s, y, rows, len);
 }

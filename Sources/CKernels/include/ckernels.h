@@ -88,6 +88,10 @@ void ck_depthwise_c8(const float *x, ptrdiff_t plane, int nc, ptrdiff_t h, ptrdi
                      ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw,
                      ptrdiff_t ph, ptrdiff_t pw, ck_activation act, float *scratch);
 
+/// y[r·len + i] = x[r·len + i] · s[r] for r < rows, i < len (x and y may be the same array):
+/// a channel-broadcast product, x[N, C, H, W] · s[N, C, 1, 1].
+void ck_scale_rows(const float *x, const float *s, float *y, ptrdiff_t rows, ptrdiff_t len);
+
 /// A chunk of a parallel loop: `ctx` is the caller's, `index` in 0..<chunks.
 typedef void (*ck_task)(void *ctx, ptrdiff_t index);
 
