@@ -51,8 +51,81 @@ typedef int32_t vi8 __attribute__((vector_size(32)));
     v8 sg_r_ = splat(1.0f) / (splat(1.0f) + sg_e_);                                            \
     sel((vi8)(sg_x_ >= splat(0)), sg_r_, sg_e_ * sg_r_); })
 
-// Relu lets NaN through (the comparison is false); Clip, LeakyRelu, Sigmoid and SiLU likewise
-// keep NaN.
+// e^x over the whole float range: x clamped to [-104, 88.8], x = n·ln2 + r as above, the
+// Cephes polynomial, then 2^n applied as two factors 2^(n/2)·2^(n − n/2), so results that
+// overflow become +Inf and subnormal ones are rounded once from a normal product. Below -104
+// the result is 0 (expf gives 0 below -103.97); NaN is returned unchanged.
+#define vexp(xv) ({                                                                            \
+    v8 xe_in_ = (xv);                                                                          \
+    v8 xe_x_ = sel((vi8)(xe_in_ < splat(-104.0f)), splat(-104.0f), xe_in_);                    \
+    xe_x_ = sel((vi8)(xe_x_ > splat(88.8f)), splat(88.8f), xe_x_);                             \
+    xe_x_ = sel((vi8)(xe_x_ == xe_x_), xe_x_, splat(0));                                       \
+    v8 xe_f_ = xe_x_ * splat(1.44269504088896341f) + splat(0.5f);                              \
+    vi8 xe_i_ = __builtin_convertvector(xe_f_, vi8);                                           \
+    xe_i_ = xe_i_ + (vi8)(__builtin_convertvector(xe_i_, v8) > xe_f_);   /* floor */           \
+    v8 xe_n_ = __builtin_convertvector(xe_i_, v8);                                             \
+    xe_x_ = xe_x_ - xe_n_ * splat(0.693359375f) - xe_n_ * splat(-2.12194440e-4f);              \
+    v8 xe_y_ = splat(1.9875691500e-4f);                                                        \
+    xe_y_ = xe_y_ * xe_x_ + splat(1.3981999507e-3f);                                           \
+    xe_y_ = xe_y_ * xe_x_ + splat(8.3334519073e-3f);                                           \
+    xe_y_ = xe_y_ * xe_x_ + splat(4.1665795894e-2f);                                           \
+    xe_y_ = xe_y_ * xe_x_ + splat(1.6666665459e-1f);                                           \
+    xe_y_ = xe_y_ * xe_x_ + splat(5.0000001201e-1f);                                           \
+    xe_y_ = xe_y_ * (xe_x_ * xe_x_) + xe_x_ + splat(1.0f);                                     \
+    vi8 xe_h_ = xe_i_ >> 1;                                                                    \
+    xe_y_ = xe_y_ * (v8)((xe_h_ + 127) << 23) * (v8)((xe_i_ - xe_h_ + 127) << 23);             \
+    xe_y_ = (v8)((vi8)xe_y_ & ~(vi8)(xe_in_ < splat(-104.0f)));                                \
+    sel((vi8)(xe_in_ == xe_in_), xe_y_, xe_in_); })
+
+// tanh x: for |x| < 0.625 the Cephes odd polynomial x + x³·P(x²) (keeps ±0 and subnormal x);
+// otherwise (1 − e)/(1 + e) with e = e^(−2|x|) (1 at ±Inf), sign of x restored. NaN stays NaN.
+#define vtanh(xv) ({                                                                           \
+    v8 th_x_ = (xv);                                                                           \
+    vi8 th_sign_ = (vi8)th_x_ & (vi8)splat(-0.0f);                                             \
+    v8 th_a_ = (v8)((vi8)th_x_ & ~(vi8)splat(-0.0f));                                          \
+    v8 th_s_ = th_x_ * th_x_;                                                                  \
+    v8 th_p_ = splat(-5.70498872745e-3f);                                                      \
+    th_p_ = th_p_ * th_s_ + splat(2.06390887954e-2f);                                          \
+    th_p_ = th_p_ * th_s_ + splat(-5.37397155531e-2f);                                         \
+    th_p_ = th_p_ * th_s_ + splat(1.33314422036e-1f);                                          \
+    th_p_ = th_p_ * th_s_ + splat(-3.33332819422e-1f);                                         \
+    v8 th_small_ = (v8)((vi8)(th_p_ * th_s_ * th_a_ + th_a_) | th_sign_);   /* tanh(-0) = -0 */  \
+    v8 th_e_ = vexp_nonpositive(th_a_ * splat(-2.0f));                                         \
+    v8 th_big_ = (splat(1.0f) - th_e_) / (splat(1.0f) + th_e_);                                \
+    th_big_ = (v8)((vi8)th_big_ | th_sign_);                                                   \
+    sel((vi8)(th_a_ < splat(0.625f)), th_small_, th_big_); })
+
+// erf x, N. Juffa's faithfully rounded erff (with FMA): for |x| ≤ 0.921875 x + x·P(x²);
+// above, 1 − e^(−Q(|x|)) with Q a degree-8 polynomial, |x| clamped to 3.925 (erf rounds to
+// 1 beyond), sign of x restored. ±0 and subnormals keep their value; NaN stays NaN.
+#define verf(xv) ({                                                                            \
+    v8 ef_x_ = (xv);                                                                           \
+    vi8 ef_sign_ = (vi8)ef_x_ & (vi8)splat(-0.0f);                                             \
+    v8 ef_a_ = (v8)((vi8)ef_x_ & ~(vi8)splat(-0.0f));                                          \
+    v8 ef_s_ = ef_x_ * ef_x_;                                                                  \
+    v8 ef_p_ = splat(-5.99104969e-4f);                                                         \
+    ef_p_ = ef_p_ * ef_s_ + splat(4.99339588e-3f);                                             \
+    ef_p_ = ef_p_ * ef_s_ + splat(-2.67667342e-2f);                                            \
+    ef_p_ = ef_p_ * ef_s_ + splat(1.12818025e-1f);                                             \
+    ef_p_ = ef_p_ * ef_s_ + splat(-3.76124859e-1f);                                            \
+    ef_p_ = ef_p_ * ef_s_ + splat(1.28379151e-1f);                                             \
+    v8 ef_small_ = ef_p_ * ef_x_ + ef_x_;                                                      \
+    v8 ef_t_ = sel((vi8)(ef_a_ > splat(3.925f)), splat(3.925f), ef_a_);                        \
+    v8 ef_q_ = splat(1.72948930e-5f);                                                          \
+    ef_q_ = ef_q_ * ef_t_ + splat(-3.83208680e-4f);                                            \
+    ef_q_ = ef_q_ * ef_t_ + splat(3.88393435e-3f);                                             \
+    ef_q_ = ef_q_ * ef_t_ + splat(-2.42545605e-2f);                                            \
+    ef_q_ = ef_q_ * ef_t_ + splat(1.06777847e-1f);                                             \
+    ef_q_ = ef_q_ * ef_t_ + splat(6.34846687e-1f);                                             \
+    ef_q_ = ef_q_ * ef_t_ + splat(1.28717512e-1f);                                             \
+    ef_q_ = ef_q_ * ef_t_ + ef_t_;                                                             \
+    v8 ef_big_ = splat(1.0f) - vexp_nonpositive(-ef_q_);                                       \
+    ef_big_ = (v8)((vi8)ef_big_ | ef_sign_);                                                   \
+    sel((vi8)(ef_a_ > splat(0.921875f)), ef_big_, ef_small_); })
+
+// Relu lets NaN through (the comparison is false); Clip, LeakyRelu, Sigmoid, SiLU, HardSigmoid
+// (p0·x + p1 clamped to [0, 1]), HardSwish (x · HardSigmoid(1/6, 1/2)), Tanh, Exp and Erf
+// likewise keep NaN.
 #define activate(v, act) ({                                                                     \
     v8 ac_v_ = (v);                                                                              \
     switch ((act).kind) {                                                                        \
@@ -62,6 +135,15 @@ typedef int32_t vi8 __attribute__((vector_size(32)));
     case 3: ac_v_ = sel((vi8)(ac_v_ >= splat(0)), ac_v_, ac_v_ * splat((act).p0)); break;        \
     case 4: ac_v_ = vsigmoid(ac_v_); break;                                                      \
     case 5: ac_v_ = ac_v_ * vsigmoid(ac_v_); break;                                              \
+    case 6: { v8 hs_ = ac_v_ * splat((act).p0) + splat((act).p1);                                 \
+              hs_ = sel((vi8)(hs_ < splat(0)), splat(0), hs_);                                     \
+              ac_v_ = sel((vi8)(hs_ > splat(1)), splat(1), hs_); break; }                          \
+    case 7: { v8 hs_ = ac_v_ * splat(1.0f / 6) + splat(0.5f);                                     \
+              hs_ = sel((vi8)(hs_ < splat(0)), splat(0), hs_);                                     \
+              ac_v_ = ac_v_ * sel((vi8)(hs_ > splat(1)), splat(1), hs_); break; }                  \
+    case 8: ac_v_ = vtanh(ac_v_); break;                                                         \
+    case 9: ac_v_ = vexp(ac_v_); break;                                                          \
+    case 10: ac_v_ = verf(ac_v_); break;                                                         \
     default: break;                                                                              \
     }                                                                                            \
     ac_v_; })
@@ -430,12 +512,119 @@ size_t ck_depthwise3x3_c8_scratch(ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t sh, ptrd
 
 static void dw8_base(DW8_PARAMS) { DW8_BODY }
 
+// ---------------------------------------------------------------------------------------------
+// Depthwise k×k (any window, stride and dilation) over up to eight channels at once, the
+// 3×3-by-8 kernel's layout generalized: the planes are transposed into a zero-bordered
+// [row][column][channel] block, every output position is kh·kw vector multiply-adds with one
+// weight vector per tap (six positions at a time: six independent chains), and each output row
+// is transposed back. Fewer than eight channels (the tail of a layer) run with the missing
+// lanes zero and are not stored.
+
+size_t ck_depthwise_c8_scratch(ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t sh,
+                               ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw) {
+    ptrdiff_t rows = (oh - 1) * sh + (kh - 1) * dh + 1, cols = (ow - 1) * sw + (kw - 1) * dw + 1;
+    return (size_t)(8 * (rows * cols + (ow + 8) + kh * kw));
+}
+
+#define DWK_BODY                                                                               \
+    ptrdiff_t rowsP = (oh - 1) * sh + (kh - 1) * dh + 1, colsP = (ow - 1) * sw + (kw - 1) * dw + 1; \
+    ptrdiff_t taps = kh * kw;                                                                  \
+    float *P = scratch, *R = scratch + 8 * rowsP * colsP, *K = R + 8 * (ow + 8);               \
+    ptrdiff_t iw0 = pw < 0 ? -pw : 0;                                                          \
+    ptrdiff_t iw1 = w < colsP - pw ? w : colsP - pw;                                           \
+    if (iw1 < iw0) iw1 = iw0;                                                                  \
+    for (ptrdiff_t r = 0; r < rowsP; r++) {                                                    \
+        ptrdiff_t ih = r - ph;                                                                 \
+        float *row = P + 8 * r * colsP;                                                        \
+        if (ih < 0 || ih >= h || iw1 == iw0) { memset(row, 0, sizeof(float) * 8 * (size_t)colsP); continue; } \
+        for (ptrdiff_t j = 0; j < iw0 + pw; j++) st(row + 8 * j, splat(0));                    \
+        for (ptrdiff_t j = iw1 + pw; j < colsP; j++) st(row + 8 * j, splat(0));                \
+        ptrdiff_t iw = iw0;                                                                    \
+        if (nc == 8)                                                                           \
+            for (; iw + 8 <= iw1; iw += 8) {                                                   \
+                v8 v[8];                                                                       \
+                for (int c = 0; c < 8; c++) v[c] = ld(x + c * plane + ih * w + iw);            \
+                TRANSPOSE8(v);                                                                 \
+                for (int i = 0; i < 8; i++) st(row + 8 * (iw + pw + i), v[i]);                 \
+            }                                                                                  \
+        for (; iw < iw1; iw++)                                                                 \
+            for (int c = 0; c < 8; c++) row[8 * (iw + pw) + c] = c < nc ? x[c * plane + ih * w + iw] : 0; \
+    }                                                                                          \
+    for (ptrdiff_t t = 0; t < taps; t++)                                                       \
+        for (int c = 0; c < 8; c++) K[8 * t + c] = c < nc ? wk[taps * c + t] : 0;              \
+    float bt[8] = {0};                                                                         \
+    if (bias) for (int c = 0; c < nc; c++) bt[c] = bias[c];                                    \
+    v8 bv = ld(bt);                                                                            \
+    for (ptrdiff_t o = 0; o < oh; o++) {                                                       \
+        const float *top = P + 8 * (o * sh) * colsP;                                           \
+        ptrdiff_t q = 0;                                                                       \
+        for (; q + 6 <= ow; q += 6) {                                                          \
+            v8 acc[6];                                                                         \
+            for (int i = 0; i < 6; i++) acc[i] = bv;                                           \
+            const float *kt = K;                                                               \
+            for (ptrdiff_t a = 0; a < kh; a++) {                                               \
+                const float *src = top + 8 * (a * dh * colsP + q * sw);                        \
+                for (ptrdiff_t b = 0; b < kw; b++, kt += 8, src += 8 * dw) {                   \
+                    v8 kv = ld(kt);                                                            \
+                    for (int i = 0; i < 6; i++) acc[i] = acc[i] + kv * ld(src + 8 * i * sw);   \
+                }                                                                              \
+            }                                                                                  \
+            for (int i = 0; i < 6; i++) st(R + 8 * (q + i), activate(acc[i], act));            \
+        }                                                                                      \
+        for (; q < ow; q++) {                                                                  \
+            v8 acc = bv;                                                                       \
+            const float *kt = K;                                                               \
+            for (ptrdiff_t a = 0; a < kh; a++) {                                               \
+                const float *src = top + 8 * (a * dh * colsP + q * sw);                        \
+                for (ptrdiff_t b = 0; b < kw; b++, kt += 8, src += 8 * dw)                     \
+                    acc = acc + ld(kt) * ld(src);                                              \
+            }                                                                                  \
+            st(R + 8 * q, activate(acc, act));                                                 \
+        }                                                                                      \
+        ptrdiff_t p = 0;                                                                       \
+        if (nc == 8)                                                                           \
+            for (; p + 8 <= ow; p += 8) {                                                      \
+                v8 v[8];                                                                       \
+                for (int i = 0; i < 8; i++) v[i] = ld(R + 8 * (p + i));                        \
+                TRANSPOSE8(v);                                                                 \
+                for (int c = 0; c < 8; c++) st(y + c * oplane + o * ow + p, v[c]);             \
+            }                                                                                  \
+        for (; p < ow; p++)                                                                    \
+            for (int c = 0; c < nc; c++) y[c * oplane + o * ow + p] = R[8 * p + c];            \
+    }
+
+#define DWK_PARAMS const float *x, ptrdiff_t plane, int nc, ptrdiff_t h, ptrdiff_t w,            \
+    ptrdiff_t kh, ptrdiff_t kw, const float *wk, const float *bias, float *y, ptrdiff_t oplane,   \
+    ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw,           \
+    ptrdiff_t ph, ptrdiff_t pw, ck_activation act, float *scratch
+
+static void dwk_base(DWK_PARAMS) { DWK_BODY }
+
+// ---------------------------------------------------------------------------------------------
+// Rows scaled by one value each (squeeze-and-excitation: x[N, C, H, W] · s[N, C, 1, 1]).
+
+#define SCALE_BODY                                                                             \
+    for (ptrdiff_t r = 0; r < rows; r++) {                                                     \
+        const float *xr = x + r * len;                                                         \
+        float *yr = y + r * len;                                                               \
+        v8 sv = splat(s[r]);                                                                   \
+        ptrdiff_t i = 0;                                                                       \
+        for (; i + 8 <= len; i += 8) st(yr + i, ld(xr + i) * sv);                              \
+        for (; i < len; i++) yr[i] = xr[i] * s[r];                                             \
+    }
+
+#define SCALE_PARAMS const float *x, const float *s, float *y, ptrdiff_t rows, ptrdiff_t len
+
+static void scale_base(SCALE_PARAMS) { SCALE_BODY }
+
 #if defined(__x86_64__)
 #define AVX2 __attribute__((target("avx2,fma")))
 AVX2 static void gemm_avx2(GEMM_PARAMS) { GEMM_BODY }
 AVX2 static void map_avx2(MAP_PARAMS) { MAP_BODY }
 AVX2 static void dw_avx2(DW_PARAMS) { DW_BODY }
 AVX2 static void dw8_avx2(DW8_PARAMS) { DW8_BODY }
+AVX2 static void dwk_avx2(DWK_PARAMS) { DWK_BODY }
+AVX2 static void scale_avx2(SCALE_PARAMS) { SCALE_BODY }
 
 static int detect(void) {
     const char *off = getenv("COMPRESS_NO_AVX2");
@@ -479,6 +668,13 @@ void ck_depthwise3x3_c8(DW8_PARAMS) {
     dw8_base(x, plane, h, w, w9, bias8, y, oplane, oh, ow, sh, sw, ph, pw, act, scratch);
 }
 
+void ck_depthwise_c8(DWK_PARAMS) {
+#if defined(__x86_64__)
+    if (ck_uses_avx2()) { dwk_avx2(x, plane, nc, h, w, kh, kw, wk, bias, y, oplane, oh, ow, sh, sw, dh, dw, ph, pw, act, scratch); return; }
+#endif
+    dwk_base(x, plane, nc, h, w, kh, kw, wk, bias, y, oplane, oh, ow, sh, sw, dh, dw, ph, pw, act, scratch);
+}
+
 
 size_t ck_packed_a_size(ptrdiff_t m, ptrdiff_t k) { return (size_t)((m + MR - 1) / MR * MR * k); }
 
@@ -494,4 +690,11 @@ void ck_activate(MAP_PARAMS) {
     if (ck_uses_avx2()) { map_avx2(x, y, n, act); return; }
 #endif
     map_base(x, y, n, act);
+}
+
+void ck_scale_rows(SCALE_PARAMS) {
+#if defined(__x86_64__)
+    if (ck_uses_avx2()) { scale_avx2(x, s, y, rows, len); return; }
+#endif
+    scale_base(x, s, y, rows, len);
 }

@@ -105,6 +105,11 @@ public enum FusedActivation: Equatable, Sendable {
         switch self {
         case .relu: for i in 0..<n where p[i] < 0 { p[i] = 0 }
         case .clip(let lo, let hi): for i in 0..<n { p[i] = min(max(p[i], lo), hi) }
+        case .sigmoid: KernelActivation.sigmoid.apply(p, into: p, count: n)
+        case .silu: KernelActivation.silu.apply(p, into: p, count: n)
+        case .hardSwish: KernelActivation.hardSwish.apply(p, into: p, count: n)
+        case .hardSigmoid(let a, let b): KernelActivation.hardSigmoid(alpha: a, beta: b).apply(p, into: p, count: n)
+        case .tanh: KernelActivation.tanh.apply(p, into: p, count: n)
         default: for i in 0..<n { p[i] = apply(p[i]) }
         }
     }

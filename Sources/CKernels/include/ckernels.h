@@ -8,8 +8,9 @@
 #include <stddef.h>
 
 /// Activation applied with the bias in the kernels' store: 0 none, 1 Relu (NaN passes
-/// through), 2 Clip(p0, p1), 3 LeakyRelu(alpha = p0), 4 Sigmoid, 5 SiLU (x · σ(x)).
-/// Sigmoid uses a polynomial e^x of about 1 ulp.
+/// through), 2 Clip(p0, p1), 3 LeakyRelu(alpha = p0), 4 Sigmoid, 5 SiLU (x · σ(x)),
+/// 6 HardSigmoid(alpha = p0, beta = p1), 7 HardSwish, 8 Tanh, 9 Exp, 10 Erf.
+/// Sigmoid, Tanh, Exp and Erf use polynomials of a few ulp (measured in DirectKernelTests).
 typedef struct {
     int kind;
     float p0;
@@ -73,6 +74,23 @@ void ck_depthwise3x3_c8(const float *x, ptrdiff_t plane, ptrdiff_t h, ptrdiff_t 
                         const float *bias8, float *y, ptrdiff_t oplane, ptrdiff_t oh, ptrdiff_t ow,
                         ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t ph, ptrdiff_t pw, ck_activation act,
                         float *scratch);
+
+/// Floats of scratch `ck_depthwise_c8` needs for a kh × kw window.
+size_t ck_depthwise_c8_scratch(ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t sh,
+                               ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw);
+
+/// Depthwise kh × kw over `nc` ≤ 8 consecutive channels at once (channel multiplier 1), any
+/// stride and dilation: y[c, oh, ow] = act(bias[c] + Σ wk[kh·kw·c + a·kw + b] ·
+/// x[c, oh·sh − ph + a·dh, ow·sw − pw + b·dw]) (zero outside the input). Input planes `plane`
+/// floats apart, output planes `oplane` apart; `bias` nc values or NULL.
+void ck_depthwise_c8(const float *x, ptrdiff_t plane, int nc, ptrdiff_t h, ptrdiff_t w,
+                     ptrdiff_t kh, ptrdiff_t kw, const float *wk, const float *bias, float *y, ptrdiff_t oplane,
+                     ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw,
+                     ptrdiff_t ph, ptrdiff_t pw, ck_activation act, float *scratch);
+
+/// y[r·len + i] = x[r·len + i] · s[r] for r < rows, i < len (x and y may be the same array):
+/// a channel-broadcast product, x[N, C, H, W] · s[N, C, 1, 1].
+void ck_scale_rows(const float *x, const float *s, float *y, ptrdiff_t rows, ptrdiff_t len);
 
 /// A chunk of a parallel loop: `ctx` is the caller's, `index` in 0..<chunks.
 typedef void (*ck_task)(void *ctx, ptrdiff_t index);

@@ -109,7 +109,12 @@ extension StandardOps {
         for since in [1, 7] {
             arithmetic(r, "Add", since: since) { _ in AddFunction() }
             arithmetic(r, "Sub", since: since) { _ in SubFunction() }
-            arithmetic(r, "Mul", since: since) { _ in MulFunction() }
+            r.register("Mul", since: since, kernel: { inputs, ctx in
+                let (a, b) = try BinaryMap.operands(inputs, ctx)
+                // Squeeze-and-excitation's x[N, C, H, W] · s[N, C, 1, 1] (either order): vectorized rows.
+                if let y = Tensor.rowScaled(a, b) { return [y] }
+                return [try BinaryMap.arithmetic(a, b, MulFunction(), ctx)]
+            }, infer: ElementwiseShapes.broadcast())
             arithmetic(r, "Div", since: since) { _ in DivFunction() }
         }
         arithmetic(r, "Mod", since: 10) { ModFunction(fmod: $0.intAttribute("fmod", default: 0) != 0) }

@@ -189,15 +189,15 @@ struct ShrinkFunction: NumericFunction {
 
 extension StandardOps {
     static func registerUnaryMath(_ r: OpRegistry) {
-        floatUnary(r, "Exp") { _ in ExpFunction() }
+        floatUnary(r, "Exp", vectorized: .exp) { _ in ExpFunction() }
         floatUnary(r, "Log") { _ in LogFunction() }
         floatUnary(r, "Sqrt") { _ in SqrtFunction() }
         floatUnary(r, "Reciprocal") { _ in ReciprocalFunction() }
         floatUnary(r, "Floor") { _ in FloorFunction() }
         floatUnary(r, "Ceil") { _ in CeilFunction() }
         floatUnary(r, "Round", since: 11) { _ in RoundFunction() }
-        floatUnary(r, "Erf", since: 9) { _ in ErfFunction() }
-        floatUnary(r, "Tanh") { _ in TanhFunction() }
+        floatUnary(r, "Erf", since: 9, vectorized: .erf) { _ in ErfFunction() }
+        floatUnary(r, "Tanh", vectorized: .tanh) { _ in TanhFunction() }
         floatUnary(r, "Sin", since: 7) { _ in DoubleFunction(f: Foundation.sin) }
         floatUnary(r, "Cos", since: 7) { _ in DoubleFunction(f: Foundation.cos) }
         floatUnary(r, "Tan", since: 7) { _ in DoubleFunction(f: Foundation.tan) }
@@ -249,10 +249,12 @@ extension StandardOps {
             SeluFunction(alpha: $0.floatAttribute("alpha", default: 1.67326319217681884765625),
                          gamma: $0.floatAttribute("gamma", default: 1.05070102214813232421875))
         }
-        floatUnary(r, "HardSigmoid") {
+        floatUnary(r, "HardSigmoid", vectorizedWith: {
+            .hardSigmoid(alpha: $0.floatAttribute("alpha", default: 0.2), beta: $0.floatAttribute("beta", default: 0.5))
+        }) {
             HardSigmoidFunction(alpha: $0.floatAttribute("alpha", default: 0.2), beta: $0.floatAttribute("beta", default: 0.5))
         }
-        floatUnary(r, "HardSwish", since: 14) { _ in HardSwishFunction() }
+        floatUnary(r, "HardSwish", since: 14, vectorized: .hardSwish) { _ in HardSwishFunction() }
         floatUnary(r, "ThresholdedRelu", since: 10) { ThresholdedReluFunction(alpha: $0.floatAttribute("alpha", default: 1)) }
         floatUnary(r, "Gelu", since: 20) { ctx in
             let mode = ctx.node.string("approximate") ?? "none"
@@ -263,12 +265,13 @@ extension StandardOps {
 
     /// Registers a unary op over floating tensors; `make` reads the node's attributes once per run.
     /// - Parameter vectorized: a C kernel for float32 (`KernelActivation`), used instead of `make`'s
-    ///   function at that type.
+    ///   function at that type; `vectorizedWith` the same made from the node's attributes.
     static func floatUnary<F: FloatFunction>(_ r: OpRegistry, _ op: String, since: Int = 1, vectorized: KernelActivation? = nil,
+                                             vectorizedWith: ((KernelContext) -> KernelActivation)? = nil,
                                              _ make: @escaping (KernelContext) throws -> F) {
         r.register(op, since: since, kernel: { inputs, ctx in
             let x = try ctx.required(inputs, 0)
-            if let vectorized, x.dtype == .float32 {
+            if x.dtype == .float32, let vectorized = vectorized ?? vectorizedWith?(ctx) {
                 var y = Tensor(uninitialized: .float32, shape: x.shape)
                 x.withUnsafeBufferPointer(as: Float.self) { xp in
                     y.withUnsafeMutableBufferPointer(as: Float.self) { yp in

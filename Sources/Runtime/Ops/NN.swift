@@ -92,8 +92,8 @@ enum NNSupport {
         }
     }
 
-    /// The convolution epilogue for a fused activation: the kernels apply Relu, Clip and
-    /// LeakyRelu in their store; others run per row.
+    /// The convolution epilogue for a fused activation: the kernels apply all but the Swift-only
+    /// ones in their store (vectorized); others run per row.
     static func convEpilogue(_ act: FusedActivation?) -> ConvEpilogue {
         switch act {
         case nil: return .bias
@@ -102,7 +102,9 @@ enum NNSupport {
         case .leakyRelu(let a): return .activation(.leakyRelu(alpha: a))
         case .sigmoid: return .activation(.sigmoid)
         case .silu: return .activation(.silu)
-        default: return .rows(epilogue(act)!)
+        case .hardSwish: return .activation(.hardSwish)
+        case .hardSigmoid(let a, let b): return .activation(.hardSigmoid(alpha: a, beta: b))
+        case .tanh: return .activation(.tanh)
         }
     }
 

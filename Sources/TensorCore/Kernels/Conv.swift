@@ -313,6 +313,10 @@ public enum Convolution {
             depthwise3x3(x: x, w: w, bias: bias, y: y, shape: s, window: g, epilogue: convEpilogue)
             return
         }
+        if mult == 1 && !depthwiseThroughLoops {
+            depthwiseKxK(x: x, w: w, bias: bias, y: y, shape: s, window: g, epilogue: convEpilogue)
+            return
+        }
         let epilogue = convEpilogue.rowFunction
         // Per kernel column: the valid output range, which is the same for every row.
         var ranges: [(Int, Int)] = []
@@ -403,6 +407,59 @@ public enum Convolution {
                                                 bias: bias?[m] ?? 0, y: out, outHeight: o1 - o0, outWidth: OW,
                                                 strides: (sh, sw), padsBegin: (top, pw), activation: activation, scratch: buffer)
                     }
+                    if let rows {
+                        for c in 0..<count { for r in 0..<(o1 - o0) { rows(out + c * OH * OW + r * OW, OW, 0) } }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tests and measurements: `COMPRESS_DEPTHWISE=loops` sends depthwise windows other than
+    /// 3×3 to the scalar tap-by-tap loops instead of `depthwiseKxK`.
+    nonisolated(unsafe) public static var depthwiseThroughLoops = ProcessInfo.processInfo.environment["COMPRESS_DEPTHWISE"] == "loops"
+
+    /// Depthwise convolution with channel multiplier 1 and any window, stride and dilation (5×5
+    /// and 7×7 of EfficientNet and MobileNetV3) by the C kernel, bias and activation fused:
+    /// eight channels at a time vectorized across channels (`DirectGemm.depthwiseKxK`), the
+    /// last group narrower. Split into strips of output rows as `depthwise3x3` is.
+    static func depthwiseKxK(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                             y: UnsafeMutablePointer<Float>, shape s: ConvShape, window g: WindowGeometry,
+                             epilogue: ConvEpilogue) {
+        let (H, W) = (g.input[1], g.input[2])
+        let (OH, OW) = (g.output[1], g.output[2])
+        let (KH, KW) = (g.kernel[1], g.kernel[2])
+        let (sh, sw) = (g.strides[1], g.strides[2])
+        let (dh, dw) = (g.dilations[1], g.dilations[2])
+        let (ph, pw) = (g.padsBegin[1], g.padsBegin[2])
+        let activation: KernelActivation
+        let rows: RowEpilogue?
+        switch epilogue {
+        case .activation(let a): (activation, rows) = (a, nil)
+        case .rows(let f): (activation, rows) = (.none, f)
+        }
+        let C = s.outChannels
+        let groups = (C + 7) / 8
+        let units = s.batch * groups
+        let wanted = Parallel.threads * 4
+        let strips = units >= wanted ? 1 : min(OH, (wanted + units - 1) / units)
+        let rowsPer = (OH + strips - 1) / strips
+        let scratch = DirectGemm.depthwiseKxKScratch(kernel: (KH, KW), outHeight: rowsPer, outWidth: OW, strides: (sh, sw),
+                                                     dilations: (dh, dw))
+        Parallel.forRanges(count: units * strips, minimumWork: 1 << 14, workPerItem: rowsPer * OW * KH * KW * 8) { range in
+            Scratch.withBuffer(count: scratch) { buffer in
+                for t in range {
+                    let unit = t / strips, strip = t % strips
+                    let o0 = strip * rowsPer, o1 = min(OH, o0 + rowsPer)
+                    guard o1 > o0 else { continue }
+                    let n = unit / groups, first = (unit % groups) * 8
+                    let count = min(8, C - first)
+                    let out = y + (n * C + first) * OH * OW + o0 * OW
+                    DirectGemm.depthwiseKxK(x: x + (n * s.inChannels + first) * H * W, plane: H * W, channels: count,
+                                            height: H, width: W, kernel: (KH, KW), w: w + first * KH * KW,
+                                            bias: bias.map { $0 + first }, y: out, outPlane: OH * OW, outHeight: o1 - o0,
+                                            outWidth: OW, strides: (sh, sw), dilations: (dh, dw), padsBegin: (ph - o0 * sh, pw),
+                                            activation: activation, scratch: buffer)
                     if let rows {
                         for c in 0..<count { for r in 0..<(o1 - o0) { rows(out + c * OH * OW + r * OW, OW, 0) } }
                     }

@@ -13,6 +13,16 @@ public struct KernelActivation: Equatable, Sendable {
     public static let sigmoid = KernelActivation(raw: ck_activation(kind: 4, p0: 0, p1: 0))
     /// x · σ(x) (SiLU / Swish).
     public static let silu = KernelActivation(raw: ck_activation(kind: 5, p0: 0, p1: 0))
+    /// max(0, min(1, α·x + β)) (ONNX HardSigmoid), NaN kept.
+    public static func hardSigmoid(alpha: Float, beta: Float) -> KernelActivation { KernelActivation(raw: ck_activation(kind: 6, p0: alpha, p1: beta)) }
+    /// x · max(0, min(1, x/6 + 1/2)) (ONNX HardSwish), NaN kept.
+    public static let hardSwish = KernelActivation(raw: ck_activation(kind: 7, p0: 0, p1: 0))
+    /// tanh x by a polynomial and e^x (a few ulp, see DirectKernelTests).
+    public static let tanh = KernelActivation(raw: ck_activation(kind: 8, p0: 0, p1: 0))
+    /// e^x over the whole range (+Inf on overflow, subnormal results rounded).
+    public static let exp = KernelActivation(raw: ck_activation(kind: 9, p0: 0, p1: 0))
+    /// erf x (N. Juffa's polynomial and e^x).
+    public static let erf = KernelActivation(raw: ck_activation(kind: 10, p0: 0, p1: 0))
 
     /// Applies the activation to `count` floats from `x` into `y` (which may be `x`), vectorized,
     /// in parallel for large arrays.
@@ -48,7 +58,7 @@ public enum ConvEpilogue {
             case 1: return { p, n, b in for i in 0..<n { let v = p[i] + b; p[i] = v < 0 ? 0 : v } }
             case 2: return { p, n, b in for i in 0..<n { p[i] = min(max(p[i] + b, lo), hi) } }
             case 3: return { p, n, b in for i in 0..<n { let v = p[i] + b; p[i] = v >= 0 ? v : lo * v } }
-            case 4, 5:
+            case 4...:
                 let raw = a.raw
                 return { p, n, b in
                     if b != 0 { for i in 0..<n { p[i] += b } }
@@ -140,6 +150,25 @@ public enum DirectGemm {
     /// Scratch floats `depthwise3x3x8` needs.
     public static func depthwise8Scratch(outHeight: Int, outWidth: Int, strides: (Int, Int)) -> Int {
         Int(ck_depthwise3x3_c8_scratch(outHeight, outWidth, strides.0, strides.1))
+    }
+
+    /// Depthwise `kernel.0 × kernel.1` over `channels` ≤ 8 consecutive channels (multiplier 1),
+    /// any stride and dilation, vectorized across the channels; weights `[channel][kh][kw]`,
+    /// `bias` `channels` values or nil, planes `plane` / `outPlane` floats apart.
+    public static func depthwiseKxK(x: UnsafePointer<Float>, plane: Int, channels: Int, height: Int, width: Int,
+                                    kernel: (Int, Int), w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                    y: UnsafeMutablePointer<Float>, outPlane: Int, outHeight: Int, outWidth: Int,
+                                    strides: (Int, Int), dilations: (Int, Int), padsBegin: (Int, Int),
+                                    activation: KernelActivation, scratch: UnsafeMutablePointer<Float>) {
+        precondition(channels >= 1 && channels <= 8, "depthwiseKxK: 1...8 channels")
+        ck_depthwise_c8(x, plane, Int32(channels), height, width, kernel.0, kernel.1, w, bias, y, outPlane, outHeight, outWidth,
+                        strides.0, strides.1, dilations.0, dilations.1, padsBegin.0, padsBegin.1, activation.raw, scratch)
+    }
+
+    /// Scratch floats `depthwiseKxK` needs.
+    public static func depthwiseKxKScratch(kernel: (Int, Int), outHeight: Int, outWidth: Int, strides: (Int, Int),
+                                           dilations: (Int, Int)) -> Int {
+        Int(ck_depthwise_c8_scratch(kernel.0, kernel.1, outHeight, outWidth, strides.0, strides.1, dilations.0, dilations.1))
     }
 
     /// Scratch floats `depthwise3x3` needs.
