@@ -10,7 +10,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 BIN_DEBUG   := .build/debug/compress
 BIN_RELEASE := .build/release/compress
-APT_PACKAGES := libopenblas-dev pkg-config libpng-dev libjpeg62-turbo-dev libturbojpeg0-dev python3-venv librsvg2-bin
+APT_PACKAGES := libopenblas0-serial pkg-config libpng-dev libjpeg62-turbo-dev libturbojpeg0-dev python3-venv librsvg2-bin
 PY_PACKAGES  := onnx==1.22.0 onnxruntime==1.32.0 numpy pytest onnx-tool==1.0.1 pillow
 
 .PHONY: all build release test unit interop bench proto demo deps venv clean
