@@ -21,7 +21,8 @@ let package = Package(
     ],
     targets: [
         // OpenBLAS, opened with dlopen on the first product (not linked: loading it at start cost
-        // every command, `--version` included, ~7 ms); run time needs libopenblas0-serial (Debian).
+        // every command, `--version` included, its relocations and thread pool); run time needs
+        // libopenblas0-pthread (Debian), building needs no OpenBLAS.
         .target(name: "COpenBLAS",
                 linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",

@@ -15,6 +15,7 @@ typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int
 typedef void (*dgemm_fn)(int, int, int, int, int, int, double, const double *, int,
                          const double *, int, double, double *, int);
 typedef void (*set_threads_fn)(int);
+typedef int (*get_int_fn)(void);
 typedef char *(*get_config_fn)(void);
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -23,9 +24,14 @@ static dgemm_fn dgemm;
 static get_config_fn get_config;
 static const char *loaded_from;
 static atomic_bool loaded;
+// A sequential build (openblas_get_parallel() == 0) is called by one thread at a time: Debian's
+// 0.3.21 serial build returns wrong products when called from several threads at once
+// (Tests/TensorCoreTests/GEMMTests: concurrent products), although it was built with USE_LOCKING.
+static bool serialize;
+static pthread_mutex_t serial_lock = PTHREAD_MUTEX_INITIALIZER;
 
-// Where to look, best first: the single-threaded build (no thread pool to start), then whatever
-// the system's default is.
+// Where to look, best first: Debian's pthread build (safe to call from several threads; started
+// with OPENBLAS_NUM_THREADS=1 it starts no thread pool), then whatever the system's default is.
 static const char *const candidates[] = {
 #if defined(__APPLE__)
     "libopenblas.dylib",
@@ -33,9 +39,9 @@ static const char *const candidates[] = {
     "/usr/local/opt/openblas/lib/libopenblas.dylib",
 #else
 #if defined(__x86_64__)
-    "/usr/lib/x86_64-linux-gnu/openblas-serial/libopenblas.so.0",
+    "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
 #elif defined(__aarch64__)
-    "/usr/lib/aarch64-linux-gnu/openblas-serial/libopenblas.so.0",
+    "/usr/lib/aarch64-linux-gnu/openblas-pthread/libopenblas.so.0",
 #endif
     "libopenblas.so.0",
     "libopenblas.so",
@@ -45,12 +51,18 @@ static const char *const candidates[] = {
 static void fail(const char *what, const char *detail) {
     fprintf(stderr,
             "error: cannot load OpenBLAS (%s: %s); install it (Debian/Ubuntu: apt-get install "
-            "libopenblas0-serial) or set COMPRESS_OPENBLAS to the library's path\n",
+            "libopenblas0-pthread) or set COMPRESS_OPENBLAS to the library's path\n",
             what, detail ? detail : "not found");
     _exit(1);  // possibly on a worker thread: no exit handlers
 }
 
 static void load(void) {
+    // A threaded OpenBLAS starts its pool when it loads: one thread per core but one, each
+    // spinning ~30 ms of CPU before it sleeps, though compress runs it single-threaded (it splits
+    // large products over its own pool). With OPENBLAS_NUM_THREADS=1 it starts none. Set only
+    // when unset (a user's setting wins); the first setenv of a process leaves the previous
+    // environment array in place, so a getenv running meanwhile on another thread stays valid.
+    if (!getenv("OPENBLAS_NUM_THREADS")) setenv("OPENBLAS_NUM_THREADS", "1", 0);
     void *lib = NULL;
     const char *from = NULL;
     const char *override = getenv("COMPRESS_OPENBLAS");
@@ -72,6 +84,8 @@ static void load(void) {
     // compress splits large products over its own pool; a threaded OpenBLAS would compete with it.
     set_threads_fn set_threads = (set_threads_fn)dlsym(lib, "openblas_set_num_threads");
     if (set_threads) set_threads(1);
+    get_int_fn get_parallel = (get_int_fn)dlsym(lib, "openblas_get_parallel");
+    serialize = get_parallel && get_parallel() == 0;
     get_config = (get_config_fn)dlsym(lib, "openblas_get_config");
     loaded_from = from;
     atomic_store_explicit(&loaded, true, memory_order_release);
@@ -85,16 +99,20 @@ void compress_cblas_sgemm(bool transA, bool transB, int m, int n, int k, float a
                           const float *a, int lda, const float *b, int ldb,
                           float beta, float *c, int ldc) {
     ensure_loaded();
+    if (serialize) pthread_mutex_lock(&serial_lock);
     sgemm(RowMajor, transA ? Trans : NoTrans, transB ? Trans : NoTrans, m, n, k, alpha, a, lda, b, ldb,
           beta, c, ldc);
+    if (serialize) pthread_mutex_unlock(&serial_lock);
 }
 
 void compress_cblas_dgemm(bool transA, bool transB, int m, int n, int k, double alpha,
                           const double *a, int lda, const double *b, int ldb,
                           double beta, double *c, int ldc) {
     ensure_loaded();
+    if (serialize) pthread_mutex_lock(&serial_lock);
     dgemm(RowMajor, transA ? Trans : NoTrans, transB ? Trans : NoTrans, m, n, k, alpha, a, lda, b, ldb,
           beta, c, ldc);
+    if (serialize) pthread_mutex_unlock(&serial_lock);
 }
 
 const char *compress_openblas_library(void) {
@@ -109,4 +127,9 @@ const char *compress_openblas_config(void) {
 
 bool compress_openblas_loaded(void) {
     return atomic_load_explicit(&loaded, memory_order_acquire);
+}
+
+bool compress_openblas_serialized(void) {
+    ensure_loaded();
+    return serialize;
 }

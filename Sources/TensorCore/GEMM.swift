@@ -2,8 +2,8 @@ import COpenBLAS
 
 /// Single-precision matrix multiply through OpenBLAS: C = alpha·op(A)·op(B) + beta·C, row-major.
 ///
-/// OpenBLAS is opened on the first product (`COpenBLAS`: dlopen, Debian's single-threaded
-/// build preferred), so commands that never multiply through it do not pay for loading it.
+/// OpenBLAS is opened on the first product (`COpenBLAS`: dlopen, Debian's pthread build started
+/// without its thread pool), so commands that never multiply through it do not pay for loading it.
 ///
 /// OpenBLAS runs single-threaded; a large product is split into blocks of rows or columns that
 /// the kernels' own thread pool (`Parallel`) multiplies concurrently. OpenBLAS's threads spin
@@ -82,4 +82,8 @@ public enum BLAS {
 
     /// Whether OpenBLAS has been loaded in this process (a product has run); does not load it.
     public static var isLoaded: Bool { compress_openblas_loaded() }
+
+    /// Whether products are serialized (a sequential OpenBLAS build was loaded: Debian's 0.3.21
+    /// serial build is wrong when called from several threads at once); loads it.
+    public static var isSerialized: Bool { compress_openblas_serialized() }
 }
