@@ -24,9 +24,10 @@ static dgemm_fn dgemm;
 static get_config_fn get_config;
 static const char *loaded_from;
 static atomic_bool loaded;
-// A sequential build (openblas_get_parallel() == 0) is called by one thread at a time: Debian's
-// 0.3.21 serial build returns wrong products when called from several threads at once
-// (Tests/TensorCoreTests/GEMMTests: concurrent products), although it was built with USE_LOCKING.
+// Any build but the pthread one (openblas_get_parallel() == 1) is called by one thread at a time:
+// Debian's 0.3.21 serial build returns wrong products when called from several threads at once
+// (Tests/TensorCoreTests/GEMMTests: concurrent products), although it was built with USE_LOCKING,
+// and 0.3.21's buffer allocator takes no lock in an OpenMP build (driver/others/memory.c).
 static bool serialize;
 static pthread_mutex_t serial_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -85,7 +86,7 @@ static void load(void) {
     set_threads_fn set_threads = (set_threads_fn)dlsym(lib, "openblas_set_num_threads");
     if (set_threads) set_threads(1);
     get_int_fn get_parallel = (get_int_fn)dlsym(lib, "openblas_get_parallel");
-    serialize = get_parallel && get_parallel() == 0;
+    serialize = !get_parallel || get_parallel() != 1;
     get_config = (get_config_fn)dlsym(lib, "openblas_get_config");
     loaded_from = from;
     atomic_store_explicit(&loaded, true, memory_order_release);

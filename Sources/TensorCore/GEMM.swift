@@ -83,7 +83,7 @@ public enum BLAS {
     /// Whether OpenBLAS has been loaded in this process (a product has run); does not load it.
     public static var isLoaded: Bool { compress_openblas_loaded() }
 
-    /// Whether products are serialized (a sequential OpenBLAS build was loaded: Debian's 0.3.21
-    /// serial build is wrong when called from several threads at once); loads it.
+    /// Whether products are serialized (a build other than the pthread one was loaded: Debian's
+    /// 0.3.21 serial build is wrong when called from several threads at once); loads it.
     public static var isSerialized: Bool { compress_openblas_serialized() }
 }

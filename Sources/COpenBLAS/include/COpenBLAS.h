@@ -5,9 +5,9 @@
 // pool (a spinning thread per core but one): most of a 16 ms process on a busy 2-core machine.
 // Only the products below are used, so the library is opened the first time one runs: Debian's
 // pthread build, with OPENBLAS_NUM_THREADS=1 unless set (no pool is started), else any
-// libopenblas.so.0, set to one thread either way. A sequential build (libopenblas0-serial) is
-// called by one thread at a time: Debian's 0.3.21 serial build gives wrong products when called
-// from several threads at once. COMPRESS_OPENBLAS=<path> names the library to load instead. If
+// libopenblas.so.0, set to one thread either way. Any other build (libopenblas0-serial,
+// -openmp) is called by one thread at a time: Debian's 0.3.21 serial build gives wrong products
+// when called from several threads at once. COMPRESS_OPENBLAS=<path> names the library to load instead. If
 // none can be loaded, the first product prints what to install and exits with status 1.
 #ifndef COMPRESS_COPENBLAS_H
 #define COMPRESS_COPENBLAS_H
@@ -37,7 +37,7 @@ const char *compress_openblas_config(void);
 /// Whether OpenBLAS is loaded in this process (does not load it).
 bool compress_openblas_loaded(void);
 
-/// Whether calls are serialized (a sequential OpenBLAS build was loaded); loads it.
+/// Whether calls are serialized (an OpenBLAS build other than the pthread one was loaded); loads it.
 bool compress_openblas_serialized(void);
 
 #ifdef __cplusplus
