@@ -2,6 +2,9 @@ import COpenBLAS
 
 /// Single-precision matrix multiply through OpenBLAS: C = alpha·op(A)·op(B) + beta·C, row-major.
 ///
+/// OpenBLAS is opened on the first product (`COpenBLAS`: dlopen, Debian's pthread build started
+/// without its thread pool), so commands that never multiply through it do not pay for loading it.
+///
 /// OpenBLAS runs single-threaded; a large product is split into blocks of rows or columns that
 /// the kernels' own thread pool (`Parallel`) multiplies concurrently. OpenBLAS's threads spin
 /// between calls (sched_yield) and so compete with the pool's on a machine with few cores;
@@ -18,11 +21,10 @@ public enum BLAS {
         precondition(a.count == n * d, "gram: \(a.count) values for \(n)×\(d)")
         var g = [Double](repeating: 0, count: n * n)
         guard n > 0, d > 0 else { return g }
-        _ = singleThreaded
         a.withUnsafeBufferPointer { ap in
             g.withUnsafeMutableBufferPointer { gp in
-                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(n), Int32(d), 1,
-                            ap.baseAddress, Int32(d), ap.baseAddress, Int32(d), 0, gp.baseAddress, Int32(n))
+                compress_cblas_dgemm(false, true, Int32(n), Int32(n), Int32(d), 1,
+                                     ap.baseAddress, Int32(d), ap.baseAddress, Int32(d), 0, gp.baseAddress, Int32(n))
             }
         }
         return g
@@ -39,12 +41,10 @@ public enum BLAS {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
             return
         }
-        _ = singleThreaded
-        let ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans
         let threads = Parallel.threads
         let work = m * n * k
         guard threads > 1, work >= parallelAbove else {
-            cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+            compress_cblas_sgemm(transA, transB, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
             return
         }
         // Blocks along the longer side of C, at least 64 rows/columns (16-aligned) each.
@@ -59,12 +59,12 @@ public enum BLAS {
                 if alongColumns {
                     // Columns lo..<hi of op(B): B stored K×N (offset lo) or N×K (rows lo).
                     let bb = transB ? b + lo * ldb : b + lo
-                    cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(hi - lo), Int32(k), alpha, a, Int32(lda), bb, Int32(ldb),
+                    compress_cblas_sgemm(transA, transB, Int32(m), Int32(hi - lo), Int32(k), alpha, a, Int32(lda), bb, Int32(ldb),
                                 beta, c + lo, Int32(ldc))
                 } else {
                     // Rows lo..<hi of op(A): A stored M×K (rows lo) or K×M (offset lo).
                     let aa = transA ? a + lo : a + lo * lda
-                    cblas_sgemm(CblasRowMajor, ta, tb, Int32(hi - lo), Int32(n), Int32(k), alpha, aa, Int32(lda), b, Int32(ldb),
+                    compress_cblas_sgemm(transA, transB, Int32(hi - lo), Int32(n), Int32(k), alpha, aa, Int32(lda), b, Int32(ldb),
                                 beta, c + lo * ldc, Int32(ldc))
                 }
             }
@@ -74,6 +74,16 @@ public enum BLAS {
     /// Products of at least this many multiply-adds are split across the thread pool.
     static let parallelAbove = 1 << 18
 
-    /// OpenBLAS set to one thread, once, before its first use.
-    static let singleThreaded: Void = { openblas_set_num_threads(1) }()
+    /// Where OpenBLAS was loaded from (it is opened on the first product, not at process start;
+    /// this loads it) and its build description (`openblas_get_config`).
+    public static var library: (path: String, config: String) {
+        (String(cString: compress_openblas_library()), String(cString: compress_openblas_config()))
+    }
+
+    /// Whether OpenBLAS has been loaded in this process (a product has run); does not load it.
+    public static var isLoaded: Bool { compress_openblas_loaded() }
+
+    /// Whether products are serialized (a build other than the pthread one was loaded: Debian's
+    /// 0.3.21 serial build is wrong when called from several threads at once); loads it.
+    public static var isSerialized: Bool { compress_openblas_serialized() }
 }

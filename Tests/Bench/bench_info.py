@@ -9,6 +9,12 @@ weights, ~100 MB, all inline). Measured, each RUNS times (median reported):
                     interpreter's and onnx's import time are part of this figure.
   onnx.load only    onnx.load(MODEL) timed inside one Python process after `import onnx`
                     (the fair figure for the library itself).
+  compress --version  process start alone, beside /bin/true (a C program that does nothing),
+                    alternately, STARTUP_RUNS times each (default 201): spawned straight from
+                    this process (posix_spawn + waitpid, no helper process, which would add
+                    its own milliseconds), median and 10th/90th percentiles. The difference is
+                    compress's own start-up (dynamic loading, Swift runtime and static
+                    initialisation). Target: <= 5 ms whole process. Peak RSS from measure().
 
 Peak memory is each process's maximum resident set size (ru_maxrss from wait4 on that child,
 launched from a small Python process so a large parent cannot inflate it), plus compress's
@@ -26,10 +32,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 from _measure import BIN, build_resnet50, measure, require_bin
 
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
+STARTUP_RUNS = int(os.environ.get("STARTUP_RUNS", "201"))
 
 # onnx.load timed inside the process, after the import.
 LOAD_ONLY = r"""
@@ -43,6 +51,17 @@ for _ in range(int(sys.argv[2])):
     del m
 print(" ".join(map(str, times)))
 """
+
+
+def spawn_wall(cmd):
+    """Wall seconds of one run of cmd, spawned directly (stdout to /dev/null)."""
+    t = time.perf_counter()
+    pid = os.posix_spawn(cmd[0], cmd, os.environ, file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
+    _, status = os.waitpid(pid, 0)
+    wall = time.perf_counter() - t
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} exited with status {os.waitstatus_to_exitcode(status)}")
+    return wall
 
 
 def summarize(samples):
@@ -71,6 +90,14 @@ def main():
                                                         capture_output=True, text=True, check=True).stdout.split()]
         load_only = statistics.median(load_times)
         startup = summarize([measure([sys.executable, "-c", "import onnx"]) for _ in range(RUNS)])
+        # Process start: compress --version and /bin/true alternately, so both see the same load.
+        v_walls, t_walls = [], []
+        for _ in range(STARTUP_RUNS):
+            v_walls.append(spawn_wall([BIN, "--version"]))
+            t_walls.append(spawn_wall(["/bin/true"]))
+        v_walls.sort()
+        t_walls.sort()
+        v_rss = measure([BIN, "--version"])[1]
 
         print()
         print(f"{'':22}{'time (median)':>15}{'peak RSS':>14}{'peak private':>15}")
@@ -78,7 +105,16 @@ def main():
         print(f"{'python+onnx.load':22}{peer[0] * 1000:>12.1f} ms{mib(peer[1]):>14}{mib(peer[2]):>15}")
         print(f"{'  of which import onnx':22}{startup[0] * 1000:>12.1f} ms{mib(startup[1]):>14}")
         print(f"{'onnx.load only':22}{load_only * 1000:>12.1f} ms{'(in-process)':>14}")
+        p = lambda xs, q: xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
+        print(f"{'compress --version':22}{statistics.median(v_walls) * 1000:>12.2f} ms{mib(v_rss):>14}"
+              f"   (p10 {p(v_walls, 0.1):.2f}, p90 {p(v_walls, 0.9):.2f} ms; {STARTUP_RUNS} runs)")
+        print(f"{'/bin/true (C)':22}{statistics.median(t_walls) * 1000:>12.2f} ms{'':>14}"
+              f"   (p10 {p(t_walls, 0.1):.2f}, p90 {p(t_walls, 0.9):.2f} ms)")
         print()
+        start = statistics.median(v_walls)
+        print(f"start-up: compress --version {start * 1000:.1f} ms whole process, "
+              f"{(start - statistics.median(t_walls)) * 1000:.1f} ms more than /bin/true (target <= 5 ms: "
+              f"{'met' if start <= 0.005 else 'NOT met'})")
         speed = peer[0] / comp[0]
         mem = comp[1] / size
         print(f"speed: compress info is {speed:.1f}x faster than python+onnx.load (target >= 5x: "

@@ -30,10 +30,11 @@ final class InfoConvertCLITests: XCTestCase {
     }
 
     @discardableResult
-    func run(_ args: [String]) throws -> Result {
+    func run(_ args: [String], environment extra: [String: String] = [:]) throws -> Result {
         let p = Process()
         p.executableURL = try binary()
         p.arguments = args
+        if !extra.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 } }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -62,6 +63,29 @@ final class InfoConvertCLITests: XCTestCase {
             let shape = (e["shape"] as? [Any])?.map { "\($0)" }.joined(separator: ",") ?? "?"
             return "\(e["name"]!):\(e["dtype"] ?? "?"):[\(shape)]"
         }
+    }
+
+    /// `--version` is answered before ArgumentParser; `--help` still goes through it.
+    func testVersionAndHelp() throws {
+        let v = try run(["--version"])
+        XCTAssertEqual(v.status, 0, v.stderr)
+        XCTAssertEqual(v.stdout, "compress 0.1.0\n")
+        let h = try run(["--help"])
+        XCTAssertEqual(h.status, 0, h.stderr)
+        XCTAssertTrue(h.stdout.contains("SUBCOMMANDS"), h.stdout)
+    }
+
+    /// OpenBLAS is opened on the first product, not at start: `--version`, `info` and `profile`
+    /// never load it (the dynamic loader's LD_DEBUG=files log names every library it loads).
+    func testCommandsWithoutProductsDoNotLoadOpenBLAS() throws {
+        #if os(Linux)
+        for args in [["--version"], ["info", fixture("digits_cnn_bn.onnx")], ["profile", fixture("digits_cnn_bn.onnx")]] {
+            let r = try run(args, environment: ["LD_DEBUG": "files"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stderr.contains("file=libc.so.6"), "no LD_DEBUG log for \(args)")
+            XCTAssertFalse(r.stderr.contains("openblas"), "\(args) loaded OpenBLAS")
+        }
+        #endif
     }
 
     func testInfoJSONDigitsCNN() throws {

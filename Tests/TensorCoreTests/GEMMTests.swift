@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import TensorCore
 
@@ -41,6 +42,51 @@ final class GEMMTests: XCTestCase {
         BLAS.sgemm(m: 2, n: 2, k: 2, a: a, lda: 2, b: b, ldb: 2, c: &c, ldc: 2)
         // numpy: np.array([[1,2],[3,4]]) @ np.array([[5,6],[7,8]]) -> [[19,22],[43,50]]
         XCTAssertEqual(c, [19, 22, 43, 50])
+    }
+
+    /// OpenBLAS is opened on the first product (dlopen): Debian's pthread build where installed
+    /// (unless COMPRESS_OPENBLAS names another), which runs calls from several threads at once.
+    func testLoadsThePthreadOpenBLASWhenInstalled() throws {
+        let (path, config) = BLAS.library
+        XCTAssertTrue(BLAS.isLoaded)
+        XCTAssertTrue(config.hasPrefix("OpenBLAS"), config)
+        #if arch(x86_64) && os(Linux)
+        let pthread = "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0"
+        guard ProcessInfo.processInfo.environment["COMPRESS_OPENBLAS"] == nil,
+              FileManager.default.fileExists(atPath: pthread) else {
+            throw XCTSkip("libopenblas0-pthread not installed (or COMPRESS_OPENBLAS set): loaded \(path)")
+        }
+        XCTAssertEqual(path, pthread)
+        XCTAssertFalse(BLAS.isSerialized)
+        #endif
+    }
+
+    /// Products from several threads at once (the pool splits large ones, and nested loops call
+    /// OpenBLAS from the workers): each equals the same product computed alone. Debian's 0.3.21
+    /// serial build failed this (COMPRESS_OPENBLAS=.../openblas-serial/libopenblas.so.0: about
+    /// 1 product in 70 wrong with 8 threads at 48×40×56); such a build is now serialized.
+    func testConcurrentProductsMatchSequentialOnes() {
+        let m = 48, n = 40, k = 56, jobs = 16
+        var rng = SplitMixForTests(seed: 11)
+        let inputs = (0..<jobs).map { _ in ((0..<m * k).map { _ in rng.uniform() }, (0..<k * n).map { _ in rng.uniform() }) }
+        let alone: [[Float]] = inputs.map { a, b in
+            var c = [Float](repeating: 0, count: m * n)
+            BLAS.sgemm(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c: &c, ldc: n)
+            return c
+        }
+        for _ in 0..<20 {
+            var together = [[Float]](repeating: [], count: jobs)
+            let lock = NSLock()
+            DispatchQueue.concurrentPerform(iterations: jobs) { j in
+                var c = [Float](repeating: 0, count: m * n)
+                BLAS.sgemm(m: m, n: n, k: k, a: inputs[j].0, lda: k, b: inputs[j].1, ldb: n, c: &c, ldc: n)
+                lock.lock(); together[j] = c; lock.unlock()
+            }
+            for j in 0..<jobs {
+                let differing = zip(together[j], alone[j]).filter { $0.0.bitPattern != $0.1.bitPattern }.count
+                XCTAssertEqual(differing, 0, "product \(j): \(differing) of \(m * n) values differ from the product computed alone")
+            }
+        }
     }
 
     private func check(_ c: Case, rng: inout SplitMixForTests) {

@@ -4,6 +4,7 @@ import ModelIR
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "convert",
         abstract: "Re-save a model, moving weights to or from an external-data file.",
         discussion: """
         The round trip is lossless: operators, functions, metadata, doc strings and subgraphs the \

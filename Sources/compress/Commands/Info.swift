@@ -5,6 +5,7 @@ import TensorCore
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "info",
         abstract: "Show a model's versions, inputs and outputs, operators and parameters.",
         discussion: """
         Reads only the model's structure: weights are memory-mapped, never copied.

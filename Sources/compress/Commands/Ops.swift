@@ -4,6 +4,7 @@ import Runtime
 
 struct Ops: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "ops",
         abstract: "List the operators the built-in executor supports, by domain and opset version.",
         discussion: """
         Each implementation serves the opsets from its version up to the next implementation's \

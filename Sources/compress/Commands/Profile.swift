@@ -7,6 +7,7 @@ import TensorCore
 
 struct Profile: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "profile",
         abstract: "FLOPs, MACs, parameters, memory traffic, arithmetic intensity and a roofline verdict per layer.",
         discussion: """
         Reads dims and dtypes only: weights are memory-mapped and never copied. Conventions \

@@ -6,6 +6,7 @@ import TensorCore
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Run a model over a folder of samples with the built-in executor.",
         discussion: """
         Reads the samples one at a time (see Docs/run.md for the folder layouts), runs each \
