@@ -137,7 +137,7 @@ public enum Quantizer {
     public static func calibrate(_ deployed: Model, activations: [String], samples: (([String: TensorCore.Tensor]) throws -> Void) throws -> Void,
                                  method: CalibrationMethod = .minmax, bins: Int = 2048, percentile: Double = 99.999,
                                  progress: (() -> Void)? = nil) throws -> MinMaxCalibrator {
-        let exec = try Executor(model: deployed, passes: .none)
+        let exec = try observing(deployed, names: activations)
         var cal = MinMaxCalibrator()
         let names = Set(activations)
         try samples { feeds in
@@ -164,6 +164,42 @@ public enum Quantizer {
             cal.saturate(name, at: t)
         }
         return cal
+    }
+
+    /// An executor with the shared plan-time passes (fusion, folding) when every value in
+    /// `names` survives them, else one without passes, so the hooks can see every name.
+    public static func observing(_ model: Model, names: [String]) throws -> Executor {
+        let fast = try Executor(model: model)
+        return names.contains(where: { fast.removedValues[$0] != nil }) ? try Executor(model: model, passes: .none) : fast
+    }
+
+    /// The model a QDQ file computes, with each DequantizeLinear of a constant (weights, biases)
+    /// replaced by the float tensor it produces: the same function, without dequantizing every
+    /// weight on every run (the quality pass runs it once per sample).
+    public static func withConstantDequantizeFolded(_ q: Model) -> Model {
+        var m = q
+        var keep: [Node] = []
+        for n in m.graph.nodes {
+            guard n.isDefaultDomain, n.opType == "DequantizeLinear", n.inputs.count >= 2,
+                  let x = m.graph.constantTensor(named: n.inputs[0]), let s = m.graph.constantTensor(named: n.inputs[1]),
+                  s.dtype == .float32 else { keep.append(n); continue }
+            let zp = n.inputs.count > 2 && !n.inputs[2].isEmpty ? m.graph.constantTensor(named: n.inputs[2]) : nil
+            let xv = x.converted(to: .float64).scalars(as: Double.self), sv = s.scalars(as: Float.self)
+            let zv = zp.map { $0.converted(to: .float64).scalars(as: Double.self) } ?? [0]
+            let axis0 = Int(n.int("axis") ?? 1), axis = axis0 < 0 ? axis0 + x.rank : axis0
+            let perAxis = sv.count > 1
+            let dim = perAxis ? x.shape[axis] : 1, inner = perAxis ? x.shape[(axis + 1)...].reduce(1, *) : 1
+            var out = [Float](repeating: 0, count: xv.count)
+            for i in xv.indices {
+                let c = perAxis ? (i / inner) % dim : 0
+                // DequantizeLinear: (x − zero point)·scale, in Float as the operator computes it.
+                out[i] = Float(xv[i] - zv[zv.count > 1 ? c : 0]) * sv[c]
+            }
+            m.graph.addInitializer(Initializer(name: n.outputs[0], tensor: TensorCore.Tensor(shape: x.shape, scalars: out)))
+        }
+        m.graph.nodes = keep
+        _ = m.graph.cleanup()
+        return m
     }
 
     /// Writes QDQ pairs into the deployed model: a QuantizeLinear → DequantizeLinear pair on each

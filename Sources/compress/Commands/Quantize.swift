@@ -115,7 +115,8 @@ struct QuantizeCommand: ParsableCommand {
             // The float reference is the deployed float graph (the model as given, BN folded: the
             // same function up to float rounding), which also shows each activation for the
             // per-tensor noise; one run of it and one of the quantized model per sample.
-            let quant = try Executor(model: q), deployed = try Executor(model: prepared.model, passes: .none)
+            let quant = try Executor(model: Quantizer.withConstantDequantizeFolded(q))
+            let deployed = try Quantizer.observing(prepared.model, names: Array(params.keys))
             let outputs = m.graph.outputs.map(\.name)
             var agreement = OutputAgreement()
             for e in entries {
