@@ -41,9 +41,12 @@ public struct MinMaxCalibrator: Sendable {
 
     public mutating func observe(_ name: String, _ t: Tensor) {
         guard t.dtype.isFloatingPoint, t.count > 0 else { return }
-        let v = t.converted(to: .float32).scalars(as: Float.self)
         var lo = Float.infinity, hi = -Float.infinity
-        for x in v where !x.isNaN { lo = min(lo, x); hi = max(hi, x) }
+        let f = t.dtype == .float32 ? t : t.converted(to: .float32)
+        f.withUnsafeBufferPointer(as: Float.self) { v in
+            // NaN compares false both ways and so never moves the range.
+            for x in v { lo = x < lo ? x : lo; hi = x > hi ? x : hi }
+        }
         let old = ranges[name] ?? (.infinity, -.infinity)
         ranges[name] = (min(old.min, lo), max(old.max, hi))
     }
@@ -69,13 +72,25 @@ public struct FakeQuantNoise: Sendable {
     public init() {}
 
     public mutating func add(_ name: String, _ t: TensorCore.Tensor, scale: Float, zeroPoint: Int, range: QuantRange) {
-        let v = t.converted(to: .float32).scalars(as: Float.self)
         var s = 0.0, n = 0.0
-        for x in v {
-            let q = min(max((x / scale).rounded(.toNearestOrEven) + Float(zeroPoint), Float(range.qmin)), Float(range.qmax))
-            let y = (q - Float(zeroPoint)) * scale
-            s += Double(x) * Double(x)
-            n += (Double(x) - Double(y)) * (Double(x) - Double(y))
+        let f = t.dtype == .float32 ? t : t.converted(to: .float32)
+        let z = Float(zeroPoint), lo = Float(range.qmin), hi = Float(range.qmax)
+        f.withUnsafeBufferPointer(as: Float.self) { v in
+            // Partial sums in Float over short runs keep the loop vectorizable; Double across runs.
+            var i = 0
+            while i < v.count {
+                let end = min(i + 256, v.count)
+                var ps: Float = 0, pn: Float = 0
+                for k in i..<end {
+                    let x = v[k]
+                    let q = min(max((x / scale).rounded(.toNearestOrEven) + z, lo), hi)
+                    let d = x - (q - z) * scale
+                    ps += x * x
+                    pn += d * d
+                }
+                s += Double(ps); n += Double(pn)
+                i = end
+            }
         }
         signal[name, default: 0] += s
         noise[name, default: 0] += n
