@@ -691,3 +691,51 @@ def test_split_on_channels_follows_the_pruned_group(opset, form, tmp_path):
     assert next(g for g in again["groups"] if g["label"] == "stem")["removed"] == stem["removed"]
     a, b = ort_outputs(masked_path, {"x": x})[0], ort_outputs(masked_out, {"x": x})[0]
     assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+
+
+def test_reconstruct_refits_a_padded_3x3_convolution(tmp_path):
+    """The im2col path: in split_model, branch_b is a padded 3x3 convolution reading the Split's
+    second part. Its refit weights equal NumPy's ridge least squares over explicitly built
+    columns (zero padding, stride 1)."""
+    src, out = tmp_path / "m.onnx", tmp_path / "r.onnx"
+    split_model(src, 13, "input")
+    data = tmp_path / "d"
+    data.mkdir()
+    rng = np.random.default_rng(11)
+    for k in range(12):
+        np.save(data / f"s{k:02d}.npy", rng.standard_normal((1, 3, 8, 8)).astype(np.float32))
+    plain = tmp_path / "plain.onnx"
+    rp = prune(src, plain, "l1", 0.5)
+    r = json.loads(ok("prune", src, "-o", out, "--method", "l1", "--ratio", "0.5", "--calib", data, "--reconstruct",
+                      "--calib-rounds", 0, "--format", "json").stdout)
+    assert "branch_b" in r["repair"]["reconstruction"]["layers"]
+    # Columns from the pruned model's s1 (compress's own values, exposed as an output), target
+    # from the unpruned model's branch_b output (its channels are not pruned).
+    xs = ort.InferenceSession(str(with_outputs(plain, ["s1"], tmp_path, "px")), providers=["CPUExecutionProvider"])
+    ys = ort.InferenceSession(str(with_outputs(src, ["b"], tmp_path, "py")), providers=["CPUExecutionProvider"])
+    cols, targets = [], []
+    for f in sorted(data.glob("*.npy")):
+        x = np.load(f)
+        s1 = dict(zip([o.name for o in xs.get_outputs()], xs.run(None, {"x": x})))["s1"][0].astype(np.float64)
+        y = dict(zip([o.name for o in ys.get_outputs()], ys.run(None, {"x": x})))["b"][0].astype(np.float64)
+        c, h, w = s1.shape
+        padded = np.pad(s1, ((0, 0), (1, 1), (1, 1)))
+        for i in range(h):
+            for j in range(w):
+                cols.append(padded[:, i:i + 3, j:j + 3].ravel())
+                targets.append(y[:, i, j])
+    X = np.hstack([np.array(cols), np.ones((len(cols), 1))])
+    # branch_b's own outputs are a group too: the refit targets its surviving channels.
+    group = next(g for g in rp["groups"] if "branch_b" in g["producers"])
+    out_kept = [k for k in range(6) if k not in group["removed"]]
+    Y = np.array(targets)[:, out_kept]
+    A = X.T @ X
+    A += 1e-6 * np.trace(A) / len(A) * np.eye(len(A))
+    sol = np.linalg.solve(A, X.T @ Y)
+    m = onnx.load(str(out))
+    node = next(n for n in m.graph.node if n.name == "branch_b")
+    c = constants(m)
+    kept_c = s1.shape[0]
+    np.testing.assert_allclose(c[node.input[1]].reshape(len(out_kept), kept_c * 9), sol[:-1].T, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(c[node.input[2]], sol[-1], rtol=1e-3, atol=1e-4)
+    check_written(out, tmp_path, np.load(sorted(data.glob("*.npy"))[0]))
