@@ -182,6 +182,7 @@ public struct Distiller {
                 }
                 axes[k] = axis
                 let td = ClassAxis.distributions(t, axis: axis), sd = ClassAxis.distributions(s, axis: axis)
+                guard !td.isEmpty else { throw DistillError.invalid("output '\(tn)' (shape \(t.shape)) holds no distributions") }
                 perDist[k] = td.count
                 var sums: [String: Double] = [:], labelled = 0.0
                 for (a, b) in zip(td, sd) {
