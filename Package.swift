@@ -45,8 +45,10 @@ let package = Package(
         .target(name: "Quantize", dependencies: ["ModelIR", "Passes", "Runtime", "TensorCore"], swiftSettings: optimize),
         // Knowledge-distillation loss evaluation (teacher vs student over one pass of the data).
         .target(name: "Distill", dependencies: ["ModelIR", "Runtime", "TensorCore"], swiftSettings: optimize),
+        // Structural re-parameterization: the shared passes applied and written, verified by running both graphs.
+        .target(name: "Fuse", dependencies: ["ModelIR", "Passes", "Runtime", "TensorCore"], swiftSettings: optimize),
         .executableTarget(name: "compress",
-                          dependencies: ["ModelIR", "Runtime", "Profile", "Prune", "Quantize", "Distill", "TensorCore",
+                          dependencies: ["ModelIR", "Runtime", "Profile", "Prune", "Quantize", "Distill", "Fuse", "TensorCore",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimize),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),

@@ -11,7 +11,7 @@ struct Compress: ParsableCommand {
         or quality gate (--max-gmacs, …) was not met (the report is still printed); 64 usage error.
         """,
         version: versionString,
-        subcommands: [Info.self, Profile.self, PruneCommand.self, QuantizeCommand.self, DistillCommand.self, Convert.self, Run.self, Ops.self, BuildReference.self, EvalNode.self, Shapes.self]
+        subcommands: [Info.self, Profile.self, PruneCommand.self, QuantizeCommand.self, DistillCommand.self, FuseCommand.self, Convert.self, Run.self, Ops.self, BuildReference.self, EvalNode.self, Shapes.self]
     )
 
     static let versionString = "compress 0.1.0"

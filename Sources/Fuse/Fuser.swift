@@ -1,0 +1,111 @@
+import Foundation
+import ModelIR
+import Passes
+import Runtime
+import TensorCore
+
+/// `compress fuse`: the shared graph passes (the same implementations the executor plans with),
+/// applied to the model and written out, then verified by running the model before and after.
+public enum Fuser {
+    /// The passes `fuse` may apply, in order (standard ONNX out: no executor-only attributes).
+    public static var available: [any GraphPass] { PassPipeline.exportable.passes }
+
+    public struct Applied: Encodable, Sendable {
+        public let pass: String
+        public let rewrites: Int
+    }
+
+    /// Applies the chosen passes (by name, case-insensitive; nil: all) less `skip`, each once in
+    /// order. - Throws: `FuseError` for a pass name that does not exist.
+    public static func fuse(_ model: Model, passes: [String]?, skip: [String]) throws -> (Model, [Applied]) {
+        let names = available.map(\.name)
+        for n in (passes ?? []) + skip where !names.contains(where: { $0.lowercased() == n.lowercased() }) {
+            throw FuseError.invalid("no pass named '\(n)' (passes: \(names.joined(separator: ", ")))")
+        }
+        var m = model
+        var applied: [Applied] = []
+        for p in available {
+            let chosen = passes.map { list in list.contains { $0.lowercased() == p.name.lowercased() } } ?? true
+            guard chosen, !skip.contains(where: { $0.lowercased() == p.name.lowercased() }) else { continue }
+            let r = try p.apply(to: &m.graph)
+            applied.append(Applied(pass: p.name, rewrites: r.rewrites))
+        }
+        return (m, applied)
+    }
+
+    /// The largest absolute and relative differences of one output between the two models.
+    public struct OutputCheck: Encodable, Sendable {
+        public let name: String
+        public let max_abs: Double
+        /// max |a − b| / max |a| over the output (relative to its scale).
+        public let max_rel: Double
+        /// Whether every element keeps |a − b| ≤ atol + rtol·|a|.
+        public let within: Bool
+    }
+
+    /// Runs both models on `feeds` (each a sample) and compares every output.
+    public static func verify(_ original: Model, _ fused: Model, samples: [[String: Tensor]], rtol: Double, atol: Double) throws -> [OutputCheck] {
+        let a = try Executor(model: original, passes: .none), b = try Executor(model: fused, passes: .none)
+        var worst: [String: (abs: Double, scale: Double, ok: Bool)] = [:]
+        for feeds in samples {
+            let x = try a.run(feeds), y = try b.run(feeds)
+            for o in original.graph.outputs.map(\.name) {
+                guard let u = x[o], let v = y[o] else { throw FuseError.invalid("output '\(o)' was not produced") }
+                guard u.shape == v.shape else { throw FuseError.invalid("output '\(o)' changed shape: \(u.shape) → \(v.shape)") }
+                var w = worst[o] ?? (0, 0, true)
+                if u.dtype.isFloatingPoint {
+                    let p = u.converted(to: .float64).scalars(as: Double.self), q = v.converted(to: .float64).scalars(as: Double.self)
+                    for (s, t) in zip(p, q) {
+                        let d = abs(s - t)
+                        if !(s.isNaN && t.isNaN) {
+                            w.abs = max(w.abs, d.isNaN ? .infinity : d)
+                            if !(d <= atol + rtol * abs(s)) { w.ok = false }
+                        }
+                        w.scale = max(w.scale, abs(s))
+                    }
+                } else {
+                    let p = u.converted(to: .int64).scalars(as: Int64.self), q = v.converted(to: .int64).scalars(as: Int64.self)
+                    for (s, t) in zip(p, q) where s != t { w.abs = max(w.abs, Double(abs(s - t))); w.ok = false }
+                }
+                worst[o] = w
+            }
+        }
+        return original.graph.outputs.map { o in
+            let w = worst[o.name] ?? (0, 0, true)
+            return OutputCheck(name: o.name, max_abs: w.abs, max_rel: w.scale > 0 ? w.abs / w.scale : w.abs, within: w.ok)
+        }
+    }
+
+    /// Seeded random inputs for `model`'s runtime inputs (uniform in [−1, 1) for float types,
+    /// zeros for integer and bool types), `count` samples.
+    public static func randomSamples(_ model: Model, pins: [String: [Int]], count: Int, seed: UInt64) throws -> [[String: Tensor]] {
+        let types = try InputShapes.resolve(graph: model.graph, pins: pins)
+        var state = seed &+ 0x9E37_79B9_7F4A_7C15
+        func next() -> Float {
+            // splitmix64
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            z ^= z >> 31
+            return Float(z >> 40) / Float(1 << 24) * 2 - 1
+        }
+        return (0..<count).map { _ in
+            var feeds: [String: Tensor] = [:]
+            for (name, info) in types.sorted(by: { $0.key < $1.key }) {
+                if info.dtype.isFloatingPoint {
+                    let values = (0..<info.count).map { _ in next() }
+                    feeds[name] = Tensor(shape: info.shape, scalars: values).converted(to: info.dtype)
+                } else {
+                    feeds[name] = Tensor(dtype: info.dtype, shape: info.shape)
+                }
+            }
+            return feeds
+        }
+    }
+}
+
+public enum FuseError: Error, CustomStringConvertible {
+    case invalid(String)
+    public var description: String { if case .invalid(let s) = self { return s }; return "" }
+}

@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import Fuse
+import ModelIR
+import Profile
+import Runtime
+import TensorCore
+
+struct FuseCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fuse",
+        abstract: "Fold layers the way deploying runtimes do (BN into Conv, Constants lifted, Identity removed, Pad into Conv), verified.",
+        discussion: """
+        The passes are the ones compress's executor plans with (one implementation of each \
+        rewrite), applied in order: ConstantToInitializer, IdentityElimination, BatchNormIntoConv \
+        (in Double, rounded once), PadIntoConv, DeadCodeElimination. Choose with --passes / --skip. \
+        The model before and after is run on --data or on seeded random inputs (--samples) and \
+        every output compared; beyond --rtol/--atol nothing is written (unless --force) and the \
+        exit status is 3. The report gives the passes with their counts, nodes before → after and \
+        memory traffic before → after (profile's figures). See Docs/fuse.md.
+
+        Examples:
+          compress fuse model.onnx -o fused.onnx
+          compress fuse model.onnx -o fused.onnx --skip PadIntoConv --samples 8
+          compress fuse model.onnx -o fused.onnx --data val/ --rtol 1e-5 --format json
+        """)
+
+    @Argument(help: "The ONNX model (never modified).") var model: String
+    @Option(name: .shortAndLong, help: "Where to write the fused model.") var output: String
+    @Option(parsing: .singleValue, help: ArgumentHelp("Apply only these passes (repeatable; names as listed in the help).", valueName: "PASS")) var passes: [String] = []
+    @Option(parsing: .singleValue, help: ArgumentHelp("Do not apply this pass (repeatable).", valueName: "PASS")) var skip: [String] = []
+    @Option(help: ArgumentHelp("Verify on this folder's samples instead of random inputs.", valueName: "DIR")) var data: String?
+    @Option(help: "Random samples to verify on (without --data).") var samples: Int = 4
+    @Option(help: "Seed of the random samples.") var seed: UInt64 = 0
+    @Option(help: "Relative tolerance of the verification: |a − b| ≤ atol + rtol·|a|.") var rtol: Double = 1e-4
+    @Option(help: "Absolute tolerance of the verification.") var atol: Double = 1e-5
+    @Flag(help: "Write even when verification fails; allow -o to name the input.") var force = false
+    @OptionGroup var inputs: InputOptions
+    @OptionGroup var format: FormatOption
+
+    func validate() throws {
+        if samples < 1 { throw ValidationError("--samples must be ≥ 1") }
+        if !(rtol >= 0) || !(atol >= 0) { throw ValidationError("--rtol and --atol must be ≥ 0") }
+    }
+
+    struct Report: Encodable {
+        var schema = "compress.fuse/1"
+        let model: String
+        let output: String?
+        let passes: [Fuser.Applied]
+        let nodes_before: Int
+        let nodes_after: Int
+        let traffic_bytes_before: Int
+        let traffic_bytes_after: Int
+        let verification_samples: Int
+        let rtol: Double
+        let atol: Double
+        let outputs: [Fuser.OutputCheck]
+        let verified: Bool
+    }
+
+    func run() throws {
+        try reportingErrors {
+            try OutputPath.check(output, input: model, force: force)
+            let pins = try inputs.pins()
+            let m = try ModelReader.read(path: model)
+            let (fused, applied) = try Fuser.fuse(m, passes: passes.isEmpty ? nil : passes, skip: skip)
+            let feeds: [[String: Tensor]]
+            if let data {
+                let source = try DataSource(directory: data, graph: m.graph, pins: pins)
+                feeds = try source.entries.prefix(samples).map { e in
+                    do { return try source.load(e).inputs } catch { throw DataError(e.files.first ?? e.id, "\(error)") }
+                }
+                guard !feeds.isEmpty else { throw CLIError("--data \(data): no samples found") }
+            } else {
+                feeds = try Fuser.randomSamples(m, pins: pins, count: samples, seed: seed)
+            }
+            let checks = try Fuser.verify(m, fused, samples: feeds, rtol: rtol, atol: atol)
+            let ok = checks.allSatisfy(\.within)
+            let before = try ModelProfile(model: m, pins: pins).totals, after = try ModelProfile(model: fused, pins: pins).totals
+            if ok || force { try ModelWriter.write(fused, to: URL(fileURLWithPath: output)) }
+            let report = Report(model: model, output: ok || force ? output : nil, passes: applied, nodes_before: m.graph.nodes.count,
+                                nodes_after: fused.graph.nodes.count, traffic_bytes_before: before.trafficBytes,
+                                traffic_bytes_after: after.trafficBytes, verification_samples: feeds.count, rtol: rtol, atol: atol,
+                                outputs: checks, verified: ok)
+            switch format.format {
+            case .json: try printJSON(report)
+            case .table, .csv:
+                var out = ["model      \(model) -> " + (report.output ?? "(not written)"),
+                           "passes     " + applied.map { "\($0.pass) \($0.rewrites)" }.joined(separator: ", "),
+                           "nodes      \(report.nodes_before) → \(report.nodes_after)",
+                           "traffic    \(Units.bytes(Double(report.traffic_bytes_before))) → \(Units.bytes(Double(report.traffic_bytes_after)))",
+                           "verified   on \(feeds.count) \(data == nil ? "random" : "data") samples (rtol \(rtol), atol \(atol)): " + (ok ? "equal" : "DIFFERENT")]
+                for c in checks { out.append(String(format: "  %@: max |diff| %.3g, relative to its scale %.3g%@", c.name, c.max_abs, c.max_rel, c.within ? "" : "  (beyond tolerance)")) }
+                print(out.joined(separator: "\n"))
+            }
+            if !ok {
+                FileHandle.standardError.write(Data("verification failed: outputs differ beyond rtol \(rtol) / atol \(atol)\(force ? "; written anyway (--force)" : "; nothing written")\n".utf8))
+                throw ExitCode(3)
+            }
+        }
+    }
+}
