@@ -22,8 +22,9 @@ public struct PassPipeline {
 
     /// The rewrites that keep a standard ONNX graph (no compress-internal attributes): what
     /// `compress fuse` may write out.
+    /// `RepVGGMerge` runs after BN folding (each branch's BN is then in its Conv).
     public static let exportable = PassPipeline([
-        ConstantToInitializer(), IdentityElimination(), BatchNormIntoConv(), PadIntoConv(), DeadCodeElimination(),
+        ConstantToInitializer(), IdentityElimination(), BatchNormIntoConv(), RepVGGMerge(), PadIntoConv(), DeadCodeElimination(),
     ])
 
     /// No passes.

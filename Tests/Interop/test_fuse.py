@@ -115,3 +115,76 @@ def test_conv_read_twice_keeps_its_batchnorm(tmp_path):
     r = json.loads(ok("fuse", src, "-o", out, "--format", "json").stdout)
     assert {p["pass"]: p["rewrites"] for p in r["passes"]}["BatchNormIntoConv"] == 0
     assert op_count(out, "BatchNormalization") == 1
+
+
+def repvgg_block(path, groups=1, identity="bn", order="3-1-id", stride=1, extra_reader=False):
+    """Relu(BN(Conv3x3(x)) + BN(Conv1x1(x)) [+ BN(x)]) with non-zero conv biases, non-default
+    epsilon and trained-looking BN statistics; `order` chooses the nesting of the Adds."""
+    rng = np.random.default_rng(3)
+    c = 8
+    init, nodes = [], []
+    def t(name, a):
+        init.append(numpy_helper.from_array(a.astype(np.float32), name))
+        return name
+    def bn(src, dst, tag):
+        nodes.append(helper.make_node("BatchNormalization", [src, t(tag + ".g", rng.uniform(0.5, 1.5, c)), t(tag + ".b", rng.normal(0, .1, c)),
+                                      t(tag + ".m", rng.normal(0, .1, c)), t(tag + ".v", rng.uniform(0.5, 2, c))], [dst], name=tag, epsilon=1e-3))
+    nodes.append(helper.make_node("Conv", ["x", t("w3", rng.normal(0, .2, (c, c // groups, 3, 3))), t("b3", rng.normal(0, .1, c))], ["c3"],
+                                  name="conv3", pads=[1, 1, 1, 1], group=groups, strides=[stride, stride]))
+    bn("c3", "n3", "bn3")
+    nodes.append(helper.make_node("Conv", ["x", t("w1", rng.normal(0, .2, (c, c // groups, 1, 1))), t("b1", rng.normal(0, .1, c))], ["c1"],
+                                  name="conv1", group=groups, strides=[stride, stride]))
+    bn("c1", "n1", "bn1")
+    terms = ["n3", "n1"]
+    if identity == "bn":
+        bn("x", "nid", "bnid")
+        terms.append("nid")
+    elif identity == "x":
+        terms.append("x")
+    if order == "id-1-3":
+        terms = terms[::-1]
+    acc = terms[0]
+    for k, term in enumerate(terms[1:]):
+        nodes.append(helper.make_node("Add", [acc, term], [f"s{k}"], name=f"add{k}"))
+        acc = f"s{k}"
+    nodes.append(helper.make_node("Relu", [acc], ["y"], name="relu"))
+    side = 6 // stride
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, side, side])]
+    if extra_reader:
+        outs.append(helper.make_tensor_value_info("n1", TensorProto.FLOAT, [1, c, side, side]))
+    g = helper.make_graph(nodes, "repvgg", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 6, 6])], outs, init)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("identity,order", [("bn", "3-1-id"), ("bn", "id-1-3"), ("x", "3-1-id"), (None, "3-1-id")])
+def test_repvgg_block_becomes_one_conv(groups, identity, order, tmp_path):
+    src, out = tmp_path / "block.onnx", tmp_path / "fused.onnx"
+    repvgg_block(src, groups, identity, order)
+    r = json.loads(ok("fuse", src, "-o", out, "--format", "json").stdout)
+    assert {p["pass"]: p["rewrites"] for p in r["passes"]}["RepVGGMerge"] == 1
+    m = onnx.load(str(out))
+    onnx.checker.check_model(m, full_check=True)
+    assert [n.op_type for n in m.graph.node] == ["Conv", "Relu"]
+    feeds = {"x": np.random.default_rng(1).standard_normal((1, 8, 6, 6)).astype(np.float32)}
+    a, b = ort_run(src, feeds)[0], ort_run(out, feeds)[0]
+    assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+
+
+@pytest.mark.parametrize("case", ["stride-2", "branch-read-twice"])
+def test_repvgg_preconditions(case, tmp_path):
+    src, out = tmp_path / "block.onnx", tmp_path / "fused.onnx"
+    if case == "stride-2":
+        # Two strided convolution branches still merge (no identity branch, which needs stride 1).
+        repvgg_block(src, identity=None, stride=2)
+        r = json.loads(ok("fuse", src, "-o", out, "--format", "json").stdout)
+        assert {p["pass"]: p["rewrites"] for p in r["passes"]}["RepVGGMerge"] == 1
+        feeds = {"x": np.random.default_rng(2).standard_normal((1, 8, 6, 6)).astype(np.float32)}
+        a, b = ort_run(src, feeds)[0], ort_run(out, feeds)[0]
+        assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+    else:
+        # A branch whose output is also a graph output is left alone.
+        repvgg_block(src, extra_reader=True)
+        r = json.loads(ok("fuse", src, "-o", out, "--format", "json").stdout)
+        assert {p["pass"]: p["rewrites"] for p in r["passes"]}["RepVGGMerge"] == 0
+        assert sum(n.op_type == "Conv" for n in onnx.load(str(out)).graph.node) == 2
