@@ -48,7 +48,7 @@ let package = Package(
         // Structural re-parameterization: the shared passes applied and written, verified by running both graphs.
         .target(name: "Fuse", dependencies: ["ModelIR", "Passes", "Runtime", "TensorCore"], swiftSettings: optimize),
         .executableTarget(name: "compress",
-                          dependencies: ["ModelIR", "Runtime", "Profile", "Prune", "Quantize", "Distill", "Fuse", "TensorCore",
+                          dependencies: ["ModelIR", "Passes", "Runtime", "Profile", "Prune", "Quantize", "Distill", "Fuse", "TensorCore",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimize),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),

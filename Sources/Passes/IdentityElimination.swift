@@ -1,6 +1,7 @@
 import ModelIR
 
-/// Removes `Identity` nodes: their readers read the Identity's input instead.
+/// Removes `Identity` nodes (and inference `Dropout`, the same function): their readers read the
+/// input instead.
 ///
 /// Before: `W -> Identity -> w1`, `Conv(x, w1)` (exporters write shared weights this way).
 /// After: `Conv(x, W)`.
@@ -14,9 +15,15 @@ public struct IdentityElimination: GraphPass {
     public let name = "IdentityElimination"
     public init() {}
 
+    /// An Identity, or an inference Dropout (no mask output, no training_mode input): both pass
+    /// their input through unchanged at inference.
     static func isIdentity(_ n: Node) -> Bool {
-        n.isDefaultDomain && n.opType == "Identity" && n.inputs.count == 1 && !n.inputs[0].isEmpty
-            && n.outputs.count == 1 && !n.outputs[0].isEmpty
+        guard n.isDefaultDomain, !n.inputs.isEmpty, !n.inputs[0].isEmpty, !n.outputs.isEmpty, !n.outputs[0].isEmpty else { return false }
+        switch n.opType {
+        case "Identity": return n.inputs.count == 1 && n.outputs.count == 1
+        case "Dropout": return n.outputs.dropFirst().allSatisfy(\.isEmpty) && (n.inputs.count < 3 || n.inputs[2].isEmpty)
+        default: return false
+        }
     }
 
     public func apply(to graph: inout Graph) throws -> PassResult {

@@ -188,3 +188,24 @@ def test_repvgg_preconditions(case, tmp_path):
         r = json.loads(ok("fuse", src, "-o", out, "--format", "json").stdout)
         assert {p["pass"]: p["rewrites"] for p in r["passes"]}["RepVGGMerge"] == 0
         assert sum(n.op_type == "Conv" for n in onnx.load(str(out)).graph.node) == 2
+
+
+def test_profile_fused_is_the_profile_of_the_fused_model(tmp_path):
+    src, out = FIXTURES / "digits_cnn_paddle.onnx", tmp_path / "f.onnx"
+    ok("fuse", src, "-o", out)
+    a = json.loads(ok("profile", src, "--fused", "--format", "json").stdout)["totals"]
+    b = json.loads(ok("profile", out, "--format", "json").stdout)["totals"]
+    c = json.loads(ok("profile", src, "--format", "json").stdout)["totals"]
+    assert a == b
+    assert a["traffic_bytes"] < c["traffic_bytes"] and a["macs"] == c["macs"]
+
+
+def test_inference_dropout_is_removed(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Dropout", ["r"], ["d"], name="drop"),
+             helper.make_node("Sigmoid", ["d"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    src, out = tmp_path / "m.onnx", tmp_path / "f.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(src))
+    r = json.loads(ok("fuse", src, "-o", out, "--format", "json").stdout)
+    assert [n.op_type for n in onnx.load(str(out)).graph.node] == ["Relu", "Sigmoid"] and r["verified"]

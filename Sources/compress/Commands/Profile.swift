@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ModelIR
+import Passes
 import Profile
 import Runtime
 import TensorCore
@@ -29,6 +30,7 @@ struct Profile: ParsableCommand {
           compress profile model.onnx --by op --peak-gflops 150 --bandwidth-gbs 17
           compress profile fp32.onnx int8.onnx --device nvidia-t4
           compress profile model.onnx --device nvidia-l4 --plot roofline.svg
+          compress profile model.onnx --fused
           compress profile model.onnx --max-gmacs 2 --max-params 5e6 --format json
           compress profile --list-devices
         """)
@@ -73,6 +75,9 @@ struct Profile: ParsableCommand {
 
     @Option(name: .customLong("max-time-ms"), help: "Budget: estimated time in ms on the device.")
     var maxTimeMs: Double?
+
+    @Flag(help: "Profile each model as deploying runtimes execute it: BatchNormalization folded into the Conv, Constants lifted, Identity/Dropout removed, RepVGG branches merged (the passes of `compress fuse`), since that, not the exported graph, is what memory traffic is paid for.")
+    var fused = false
 
     @Flag(name: .customLong("list-devices"), help: "List the bundled devices with their figures and sources, then exit.")
     var listDevices = false
@@ -158,7 +163,9 @@ struct Profile: ParsableCommand {
         let breached: [String] = try reportingErrors {
             let pins = try inputs.pins()
             let profiles = try models.map { path -> ModelProfile in
-                let model = try ModelReader.read(path: path)
+                var model = try ModelReader.read(path: path)
+                // --fused: the model as a deploying runtime executes it (compress fuse's passes).
+                if fused { _ = try PassPipeline.exportable.run(on: &model.graph) }
                 do { return try ModelProfile(model: model, pins: pins) } catch { throw CLIError("\(path): \(error)") }
             }
             let settings = self.settings
