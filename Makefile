@@ -49,7 +49,11 @@ test: deps venv unit release interop
 interop: venv release
 	COMPRESS_BIN=$(abspath $(BIN_RELEASE)) $(PY) -m pytest -q Tests/Interop
 
+# The peers measured only by the benchmarks (not needed by the tests).
+BENCH_PY_PACKAGES := onnxsim onnxslim
+
 bench: deps venv release
+	$(PY) -m pip install -q --disable-pip-version-check $(BENCH_PY_PACKAGES)
 	COMPRESS_BIN=$(abspath $(BIN_RELEASE)) $(PY) Tests/Bench/bench.py
 
 # Regenerate the committed protobuf code. protoc comes from Debian's protobuf-compiler; the

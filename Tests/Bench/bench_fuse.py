@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Benchmark: `compress fuse` on a ResNet-50-sized model with BatchNormalization kept (torchvision
+layout, `compress build-reference resnet50`, ~100 MB) against onnxsim and onnxslim, whole process
+each (reading, simplifying, verifying where the tool does, writing), in the same run. Target
+(issue): at least 5x faster than the faster peer. Also the node count each writes.
+
+compress verifies by running the model before and after on 4 seeded random inputs (its default);
+onnxsim checks with ONNX Runtime by default (as run here); onnxslim does not verify.
+"""
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import onnx
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _measure import BIN, build_resnet50, measure, require_bin  # noqa: E402
+
+ROUNDS = 3
+ONNXSIM = "import onnx, onnxsim, sys; m, ok = onnxsim.simplify(onnx.load(sys.argv[1])); assert ok; onnx.save(m, sys.argv[2])"
+ONNXSLIM = "import onnxslim, sys; onnxslim.slim(sys.argv[1], sys.argv[2])"
+
+
+def main():
+    require_bin()
+    try:
+        import onnxsim  # noqa: F401
+        import onnxslim  # noqa: F401
+    except ImportError:
+        raise SystemExit("onnxsim / onnxslim are not installed (make bench installs them: pip install onnxsim onnxslim)")
+    with tempfile.TemporaryDirectory() as d:
+        model = os.path.join(d, "resnet50.onnx")
+        size = build_resnet50(model)
+        before = len(onnx.load(model, load_external_data=False).graph.node)
+        print(f"model: ResNet-50 with BatchNormalization kept, {size / 2**20:.1f} MiB, {before} nodes; medians of {ROUNDS}")
+        rows = []
+        for name, cmd, out in (
+            ("compress fuse", lambda o: [BIN, "fuse", model, "-o", o, "--force"], os.path.join(d, "c.onnx")),
+            ("onnxsim", lambda o: [sys.executable, "-c", ONNXSIM, model, o], os.path.join(d, "s.onnx")),
+            ("onnxslim", lambda o: [sys.executable, "-c", ONNXSLIM, model, o], os.path.join(d, "l.onnx")),
+        ):
+            runs = [measure(cmd(out)) for _ in range(ROUNDS)]
+            nodes = len(onnx.load(out, load_external_data=False).graph.node)
+            rows.append((name, statistics.median(r[0] for r in runs), max(r[1] for r in runs) / 2**20, nodes))
+        print(f"{'tool':14s} {'seconds':>8s} {'peak RSS MiB':>13s} {'nodes':>6s}")
+        for name, t, rss, nodes in rows:
+            print(f"{name:14s} {t:8.3f} {rss:13.1f} {nodes:6d}")
+        ours, peers = rows[0][1], min(r[1] for r in rows[1:])
+        print(f"speed-up vs the faster peer: {peers / ours:.1f}x (target >= 5x: {'met' if peers / ours >= 5 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
