@@ -55,6 +55,8 @@ public struct DistillReport: Encodable, Sendable {
         /// Per paired output: the sample's mean KL at T (or its regression loss).
         public let loss: [Double]
         public let agreement: [Double?]
+        /// Per paired output: the teacher's mean top probability at T = 1 (its confidence).
+        public let teacher_confidence: [Double?]
     }
 
     public var schema = "compress.distill/1"
@@ -158,7 +160,7 @@ public struct Distiller {
             let tNames = Set(options.features.map(\.teacher)), sNames = Set(options.features.map(\.student))
             let to = try te.run(feeds, hooks: tNames.isEmpty ? nil : ExecutionHooks(names: tNames) { n, t in tFeat[n] = t })
             let so = try se.run(sFeeds, hooks: sNames.isEmpty ? nil : ExecutionHooks(names: sNames) { n, t in sFeat[n] = t })
-            var sampleLoss: [Double] = [], sampleAgree: [Double?] = []
+            var sampleLoss: [Double] = [], sampleAgree: [Double?] = [], sampleConf: [Double?] = []
             for (k, (tn, sn)) in pairs.enumerated() {
                 guard let t = to[tn], let s = so[sn] else { throw DistillError.invalid("output '\(tn)'/'\(sn)' was not produced") }
                 guard t.shape == s.shape else {
@@ -173,6 +175,7 @@ public struct Distiller {
                     acc[k].n += 1
                     sampleLoss.append(options.loss == .mse ? f.mse : l1)
                     sampleAgree.append(nil)
+                    sampleConf.append(nil)
                     continue
                 }
                 guard t.rank >= 1 else { throw DistillError.invalid("output '\(tn)' is a scalar, not logits") }
@@ -185,7 +188,9 @@ public struct Distiller {
                 guard !td.isEmpty else { throw DistillError.invalid("output '\(tn)' (shape \(t.shape)) holds no distributions") }
                 perDist[k] = td.count
                 var sums: [String: Double] = [:], labelled = 0.0
+                var confidence = 0.0
                 for (a, b) in zip(td, sd) {
+                    confidence += exp(DistributionLosses.logSoftmax(a).max() ?? 0)
                     // A label applies per row of an [N, C] output only.
                     let l = DistributionLosses.compute(teacher: a, student: b, temperature: T, label: t.rank == 2 ? label : nil)
                     sums["kl", default: 0] += l.kl
@@ -216,6 +221,7 @@ public struct Distiller {
                 acc[k].n += 1
                 sampleLoss.append(sums["kl"]! / d)
                 sampleAgree.append(sums["top1"]! / d)
+                sampleConf.append(confidence / d)
             }
             for (k, (tn, sn)) in options.features.enumerated() {
                 guard let a = tFeat[tn], let b = sFeat[sn] else { throw DistillError.invalid("feature '\(tn)'/'\(sn)' was not observed") }
@@ -225,7 +231,7 @@ public struct Distiller {
                 featureAcc[k].cos += f.cosine
                 featureAcc[k].mx = max(featureAcc[k].mx, f.maxAbs)
             }
-            records.append(DistillReport.Sample(id: id, files: files, loss: sampleLoss, agreement: sampleAgree))
+            records.append(DistillReport.Sample(id: id, files: files, loss: sampleLoss, agreement: sampleAgree, teacher_confidence: sampleConf))
             count += 1
             progress?()
         }

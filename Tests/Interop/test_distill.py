@@ -158,3 +158,26 @@ def test_bad_input(tmp_path):
     (partial / "labels.txt").write_text(f"{sorted(DATA.glob('*.npy'))[0].name} 3\n")
     r = run_compress("distill", "--teacher", BN, "--student", BN, "--data", partial, "--format", "json")
     assert_clean_failure(r, "1 of 3 samples have labels", "sample_0001.npy")
+
+
+def test_plot_renders_and_confidence_is_the_teachers_top_probability(tmp_path):
+    import shutil
+    import subprocess
+    from PIL import Image
+    student = tmp_path / "q.onnx"
+    ok("quantize", BN, "--calib", DATA, "--max-samples", 16, "-o", student, "--method", "entropy")
+    svg, png = tmp_path / "d.svg", tmp_path / "d.png"
+    r = json.loads(ok("distill", "--teacher", BN, "--student", student, "--data", DATA, "--max-samples", 60, "--plot", svg,
+                      "--format", "json").stdout)
+    to = dumped(BN, tmp_path / "to", 60)
+    for s in r["per_sample"]:
+        t = to[s["id"]][0][0]
+        assert s["teacher_confidence"][0] == pytest.approx(float(np.exp(log_softmax(t)).max()), rel=1e-9)
+    rsvg = shutil.which("rsvg-convert")
+    assert rsvg, "rsvg-convert (librsvg2-bin, installed by make deps) is needed to check the chart"
+    subprocess.run([rsvg, "-o", str(png), str(svg)], check=True)
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    assert img.shape[:2] == (420, 960)
+    blue = ((img[:, :, 2] > 150) & (img[:, :, 0] < 80)).sum()
+    orange = ((img[:, :, 0] > 200) & (img[:, :, 2] < 80)).sum()
+    assert blue > 1000 and orange > 1000, (blue, orange)

@@ -36,6 +36,7 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "kl for logits, or mse / l1 for regression outputs (boxes, embeddings).") var loss: DistillOptions.Loss = .kl
     @Option(help: "List the N samples with the largest loss.") var worst: Int = 5
     @Option(name: .customLong("max-samples"), help: "Use at most N samples.") var maxSamples: Int?
+    @Option(help: ArgumentHelp("Draw the per-sample KL distribution and agreement by teacher confidence (SVG).", valueName: "FILE.svg")) var plot: String?
     @Option(name: .customLong("max-kl"), help: "Gate: exit 3 when the first output's mean KL at T is above this.") var maxKL: Double?
     @Option(name: .customLong("min-agreement"), help: "Gate: exit 3 when the first output's top-1 agreement is below this fraction.") var minAgreement: Double?
     @OptionGroup var inputs: InputOptions
@@ -48,6 +49,7 @@ struct DistillCommand: ParsableCommand {
         for pair in outputs + feature where pair.split(separator: "=").count != 2 { throw ValidationError("'\(pair)': expected T_NAME=S_NAME") }
         if worst < 0 { throw ValidationError("--worst must be ≥ 0") }
         if let m = maxSamples, m < 1 { throw ValidationError("--max-samples must be ≥ 1") }
+        if let plot, !plot.lowercased().hasSuffix(".svg") { throw ValidationError("--plot writes SVG; give a FILE.svg") }
     }
 
     func run() throws {
@@ -86,6 +88,11 @@ struct DistillCommand: ParsableCommand {
                 }
             }, teacherPath: teacher, studentPath: student, progress: { bar.advance() })
             bar.finish()
+            if let plot {
+                do { try AtomicFile.write(Data(DistillChart(report: report).svg().utf8), to: URL(fileURLWithPath: plot)) } catch {
+                    throw CLIError("--plot \(plot): cannot write (\(error))")
+                }
+            }
             switch format.format {
             case .json: try printJSON(report)
             case .table, .csv: print(Self.table(report))
