@@ -181,3 +181,25 @@ def test_plot_renders_and_confidence_is_the_teachers_top_probability(tmp_path):
     blue = ((img[:, :, 2] > 150) & (img[:, :, 0] < 80)).sum()
     orange = ((img[:, :, 0] > 200) & (img[:, :, 2] < 80)).sum()
     assert blue > 1000 and orange > 1000, (blue, orange)
+
+
+def test_class_axis_regression_loss_csv_and_an_ort_quantized_student(tmp_path):
+    # --axis: a [1, 10] output read along axis 1 equals the default (last axis).
+    a = json.loads(ok("distill", "--teacher", BN, "--student", FOLDED, "--data", DATA, "--max-samples", 20, "--format", "json").stdout)
+    b = json.loads(ok("distill", "--teacher", BN, "--student", FOLDED, "--data", DATA, "--max-samples", 20, "--axis", 1, "--format", "json").stdout)
+    assert a["outputs"][0]["kl"] == b["outputs"][0]["kl"] and b["outputs"][0]["class_axis"] == 1
+    # --loss mse / l1 on the same logits, against NumPy.
+    to, so = dumped(BN, tmp_path / "to", 20), dumped(FOLDED, tmp_path / "so", 20)
+    r = json.loads(ok("distill", "--teacher", BN, "--student", FOLDED, "--data", DATA, "--max-samples", 20, "--loss", "mse", "--format", "json").stdout)
+    o = r["outputs"][0]
+    assert o["mse"] == pytest.approx(np.mean([((to[k][0] - so[k][0]) ** 2).mean() for k in to]), rel=1e-9)
+    assert o["l1"] == pytest.approx(np.mean([np.abs(to[k][0] - so[k][0]).mean() for k in to]), rel=1e-9)
+    # CSV: one row per figure.
+    csv = ok("distill", "--teacher", BN, "--student", FOLDED, "--data", DATA, "--max-samples", 20, "--format", "csv").stdout.splitlines()
+    assert csv[0] == "section,teacher,student,figure,value"
+    rows = {line.split(",")[3]: float(line.split(",")[4]) for line in csv[1:]}
+    assert rows["kl"] == pytest.approx(a["outputs"][0]["kl"], rel=1e-12) and "top5_agreement" in rows
+    # A student written by ONNX Runtime's QOperator quantizer (com.microsoft ops) runs beside the teacher.
+    q = json.loads(ok("distill", "--teacher", FOLDED, "--student", FIXTURES / "digits_cnn_qoperator.onnx", "--data", DATA,
+                      "--max-samples", 40, "--format", "json").stdout)["outputs"][0]
+    assert 0 < q["kl"] < 0.05 and q["top1_agreement"] >= 0.95

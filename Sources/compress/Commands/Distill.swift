@@ -95,7 +95,8 @@ struct DistillCommand: ParsableCommand {
             }
             switch format.format {
             case .json: try printJSON(report)
-            case .table, .csv: print(Self.table(report))
+            case .table: print(Self.table(report))
+            case .csv: print(Self.csv(report))
             }
             var breached: [String] = []
             if let maxKL, let kl = report.outputs.first?.kl, kl > maxKL { breached.append("--max-kl \(maxKL) (mean KL \(kl))") }
@@ -105,6 +106,28 @@ struct DistillCommand: ParsableCommand {
                 throw ExitCode(3)
             }
         }
+    }
+
+    /// Rows `section,teacher,student,figure,value`: one per figure of each paired output and feature.
+    static func csv(_ r: DistillReport) -> String {
+        var lines = ["section,teacher,student,figure,value"]
+        func add(_ section: String, _ t: String, _ s: String, _ name: String, _ v: Double?) {
+            if let v { lines.append("\(section),\(t),\(s),\(name),\(v)") }
+        }
+        for o in r.outputs {
+            for (name, v) in [("kl", o.kl), ("kl_t2", o.kl_t2), ("kl_t1", o.kl_t1), ("soft_ce", o.soft_ce), ("teacher_entropy", o.teacher_entropy),
+                              ("hard_ce_student", o.hard_ce_student), ("hard_ce_teacher", o.hard_ce_teacher), ("accuracy_student", o.accuracy_student),
+                              ("accuracy_teacher", o.accuracy_teacher), ("combined", o.combined), ("top1_agreement", o.top1_agreement),
+                              ("top5_agreement", o.top5_agreement), ("mse", o.mse), ("l1", o.l1)] {
+                add("output", o.teacher_output, o.student_output, name, v)
+            }
+        }
+        for f in r.features {
+            add("feature", f.teacher, f.student, "mse", f.mse)
+            add("feature", f.teacher, f.student, "cosine", f.cosine)
+            add("feature", f.teacher, f.student, "max_abs", f.max_abs)
+        }
+        return lines.joined(separator: "\n")
     }
 
     static func table(_ r: DistillReport) -> String {
