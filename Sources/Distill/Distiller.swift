@@ -140,8 +140,17 @@ public struct Distiller {
         return x.isEmpty ? y.count : prev[y.count]
     }
 
-    /// One sample's feeds (by the teacher's input names), its label, id and files.
-    public typealias Samples = ((_ id: String, _ files: [String], _ feeds: [String: Tensor], _ label: Int?) throws -> Void) throws -> Void
+    /// One sample's feeds by the teacher's input names, its label, id and files, and — when the
+    /// student takes other input sizes — the same sample prepared for the student (by its names).
+    public typealias Samples = ((_ id: String, _ files: [String], _ feeds: [String: Tensor], _ studentFeeds: [String: Tensor]?, _ label: Int?) throws -> Void) throws -> Void
+
+    /// Whether the student's inputs, renamed as the teacher's, have the teacher's declared shapes;
+    /// when not, each sample must be prepared for each model (`Samples`' `studentFeeds`).
+    public func inputsMatch(pins: [String: [Int]]) -> Bool {
+        guard let t = try? InputShapes.resolve(graph: teacher.graph, pins: pins),
+              let s = try? InputShapes.resolve(graph: student.graph, pins: [:]) else { return false }
+        return studentInput.allSatisfy { tn, sn in t[tn] == s[sn] }
+    }
 
     public func evaluate(_ samples: Samples, teacherPath: String, studentPath: String, progress: (() -> Void)? = nil) throws -> DistillReport {
         let te = try Executor(model: teacher), se = try Executor(model: student)
@@ -153,9 +162,9 @@ public struct Distiller {
         var perDist = [Int](repeating: 0, count: pairs.count)
         var records: [DistillReport.Sample] = []
         var count = 0
-        try samples { id, files, feeds, label in
-            var sFeeds: [String: Tensor] = [:]
-            for (k, v) in feeds { if let s = studentInput[k] { sFeeds[s] = v } }
+        try samples { id, files, feeds, studentFeeds, label in
+            var sFeeds: [String: Tensor] = studentFeeds ?? [:]
+            if studentFeeds == nil { for (k, v) in feeds { if let s = studentInput[k] { sFeeds[s] = v } } }
             var tFeat: [String: Tensor] = [:], sFeat: [String: Tensor] = [:]
             let tNames = Set(options.features.map(\.teacher)), sNames = Set(options.features.map(\.student))
             let to = try te.run(feeds, hooks: tNames.isEmpty ? nil : ExecutionHooks(names: tNames) { n, t in tFeat[n] = t })

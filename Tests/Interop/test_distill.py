@@ -203,3 +203,35 @@ def test_class_axis_regression_loss_csv_and_an_ort_quantized_student(tmp_path):
     q = json.loads(ok("distill", "--teacher", FOLDED, "--student", FIXTURES / "digits_cnn_qoperator.onnx", "--data", DATA,
                       "--max-samples", 40, "--format", "json").stdout)["outputs"][0]
     assert 0 < q["kl"] < 0.05 and q["top1_agreement"] >= 0.95
+
+
+def test_student_with_another_input_size_on_images(tmp_path):
+    """Teacher 16x16, student 8x8: each image is prepared for each model's input size; the
+    figures equal NumPy on the outputs `compress run` gives each model on the same folder."""
+    from PIL import Image
+    rng = np.random.default_rng(4)
+    def model(path, side, seed):
+        r = np.random.default_rng(seed)
+        init = [numpy_helper.from_array(r.standard_normal((6, 3, 3, 3)).astype(np.float32), "w"),
+                numpy_helper.from_array(r.standard_normal((5, 6)).astype(np.float32), "fc")]
+        nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+                 helper.make_node("Flatten", ["p"], ["f"]), helper.make_node("Gemm", ["f", "fc"], ["logits"], transB=1)]
+        g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, side, side])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])], init)
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    t, s = tmp_path / "t.onnx", tmp_path / "s.onnx"
+    model(t, 16, 1)
+    model(s, 8, 1)
+    images = tmp_path / "images"
+    images.mkdir()
+    for k in range(6):
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)).save(images / f"im{k}.png")
+    r = json.loads(ok("distill", "--teacher", t, "--student", s, "--data", images, "--temperature", 2, "--format", "json").stdout)
+    outs = {}
+    for name, m in (("t", t), ("s", s)):
+        d = tmp_path / f"out-{name}"
+        ok("run", m, "--data", images, "--out", d, "--quiet")
+        outs[name] = {f.name.split(".")[0]: np.load(f).astype(np.float64)[0] for f in d.glob("*.npy")}
+    kls = [reference(outs["t"][k], outs["s"][k], 2.0, 0, 0.0)["kl"] for k in sorted(outs["t"])]
+    assert r["samples"] == 6 and r["outputs"][0]["kl"] == pytest.approx(np.mean(kls), rel=1e-9)
+    assert r["outputs"][0]["kl"] > 0, "different input sizes see different pixels"

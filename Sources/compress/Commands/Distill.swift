@@ -3,6 +3,7 @@ import Distill
 import Foundation
 import ModelIR
 import Runtime
+import TensorCore
 
 struct DistillCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -80,11 +81,18 @@ struct DistillCommand: ParsableCommand {
             }
             let bar = data.progress(total: entries.count, label: "distill")
             defer { bar.finish() }
+            // A student with other input sizes gets each sample prepared for it too (images are
+            // resized to each model's input; other data must already fit both).
+            let studentSource = distiller.inputsMatch(pins: pins) ? nil : try data.source(for: s.graph, pins: [:])
             let report = try distiller.evaluate({ body in
                 for e in entries {
                     let sample: Sample
-                    do { sample = try source.load(e) } catch { throw DataError(e.files.count == 1 ? e.files[0] : e.id, "\(error)") }
-                    try body(sample.id, sample.files, sample.inputs, sample.label)
+                    var studentFeeds: [String: Tensor]?
+                    do {
+                        sample = try source.load(e)
+                        studentFeeds = try studentSource.map { try $0.load(e).inputs }
+                    } catch { throw DataError(e.files.count == 1 ? e.files[0] : e.id, "\(error)") }
+                    try body(sample.id, sample.files, sample.inputs, studentFeeds, sample.label)
                 }
             }, teacherPath: teacher, studentPath: student, progress: { bar.advance() })
             bar.finish()
