@@ -201,6 +201,9 @@ public struct Distiller {
                 for (a, b) in zip(td, sd) {
                     confidence += exp(DistributionLosses.logSoftmax(a).max() ?? 0)
                     // A label applies per row of an [N, C] output only.
+                    if let y = label, t.rank == 2, !(y >= 0 && y < a.count) {
+                        throw DistillError.invalid("sample '\(id)': label \(y) is not a class of output '\(tn)' (\(a.count) classes)")
+                    }
                     let l = DistributionLosses.compute(teacher: a, student: b, temperature: T, label: t.rank == 2 ? label : nil)
                     sums["kl", default: 0] += l.kl
                     sums["kl_t2", default: 0] += l.klT2
@@ -216,8 +219,6 @@ public struct Distiller {
                         sums["accuracy_student", default: 0] += l.studentTop == y ? 1 : 0
                         sums["accuracy_teacher", default: 0] += l.teacherTop == y ? 1 : 0
                         sums["combined", default: 0] += W * hs + (1 - W) * l.klT2
-                    } else {
-                        sums["combined_soft", default: 0] += (1 - W) * l.klT2
                     }
                 }
                 let d = Double(td.count)

@@ -1,10 +1,10 @@
 """`compress distill` against a NumPy reference on the same logits.
 
 The reference reads the logits compress's executor produced (`compress run --out`, .npy per
-sample and output), so every figure is checked to 1e-9 relative on identical inputs: per-sample
-and mean KL at T, T²·KL, KL at T = 1, soft cross-entropy and teacher entropy, hard CE and
-accuracy with labels, the combined loss, top-1/top-5 agreement, and feature MSE / cosine / max
-difference. Self-distillation gives exactly zero KL; a quantized student a small positive one;
+sample and output), so the loss mathematics is checked to 1e-9 relative on identical inputs:
+mean KL at T, T²·KL, KL at T = 1, soft cross-entropy and teacher entropy, hard CE and accuracy
+with labels, the combined loss, top-1/top-5 agreement (also on a student that disagrees),
+per-sample KL and agreement, feature MSE / cosine / max difference, and class axes of maps. Self-distillation gives exactly zero KL; a quantized student a small positive one;
 ±1e4 logits stay finite. Bad input exits 1 with one line.
 """
 import json
@@ -88,9 +88,11 @@ def test_every_figure_equals_numpy_on_the_same_logits(T, W, tmp_path):
         want = np.mean([r[key] for r in rows.values()])
         assert o[key] == pytest.approx(want, rel=1e-9, abs=1e-15), key
     assert o["kl"] > 0 and o["kl"] < 0.01, "a quantized student is close but not equal"
-    per = {s["id"]: s["loss"][0] for s in report["per_sample"]}
+    assert len(report["per_sample"]) == n
+    per = {s["id"]: s for s in report["per_sample"]}
     for k, r in rows.items():
-        assert per[k] == pytest.approx(r["kl"], rel=1e-9, abs=1e-15)
+        assert per[k]["loss"][0] == pytest.approx(r["kl"], rel=1e-9, abs=1e-15)
+        assert per[k]["agreement"][0] == r["top1_agreement"]
     assert [w["id"] for w in report["worst"]] == sorted(rows, key=lambda k: (-rows[k]["kl"], k))[:3]
     # Feature pair: MSE and cosine averaged per sample, max |difference| over all.
     f = report["features"][0]
@@ -127,7 +129,79 @@ def test_extreme_logits_stay_finite(tmp_path):
                       "--temperature", 1, "--format", "json").stdout)
     o = r["outputs"][0]
     assert all(np.isfinite(o[k]) for k in ("kl", "kl_t1", "soft_ce", "teacher_entropy"))
-    assert o["kl"] > 1e3 and o["top1_agreement"] == 0
+    # Against NumPy on the same logits (input·1e4 and input·−1e4, in float32 as the models compute).
+    xs = [np.load(f).astype(np.float32)[0] for f in sorted(data.glob("*.npy"))]
+    refs = [reference((x * np.float32(1e4)).astype(np.float64), (x * np.float32(-1e4)).astype(np.float64), 1.0, 0, 0.0) for x in xs]
+    assert o["kl"] == pytest.approx(np.mean([r["kl"] for r in refs]), rel=1e-9) and o["kl"] > 1e3
+    assert o["top1_agreement"] == 0
+
+
+def test_agreement_and_top5_on_a_student_that_disagrees(tmp_path):
+    """Eight classes; the student's logits are the teacher's shifted by a fixed permutation, so
+    some samples agree and some do not, at top-1 and at top-5; against NumPy per sample."""
+    def linear(path, w):
+        g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+                              [numpy_helper.from_array(w.astype(np.float32), "w")])
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((8, 8))
+    t, s = tmp_path / "t.onnx", tmp_path / "s.onnx"
+    linear(t, w)
+    linear(s, w[:, [1, 0, 2, 3, 4, 5, 7, 6]] + 0.3 * rng.standard_normal((8, 8)))
+    data = tmp_path / "d"
+    data.mkdir()
+    for i in range(50):
+        np.save(data / f"{i:02d}.npy", rng.standard_normal((1, 8)).astype(np.float32))
+    r = json.loads(ok("distill", "--teacher", t, "--student", s, "--data", data, "--temperature", 3, "--format", "json").stdout)
+    to, so = {}, {}
+    for name, m, dst in (("t", t, to), ("s", s, so)):
+        d = tmp_path / f"o{name}"
+        ok("run", m, "--data", data, "--out", d, "--quiet")
+        for f in d.glob("*.npy"):
+            dst[f.name.split(".")[0]] = np.load(f).astype(np.float64)[0]
+    refs = {k: reference(to[k], so[k], 3.0, 0, 0.0) for k in to}
+    o = r["outputs"][0]
+    top1, top5 = np.mean([x["top1_agreement"] for x in refs.values()]), np.mean([x["top5_agreement"] for x in refs.values()])
+    assert 0 < top1 < 1 and 0 < top5 < 1, (top1, top5)
+    assert o["top1_agreement"] == pytest.approx(top1, abs=1e-12) and o["top5_agreement"] == pytest.approx(top5, abs=1e-12)
+    assert o["kl"] == pytest.approx(np.mean([x["kl"] for x in refs.values()]), rel=1e-9)
+    assert {x["id"]: x["agreement"][0] for x in r["per_sample"]} == {k: x["top1_agreement"] for k, x in refs.items()}
+
+
+def test_class_axis_of_a_map_averages_positions_then_samples(tmp_path):
+    """[1, 4, 3, 3] maps with --axis 1: each of the 9 positions is a distribution over 4 classes;
+    a sample's KL is the mean over its positions, then the mean over samples."""
+    def conv(path, seed):
+        r = np.random.default_rng(seed)
+        g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 5, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 3, 3])],
+                              [numpy_helper.from_array(r.standard_normal((4, 2, 3, 3)).astype(np.float32), "w")])
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    t, s = tmp_path / "t.onnx", tmp_path / "s.onnx"
+    conv(t, 1)
+    conv(s, 2)
+    data = tmp_path / "d"
+    data.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(7):
+        np.save(data / f"{i}.npy", rng.standard_normal((1, 2, 5, 5)).astype(np.float32))
+    r = json.loads(ok("distill", "--teacher", t, "--student", s, "--data", data, "--axis", 1, "--temperature", 2, "--format", "json").stdout)
+    o = r["outputs"][0]
+    assert o["class_axis"] == 1 and o["distributions_per_sample"] == 9
+    outs = {}
+    for name, m in (("t", t), ("s", s)):
+        d = tmp_path / f"o{name}"
+        ok("run", m, "--data", data, "--out", d, "--quiet")
+        outs[name] = {f.name.split(".")[0]: np.load(f).astype(np.float64)[0] for f in d.glob("*.npy")}
+    per_sample = []
+    for k in outs["t"]:
+        a = np.moveaxis(outs["t"][k], 0, -1).reshape(-1, 4)
+        b = np.moveaxis(outs["s"][k], 0, -1).reshape(-1, 4)
+        per_sample.append(np.mean([reference(x, y, 2.0, 0, 0.0)["kl"] for x, y in zip(a, b)]))
+    assert o["kl"] == pytest.approx(np.mean(per_sample), rel=1e-9)
 
 
 def test_gates_exit_3(tmp_path):
@@ -137,6 +211,10 @@ def test_gates_exit_3(tmp_path):
     assert r.returncode == 3 and "gate failed: --max-kl" in r.stderr and "KL(T)" in r.stdout
     r = run_compress("distill", "--teacher", BN, "--student", student, "--data", DATA, "--max-samples", 20, "--min-agreement", "0.5")
     assert r.returncode == 0, r.stderr
+    r = run_compress("distill", "--teacher", BN, "--student", student, "--data", DATA, "--max-samples", 20, "--min-agreement", "1.01")
+    assert r.returncode == 3 and "gate failed: --min-agreement" in r.stderr
+    r = run_compress("distill", "--teacher", BN, "--student", student, "--data", DATA, "--loss", "mse", "--max-kl", "1")
+    assert r.returncode == 64 and "--loss mse" in r.stderr
 
 
 def test_bad_input(tmp_path):
@@ -151,6 +229,14 @@ def test_bad_input(tmp_path):
     assert_clean_failure(r, "no tensor 'pool_outt'", "pool_out")
     r = run_compress("distill", "--teacher", BN, "--student", BN, "--data", DATA, "--temperature", "0")
     assert r.returncode == 64 and "--temperature" in r.stderr
+    r = run_compress("distill", "--teacher", BN, "--student", BN, "--data", DATA, "--hard-weight", "1.5")
+    assert r.returncode == 64 and "--hard-weight" in r.stderr
+    bad_labels = tmp_path / "bad_labels"
+    bad_labels.mkdir()
+    first = sorted(DATA.glob("*.npy"))[0]
+    (bad_labels / first.name).write_bytes(first.read_bytes())
+    (bad_labels / "labels.txt").write_text(f"{first.name} 12\n")
+    assert_clean_failure(run_compress("distill", "--teacher", BN, "--student", BN, "--data", bad_labels), "label 12", "10 classes")
     partial = tmp_path / "partial"
     partial.mkdir()
     for i, f in enumerate(sorted(DATA.glob("*.npy"))[:3]):
@@ -170,6 +256,7 @@ def test_plot_renders_and_confidence_is_the_teachers_top_probability(tmp_path):
     r = json.loads(ok("distill", "--teacher", BN, "--student", student, "--data", DATA, "--max-samples", 60, "--plot", svg,
                       "--format", "json").stdout)
     to = dumped(BN, tmp_path / "to", 60)
+    assert len(r["per_sample"]) == 60
     for s in r["per_sample"]:
         t = to[s["id"]][0][0]
         assert s["teacher_confidence"][0] == pytest.approx(float(np.exp(log_softmax(t)).max()), rel=1e-9)
@@ -184,7 +271,8 @@ def test_plot_renders_and_confidence_is_the_teachers_top_probability(tmp_path):
 
 
 def test_class_axis_regression_loss_csv_and_an_ort_quantized_student(tmp_path):
-    # --axis: a [1, 10] output read along axis 1 equals the default (last axis).
+    # --axis on a [1, 10] output: axis 1 is also the last axis, so the figures are the default's
+    # (spatial class axes: test_class_axis_of_a_map_averages_positions_then_samples).
     a = json.loads(ok("distill", "--teacher", BN, "--student", FOLDED, "--data", DATA, "--max-samples", 20, "--format", "json").stdout)
     b = json.loads(ok("distill", "--teacher", BN, "--student", FOLDED, "--data", DATA, "--max-samples", 20, "--axis", 1, "--format", "json").stdout)
     assert a["outputs"][0]["kl"] == b["outputs"][0]["kl"] and b["outputs"][0]["class_axis"] == 1

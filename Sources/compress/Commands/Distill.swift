@@ -51,6 +51,9 @@ struct DistillCommand: ParsableCommand {
         if worst < 0 { throw ValidationError("--worst must be ≥ 0") }
         if let m = maxSamples, m < 1 { throw ValidationError("--max-samples must be ≥ 1") }
         if let plot, !plot.lowercased().hasSuffix(".svg") { throw ValidationError("--plot writes SVG; give a FILE.svg") }
+        if loss != .kl && (maxKL != nil || minAgreement != nil) {
+            throw ValidationError("--max-kl and --min-agreement gate logits (--loss kl); with --loss \(loss.rawValue) there is no KL or agreement")
+        }
     }
 
     func run() throws {
