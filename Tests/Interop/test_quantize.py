@@ -318,3 +318,20 @@ def test_exclude_keeps_nodes_in_float(tmp_path):
         if n.name == "stem/conv":
             assert producers[n.input[1]].op_type == "DequantizeLinear"
     onnx.checker.check_model(m, full_check=True)
+
+
+@pytest.mark.parametrize("args", [
+    ["quantize", FOLDED, "--calib", "DATA", "-o", "OUT"],
+    ["distill", "--teacher", FOLDED, "--student", FOLDED, "--data", "DATA"],
+    ["prune", FOLDED, "-o", "OUT", "--method", "l1", "--ratio", "0.3", "--calib", "DATA"],
+    ["prune", FOLDED, "--method", "l1", "--sensitivity", "--data", "DATA"],
+    ["fuse", FOLDED, "-o", "OUT", "--data", "DATA"],
+], ids=["quantize", "distill", "prune-calib", "prune-sensitivity", "fuse"])
+def test_a_sample_that_does_not_fit_is_named_once(args, tmp_path):
+    data, out = tmp_path / "wrong", tmp_path / "out.onnx"
+    data.mkdir()
+    np.save(data / "a.npy", np.zeros((1, 1, 9, 9), np.float32))
+    r = run_compress(*[data if a == "DATA" else out if a == "OUT" else a for a in args])
+    line = assert_clean_failure(r, "a.npy", "does not fit")
+    assert line.count("a.npy") == 1, line
+    assert not out.exists()

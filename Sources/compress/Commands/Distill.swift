@@ -91,10 +91,9 @@ struct DistillCommand: ParsableCommand {
                 for e in entries {
                     let sample: Sample
                     var studentFeeds: [String: Tensor]?
-                    do {
-                        sample = try source.load(e)
-                        studentFeeds = try studentSource.map { try $0.load(e).inputs }
-                    } catch { throw DataError(e.files.count == 1 ? e.files[0] : e.id, "\(error)") }
+                    // DataSource.load names the file in its errors.
+                    sample = try source.load(e)
+                    studentFeeds = try studentSource.map { try $0.load(e).inputs }
                     try body(sample.id, sample.files, sample.inputs, studentFeeds, sample.label)
                 }
             }, teacherPath: teacher, studentPath: student, progress: { bar.advance() })

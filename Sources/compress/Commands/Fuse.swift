@@ -69,7 +69,7 @@ struct FuseCommand: ParsableCommand {
             if let data {
                 let source = try DataSource(directory: data, graph: m.graph, pins: pins)
                 feeds = try source.entries.prefix(samples).map { e in
-                    do { return try source.load(e).inputs } catch { throw DataError(e.files.first ?? e.id, "\(error)") }
+                    try source.load(e).inputs  // (its errors name the file)
                 }
                 guard !feeds.isEmpty else { throw CLIError("--data \(data): no samples found") }
             } else {

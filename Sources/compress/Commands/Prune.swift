@@ -171,7 +171,8 @@ struct PruneCommand: ParsableCommand {
         let entries = Array(source.entries.prefix(maxSamples))
         guard !entries.isEmpty else { throw CLIError("--data \(folder): no samples found") }
         let samples: [Sensitivity.Sample] = try entries.map { e in
-            do { let s = try source.load(e); return (s.inputs, s.label) } catch { throw DataError(e.files.count == 1 ? e.files[0] : e.id, "\(error)") }
+            let s = try source.load(e)  // (its errors name the file)
+            return (s.inputs, s.label)
         }
         let sweep = try ratios.map(Self.sweepRatios) ?? [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
         let groups = try ChannelGroupAnalysis(model: m, pins: pins).prunable.count
@@ -246,7 +247,7 @@ struct PruneCommand: ParsableCommand {
         let entries = Array(source.entries.prefix(calibSamples))
         guard !entries.isEmpty else { throw CLIError("--calib \(folder): no samples found") }
         func load(_ e: DataSource.Entry) throws -> Sample {
-            do { return try source.load(e) } catch { throw DataError(e.files.count == 1 ? e.files[0] : e.id, "\(error)") }
+            try source.load(e)  // (its errors name the file)
         }
         let labelled = entries.filter { $0.label != nil }
         let evaluate = labelled.count == entries.count && result.model.graph.outputs.count >= 1

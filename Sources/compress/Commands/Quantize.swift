@@ -98,7 +98,7 @@ struct QuantizeCommand: ParsableCommand {
             let entries = Array(source.entries.prefix(maxSamples))
             guard !entries.isEmpty else { throw CLIError("--calib \(calib): no samples found") }
             func load(_ e: DataSource.Entry) throws -> [String: Tensor] {
-                do { return try source.load(e).inputs } catch { throw DataError(e.files.count == 1 ? e.files[0] : e.id, "\(error)") }
+                try source.load(e).inputs  // (its errors name the file)
             }
             let passes = method.saturating ? 3 : 2
             let bar = ProgressBar(total: passes * entries.count, label: "calibrate", enabled: !quiet && ProgressBar.stderrIsTerminal)
