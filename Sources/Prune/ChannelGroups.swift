@@ -100,15 +100,13 @@ private struct Builder {
     var spaces: [Space] = []
     var parent: [Int] = []
     var layouts: [String: ChannelLayout] = [:]
-    /// How many node inputs (subgraph reads included) read each value.
-    var readers: [String: Int] = [:]
+    /// Producers and readers (subgraph reads included) of every value: the graph layer's index.
+    let index: UseDefIndex
 
     init(graph: Graph, types: [String: TensorInfo]) {
         self.graph = graph
         self.types = types
-        for n in graph.nodes {
-            for i in n.inputs where !i.isEmpty { readers[i, default: 0] += 1 }
-        }
+        index = UseDefIndex(graph)
     }
 
     // MARK: Union-find over spaces
@@ -169,9 +167,9 @@ private struct Builder {
     func soleReader(_ input: String, _ name: String) -> Bool {
         var v = input
         while true {
-            if (readers[v] ?? 0) > 1 { return false }
+            if index.readers(of: v).count > 1 { return false }
             if v == name { return true }
-            guard let p = graph.producer(of: v) else { return true }
+            guard let p = index.producer(of: v) else { return true }
             v = graph.nodes[p].inputs[0]
         }
     }
@@ -182,7 +180,7 @@ private struct Builder {
 
     mutating func run() {
         let outputs = Set(graph.outputs.map(\.name))
-        let subgraphReads = Builder.subgraphReads(graph)
+        let subgraphReads = graph.nodes.reduce(into: Set<String>()) { $0.formUnion($1.subgraphReads()) }
         for n in graph.nodes {
             visit(n)
             for o in n.outputs where outputs.contains(o) { block(layouts[o], "'\(o)' is a graph output") }
@@ -526,28 +524,5 @@ private struct Builder {
             return
         }
         layouts[n.outputs[0]] = x
-    }
-
-    /// Values that If/Loop/Scan bodies read from the enclosing graph.
-    static func subgraphReads(_ g: Graph) -> Set<String> {
-        var out = Set<String>()
-        func visit(_ g: Graph) {
-            var local = Set(g.inputs.map(\.name)).union(g.initializers.map(\.name))
-            for m in g.nodes {
-                for i in m.inputs where !i.isEmpty && !local.contains(i) { out.insert(i) }
-                for a in m.attributes {
-                    if case .graph(let s) = a.value { visit(s) }
-                    if case .graphs(let ss) = a.value { ss.forEach(visit) }
-                }
-                local.formUnion(m.outputs)
-            }
-        }
-        for n in g.nodes {
-            for a in n.attributes {
-                if case .graph(let s) = a.value { visit(s) }
-                if case .graphs(let ss) = a.value { ss.forEach(visit) }
-            }
-        }
-        return out
     }
 }

@@ -82,9 +82,9 @@ public enum PruneRepair {
             for s in d.group.slices where s.role == .input { consumers.insert(s.node) }
         }
         var bn: [Int] = [], affine: [Int] = []
+        let index = UseDefIndex(g)
         for (i, n) in g.nodes.enumerated() where consumers.contains(n.name) && (n.opType == "Conv" || n.opType == "Gemm") {
-            let readers = g.consumers(of: n.outputs[0])
-            if let r = readers.first, readers.count == 1, g.nodes[r].opType == "BatchNormalization" { bn.append(r) } else { affine.append(i) }
+            if let r = index.hasSingleDirectReader(n.outputs[0]), g.nodes[r.node].opType == "BatchNormalization" { bn.append(r.node) } else { affine.append(i) }
         }
         return (bn, affine)
     }
