@@ -48,43 +48,27 @@ def initializers(path):
     return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
 
 
-@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
-@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
-@pytest.mark.parametrize("model", [FOLDED, BN], ids=["folded", "bn"])
-def test_scales_and_integers_equal_onnxruntime(model, per_channel, symmetric, tmp_path):
-    """For the BN-kept model compress quantizes its deployed form (BN folded by the shared pass,
-    in Double); ONNX Runtime gets the fixture's own folded export (folded by NumPy), so weights
-    can differ in their last float bit there: only the activation tensors (same names in both)
-    are compared for it."""
-    mine, theirs = tmp_path / "mine.onnx", tmp_path / "ort.onnx"
-    flags = ([] if per_channel else ["--per-tensor"]) + ([] if symmetric else ["--asymmetric"])
-    report = ours(model, mine, *flags)
-    # ONNX Runtime folds BN itself when it optimizes; give it the same deployed graph compress
-    # quantizes (BN folded) so tensor names line up: for the BN model that is digits_cnn.onnx.
-    source = FOLDED if model == BN else model
-    quantize_static(str(source), str(theirs), Reader(FILES), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+# compress's quantized ops; ONNX Runtime is given the same list (plus Relu/Clip, which ORT's QDQ
+# registry treats as removable activations that pass quantization through).
+OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Concat", "GlobalAveragePool", "Sigmoid", "HardSigmoid",
+       "HardSwish", "LeakyRelu", "Softmax", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "MaxPool",
+       "AveragePool", "Resize"]
+
+
+def ort_quantize(source, out, files, per_channel, symmetric, reduce_range=False, fmt=QuantFormat.QDQ, ops=OPS):
+    quantize_static(str(source), str(out), Reader(files), quant_format=fmt, per_channel=per_channel, reduce_range=reduce_range,
                     activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["Conv", "Gemm"],
+                    calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=ops + ["Relu", "Clip"],
                     extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+
+
+def compare_with_ort(mine, theirs, weights, maxulp=2):
+    """Every scale, zero point and integer tensor compress writes is one ONNX Runtime writes, under
+    the same name, with the same value (activation scales within `maxulp`: see the module doc)."""
     a, b = initializers(theirs), initializers(mine)
     names = [k for k in b if k.endswith(("_scale", "_zero_point", "_quantized"))]
-    if model == BN:
-        acts = [x["name"] for x in report["summary"]["activations"]]
-        assert len(acts) == 5
-        names = [k for k in names if k[: -len("_scale")] in acts or k[: -len("_zero_point")] in acts]
-        assert len(names) == 10
-    else:
-        # ONNX Runtime also quantizes each Conv/Gemm *output* (before the Relu); compress places
-        # QDQ only where a quantized node reads (fuse-friendly: no QDQ between Conv and Relu).
-        # Everything else ORT writes, compress must write too.
-        outputs = {o for n in onnx.load(str(source)).graph.node if n.op_type in ("Conv", "Gemm") for o in n.output}
-        theirs_names = {k for k in a if k.endswith(("_scale", "_zero_point", "_quantized"))
-                        and k.rsplit("_scale", 1)[0] not in outputs and k.rsplit("_zero_point", 1)[0] not in outputs}
-        assert set(names) == theirs_names, (sorted(set(names) ^ theirs_names))
-        assert len(names) == 40  # 5 weights × 3 + 5 biases × 3 + 5 activations × 2
     missing = [k for k in names if k not in a]
     assert not missing, f"tensors ONNX Runtime does not write: {missing}"
-    weights = {n.input[1] for n in onnx.load(str(source)).graph.node if n.op_type in ("Conv", "Gemm")}
     for k in names:
         x, y = a[k].ravel(), b[k].ravel()
         assert x.dtype == y.dtype and x.size == y.size, (k, x.dtype, y.dtype, x.shape, y.shape)
@@ -94,9 +78,70 @@ def test_scales_and_integers_equal_onnxruntime(model, per_channel, symmetric, tm
         else:
             # An activation's range may differ in its last bit (2 ulp of scale); a bias scale is that
             # scale times a weight scale, rounded again (4 ulp).
-            np.testing.assert_array_max_ulp(x, y, maxulp=4 if k.endswith("_quantized_scale") else 2)
+            np.testing.assert_array_max_ulp(x, y, maxulp=2 * maxulp if k.endswith("_quantized_scale") else maxulp)
+    return names
+
+
+# The activations compress calibrates on the digits model (consumers quantize their inputs):
+# Conv/Gemm inputs, both Add inputs, the Concat inputs, MaxPool's and Flatten's inputs (their
+# outputs share those scales: pool_out and flatten_out get no scale of their own).
+DIGITS_ACTS = {"input", "stem/out", "block/dw/out", "block/pw/bn_out", "block/out", "concat_out", "head/out"}
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
+@pytest.mark.parametrize("model,reduce_range", [(FOLDED, False), (FOLDED, True), (BN, False)], ids=["folded", "folded-reduce-range", "bn"])
+def test_scales_and_integers_equal_onnxruntime(model, per_channel, symmetric, reduce_range, tmp_path):
+    """For the BN-kept model compress quantizes its deployed form (BN folded by the shared pass,
+    in Double); ONNX Runtime gets the fixture's own folded export (folded by NumPy), so weights
+    can differ in their last float bit there: only the activation tensors (same names in both)
+    are compared for it."""
+    mine, theirs = tmp_path / "mine.onnx", tmp_path / "ort.onnx"
+    flags = ([] if per_channel else ["--per-tensor"]) + ([] if symmetric else ["--asymmetric"]) + (["--reduce-range"] if reduce_range else [])
+    report = ours(model, mine, *flags)
+    # ONNX Runtime folds BN itself when it optimizes; give it the same deployed graph compress
+    # quantizes (BN folded) so tensor names line up: for the BN model that is digits_cnn.onnx.
+    source = FOLDED if model == BN else model
+    ort_quantize(source, theirs, FILES, per_channel, symmetric, reduce_range)
+    acts = {x["name"] for x in report["summary"]["activations"]}
+    assert acts == DIGITS_ACTS
+    weights = {n.input[1] for n in onnx.load(str(source)).graph.node if n.op_type in ("Conv", "Gemm")}
+    if model == BN:
+        b = initializers(mine)
+        a = initializers(theirs)
+        names = [k for k in b if k.endswith(("_scale", "_zero_point")) and k.rsplit("_", 1)[0].removesuffix("_zero") in acts]
+        assert len(names) == 2 * len(DIGITS_ACTS)
+        for k in names:
+            assert a[k].dtype == b[k].dtype
+            if k.endswith("_zero_point"):
+                np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+            else:  # (weights folded in Double by compress, by NumPy in the export: 4 ulp)
+                np.testing.assert_array_max_ulp(a[k].ravel(), b[k].ravel(), maxulp=0 if k.startswith("input") else 4)
+    else:
+        names = compare_with_ort(mine, theirs, weights)
+        # 5 weights × 3 + 5 biases × 3 + 7 activations × 2
+        assert len(names) == 44, sorted(names)
+        q = initializers(mine)
+        w = q["fc.weight_quantized"]
+        assert w.min() >= (-64 if reduce_range else -127) and w.max() <= (64 if reduce_range else 127)
+        assert np.abs(w).max() == (64 if reduce_range else 127)
     assert report["summary"]["samples"] == len(FILES)
-    assert len(report["summary"]["nodes"]) == 5 and report["summary"]["weights"] == 5
+    # 5 weighted nodes, the Add, the Concat, MaxPool and Flatten (pass-through)
+    assert sorted(report["summary"]["nodes"]) == sorted(["stem/conv", "block/dw/conv", "block/pw/conv", "block/add", "concat", "pool",
+                                                         "head/conv", "flatten", "fc"])
+    assert report["summary"]["weights"] == 5
+    m = onnx.load(str(mine))
+    onnx.checker.check_model(m, full_check=True)
+    # Pass-through ops read and write QDQ with one scale: MaxPool between DQ and Q of concat_out's scale.
+    producers = {o: n for n in m.graph.node for o in n.output}
+    readers = {}
+    for n in m.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    pool = next(n for n in m.graph.node if n.name == "pool")
+    assert producers[pool.input[0]].op_type == "DequantizeLinear" and producers[pool.input[0]].input[1] == "concat_out_scale"
+    q_after = [r for r in readers[pool.output[0]] if r.op_type == "QuantizeLinear"]
+    assert len(q_after) == 1 and q_after[0].input[1] == "concat_out_scale"
 
 
 @pytest.mark.parametrize("flags", [[], ["--asymmetric"], ["--per-tensor"]], ids=["default", "asym", "per-tensor"])
@@ -309,7 +354,8 @@ def test_exclude_keeps_nodes_in_float(tmp_path):
     out = tmp_path / "q.onnx"
     r = json.loads(run_compress("quantize", FOLDED, "--calib", FIXTURES / "digits", "--max-samples", 16, "-o", out,
                                 "--exclude", "head/*", "--exclude", "fc", "--format", "json").stdout)
-    assert sorted(r["summary"]["nodes"]) == ["block/dw/conv", "block/pw/conv", "stem/conv"]
+    # (pool is not: its only quantized reader, head/conv, is excluded)
+    assert sorted(r["summary"]["nodes"]) == ["block/add", "block/dw/conv", "block/pw/conv", "concat", "stem/conv"]
     m = onnx.load(str(out))
     producers = {o: n for n in m.graph.node for o in n.output}
     for n in m.graph.node:

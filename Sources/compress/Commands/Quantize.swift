@@ -27,6 +27,8 @@ struct QuantizeCommand: ParsableCommand {
           compress quantize model.onnx --calib calib/ -o model.int8.onnx
           compress quantize model.onnx --calib calib/ -o q.onnx --method entropy
           compress quantize model.onnx --calib calib/ -o q.onnx --asymmetric --per-tensor --max-samples 64
+          compress quantize model.onnx --calib calib/ -o q.onnx --quant-format qoperator --asymmetric --reduce-range
+          compress quantize mobilenet.onnx --calib calib/ -o q.onnx --equalize --bias-correction --per-tensor
           compress quantize model.onnx --calib images/ -o q.onnx --size 256 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
         """)
 
@@ -69,6 +71,22 @@ struct QuantizeCommand: ParsableCommand {
     @Option(name: .customLong("ncnn-table"), help: ArgumentHelp("Also write an ncnn int8 table of the activation thresholds (ncnn's scale = 127 / threshold).", valueName: "FILE"))
     var ncnnTable: String?
 
+    // MARK: formats and rewrites (qops)
+    @Option(name: .customLong("quant-format"), help: ArgumentHelp("qdq: QuantizeLinear → DequantizeLinear pairs around float ops (ONNX Runtime, TensorRT); qoperator: integer operators (QLinearConv, QLinearMatMul; com.microsoft QGemm, QLinearAdd, QLinearMul, QLinearConcat, QLinearGlobalAveragePool, …). (--format is the report's format.)", valueName: "qdq|qoperator"))
+    var quantFormat: QuantFormat = .qdq
+
+    @Flag(name: .customLong("reduce-range"), help: "Weights in 7 bits ([−64, 64], ONNX Runtime's reduce_range): avoids the saturation of the U8S8 kernels on x86 CPUs without VNNI.")
+    var reduceRange = false
+
+    @Flag(help: "Cross-layer equalization (Nagel et al. 2019) of Conv → (Relu) → Conv pairs before calibration: per-channel weight ranges balanced, the float function unchanged. Helps depthwise (MobileNet-style) layers, most with --per-tensor.")
+    var equalize = false
+
+    @Option(name: .customLong("equalized-model"), help: ArgumentHelp("With --equalize: also write the equalized float model (for another toolchain's quantizer).", valueName: "FILE"))
+    var equalizedModel: String?
+
+    @Flag(name: .customLong("bias-correction"), help: "Subtract each int8 weight's expected output shift, (W_q − W)·E[x] per output channel with E[x] the input's channel means on --calib, from the bias (Conv, ConvTranspose, Gemm; one more pass over the samples).")
+    var biasCorrection = false
+
     @Flag(help: "Allow -o to name the input model; with --min-sqnr, write even when the gate fails.")
     var force = false
 
@@ -88,26 +106,35 @@ struct QuantizeCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try OutputPath.check(output, input: model, force: force)
+            if let equalizedModel { try OutputPath.check(equalizedModel, input: model, force: force) }
             let pins = try inputs.pins()
             let m = try ModelReader.read(path: model)
             var options = QuantizeOptions()
             options.perChannel = !perTensor
             options.symmetricActivations = !asymmetric
             options.exclude = exclude
+            options.format = quantFormat
+            options.reduceRange = reduceRange
+            options.equalize = equalize
+            options.biasCorrection = biasCorrection
+            if equalizedModel != nil && !equalize { throw CLIError("--equalized-model needs --equalize") }
             let source = try DataSource(directory: calib, graph: m.graph, pins: pins, preprocessing: try preprocess.preprocessing())
             let entries = Array(source.entries.prefix(maxSamples))
             guard !entries.isEmpty else { throw CLIError("--calib \(calib): no samples found") }
             func load(_ e: DataSource.Entry) throws -> [String: Tensor] {
                 try source.load(e).inputs  // (its errors name the file)
             }
-            let passes = method.saturating ? 3 : 2
+            let passes = (method.saturating ? 3 : 2) + (biasCorrection ? 1 : 0)
             let bar = ProgressBar(total: passes * entries.count, label: "calibrate", enabled: !quiet && ProgressBar.stderrIsTerminal)
             defer { bar.finish() }
             let prepared = try Quantizer.prepare(m, options: options)
             let calibration = try Quantizer.calibrate(prepared.model, activations: prepared.activations, samples: { body in
                 for e in entries { try body(try load(e)) }
             }, method: method, bins: bins, percentile: percentile, progress: { bar.advance() })
-            var (q, summary) = try Quantizer.writeQDQ(prepared.model, nodes: prepared.nodes, calibration: calibration, options: options)
+            let means = biasCorrection ? try Quantizer.channelMeans(prepared.model, names: Quantizer.biasCorrectionInputs(prepared.model, nodes: prepared.nodes), samples: { body in
+                for e in entries { try body(try load(e)) }
+            }, progress: { bar.advance() }) : [:]
+            var (q, summary) = try Quantizer.write(prepared.model, nodes: prepared.nodes, calibration: calibration, options: options, inputMeans: means)
             let activationRange = asymmetric ? QuantRange.of(.uint8, symmetric: false) : QuantRange.of(.int8, symmetric: true)
             let params = Dictionary(uniqueKeysWithValues: summary.activations.map { ($0.name, $0) })
             var noise = FakeQuantNoise()
@@ -133,6 +160,7 @@ struct QuantizeCommand: ParsableCommand {
             let gateFailed = minSQNR.map { limit in (agreement.sqnrDB ?? .infinity) < limit } ?? false
             if !gateFailed || force {
                 try ModelWriter.write(q, to: URL(fileURLWithPath: output))
+                if let equalizedModel { try ModelWriter.write(prepared.model, to: URL(fileURLWithPath: equalizedModel)) }
                 // TensorRT takes symmetric scales: the model's own when activations are symmetric.
                 let scales = Dictionary(uniqueKeysWithValues: summary.activations.map { a in
                     (a.name, asymmetric ? Float(Double(max(abs(a.min), abs(a.max))) / 127) : a.scale)
@@ -191,3 +219,4 @@ struct QuantizeReport: Encodable {
     }
 }
 extension CalibrationMethod: ExpressibleByArgument {}
+extension QuantFormat: ExpressibleByArgument {}
