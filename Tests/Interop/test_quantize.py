@@ -19,6 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization.quant_utils import compute_scale_zp
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 import conformance
@@ -30,12 +31,12 @@ FILES = sorted((FIXTURES / "digits").glob("*.npy"))[:64]
 
 
 class Reader(CalibrationDataReader):
-    def __init__(self, files):
-        self.it = iter(files)
+    def __init__(self, files, name="input"):
+        self.it, self.name = iter(files), name
 
     def get_next(self):
         f = next(self.it, None)
-        return None if f is None else {"input": np.load(f)}
+        return None if f is None else {self.name: np.load(f)}
 
 
 def ours(model, out, *flags):
@@ -55,8 +56,8 @@ OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Concat", "Globa
        "AveragePool", "Resize"]
 
 
-def ort_quantize(source, out, files, per_channel, symmetric, reduce_range=False, fmt=QuantFormat.QDQ, ops=OPS):
-    quantize_static(str(source), str(out), Reader(files), quant_format=fmt, per_channel=per_channel, reduce_range=reduce_range,
+def ort_quantize(source, out, files, per_channel, symmetric, reduce_range=False, fmt=QuantFormat.QDQ, ops=OPS, name="input"):
+    quantize_static(str(source), str(out), Reader(files, name), quant_format=fmt, per_channel=per_channel, reduce_range=reduce_range,
                     activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=ops + ["Relu", "Clip"],
                     extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
@@ -72,7 +73,7 @@ def compare_with_ort(mine, theirs, weights, maxulp=2):
     for k in names:
         x, y = a[k].ravel(), b[k].ravel()
         assert x.dtype == y.dtype and x.size == y.size, (k, x.dtype, y.dtype, x.shape, y.shape)
-        exact = not k.endswith("_scale") or k == "input_scale" or k[: -len("_scale")] in weights
+        exact = not k.endswith("_scale") or k in ("input_scale", "x_scale") or k[: -len("_scale")] in weights
         if exact:
             np.testing.assert_array_equal(x, y, err_msg=k)
         else:
@@ -381,3 +382,128 @@ def test_a_sample_that_does_not_fit_is_named_once(args, tmp_path):
     line = assert_clean_failure(r, "a.npy", "does not fit")
     assert line.count("a.npy") == 1, line
     assert not out.exists()
+
+
+# ---- the other quantized ops, on a small model with each of them ----------------------------------
+
+def ops_model(path):
+    """Conv→Relu, ConvTranspose (weights quantized on axis 1), MaxPool→Resize→SiLU (Sigmoid·Mul),
+    HardSwish, HardSigmoid·x, AveragePool, Concat, Add, GlobalAveragePool, Flatten, Gemm, Softmax,
+    Reshape→Transpose→Squeeze, MatMul: every op compress quantizes, in a graph ORT also quantizes."""
+    rng = np.random.default_rng(3)
+
+    def w(name, *shape, scale=0.3):
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+    inits = [w("c1.w", 8, 3, 3, 3), w("c1.b", 8, scale=0.1), w("ct.w", 8, 4, 2, 2), w("ct.b", 4, scale=0.1),
+             w("c2.w", 8, 8, 1, 1), w("c2.b", 8, scale=0.1), w("c3.w", 8, 20, 1, 1), w("c3.b", 8, scale=0.1),
+             w("fc.w", 5, 8), w("fc.b", 5, scale=0.1), w("mm.w", 5, 3),
+             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "rs.scales"),
+             numpy_helper.from_array(np.array([1, 5, 1], np.int64), "shape"),
+             numpy_helper.from_array(np.array([1], np.int64), "axes")]
+    N = helper.make_node
+    nodes = [
+        N("Conv", ["x", "c1.w", "c1.b"], ["c1"], name="c1", pads=[1, 1, 1, 1]),
+        N("Relu", ["c1"], ["r1"], name="r1"),
+        N("ConvTranspose", ["r1", "ct.w", "ct.b"], ["ct"], name="ct", strides=[2, 2]),
+        N("AveragePool", ["ct"], ["ap"], name="ap", kernel_shape=[2, 2], strides=[2, 2]),
+        N("MaxPool", ["r1"], ["mp"], name="mp", kernel_shape=[2, 2], strides=[2, 2]),
+        N("Resize", ["mp", "", "rs.scales"], ["rs"], name="rs", mode="nearest"),
+        N("Sigmoid", ["rs"], ["sg"], name="sg"),
+        N("Mul", ["rs", "sg"], ["silu"], name="silu"),
+        N("Conv", ["r1", "c2.w", "c2.b"], ["c2"], name="c2"),
+        N("HardSwish", ["c2"], ["hs"], name="hs"),
+        N("HardSigmoid", ["hs"], ["hsg"], name="hsg"),
+        N("Mul", ["hs", "hsg"], ["hm"], name="hm"),
+        N("Add", ["silu", "hm"], ["sum"], name="sum"),
+        N("Concat", ["ap", "silu", "sum"], ["cat"], name="cat", axis=1),
+        N("Conv", ["cat", "c3.w", "c3.b"], ["c3"], name="c3"),
+        N("GlobalAveragePool", ["c3"], ["gap"], name="gap"),
+        N("Flatten", ["gap"], ["flat"], name="flat"),
+        N("Gemm", ["flat", "fc.w", "fc.b"], ["fc"], name="fc", transB=1),
+        N("Softmax", ["fc"], ["sm"], name="sm", axis=1),
+        N("Reshape", ["sm", "shape"], ["rsh"], name="rsh"),
+        N("Transpose", ["rsh"], ["tr"], name="tr", perm=[0, 2, 1]),
+        N("Squeeze", ["tr", "axes"], ["sq"], name="sq"),
+        N("MatMul", ["sq", "mm.w"], ["y"], name="mm"),
+    ]
+    g = helper.make_graph(nodes, "ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, str(path))
+
+
+@pytest.fixture(scope="module")
+def ops_fixture(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ops")
+    ops_model(d / "ops.onnx")
+    (d / "calib").mkdir()
+    rng = np.random.default_rng(11)
+    for k in range(12):
+        np.save(d / "calib" / f"s{k:02d}.npy", rng.standard_normal((1, 3, 16, 16)).astype(np.float32))
+    return d
+
+
+OPS_WEIGHTS = {"c1.w", "ct.w", "c2.w", "c3.w", "fc.w", "mm.w"}
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
+def test_other_ops_equal_onnxruntime(ops_fixture, per_channel, symmetric, tmp_path):
+    model, calib = ops_fixture / "ops.onnx", ops_fixture / "calib"
+    files = sorted(calib.glob("*.npy"))
+    mine, theirs = tmp_path / "mine.onnx", tmp_path / "ort.onnx"
+    flags = ([] if per_channel else ["--per-tensor"]) + ([] if symmetric else ["--asymmetric"])
+    p = run_compress("quantize", model, "--calib", calib, "-o", mine, "--format", "json", *flags)
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    ort_quantize(model, theirs, files, per_channel, symmetric, name="x")
+    # Activation ranges come from two executors; after a GlobalAveragePool (sums in another order)
+    # they differ by a few ulp: 8 ulp of scale allowed, zero points and integers exact.
+    names = compare_with_ort(mine, theirs, OPS_WEIGHTS, maxulp=8)
+    q = initializers(mine)
+    # From the ranges compress reports, ONNX Runtime's own compute_scale_zp gives bit-identical scales and zero points.
+    qmin, qmax = (-127, 127) if symmetric else (0, 255)
+    for a in report["summary"]["activations"]:
+        zp, scale = compute_scale_zp(np.float32(a["min"]), np.float32(a["max"]), np.int8(qmin) if symmetric else np.uint8(qmin),
+                                     np.int8(qmax) if symmetric else np.uint8(qmax), symmetric=symmetric)
+        assert q[a["name"] + "_scale"] == np.float32(scale) and q[a["name"] + "_zero_point"] == zp, a
+    # Pass-through chains take their root's scale: Resize ← MaxPool ← r1, AveragePool ← ct,
+    # Squeeze ← Transpose ← Reshape ← Softmax (whose range is [0, 1], as ORT fixes it).
+    acts = {a["name"]: a for a in report["summary"]["activations"]}
+    assert set(acts) == {"x", "r1", "ct", "sg", "c2", "hs", "hsg", "silu", "hm", "sum", "cat", "c3", "gap", "fc", "sm"}
+    assert acts["sm"]["min"] == 0 and acts["sm"]["max"] == 1
+    assert not any(k.startswith(("rs_", "mp_", "ap_", "rsh_", "tr_", "sq_", "flat_")) for k in q if k.endswith("_scale")), sorted(q)
+    # ConvTranspose's weight is per channel on axis 1 (4 output channels).
+    assert q["ct.w_scale"].size == (4 if per_channel else 1)
+    m = onnx.load(str(mine))
+    onnx.checker.check_model(m, full_check=True)
+    by_name = {n.name: n for n in m.graph.node}
+    producers = {o: n for n in m.graph.node for o in n.output}
+    dq_axis = {a.name: a.i for a in producers[by_name["ct"].input[1]].attribute}
+    assert dq_axis.get("axis", 1) == 1
+    # No QDQ between c1 and the Relu it feeds.
+    assert producers[by_name["r1"].input[0]].op_type == "Conv"
+    assert {n.op_type for n in m.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")} == \
+        {n.op_type for n in onnx.load(str(model)).graph.node}
+    quantized_nodes = set(report["summary"]["nodes"])
+    assert quantized_nodes == {n.name for n in onnx.load(str(model)).graph.node} - {"r1"}
+    for n in m.graph.node:  # every input of a quantized node comes through a DequantizeLinear
+        if n.name in quantized_nodes:
+            ins = n.input[:1] if n.op_type in ("Reshape", "Squeeze", "Resize") else [i for i in n.input if i]
+            assert all(producers[i].op_type == "DequantizeLinear" for i in ins), n.name
+    # ONNX Runtime runs it (optimized: its QDQ fusions into integer kernels), and compress's
+    # executor computes what ONNX Runtime computes with the QDQ arithmetic as written (no fusion).
+    x = np.load(files[0])
+    ort.InferenceSession(str(mine), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    got_ort = ort.InferenceSession(str(mine), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    xp = tmp_path / "x.pb"
+    xp.write_bytes(numpy_helper.from_array(x).SerializeToString())
+    r = conformance._eval(str(mine), [str(xp)], str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    got = numpy_helper.to_array(onnx.load_tensor(str(tmp_path / "output_0.pb")))
+    np.testing.assert_allclose(got, got_ort, rtol=1e-4, atol=1e-5)
+    assert len(names) > 40
