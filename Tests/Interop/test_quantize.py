@@ -507,3 +507,99 @@ def test_other_ops_equal_onnxruntime(ops_fixture, per_channel, symmetric, tmp_pa
     got = numpy_helper.to_array(onnx.load_tensor(str(tmp_path / "output_0.pb")))
     np.testing.assert_allclose(got, got_ort, rtol=1e-4, atol=1e-5)
     assert len(names) > 40
+
+
+# ---- QOperator ------------------------------------------------------------------------------------
+
+INTEGER_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearGlobalAveragePool",
+               "QLinearAveragePool", "QLinearSigmoid", "QLinearLeakyRelu"}
+
+
+def single_node_model(m, node, values):
+    """`node` alone, its constant inputs from `m`'s initializers, the others graph inputs."""
+    inits = {t.name: t for t in m.graph.initializer}
+    ins = [i for i in node.input if i and i not in inits]
+    graph_inputs = [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(values[i].dtype), values[i].shape) for i in ins]
+    g = helper.make_graph([node], "one", graph_inputs, [helper.make_empty_tensor_value_info(o) for o in node.output],
+                          [inits[i] for i in node.input if i in inits])
+    return helper.make_model(g, opset_imports=list(m.opset_import)), ins
+
+
+def per_op_agreement(path, feeds, tmp_path):
+    """Runs every integer operator of `path` alone, on the inputs ONNX Runtime computed for it, in
+    ONNX Runtime and in compress; returns {op: largest |difference| in quantization steps}."""
+    m = onnx.load(str(path))
+    all_out = onnx.load(str(path))
+    outputs = {o.name for o in all_out.graph.output}
+    for n in all_out.graph.node:
+        for o in n.output:
+            if o and o not in outputs:
+                all_out.graph.output.append(helper.make_empty_tensor_value_info(o))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(all_out.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    values = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    values.update(feeds)
+    steps = {}
+    for k, n in enumerate(m.graph.node):
+        if n.op_type not in INTEGER_OPS:
+            continue
+        one, ins = single_node_model(m, n, values)
+        want = ort.InferenceSession(one.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {i: values[i] for i in ins})[0]
+        d = tmp_path / f"op{k}"
+        d.mkdir()
+        onnx.save(one, str(d / "m.onnx"))
+        paths = []
+        for j, i in enumerate(ins):
+            (d / f"in{j}.pb").write_bytes(numpy_helper.from_array(values[i]).SerializeToString())
+            paths.append(str(d / f"in{j}.pb"))
+        r = conformance._eval(str(d / "m.onnx"), paths, str(d))
+        assert r.returncode == 0, (n.name, r.stderr)
+        got = numpy_helper.to_array(onnx.load_tensor(str(d / "output_0.pb")))
+        assert got.dtype == want.dtype and got.shape == want.shape, n.name
+        steps[n.name] = int(np.abs(got.astype(np.int32) - want.astype(np.int32)).max())
+    return steps
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+@pytest.mark.parametrize("which", ["digits", "ops"])
+def test_qoperator_runs_in_both_and_agrees_per_op(which, symmetric, ops_fixture, tmp_path):
+    if which == "digits":
+        model, calib, name, n = FOLDED, FIXTURES / "digits", "input", 32
+    else:
+        model, calib, name, n = ops_fixture / "ops.onnx", ops_fixture / "calib", "x", 12
+    out = tmp_path / "q.onnx"
+    p = run_compress("quantize", model, "--calib", calib, "--max-samples", n, "-o", out, "--quant-format", "qoperator",
+                     "--format", "json", *([] if symmetric else ["--asymmetric"]))
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    m = onnx.load(str(out))
+    onnx.checker.check_model(m, full_check=True)
+    ops = {nd.op_type for nd in m.graph.node}
+    want = {"QLinearConv", "QGemm", "QLinearAdd", "QLinearConcat"} if which == "digits" else \
+        {"QLinearConv", "QGemm", "QLinearMatMul", "QLinearMul", "QLinearAdd", "QLinearConcat", "QLinearGlobalAveragePool",
+         "QLinearAveragePool", "QLinearSigmoid"}
+    assert want <= ops, ops
+    assert not ({"Conv", "Gemm", "Add", "Concat"} & ops), "every convertible node is an integer operator"
+    ms = {nd.op_type for nd in m.graph.node if nd.domain == "com.microsoft"}
+    assert ms and ms <= {"QGemm", "QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearSigmoid"}
+    assert not any(nd.op_type == "DequantizeLinear" and nd.input[0] in {t.name for t in m.graph.initializer} for nd in m.graph.node), \
+        "weights are integer inputs of the operators, not dequantized"
+    if which == "digits" and not symmetric:
+        assert "Relu" not in ops, "asymmetric: each Relu after an integer operator is absorbed into its output range"
+    x = np.concatenate([np.load(f) for f in sorted(calib.glob("*.npy"))[:4]]) if which == "digits" else np.load(sorted(calib.glob("*.npy"))[0])
+    steps = per_op_agreement(out, {name: x}, tmp_path)
+    assert len(steps) == len([nd for nd in m.graph.node if nd.op_type in INTEGER_OPS]) >= len(want)
+    assert max(steps.values()) <= 1, steps
+    # The whole model: ONNX Runtime (its optimized session) and compress's executor.
+    y_ort = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
+    xp = tmp_path / "x.pb"
+    xp.write_bytes(numpy_helper.from_array(x).SerializeToString())
+    r = conformance._eval(str(out), [str(xp)], str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    y = numpy_helper.to_array(onnx.load_tensor(str(tmp_path / "output_0.pb")))
+    ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
+    spread = np.abs(ref).max()
+    assert np.abs(y - y_ort).max() <= 0.05 * spread, (np.abs(y - y_ort).max(), spread)
+    if which == "digits":
+        assert (y.argmax(1) == ref.argmax(1)).mean() >= 0.75 and report["top1_agreement"] >= 0.9
