@@ -99,7 +99,7 @@ enum QOperatorWriter {
     }
 
     static func write(_ deployed: Model, nodes: [Int], calibration: MinMaxCalibrator, options: QuantizeOptions,
-                      inputMeans: [String: [Double]]) throws -> (Model, QuantizeSummary) {
+                      inputMeans: [String: BiasCorrection.MeanMap]) throws -> (Model, QuantizeSummary) {
         var m = deployed
         let opset = m.opset(for: "") ?? 0
         guard opset >= 10 else { throw QuantizeError.invalid("the model's opset \(opset) predates QLinearConv and QuantizeLinear (opset 10)") }

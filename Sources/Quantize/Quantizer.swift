@@ -240,7 +240,7 @@ public enum Quantizer {
     /// Writes the quantized model in `options.format` (QDQ or QOperator); `inputMeans` (per
     /// channel, by activation) is needed for `options.biasCorrection`.
     public static func write(_ deployed: Model, nodes: [Int], calibration: MinMaxCalibrator, options: QuantizeOptions,
-                             inputMeans: [String: [Double]] = [:]) throws -> (Model, QuantizeSummary) {
+                             inputMeans: [String: BiasCorrection.MeanMap] = [:]) throws -> (Model, QuantizeSummary) {
         switch options.format {
         case .qdq: return try writeQDQ(deployed, nodes: nodes, calibration: calibration, options: options, inputMeans: inputMeans)
         case .qoperator: return try QOperatorWriter.write(deployed, nodes: nodes, calibration: calibration, options: options, inputMeans: inputMeans)
@@ -288,7 +288,7 @@ public enum Quantizer {
         }
     }
 
-    static func quantizeWeighted(_ g: Graph, _ n: Node, inputScale: Float?, options: QuantizeOptions, inputMean: [Double]?) -> QuantizedWeight? {
+    static func quantizeWeighted(_ g: Graph, _ n: Node, inputScale: Float?, options: QuantizeOptions, inputMean: BiasCorrection.MeanMap?) -> QuantizedWeight? {
         guard let w = g.constantTensor(named: n.inputs[1]), w.dtype == .float32 else { return nil }
         let axis = weightAxis(n, rank: w.rank)
         let range = options.weightQuantRange
@@ -323,7 +323,7 @@ public enum Quantizer {
     /// ConvTranspose, the output axis for Gemm/MatMul), and each bias as int32. Names follow
     /// ONNX Runtime's quantizer (`X_scale`, `X_zero_point`, `W_quantized`, …).
     public static func writeQDQ(_ deployed: Model, nodes: [Int], calibration: MinMaxCalibrator, options: QuantizeOptions,
-                                inputMeans: [String: [Double]] = [:]) throws -> (Model, QuantizeSummary) {
+                                inputMeans: [String: BiasCorrection.MeanMap] = [:]) throws -> (Model, QuantizeSummary) {
         var m = deployed
         let opset = m.opset(for: "") ?? 0
         guard opset >= 10 else { throw QuantizeError.invalid("the model's opset \(opset) predates QuantizeLinear (opset 10)") }
