@@ -28,6 +28,8 @@ enum QOperatorWriter {
         var nodes: [Int] { kinds.filter { $0.value != .direct }.map(\.key).sorted() }
     }
 
+    static let nothingConvertible = QuantizeError.nothingToQuantize("--quant-format qoperator: no node has an integer form (QLinearConv, QLinearMatMul, QGemm, QLinearAdd, QLinearMul, QLinearConcat, QLinearGlobalAveragePool, QLinearAveragePool, QLinearSigmoid, QLinearLeakyRelu); ConvTranspose, HardSigmoid, HardSwish, Softmax and Resize have none (use --quant-format qdq)")
+
     static let directOps: Set<String> = ["Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "MaxPool"]
 
     static func plan(_ m: Model, options: QuantizeOptions, only: Set<Int>? = nil) -> Plan {
@@ -106,7 +108,7 @@ enum QOperatorWriter {
         // `nodes` may be a subset (layers kept in float); direct ops follow their input.
         let allowed = Set(nodes).union(plan(deployed, options: options).kinds.filter { $0.value == .direct }.map(\.key))
         let p = plan(deployed, options: options, only: allowed)
-        guard !p.nodes.isEmpty else { throw QuantizeError.nothingToQuantize("no node has a QOperator form (QLinearConv, QLinearMatMul, QGemm, QLinearAdd, …)") }
+        guard !p.nodes.isEmpty else { throw nothingConvertible }
         let g = deployed.graph
         var names = NameAllocator(g)
         var summary: [QuantizeSummary.Tensor] = []

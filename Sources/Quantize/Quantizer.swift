@@ -161,6 +161,7 @@ public enum Quantizer {
         case .qdq: return (m, plan.nodes, plan.calibrated)
         case .qoperator:
             let q = QOperatorWriter.plan(m, options: options)
+            guard !q.nodes.isEmpty else { throw QOperatorWriter.nothingConvertible }
             return (m, q.nodes, q.calibrated)
         }
     }

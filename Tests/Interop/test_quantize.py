@@ -217,6 +217,35 @@ def test_bad_input(tmp_path):
     np.save(data / "a.npy", np.ones((1, 4), np.float32))
     assert_clean_failure(run_compress("quantize", plain, "--calib", data, "-o", out), "nothing to quantize")
     assert not out.exists()
+    # A ConvTranspose has a QDQ form but no integer operator: nothing for --quant-format qoperator.
+    w = numpy_helper.from_array(np.ones((4, 2, 2, 2), np.float32), "w")
+    g = helper.make_graph([helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], [w])
+    up = tmp_path / "up.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(up))
+    up_data = tmp_path / "up"
+    up_data.mkdir()
+    np.save(up_data / "a.npy", np.ones((1, 4, 3, 3), np.float32))
+    assert_clean_failure(run_compress("quantize", up, "--calib", up_data, "-o", out, "--quant-format", "qoperator"),
+                         "nothing to quantize", "--quant-format qoperator", "ConvTranspose")
+    assert not out.exists()
+    # An operator the executor does not run, met when calibration plans the model: the node and
+    # the operator are named, nothing is written.
+    w = numpy_helper.from_array(np.ones((2, 4, 1, 1), np.float32), "w")
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+                           helper.make_node("Mystery", ["c"], ["y"], name="odd", domain="com.example")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])], [w])
+    odd = tmp_path / "odd.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.example", 1)]), str(odd))
+    for fmt in ("qdq", "qoperator"):
+        assert_clean_failure(run_compress("quantize", odd, "--calib", up_data, "-o", out, "--quant-format", fmt),
+                             "unsupported operator", "com.example::Mystery", "odd")
+        assert not out.exists()
+    assert_clean_failure(run_compress("quantize", FOLDED, "--calib", data, "-o", out, "--equalized-model", tmp_path / "e.onnx"),
+                         "--equalized-model needs --equalize", status=1)
+    assert not out.exists() and not (tmp_path / "e.onnx").exists()
 
 
 # ---- saturating calibration against NumPy references ---------------------------------------------
