@@ -477,17 +477,18 @@ def ops_fixture(tmp_path_factory):
 OPS_WEIGHTS = {"c1.w", "ct.w", "c2.w", "c3.w", "fc.w", "mm.w"}
 
 
+@pytest.mark.parametrize("reduce_range", [False, True], ids=["8bit", "reduce-range"])
 @pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
 @pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
-def test_other_ops_equal_onnxruntime(ops_fixture, per_channel, symmetric, tmp_path):
+def test_other_ops_equal_onnxruntime(ops_fixture, per_channel, symmetric, reduce_range, tmp_path):
     model, calib = ops_fixture / "ops.onnx", ops_fixture / "calib"
     files = sorted(calib.glob("*.npy"))
     mine, theirs = tmp_path / "mine.onnx", tmp_path / "ort.onnx"
-    flags = ([] if per_channel else ["--per-tensor"]) + ([] if symmetric else ["--asymmetric"])
+    flags = ([] if per_channel else ["--per-tensor"]) + ([] if symmetric else ["--asymmetric"]) + (["--reduce-range"] if reduce_range else [])
     p = run_compress("quantize", model, "--calib", calib, "-o", mine, "--format", "json", *flags)
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
-    ort_quantize(model, theirs, files, per_channel, symmetric, name="x")
+    ort_quantize(model, theirs, files, per_channel, symmetric, reduce_range, name="x")
     # Activation ranges come from two executors; after a GlobalAveragePool (sums in another order)
     # they differ by a few ulp: 8 ulp of scale allowed, zero points and integers exact.
     names = compare_with_ort(mine, theirs, OPS_WEIGHTS, maxulp=8)
@@ -506,6 +507,8 @@ def test_other_ops_equal_onnxruntime(ops_fixture, per_channel, symmetric, tmp_pa
     assert not any(k.startswith(("rs_", "mp_", "ap_", "rsh_", "tr_", "sq_", "flat_")) for k in q if k.endswith("_scale")), sorted(q)
     # ConvTranspose's weight is per channel on axis 1 (4 output channels).
     assert q["ct.w_scale"].size == (4 if per_channel else 1)
+    for w in OPS_WEIGHTS:
+        assert np.abs(q[w + "_quantized"]).max() == (64 if reduce_range else 127), w
     m = onnx.load(str(mine))
     onnx.checker.check_model(m, full_check=True)
     by_name = {n.name: n for n in m.graph.node}
