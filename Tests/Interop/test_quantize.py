@@ -792,3 +792,18 @@ def test_bias_correction_equals_numpy(tmp_path):
         assert np.all(np.abs(got - want) <= 0.5 * s + 1e-6 * np.abs(want)), n.name
         changed += int((q[n.input[2] + "_quantized"] != p[n.input[2] + "_quantized"]).sum())
     assert changed > 0, "the correction changed the integers"
+
+
+def test_op_types_restricts_like_onnxruntime(tmp_path):
+    """--op-types Conv,Gemm quantizes what quantize_static(op_types_to_quantize=[Conv, Gemm]) does."""
+    mine, theirs = tmp_path / "mine.onnx", tmp_path / "ort.onnx"
+    report = ours(FOLDED, mine, "--op-types", "Conv,Gemm")
+    assert sorted(report["summary"]["nodes"]) == ["block/dw/conv", "block/pw/conv", "fc", "head/conv", "stem/conv"]
+    ort_quantize(FOLDED, theirs, FILES, True, True, ops=["Conv", "Gemm"])
+    weights = {n.input[1] for n in onnx.load(str(FOLDED)).graph.node if n.op_type in ("Conv", "Gemm")}
+    names = compare_with_ort(mine, theirs, weights)
+    assert {x["name"] for x in report["summary"]["activations"]} == {"input", "stem/out", "block/dw/out", "pool_out", "flatten_out"}
+    assert len(names) == 40  # 5 weights × 3 + 5 biases × 3 + 5 activations × 2
+    assert_clean_failure(run_compress("quantize", FOLDED, "--calib", FIXTURES / "digits", "-o", tmp_path / "x.onnx", "--op-types", "Conv,Foo"),
+                         "--op-types", "Foo")
+    assert not (tmp_path / "x.onnx").exists()

@@ -84,6 +84,9 @@ struct QuantizeCommand: ParsableCommand {
     @Option(name: .customLong("equalized-model"), help: ArgumentHelp("With --equalize: also write the equalized float model (for another toolchain's quantizer).", valueName: "FILE"))
     var equalizedModel: String?
 
+    @Option(name: .customLong("op-types"), help: ArgumentHelp("Quantize only these operator types (comma-separated; default all: Conv, ConvTranspose, Gemm, MatMul, Add, Mul, Concat, GlobalAveragePool, Sigmoid, HardSigmoid, HardSwish, LeakyRelu, Softmax and the pass-through Reshape, Transpose, Squeeze, Unsqueeze, Flatten, MaxPool, AveragePool, Resize), as ONNX Runtime's op_types_to_quantize.", valueName: "OPS"))
+    var opTypes: String?
+
     @Flag(name: .customLong("bias-correction"), help: "Subtract each int8 weight's expected output shift, (W_q − W)·E[x] per output channel with E[x] the input's channel means on --calib, from the bias (Conv, ConvTranspose, Gemm; one more pass over the samples).")
     var biasCorrection = false
 
@@ -117,6 +120,14 @@ struct QuantizeCommand: ParsableCommand {
             options.reduceRange = reduceRange
             options.equalize = equalize
             options.biasCorrection = biasCorrection
+            if let opTypes {
+                let list = opTypes.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                if let bad = list.first(where: { !QuantizeOptions.allOps.contains($0) }) {
+                    throw CLIError("--op-types: '\(bad)' is not an operator compress quantizes (\(QuantizeOptions.allOps.sorted().joined(separator: ", ")))")
+                }
+                guard !list.isEmpty else { throw CLIError("--op-types: empty list") }
+                options.ops = Set(list)
+            }
             if equalizedModel != nil && !equalize { throw CLIError("--equalized-model needs --equalize") }
             let source = try DataSource(directory: calib, graph: m.graph, pins: pins, preprocessing: try preprocess.preprocessing())
             let entries = Array(source.entries.prefix(maxSamples))
