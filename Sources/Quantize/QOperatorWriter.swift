@@ -51,7 +51,11 @@ enum QOperatorWriter {
             switch n.opType {
             case "Conv", "MatMul", "Gemm":
                 guard n.inputs.count > 1, let w = g.constantTensor(named: n.inputs[1]), w.dtype == .float32 else { break }
-                if n.opType == "Conv" { kind = .conv }
+                // QLinearConv takes the bias as int32: it must be a float32 constant, one per channel.
+                if n.opType == "Conv" {
+                    let b = n.inputs.count > 2 && !n.inputs[2].isEmpty ? g.constantTensor(named: n.inputs[2]) : nil
+                    if n.inputs.count < 3 || n.inputs[2].isEmpty || (b?.dtype == .float32 && b?.rank == 1 && b?.count == w.shape[0]) { kind = .conv }
+                }
                 if n.opType == "MatMul", w.rank == 2 { kind = .matmul }
                 if n.opType == "Gemm", w.rank == 2, (n.int("transA") ?? 0) == 0, (n.float("alpha") ?? 1) == 1, (n.float("beta") ?? 1) == 1 {
                     let c = n.inputs.count > 2 && !n.inputs[2].isEmpty ? g.constantTensor(named: n.inputs[2]) : nil
@@ -192,6 +196,9 @@ enum QOperatorWriter {
                 let wq = constant(n.inputs[1] + "_quantized", w.weight)
                 let ws = constant(n.inputs[1] + "_scale", perAxis ? TensorCore.Tensor(shape: [w.params.count], scalars: w.params.map(\.scale)) : TensorCore.Tensor(scalar: w.params[0].scale))
                 let wz = constant(n.inputs[1] + "_zero_point", perAxis ? Quantizer.zeroPoint(0, .int8, count: w.params.count, shape: [w.params.count]) : Quantizer.zeroPoint(0, .int8))
+                if n.inputs.count > 2, !n.inputs[2].isEmpty, w.bias == nil {
+                    throw QuantizeError.invalid("node '\(n.label)': bias '\(n.inputs[2])' cannot be quantized to int32")
+                }
                 let y = try outputValue(o)
                 let bias = w.bias.map { constant((w.biasCreated ? label + "_bias" : n.inputs[2]) + "_quantized", $0.q) }
                 switch kind {
