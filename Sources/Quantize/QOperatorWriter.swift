@@ -105,7 +105,7 @@ enum QOperatorWriter {
     }
 
     static func write(_ deployed: Model, nodes: [Int], calibration: MinMaxCalibrator, options: QuantizeOptions,
-                      inputMeans: [String: BiasCorrection.MeanMap]) throws -> (Model, QuantizeSummary) {
+                      inputMeans: [Int: BiasCorrection.InputMeans]) throws -> (Model, QuantizeSummary) {
         var m = deployed
         let opset = m.opset(for: "") ?? 0
         guard opset >= 10 else { throw QuantizeError.invalid("the model's opset \(opset) predates QLinearConv and QuantizeLinear (opset 10)") }
@@ -188,7 +188,7 @@ enum QOperatorWriter {
                 out.append(node)
             case .conv, .matmul, .gemm:
                 let x = try quantized(n.inputs[0])
-                guard let w = Quantizer.quantizeWeighted(g, n, inputScale: x.params.scale, options: options, inputMean: inputMeans[n.inputs[0]]) else {
+                guard let w = Quantizer.quantizeWeighted(g, n, inputScale: x.params.scale, options: options, inputMean: inputMeans[i]) else {
                     throw QuantizeError.invalid("node '\(n.label)': weight '\(n.inputs[1])' is not a float32 constant")
                 }
                 weightCount += 1

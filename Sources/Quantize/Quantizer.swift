@@ -238,10 +238,10 @@ public enum Quantizer {
         return m
     }
 
-    /// Writes the quantized model in `options.format` (QDQ or QOperator); `inputMeans` (per
-    /// channel, by activation) is needed for `options.biasCorrection`.
+    /// Writes the quantized model in `options.format` (QDQ or QOperator); `inputMeans` (by node
+    /// index, `Quantizer.inputMeans`) is needed for `options.biasCorrection`.
     public static func write(_ deployed: Model, nodes: [Int], calibration: MinMaxCalibrator, options: QuantizeOptions,
-                             inputMeans: [String: BiasCorrection.MeanMap] = [:]) throws -> (Model, QuantizeSummary) {
+                             inputMeans: [Int: BiasCorrection.InputMeans] = [:]) throws -> (Model, QuantizeSummary) {
         switch options.format {
         case .qdq: return try writeQDQ(deployed, nodes: nodes, calibration: calibration, options: options, inputMeans: inputMeans)
         case .qoperator: return try QOperatorWriter.write(deployed, nodes: nodes, calibration: calibration, options: options, inputMeans: inputMeans)
@@ -289,7 +289,7 @@ public enum Quantizer {
         }
     }
 
-    static func quantizeWeighted(_ g: Graph, _ n: Node, inputScale: Float?, options: QuantizeOptions, inputMean: BiasCorrection.MeanMap?) -> QuantizedWeight? {
+    static func quantizeWeighted(_ g: Graph, _ n: Node, inputScale: Float?, options: QuantizeOptions, inputMean: BiasCorrection.InputMeans?) -> QuantizedWeight? {
         guard let w = g.constantTensor(named: n.inputs[1]), w.dtype == .float32 else { return nil }
         let axis = weightAxis(n, rank: w.rank)
         let range = options.weightQuantRange
@@ -324,7 +324,7 @@ public enum Quantizer {
     /// ConvTranspose, the output axis for Gemm/MatMul), and each bias as int32. Names follow
     /// ONNX Runtime's quantizer (`X_scale`, `X_zero_point`, `W_quantized`, …).
     public static func writeQDQ(_ deployed: Model, nodes: [Int], calibration: MinMaxCalibrator, options: QuantizeOptions,
-                                inputMeans: [String: BiasCorrection.MeanMap] = [:]) throws -> (Model, QuantizeSummary) {
+                                inputMeans: [Int: BiasCorrection.InputMeans] = [:]) throws -> (Model, QuantizeSummary) {
         var m = deployed
         let opset = m.opset(for: "") ?? 0
         guard opset >= 10 else { throw QuantizeError.invalid("the model's opset \(opset) predates QuantizeLinear (opset 10)") }
@@ -366,7 +366,7 @@ public enum Quantizer {
         var weightCount = 0
         for i in plan.weighted {
             let n = m.graph.nodes[i]
-            guard let qw = quantizeWeighted(m.graph, n, inputScale: params[n.inputs[0]]?.scale, options: options, inputMean: inputMeans[n.inputs[0]]) else { continue }
+            guard let qw = quantizeWeighted(m.graph, n, inputScale: params[n.inputs[0]]?.scale, options: options, inputMean: inputMeans[i]) else { continue }
             let base = n.inputs[1], wp = qw.params
             let qName = names.fresh(base + "_quantized"), s = names.fresh(base + "_scale"), z = names.fresh(base + "_zero_point")
             let perAxis = options.perChannel

@@ -142,7 +142,7 @@ struct QuantizeCommand: ParsableCommand {
             let calibration = try Quantizer.calibrate(prepared.model, activations: prepared.activations, samples: { body in
                 for e in entries { try body(try load(e)) }
             }, method: method, bins: bins, percentile: percentile, progress: { bar.advance() })
-            let means = biasCorrection ? try Quantizer.channelMeans(prepared.model, names: Quantizer.biasCorrectionInputs(prepared.model, nodes: prepared.nodes), samples: { body in
+            let means = biasCorrection ? try Quantizer.inputMeans(prepared.model, nodes: prepared.nodes, samples: { body in
                 for e in entries { try body(try load(e)) }
             }, progress: { bar.advance() }) : [:]
             var (q, summary) = try Quantizer.write(prepared.model, nodes: prepared.nodes, calibration: calibration, options: options, inputMeans: means)
