@@ -14,7 +14,9 @@ struct QuantizeCommand: ParsableCommand {
         convolutions, Constant nodes lifted, Identity nodes removed), then run over --calib \
         through the executor's hooks to find each activation's range, and written with \
         QuantizeLinear → DequantizeLinear pairs that ONNX Runtime runs and TensorRT takes for \
-        explicit quantization. Weights: int8 symmetric per output channel in [−127, 127] (axis 0 \
+        explicit quantization (--quant-format qoperator: integer operators instead). The ops \
+        quantized are those of ONNX Runtime's QDQ registry (Conv, ConvTranspose, Gemm, MatMul, \
+        Add, Mul, Concat, pooling, Resize, Sigmoid, HardSwish, Softmax, pass-through reshapes). Weights: int8 symmetric per output channel in [−127, 127] (axis 0 \
         for Conv). Activations: int8 symmetric by default (zero point 0, TensorRT-compatible) or \
         uint8 with a zero point (--asymmetric). Bias: int32 with scale = input scale × weight \
         scale. Calibration: minmax is non-saturating (the threshold is the largest |x| seen); \
@@ -78,7 +80,7 @@ struct QuantizeCommand: ParsableCommand {
     @Flag(name: .customLong("reduce-range"), help: "Weights in 7 bits ([−64, 64], ONNX Runtime's reduce_range): avoids the saturation of the U8S8 kernels on x86 CPUs without VNNI.")
     var reduceRange = false
 
-    @Flag(help: "Cross-layer equalization (Nagel et al. 2019) of Conv → (Relu) → Conv pairs before calibration: per-channel weight ranges balanced, the float function unchanged. Helps depthwise (MobileNet-style) layers, most with --per-tensor.")
+    @Flag(help: "Cross-layer equalization (Nagel et al. 2019) of Conv → (Relu) → Conv pairs before calibration: per-channel weight ranges balanced, the float function unchanged. Helps depthwise (MobileNet-style) layers whose channel ranges differ widely.")
     var equalize = false
 
     @Option(name: .customLong("equalized-model"), help: ArgumentHelp("With --equalize: also write the equalized float model (for another toolchain's quantizer).", valueName: "FILE"))
