@@ -150,6 +150,15 @@ public enum Quantizer {
     public static func prepare(_ model: Model, options: QuantizeOptions) throws -> (model: Model, nodes: [Int], activations: [String]) {
         var m = model
         _ = try PassPipeline.exportable.run(on: &m.graph)
+        // An operator the executor cannot run stops here, named, before the plan (whose shape
+        // inference would otherwise lose the types past it) and before calibration.
+        for n in m.graph.nodes {
+            let domain = n.isDefaultDomain ? "" : n.domain
+            let opset = m.opset(for: domain) ?? 1
+            if OpRegistry.standard.implementation(n.opType, domain: domain, opset: opset) == nil {
+                throw RuntimeError.unsupported(op: n.opType, domain: n.domain, opset: opset, node: n.label)
+            }
+        }
         if options.equalize { _ = try CrossLayerEqualization.apply(&m.graph, exclude: options.exclude) }
         let plan = Quantizer.plan(m, options: options)
         guard plan.roles.values.contains(where: { $0 != .passThrough }) else {

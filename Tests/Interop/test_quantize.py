@@ -233,8 +233,8 @@ def test_bad_input(tmp_path):
     # An operator the executor does not run, met when calibration plans the model: the node and
     # the operator are named, nothing is written.
     w = numpy_helper.from_array(np.ones((2, 4, 1, 1), np.float32), "w")
-    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
-                           helper.make_node("Mystery", ["c"], ["y"], name="odd", domain="com.example")], "g",
+    g = helper.make_graph([helper.make_node("Mystery", ["x"], ["m"], name="odd", domain="com.example"),
+                           helper.make_node("Conv", ["m", "w"], ["y"], name="conv")], "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])], [w])
     odd = tmp_path / "odd.onnx"
