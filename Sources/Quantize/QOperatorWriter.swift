@@ -11,9 +11,10 @@ import TensorCore
 /// output. Reshape, Transpose, Squeeze, Unsqueeze, Flatten and MaxPool run on the integers when
 /// their input is quantized, sharing its scale (`Direct8BitOp`). A QuantizeLinear is placed
 /// where a float value enters an integer operator, a DequantizeLinear where an integer value is
-/// read as float (graph outputs, float ops). With asymmetric (uint8) activations a Relu or Clip
-/// that alone reads an integer operator's output is dropped and that output takes the Relu's
-/// range (`QLinearActivation.QuantizeClipRelu`); with symmetric ones it stays in float.
+/// read as float (graph outputs, float ops). An integer operator's output read only by a Relu or
+/// Clip takes the Relu's range (`adjust_tensor_ranges`); with asymmetric (uint8) activations
+/// the Relu is then dropped (`QLinearActivation.QuantizeClipRelu`), with symmetric ones it stays
+/// in float.
 /// ConvTranspose, HardSigmoid, HardSwish, Softmax and Resize have no integer form here and stay float.
 enum QOperatorWriter {
     enum Kind { case conv, matmul, gemm, add, mul, concat, globalAveragePool, averagePool, sigmoid, leakyRelu, direct }
@@ -86,15 +87,19 @@ enum QOperatorWriter {
             p.kinds[i] = kind
             for v in inputs where !quantized.contains(v) { calibrate(v) }
             quantized.insert(n.outputs[0])
-            // Asymmetric: a Relu/Clip alone reading the output is absorbed into its range.
+            // A Relu/Clip alone reading the output gives it its range (ORT's adjust_tensor_ranges:
+            // what lies below is cut by the Relu anyway); asymmetric, it is absorbed (uint8 with
+            // that range is the Relu), symmetric it stays in float after a DequantizeLinear.
             let o = n.outputs[0]
-            if !options.symmetricActivations, !index.isGraphOutput(o), let r = index.hasSingleDirectReader(o), r.slot == 0 {
+            if !index.isGraphOutput(o), let r = index.hasSingleDirectReader(o), r.slot == 0 {
                 let rn = g.nodes[r.node]
                 if rn.isDefaultDomain, rn.opType == "Relu" || rn.opType == "Clip", !options.exclude.contains(where: { Glob.matches($0, rn.name) }) {
-                    p.absorbed[r.node] = o
                     p.rangeOf[o] = rn.outputs[0]
-                    quantized.insert(rn.outputs[0])
                     calibrate(rn.outputs[0])
+                    if !options.symmetricActivations {
+                        p.absorbed[r.node] = o
+                        quantized.insert(rn.outputs[0])
+                    }
                     continue
                 }
             }

@@ -807,3 +807,21 @@ def test_op_types_restricts_like_onnxruntime(tmp_path):
     assert_clean_failure(run_compress("quantize", FOLDED, "--calib", FIXTURES / "digits", "-o", tmp_path / "x.onnx", "--op-types", "Conv,Foo"),
                          "--op-types", "Foo")
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
+def test_qoperator_equals_onnxruntime(per_channel, symmetric, tmp_path):
+    """--quant-format qoperator against quantize_static(quant_format=QOperator) on the digits model:
+    every scale, zero point and integer tensor compress writes is ORT's (same names), including
+    the outputs whose range is their Relu's (ORT's adjust_tensor_ranges)."""
+    mine, theirs = tmp_path / "mine.onnx", tmp_path / "ort.onnx"
+    ours(FOLDED, mine, "--quant-format", "qoperator", *([] if per_channel else ["--per-tensor"]), *([] if symmetric else ["--asymmetric"]))
+    ort_quantize(FOLDED, theirs, FILES, per_channel, symmetric, fmt=QuantFormat.QOperator,
+                 ops=["Conv", "Gemm", "Add", "Concat", "MaxPool", "Flatten"])
+    weights = {n.input[1] for n in onnx.load(str(FOLDED)).graph.node if n.op_type in ("Conv", "Gemm")}
+    names = compare_with_ort(mine, theirs, weights)
+    assert {"block/add_out_scale", "stem/bn_out_scale", "logits_scale", "fc.weight_quantized", "fc.bias_quantized"} <= set(names)
+    a, b = onnx.load(str(theirs)), onnx.load(str(mine))
+    count = lambda m: sorted(n.op_type for n in m.graph.node if n.op_type.startswith(("QLinear", "QGemm")))
+    assert count(a) == count(b)
