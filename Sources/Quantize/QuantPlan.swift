@@ -61,7 +61,8 @@ extension Quantizer {
         return out
     }
 
-    /// The plan for `m` (the deployed graph); `only` restricts the quantized nodes to a subset.
+    /// The plan for `m` (the deployed graph); `only` restricts the weighted and activation nodes
+    /// to a subset (layers kept in float), the pass-through ones following.
     public static func plan(_ m: Model, options: QuantizeOptions, only: Set<Int>? = nil) -> QuantPlan {
         let g = m.graph
         let floats = floatValues(m)
@@ -73,9 +74,14 @@ extension Quantizer {
             p.readers[t, default: []].append(.init(node: i, slot: slot))
         }
         var passCandidates = Set<Int>()
+        // Nodes whose output ORT quantizes, `only` aside: a layer kept in float does not change
+        // which pass-through ops share scales, so the calibrated set stays the full plan's.
+        var outputQuantized = Set<Int>()
         for (i, n) in g.nodes.enumerated() where n.isDefaultDomain && options.ops.contains(n.opType) {
-            if let only, !only.contains(i) { continue }
+            // `only` picks the weighted and activation nodes; pass-through ops follow them (a
+            // pass-through output's scale is its input's, so the two stay in step).
             if options.exclude.contains(where: { Glob.matches($0, n.name) }) { continue }
+            let chosen = only == nil || only!.contains(i) || QuantizeOptions.passThroughOps.contains(n.opType)
             if QuantizeOptions.weightedOps.contains(n.opType) {
                 guard n.inputs.count > 1, let w = g.constantTensor(named: n.inputs[1]), w.dtype == .float32, isActivation(n.inputs[0]) else { continue }
                 if n.opType == "Gemm", (n.int("transA") ?? 0) != 0 { continue }
@@ -83,6 +89,8 @@ extension Quantizer {
                 // ONNX Runtime quantizes a ConvTranspose weight along axis 1, which is the output
                 // channel only without groups (the int32 bias needs one scale per output channel).
                 if n.opType == "ConvTranspose", (n.int("group") ?? 1) != 1 { continue }
+                outputQuantized.insert(i)
+                guard chosen else { continue }
                 p.roles[i] = .weighted
                 need(n.inputs[0], i, 0)
             } else if QuantizeOptions.activationOps.contains(n.opType) {
@@ -94,6 +102,8 @@ extension Quantizer {
                 }
                 let act = slots.filter { $0 < n.inputs.count && isActivation(n.inputs[$0]) }
                 guard !act.isEmpty else { continue }
+                outputQuantized.insert(i)
+                guard chosen else { continue }
                 p.roles[i] = .activation
                 for s in act { need(n.inputs[s], i, s) }
             } else if !n.inputs.isEmpty, isActivation(n.inputs[0]), n.outputs.count >= 1 {
@@ -106,7 +116,7 @@ extension Quantizer {
         func quantizedInORT(_ v: String, _ depth: Int = 0) -> Bool {
             if p.readers[v] != nil { return true }
             guard depth < 10_000, let pi = index.producer(of: v) else { return false }
-            if p.roles[pi] == .weighted || p.roles[pi] == .activation { return true }
+            if outputQuantized.contains(pi) { return true }
             let pn = g.nodes[pi]
             if passCandidates.contains(pi) || (pn.isDefaultDomain && (pn.opType == "Relu" || pn.opType == "Clip")) {
                 return quantizedInORT(pn.inputs[0], depth + 1)
