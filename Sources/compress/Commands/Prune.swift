@@ -265,7 +265,7 @@ struct PruneCommand: ParsableCommand {
         let refit = reconstruct ? try PruneReconstruction.reconstruct(&result.model, original: original, plan: result.plan, samples: samples,
                                                                       progress: { bar.advance() }) : nil
         let summary = try PruneRepair.repair(&result.model, original: original, plan: result.plan, samples: samples,
-                                             rounds: rounds, progress: { bar.advance() })
+                                             rounds: rounds, refit: Set(refit?.layers ?? []), progress: { bar.advance() })
         let after = evaluate ? try PruneRepair.top1(result.model, labelled: withLabels) : nil
         func rate(_ x: (correct: Int, total: Int)?) -> Double? { x.map { Double($0.correct) / Double(max($0.total, 1)) } }
         return PruneReport.Repair(folder: folder, summary: summary, reconstruction: refit, accuracy_original: rate(before),
