@@ -589,10 +589,25 @@ def test_device_estimate_and_measured_latency(tmp_path):
     assert not fresh.exists()
 
 
-def test_reconstruct_is_the_least_squares_refit(tmp_path):
+def ridge_cv(X1, Y, fold, prior, grid=(1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10)):
+    """NumPy: [W; b] = argmin |Y - X1 [W; b]|^2 + lam*s*|W - W0|^2 (bias row free), s the mean
+    diagonal of X1'X1, lam the grid value with the least 4-fold cross-validation error (samples
+    assigned to folds by `fold`)."""
+    def fit(X, T, lam):
+        D = np.eye(X1.shape[1]) * lam * np.trace(X1.T @ X1) / X1.shape[1]
+        D[-1, -1] = 0
+        return np.linalg.solve(X.T @ X + D, X.T @ T + D @ prior)
+    errs = [sum(((X1[fold == f] @ fit(X1[fold != f], Y[fold != f], lam) - Y[fold == f]) ** 2).sum() for f in range(4)) for lam in grid]
+    lam = grid[int(np.argmin(errs))]
+    return fit(X1, Y, lam), lam
+
+
+def test_reconstruct_is_the_cross_validated_ridge_refit(tmp_path):
     """--reconstruct alone (--calib-rounds 0): the first refit layer's weights and bias are the
     ridge least-squares solution NumPy finds from the same samples (its input columns in the
-    pruned model, the unpruned layer's output as target)."""
+    pruned model, the unpruned layer's output as target), pulled towards the pruned weights with
+    the strength 4-fold cross-validation picks; the fc layer (192 inputs, 64 samples) needs a
+    strong pull, the 1x1 convolution (64 positions a sample) a weak one."""
     plain, refit = tmp_path / "plain.onnx", tmp_path / "refit.onnx"
     rp = prune(FOLDED, plain, "l1", 0.3)
     r = json.loads(ok("prune", FOLDED, "-o", refit, "--method", "l1", "--ratio", "0.3", "--calib", FIXTURES / "digits",
@@ -605,35 +620,44 @@ def test_reconstruct_is_the_least_squares_refit(tmp_path):
     xs = ort.InferenceSession(str(with_outputs(plain, [pw.input[0]], tmp_path, "px")), providers=["CPUExecutionProvider"])
     ys = ort.InferenceSession(str(with_outputs(FOLDED, [pw.output[0]], tmp_path, "py")), providers=["CPUExecutionProvider"])
     kept = [i for i in range(8) if i not in next(g for g in rp["groups"] if "block/pw/conv" in g["producers"])["removed"]]
-    X, Y = [], []
-    for f in CALIB_FILES:
+    X, Y, fold = [], [], []
+    for i, f in enumerate(CALIB_FILES):
         x = dict(zip([o.name for o in xs.get_outputs()], xs.run(None, {"input": np.load(f)})))[pw.input[0]].astype(np.float64)
         y = dict(zip([o.name for o in ys.get_outputs()], ys.run(None, {"input": np.load(f)})))[pw.output[0]].astype(np.float64)
         X.append(x[0].reshape(x.shape[1], -1).T)
         Y.append(y[0][kept].reshape(len(kept), -1).T)
+        fold += [i % 4] * X[-1].shape[0]
     X = np.concatenate(X)
     X1 = np.hstack([X, np.ones((len(X), 1))])
     Y = np.concatenate(Y)
-    A = X1.T @ X1
-    A += 1e-6 * np.trace(A) / len(A) * np.eye(len(A))
-    sol = np.linalg.solve(A, X1.T @ Y)
+    c0 = constants(m)
+    prior = np.vstack([c0[pw.input[1]].reshape(len(kept), -1).T.astype(np.float64), np.zeros((1, len(kept)))])
+    sol, lam = ridge_cv(X1, Y, np.array(fold), prior)
+    assert r["repair"]["reconstruction"]["lambdas"]["block/pw/conv"] == pytest.approx(lam)
     c = constants(onnx.load(str(refit)))
     np.testing.assert_allclose(c[pw.input[1]].reshape(len(kept), -1), sol[:-1].T, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(c[pw.input[2]], sol[-1], rtol=1e-3, atol=1e-4)
+    assert r["repair"]["reconstruction"]["lambdas"]["fc"] > r["repair"]["reconstruction"]["lambdas"]["block/pw/conv"]
 
 
-def test_reconstruct_recovers_held_out_accuracy(tmp_path):
-    """Fit on the first 256 digits samples, score on the other 104 with ONNX Runtime."""
+HALF = 180  # the digits test split halves: calibrate on the first, score on the second
+
+
+@pytest.mark.parametrize("method", ["l1", "l2", "fpgm"])
+def test_calib_reconstruct_keeps_held_out_accuracy_of_the_folded_export_within_3_points(method, tmp_path):
+    """Calibrate on the first 180 digits samples, score on the other 180 with ONNX Runtime (labels
+    from labels.txt): at ratio 0.3 the BN-folded export with --calib --reconstruct loses at most
+    3 points of top-1 accuracy, while the plain pruned model loses over 25."""
     labels = {l.split()[0]: int(l.split()[1]) for l in (FIXTURES / "digits" / "labels.txt").read_text().splitlines()}
-    held = sorted((FIXTURES / "digits").glob("*.npy"))[256:]
-    assert len(held) == 104
+    held = sorted((FIXTURES / "digits").glob("*.npy"))[HALF:]
+    assert len(held) == 180
     plain, fixed = tmp_path / "plain.onnx", tmp_path / "fixed.onnx"
-    prune(FOLDED, plain, "l1", 0.3)
-    # The refit alone (no statistics correction), on exactly the first 256 samples.
-    ok("prune", FOLDED, "-o", fixed, "--method", "l1", "--ratio", "0.3", "--calib", FIXTURES / "digits", "--reconstruct",
-       "--calib-samples", 256, "--calib-rounds", 0)
+    prune(FOLDED, plain, method, 0.3)
+    r = json.loads(ok("prune", FOLDED, "-o", fixed, "--method", method, "--ratio", "0.3", "--calib", FIXTURES / "digits",
+                      "--reconstruct", "--calib-samples", HALF, "--format", "json").stdout)
+    assert r["repair"]["reconstruction"]["samples"] == HALF
     a0, a1, a2 = ort_accuracy(FOLDED, held, labels), ort_accuracy(plain, held, labels), ort_accuracy(fixed, held, labels)
-    assert a1 < 0.6 and a2 > 0.9 and a0 - a2 < 0.06, (a0, a1, a2)
+    assert a0 - a1 > 0.25 and a0 - a2 <= 0.03, (a0, a1, a2)
     check_written(fixed, tmp_path, digits_batch())
 
 
@@ -713,8 +737,8 @@ def test_reconstruct_refits_a_padded_3x3_convolution(tmp_path):
     # from the unpruned model's branch_b output (its channels are not pruned).
     xs = ort.InferenceSession(str(with_outputs(plain, ["s1"], tmp_path, "px")), providers=["CPUExecutionProvider"])
     ys = ort.InferenceSession(str(with_outputs(src, ["b"], tmp_path, "py")), providers=["CPUExecutionProvider"])
-    cols, targets = [], []
-    for f in sorted(data.glob("*.npy")):
+    cols, targets, fold = [], [], []
+    for n, f in enumerate(sorted(data.glob("*.npy"))):
         x = np.load(f)
         s1 = dict(zip([o.name for o in xs.get_outputs()], xs.run(None, {"x": x})))["s1"][0].astype(np.float64)
         y = dict(zip([o.name for o in ys.get_outputs()], ys.run(None, {"x": x})))["b"][0].astype(np.float64)
@@ -724,18 +748,20 @@ def test_reconstruct_refits_a_padded_3x3_convolution(tmp_path):
             for j in range(w):
                 cols.append(padded[:, i:i + 3, j:j + 3].ravel())
                 targets.append(y[:, i, j])
+                fold.append(n % 4)
     X = np.hstack([np.array(cols), np.ones((len(cols), 1))])
     # branch_b's own outputs are a group too: the refit targets its surviving channels.
     group = next(g for g in rp["groups"] if "branch_b" in g["producers"])
     out_kept = [k for k in range(6) if k not in group["removed"]]
     Y = np.array(targets)[:, out_kept]
-    A = X.T @ X
-    A += 1e-6 * np.trace(A) / len(A) * np.eye(len(A))
-    sol = np.linalg.solve(A, X.T @ Y)
     m = onnx.load(str(out))
     node = next(n for n in m.graph.node if n.name == "branch_b")
     c = constants(m)
     kept_c = s1.shape[0]
+    w0 = constants(onnx.load(str(plain)))[node.input[1]].astype(np.float64)
+    prior = np.vstack([w0.reshape(len(out_kept), kept_c * 9).T, np.zeros((1, len(out_kept)))])
+    sol, lam = ridge_cv(X, Y, np.array(fold), prior)
+    assert r["repair"]["reconstruction"]["lambdas"]["branch_b"] == pytest.approx(lam)
     np.testing.assert_allclose(c[node.input[1]].reshape(len(out_kept), kept_c * 9), sol[:-1].T, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(c[node.input[2]], sol[-1], rtol=1e-3, atol=1e-4)
     check_written(out, tmp_path, np.load(sorted(data.glob("*.npy"))[0]))

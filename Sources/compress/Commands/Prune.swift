@@ -351,10 +351,16 @@ enum PruneTable {
         }
         if let rp = r.repair {
             out.append("")
-            out.append("repair     \(rp.summary.samples) samples of \(rp.folder), \(rp.summary.rounds) rounds: BN re-estimated in \(rp.summary.batchnorms.count) layers, "
-                       + "channel statistics restored in \(rp.summary.layers.count)")
+            if rp.summary.batchnorms.isEmpty && rp.summary.layers.isEmpty {
+                out.append("repair     \(rp.folder): no statistics correction" + (rp.reconstruction != nil ? " (refit layers are already fitted to the unpruned output)" : ""))
+            } else {
+                out.append("repair     \(rp.summary.samples) samples of \(rp.folder), \(rp.summary.rounds) rounds: BN re-estimated in \(rp.summary.batchnorms.count) layers, "
+                           + "channel statistics restored in \(rp.summary.layers.count)")
+            }
             if let rc = rp.reconstruction {
-                out.append("refit      \(rc.layers.count) layers by least squares" + (rc.skipped.isEmpty ? "" : "; left: " + rc.skipped.joined(separator: "; ")))
+                let lambdas = rc.layers.compactMap { l in rc.lambdas[l].map { "\(l) \(String(format: "%g", $0))" } }.joined(separator: ", ")
+                out.append("refit      \(rc.layers.count) layers by ridge least squares (cross-validated λ: \(lambdas))"
+                           + (rc.skipped.isEmpty ? "" : "; left: " + rc.skipped.joined(separator: "; ")))
             }
             if let a = rp.accuracy_original, let p = rp.accuracy_pruned, let q = rp.accuracy_repaired {
                 out.append(String(format: "accuracy   %.2f %% original, %.2f %% pruned, %.2f %% pruned + repaired (top-1 on the --calib samples)", 100 * a, 100 * p, 100 * q))
