@@ -765,3 +765,91 @@ def test_reconstruct_refits_a_padded_3x3_convolution(tmp_path):
     np.testing.assert_allclose(c[node.input[1]].reshape(len(out_kept), kept_c * 9), sol[:-1].T, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(c[node.input[2]], sol[-1], rtol=1e-3, atol=1e-4)
     check_written(out, tmp_path, np.load(sorted(data.glob("*.npy"))[0]))
+
+
+# ---- grouped (non-depthwise) convolutions ------------------------------------------------------
+
+def grouped_model(path, pad):
+    """Conv(4→8) → Relu → Conv(8→12, group 4, 3x3) → Relu → Conv(12→5, 1x1): the stem's channels
+    are read in 4 blocks of 2, the grouped conv makes 4 blocks of 3."""
+    rng = np.random.default_rng(21)
+    w = lambda name, *shape: numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.5, name)
+    inits = [w("w0", 8, 4, 3, 3), w("b0", 8), w("wg", 12, 2, 3, 3), w("bg", 12), w("w2", 5, 12, 1, 1), w("b2", 5)]
+    nodes = [onnx.helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], name="stem", pads=[1, 1, 1, 1]),
+             onnx.helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
+             onnx.helper.make_node("Conv", ["r0", "wg", "bg"], ["cg"], name="grouped", group=4, pads=[pad] * 4),
+             onnx.helper.make_node("Relu", ["cg"], ["rg"], name="relu1"),
+             onnx.helper.make_node("Conv", ["rg", "w2", "b2"], ["y"], name="head")]
+    side = 8 if pad else 6
+    g = onnx.helper.make_graph(nodes, "grouped", [onnx.helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 8, 8])],
+                               [onnx.helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, side, side])], inits)
+    onnx.save(onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 13)]), str(path))
+
+
+@pytest.mark.parametrize("method", ["l1", "l2", "fpgm"])
+def test_grouped_conv_prunes_the_same_count_from_every_convolution_group(method, tmp_path):
+    src, out = tmp_path / "g.onnx", tmp_path / "p.onnx"
+    grouped_model(src, 1)
+    r = prune(src, out, method, 0.5)
+    groups = {g["label"]: g for g in r["groups"]}
+    assert sorted(groups) == ["grouped", "stem"] and [u["label"] for u in r["unprunable"]] == ["head"]
+    c = constants(onnx.load(str(src)))
+    # NumPy: the stem's channels are read by the grouped conv in 4 blocks of 2, so each block loses
+    # the same positions: the position with the lowest mean normalized score over the blocks.
+    s = criterion(method, filters(c["w0"], 0))
+    s = (s / s.mean()).reshape(4, 2).mean(0)
+    pos = int(np.argmin(s))
+    assert groups["stem"]["removed"] == [b * 2 + pos for b in range(4)]
+    # The grouped conv makes 4 blocks of 3: floor(12 * 0.5) = 6 asked, 6 // 4 = 1 from each block,
+    # its lowest.
+    s = criterion(method, filters(c["wg"], 0)).reshape(4, 3)
+    assert groups["grouped"]["removed"] == [b * 3 + int(np.argmin(s[b])) for b in range(4)]
+    m = onnx.load(str(out))
+    gnode = next(n for n in m.graph.node if n.name == "grouped")
+    assert next(a.i for a in gnode.attribute if a.name == "group") == 4
+    assert constants(m)["wg"].shape == (8, 1, 3, 3)
+    x = np.random.default_rng(3).standard_normal((2, 4, 8, 8)).astype(np.float32)
+    check_written(out, tmp_path, x)
+    check_counts(out, r)
+
+
+@pytest.mark.parametrize("keep_biases", [False, True], ids=["zeroed", "constant_folded"])
+def test_grouped_conv_surgery_is_exact_on_masked_channels(keep_biases, tmp_path):
+    """Removed channels zeroed: pruning computes exactly what the masked model computes. With the
+    biases kept the stem's removed channels emit constants, which the unpadded grouped conv folds
+    into the bias of its own convolution group's outputs only."""
+    src = tmp_path / "g.onnx"
+    grouped_model(src, 0)
+    plan = json.loads(ok("prune", src, "--method", "l1", "--ratio", "0.5", "--dry-run", "--format", "json").stdout)
+    masked_path, out = tmp_path / "masked.onnx", tmp_path / "p.onnx"
+    onnx.save(masked(src, plan, keep_biases=keep_biases), str(masked_path))
+    report = prune(masked_path, out, "l1", 0.5)
+    assert [g["removed"] for g in plan["groups"]] == [g["removed"] for g in report["groups"]]
+    assert report["approximations"] == []
+    x = np.random.default_rng(4).standard_normal((2, 4, 8, 8)).astype(np.float32)
+    a, b = ort_outputs(masked_path, {"x": x})[0], ort_outputs(out, {"x": x})[0]
+    assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+    assert np.abs(ort_outputs(src, {"x": x})[0] - a).max() > 1e-3
+    check_written(out, tmp_path, x)
+
+
+def test_grouped_conv_reading_part_of_a_group_is_left_whole(tmp_path):
+    """A grouped conv reading a Concat of two groups cannot keep its blocks aligned: both groups
+    are left whole with the reason."""
+    rng = np.random.default_rng(2)
+    w = lambda name, *shape: numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+    nodes = [onnx.helper.make_node("Conv", ["x", "wa"], ["a"], name="a"),
+             onnx.helper.make_node("Conv", ["x", "wb"], ["b"], name="b"),
+             onnx.helper.make_node("Concat", ["a", "b"], ["ab"], name="cat", axis=1),
+             onnx.helper.make_node("Conv", ["ab", "wg"], ["g"], name="grouped", group=2),
+             onnx.helper.make_node("Conv", ["g", "wh"], ["y"], name="head")]
+    g = onnx.helper.make_graph(nodes, "part", [onnx.helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                               [onnx.helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])],
+                               [w("wa", 4, 3, 1, 1), w("wb", 4, 3, 1, 1), w("wg", 6, 4, 1, 1), w("wh", 2, 6, 1, 1)])
+    src = tmp_path / "part.onnx"
+    onnx.save(onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 13)]), str(src))
+    r = prune(src, tmp_path / "p.onnx", "l1", 0.5)
+    whole = {u["label"]: u["reasons"] for u in r["unprunable"]}
+    assert "only part of a group" in " ".join(whole["a"]) and "only part of a group" in " ".join(whole["b"])
+    assert [g["label"] for g in r["groups"]] == ["grouped"]
+    check_written(tmp_path / "p.onnx", tmp_path, rng.standard_normal((1, 3, 4, 4)).astype(np.float32))
