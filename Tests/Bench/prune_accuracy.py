@@ -7,8 +7,14 @@ with ONNX Runtime on the other 180, labels from Fixtures/digits/labels.txt. Ever
 0.3, for the BN-kept and the BN-folded export: plain, --calib, --calib --reconstruct, and the
 refit alone (--reconstruct --calib-rounds 0).
 
+Then on digits_cnn_deep.onnx (four conv groups): sensitivity on the first half (l1, --max-drop
+0.02) emits per-group ratios; at each --target-macs budget the guided model (--ratios FILE,
+scaled by one factor) and the uniform one (one searched ratio) are scored on the second half,
+plain and with --calib --reconstruct.
+
 Usage: COMPRESS_BIN=.build/debug/compress .venv/bin/python Tests/Bench/prune_accuracy.py [RATIO]
 """
+import json
 import os
 import subprocess
 import sys
@@ -59,5 +65,38 @@ def main():
         print(f"| {tag} | {method} | {100 * base:.1f} % | " + " | ".join(f"{100 * c:.1f} %" for c in cells) + " |")
 
 
+def guided_vs_uniform():
+    labels = {l.split()[0]: int(l.split()[1]) for l in (FIX / "digits" / "labels.txt").read_text().splitlines()}
+    files = sorted((FIX / "digits").glob("*.npy"))
+    held = files[CALIB:]
+    model = FIX / "digits_cnn_deep.onnx"
+    print(f"\ndigits_cnn_deep.onnx (original {100 * accuracy(model, held, labels):.1f} %), l1, top-1 on the held-out {len(held)}:")
+    print("| --target-macs | uniform: MACs kept, plain, repaired | guided: MACs kept, plain, repaired |")
+    print("|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        calib = Path(tmp) / "calib"
+        calib.mkdir()
+        for f in files[:CALIB]:
+            (calib / f.name).write_bytes(f.read_bytes())
+        (calib / "labels.txt").write_text("".join(f"{f.name} {labels[f.name]}\n" for f in files[:CALIB]))
+        ratios = Path(tmp) / "ratios.txt"
+        subprocess.run([BIN, "prune", model, "--method", "l1", "--sensitivity", "--data", calib, "--max-samples", str(CALIB),
+                        "--emit-ratios", ratios, "--max-drop", "0.02", "--quiet"], check=True, capture_output=True)
+        for target in ("0.7", "0.5", "0.4", "0.3"):
+            cells = []
+            for extra in ([], ["--ratios", ratios]):
+                row = []
+                for repair in ([], ["--calib", calib, "--reconstruct"]):
+                    out = Path(tmp) / "p.onnx"
+                    r = subprocess.run([BIN, "prune", model, "-o", out, "--method", "l1", "--target-macs", target, "--quiet",
+                                        "--format", "json", *extra, *repair], check=True, capture_output=True, text=True)
+                    t = json.loads(r.stdout)["totals"]
+                    row.append((t["macs_after"] / t["macs_before"], accuracy(out, held, labels)))
+                cells.append(f"{100 * row[0][0]:.1f} %, {100 * row[0][1]:.1f} %, {100 * row[1][1]:.1f} %")
+            print(f"| {target} | " + " | ".join(cells) + " |")
+        print("emitted: " + ", ".join(l for l in ratios.read_text().splitlines() if not l.startswith("#")))
+
+
 if __name__ == "__main__":
     main()
+    guided_vs_uniform()

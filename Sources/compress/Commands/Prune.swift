@@ -30,6 +30,7 @@ struct PruneCommand: ParsableCommand {
           compress prune model.onnx -o small.onnx --method fpgm --ratio 0.3
           compress prune model.onnx -o small.onnx --method slim --ratio 0.4 --global --round-to 8
           compress prune model.onnx -o small.onnx --method l1 --target-macs 0.5
+          compress prune model.onnx -o small.onnx --method l1 --target-macs 0.5 --ratios sensitivity-ratios.txt
           compress prune model.onnx --method l2 --ratio 0.5 --dry-run --format json
           compress prune model.onnx -o small.onnx --method l1 --ratios ratios.txt --exclude 'head/*'
           compress prune model.onnx -o small.onnx --method fpgm --ratio 0.3 --calib calib/
@@ -48,7 +49,7 @@ struct PruneCommand: ParsableCommand {
     @Option(help: "Fraction of each group's channels to remove, in [0, 1).")
     var ratio: Double?
 
-    @Option(name: .customLong("target-macs"), help: "Instead of --ratio: search the ratio that keeps this fraction of the MACs, in (0, 1].")
+    @Option(name: .customLong("target-macs"), help: "Instead of --ratio: search the ratio that keeps at most this fraction of the MACs, in (0, 1]; with --ratios FILE, one factor scaling every group's ratio.")
     var targetMACs: Double?
 
     @Flag(help: "Rank channels across all groups (one threshold) instead of removing --ratio from each group.")
@@ -141,7 +142,6 @@ struct PruneCommand: ParsableCommand {
         if let t = targetMACs, !(t > 0 && t <= 1) { throw ValidationError("--target-macs \(t): must be in (0, 1]") }
         if ratio != nil && targetMACs != nil { throw ValidationError("--ratio and --target-macs contradict each other: give one") }
         if ratio == nil && targetMACs == nil && ratios == nil { throw ValidationError("give --ratio R, --target-macs F or --ratios FILE") }
-        if targetMACs != nil && ratios != nil { throw ValidationError("--target-macs searches one uniform ratio; it does not combine with --ratios") }
         if roundTo < 1 { throw ValidationError("--round-to must be ≥ 1") }
         if minChannels < 1 { throw ValidationError("--min-channels must be ≥ 1") }
         if output == nil && !dryRun { throw ValidationError("give -o OUT (or --dry-run to only print the plan)") }
@@ -211,7 +211,13 @@ struct PruneCommand: ParsableCommand {
             let m = try ModelReader.read(path: model)
             var options = PruneOptions(criterion: method, ratio: ratio ?? 0, global: global, roundTo: roundTo,
                                        minChannels: minChannels, exclude: exclude, ratios: try ratios.map(Self.readRatios) ?? [:])
-            if let targetMACs { options.ratio = try Pruner.ratio(keepingMACs: targetMACs, m, options: options, pins: pins) }
+            if let targetMACs {
+                let found = try Pruner.options(keepingMACs: targetMACs, m, options: options, pins: pins)
+                options = found.options
+                if found.kept > targetMACs + 1e-9 {
+                    FileHandle.standardError.write(Data(String(format: "warning: --target-macs %g: the closest reachable keeps %.4g of the MACs\n", targetMACs, found.kept).utf8))
+                }
+            }
             var result = try Pruner.prune(m, path: model, options: options, pins: pins)
             var report = result.report
             if let calib { report.repair = try repair(&result, original: m, folder: calib, pins: pins) }
