@@ -339,6 +339,7 @@ def test_exclude_matching_nothing_warns(tmp_path):
     (["--method", "l1", "--ratio", "-0.1"], "[0, 1)"),
     (["--method", "l1"], "--ratio"),
     (["--method", "l1", "--ratio", "0.3", "--target-macs", "0.5"], "contradict"),
+    (["--method", "l1", "--ratio", "0.3", "--global", "--ratios", "Fixtures/digits/labels.txt"], "does not combine"),
 ])
 def test_bad_flags_are_usage_errors(args, phrase, tmp_path):
     out = tmp_path / "p.onnx"

@@ -91,7 +91,7 @@ struct PruneCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Repair from data without training: re-estimate BatchNormalization statistics on the pruned model, or where BN was folded give each remaining channel of the layers that lost inputs the mean and deviation it had before pruning. A folder of samples as for `compress run`.", valueName: "DIR"))
     var calib: String?
 
-    @Flag(help: "With --calib: first refit each layer that lost input channels by least squares so its output on the samples matches the unpruned layer's (He et al. 2017; ThiNet).")
+    @Flag(help: "With --calib: first refit each layer that lost input channels so its output on the samples matches the unpruned layer's: ridge least squares pulled towards its pruned weights, the strength chosen per layer by 4-fold cross-validation (He et al. 2017; ThiNet). Refit layers get no moment correction afterwards.")
     var reconstruct = false
 
     @Option(name: .customLong("calib-samples"), help: "Use at most N samples of --calib.")
@@ -142,6 +142,7 @@ struct PruneCommand: ParsableCommand {
         if let t = targetMACs, !(t > 0 && t <= 1) { throw ValidationError("--target-macs \(t): must be in (0, 1]") }
         if ratio != nil && targetMACs != nil { throw ValidationError("--ratio and --target-macs contradict each other: give one") }
         if ratio == nil && targetMACs == nil && ratios == nil { throw ValidationError("give --ratio R, --target-macs F or --ratios FILE") }
+        if global && ratios != nil { throw ValidationError("--global ranks every group's channels together; it does not combine with per-group --ratios") }
         if roundTo < 1 { throw ValidationError("--round-to must be ≥ 1") }
         if minChannels < 1 { throw ValidationError("--min-channels must be ≥ 1") }
         if output == nil && !dryRun { throw ValidationError("give -o OUT (or --dry-run to only print the plan)") }
