@@ -16,12 +16,18 @@ Run from Fixtures/: python generate_prune_deep.py   (needs requirements.txt: sci
 """
 from __future__ import annotations
 
-import sys
+import os
+
+# Single-threaded BLAS before numpy loads (as generate.py): bit-for-bit repeatable training.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import sys  # noqa: E402
 from pathlib import Path
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
