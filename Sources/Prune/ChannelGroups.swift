@@ -27,6 +27,13 @@ public struct ChannelGroup: Sendable {
     public var batchNormScales: [ChannelSlice]
     /// Why the group cannot be pruned; empty when it can.
     public var reasons: [String]
+    /// 1, or the `group` count of a grouped convolution that makes or reads the channels: they
+    /// form that many equal blocks (one per convolution group), and every block must lose the
+    /// same number of channels so the convolution keeps its group count.
+    public var blocks = 1
+    /// With `blocks` > 1: a grouped convolution reads the channels, so every block loses the
+    /// same positions (its weight's input axis holds one position for all convolution groups).
+    public var alignedBlocks = false
 
     public var isPrunable: Bool { reasons.isEmpty }
     /// Nodes that read or produce the group's channels, for reports.
@@ -82,6 +89,8 @@ private struct Space {
     var depthwise: [String] = []
     var bnScales: [ChannelSlice] = []
     var reasons: [String] = []
+    var blocks = 1
+    var aligned = false
 }
 
 /// Ops whose output channel c depends only on input channel c (shape kept).
@@ -135,6 +144,21 @@ private struct Builder {
         spaces[keep].depthwise += spaces[gone].depthwise
         spaces[keep].bnScales += spaces[gone].bnScales
         spaces[keep].reasons += spaces[gone].reasons
+        constrain(keep, blocks: spaces[gone].blocks, aligned: spaces[gone].aligned)
+    }
+
+    /// Records that a grouped convolution makes (`aligned` false) or reads (true) the space's
+    /// channels in `blocks` equal blocks.
+    mutating func constrain(_ space: Int, blocks: Int, aligned: Bool) {
+        let r = find(space)
+        guard blocks > 1 else { return }
+        if spaces[r].blocks == 1 || spaces[r].blocks == blocks {
+            spaces[r].blocks = blocks
+            spaces[r].aligned = spaces[r].aligned || aligned
+        } else {
+            let why = "grouped convolutions with \(spaces[r].blocks) and \(blocks) groups share these channels"
+            if !spaces[r].reasons.contains(why) { spaces[r].reasons.append(why) }
+        }
     }
 
     mutating func block(_ layout: ChannelLayout?, _ reason: String) {
@@ -196,7 +220,8 @@ private struct Builder {
             guard !s.producers.isEmpty else { continue }
             groupOf[i] = out.count
             out.append(ChannelGroup(id: out.count, label: s.label, channels: s.size, slices: s.slices, producers: s.producers,
-                                    depthwiseNodes: s.depthwise, batchNormScales: s.bnScales, reasons: s.reasons))
+                                    depthwiseNodes: s.depthwise, batchNormScales: s.bnScales, reasons: s.reasons,
+                                    blocks: s.blocks, alignedBlocks: s.aligned))
         }
         var recorded: [ChannelSplit] = []
         for (node, parts) in splitRecords {
@@ -247,19 +272,32 @@ private struct Builder {
         let shared = !soleReader(n.inputs[1], w.name) || (bias.map { !soleReader(n.inputs[2], $0.name) } ?? false)
         let biasMissing = n.inputs.count > 2 && !n.inputs[2].isEmpty && bias == nil
         if let x, x.block != 1 { block(x, "read by \(what) after a Flatten"); return }
-        if g == 1 {
+        let depthwise = g == cIn && m == cIn && cPerGroup == 1
+        if g == 1 || (!depthwise && g > 1 && m % g == 0) {
             if let x {
                 if shared { block(x, "read by \(what), whose weight '\(w.name)' is shared by several nodes") }
-                addSlices(x, tensor: w.name, axis: 1, role: .input, node: n.name)
+                if g == 1 {
+                    addSlices(x, tensor: w.name, axis: 1, role: .input, node: n.name)
+                } else if x.segments.count == 1, let s0 = x.segments[0].space, x.segments[0].start == 0,
+                          x.segments[0].count == cIn, spaces[find(s0)].size == cIn {
+                    // Grouped: input channel c is position c mod (C/group) of convolution group
+                    // c div (C/group); every convolution group must lose the same positions.
+                    constrain(s0, blocks: g, aligned: true)
+                    add(ChannelSlice(tensor: w.name, axis: 1, offset: 0, start: 0, count: cIn, block: 1, role: .input,
+                                     node: n.name, period: cPerGroup), to: s0)
+                } else {
+                    block(x, "read by grouped \(what) (group \(g)) through only part of a group's channels (a Concat or Split)")
+                }
             }
             let s = newSpace(size: m, label: n.label)
+            if g > 1 { constrain(s, blocks: g, aligned: false) }
             spaces[s].producers.append(n.label)
             add(ChannelSlice(tensor: w.name, axis: 0, offset: 0, start: 0, count: m, block: 1, role: .output, node: n.name), to: s)
             if let bias { add(ChannelSlice(tensor: bias.name, axis: 0, offset: 0, start: 0, count: m, block: 1, role: .output, node: n.name), to: s) }
             if shared { spaces[s].reasons.append("\(what) shares its weight or bias with other nodes") }
             if biasMissing { spaces[s].reasons.append("\(what) has a bias that is not a constant") }
             layouts[n.outputs[0]] = ChannelLayout(segments: [ChannelSegment(space: s, start: 0, count: m)])
-        } else if g == cIn, m == cIn, cPerGroup == 1 {
+        } else if depthwise {
             // Depthwise: output channel c is input channel c filtered; they are one index.
             guard let x else { return }
             if shared { block(x, "read by \(what), whose weight '\(w.name)' is shared by several nodes") }

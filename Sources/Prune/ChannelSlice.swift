@@ -25,9 +25,26 @@ public struct ChannelSlice: Hashable, Sendable {
     public var role: Role
     /// The node that reads the tensor.
     public var node: String
+    /// 0, or for the input side of a grouped convolution the input channels per convolution
+    /// group: channel c is weight index `(c − start) mod period` of its convolution group (the
+    /// plan removes the same positions from every convolution group, so the index goes once).
+    public var period = 0
 
     /// Indices along `axis` that removing the group's channels `removed` takes out.
     public func indices(removing removed: [Int]) -> [Int] {
+        var out: [Int] = []
+        var seen = Set<Int>()
+        for c in removed where c >= start && c < start + count {
+            let base = offset + (period > 0 ? (c - start) % period : c - start) * block
+            if period > 0 && !seen.insert(base).inserted { continue }
+            out.append(contentsOf: base ..< base + block)
+        }
+        return out
+    }
+
+    /// Positions along the reading value's channel axis (before any `period`) of the removed
+    /// channels: what the reader sees at those channels.
+    public func channels(removing removed: [Int]) -> [Int] {
         var out: [Int] = []
         for c in removed where c >= start && c < start + count {
             let base = offset + (c - start) * block

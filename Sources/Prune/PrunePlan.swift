@@ -119,14 +119,14 @@ public struct PrunePlan: Sendable {
             }
             for i in active {
                 let k = PrunePlan.rounded(removing: taken[i]?.count ?? 0, of: decisions[i].group.channels, options)
-                decisions[i].removed = PrunePlan.lowest(decisions[i].importance, k)
+                decisions[i].removed = PrunePlan.choose(decisions[i].importance, k, decisions[i].group)
             }
         } else {
             for i in active {
                 let g = decisions[i].group
                 let r = options.ratios[g.label] ?? options.ratio
                 let k = PrunePlan.rounded(removing: Int((Double(g.channels) * r).rounded(.down)), of: g.channels, options)
-                decisions[i].removed = PrunePlan.lowest(decisions[i].importance, k)
+                decisions[i].removed = PrunePlan.choose(decisions[i].importance, k, g)
             }
         }
         self.decisions = decisions
@@ -141,6 +141,23 @@ public struct PrunePlan: Sendable {
         var keep = max(channels - max(0, k), floor(channels, o))
         if o.roundTo > 1 { keep = min(channels, (keep + o.roundTo - 1) / o.roundTo * o.roundTo) }
         return channels - keep
+    }
+
+    /// The `k` channels to remove from group `g`: the lowest scores, or with a grouped
+    /// convolution's `blocks` B, floor(k/B) from every block: the lowest positions by the mean
+    /// score over the blocks when the convolution reads the channels (`alignedBlocks`), the
+    /// lowest of each block when it makes them.
+    static func choose(_ scores: [Double], _ k: Int, _ g: ChannelGroup) -> [Int] {
+        let b = g.blocks
+        guard b > 1, scores.count % b == 0 else { return lowest(scores, k) }
+        let per = scores.count / b, kb = k / b
+        guard kb > 0 else { return [] }
+        if g.alignedBlocks {
+            let mean = (0..<per).map { p in (0..<b).reduce(0.0) { $0 + scores[$1 * per + p] } / Double(b) }
+            let drop = lowest(mean, kb)
+            return (0..<b).flatMap { j in drop.map { j * per + $0 } }
+        }
+        return (0..<b).flatMap { j in lowest(Array(scores[(j * per)..<((j + 1) * per)]), kb).map { j * per + $0 } }
     }
 
     /// Indices of the `k` smallest scores, ascending by index (ties: lower index first).

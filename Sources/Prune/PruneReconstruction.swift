@@ -10,8 +10,13 @@ import TensorCore
 ///
 /// For a consumer with weights W (M outputs × K = C_kept·kh·kw inputs after im2col) and bias b:
 /// with X the pruned model's input columns (plus a row of ones) and Y the unpruned layer's output
-/// at the same positions, `[W | b] = argmin ‖Y − [W | b]·[X; 1]‖² + λ‖[W | b]‖²`, solved from the
-/// normal equations `(X Xᵀ + λI) [W | b]ᵀ = X Yᵀ` by Cholesky in Double, λ = 1e-6·trace(X Xᵀ)/K.
+/// at the same positions, `[W | b] = argmin ‖Y − [W | b]·[X; 1]‖² + λ‖W − W₀‖²`, where W₀ is the
+/// layer's weight as pruning left it (the unpruned weight on the surviving channels) and the bias
+/// is not penalized: solved from `(X Xᵀ + Λ) [W | b]ᵀ = X Yᵀ + Λ [W₀ | b]ᵀ` by Cholesky in Double,
+/// Λ = λ·(trace(X Xᵀ)/(K+1))·I on the weight rows. λ is chosen per layer by 4-fold cross-validation
+/// over the calibration samples (sample i in fold i mod 4) from 1e-6 … 10: a layer with far more
+/// positions than inputs (a convolution) gets an almost plain least-squares fit, a layer with about
+/// as many inputs as samples (a Gemm after Flatten) is pulled towards W₀ instead of overfitting.
 /// Consumers are refit in graph order, each on inputs that already pass through the refit layers
 /// before it (one data pass per consumer). Layers with K above `maxInputs` are left as they are.
 public enum PruneReconstruction {
@@ -19,6 +24,64 @@ public enum PruneReconstruction {
         public let samples: Int
         public let layers: [String]
         public let skipped: [String]
+        /// The ridge strength λ cross-validation chose per refit layer (relative to trace(X Xᵀ)/(K+1)).
+        public let lambdas: [String: Double]
+    }
+
+    /// Cross-validation folds and the ridge strengths tried (relative to the mean diagonal of X Xᵀ).
+    static let folds = 4
+    static let lambdaGrid: [Double] = [1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10]
+
+    /// The ridge solution pulled towards `prior` (kk × rhs) with λ chosen by cross-validation over
+    /// the folds' normal equations `a[f]` (kk × kk), `b[f]` (kk × rhs) and target energies `yy[f]`:
+    /// the validation error of a fit on the other folds is `yy_f − 2⟨Θ, b_f⟩ + Σ_o Θ_oᵀ a_f Θ_o`.
+    /// The last row (the bias) is not penalized. With fewer than two samples λ is the smallest.
+    static func ridgeFit(a: [[Double]], b: [[Double]], yy: [Double], prior: [Double], n kk: Int, rhs m: Int,
+                         samples: Int) -> (solution: [Double], lambda: Double)? {
+        let folds = a.count
+        var total = a[0], rhsTotal = b[0]
+        for f in 1..<folds {
+            for i in 0..<total.count { total[i] += a[f][i] }
+            for i in 0..<rhsTotal.count { rhsTotal[i] += b[f][i] }
+        }
+        let scale = max((0..<kk).reduce(0.0) { $0 + total[$1 * kk + $1] } / Double(kk), 1e-300)
+        func solve(_ a0: [Double], _ b0: [Double], _ lambda: Double) -> [Double]? {
+            var aa = a0, bb = b0
+            let d = lambda * scale
+            for r in 0..<(kk - 1) {
+                aa[r * kk + r] += d
+                for o in 0..<m { bb[r * m + o] += d * prior[r * m + o] }
+            }
+            return choleskySolve(aa, bb, n: kk, rhs: m)
+        }
+        var chosen = lambdaGrid[0]
+        if samples >= 2 {
+            let used = min(folds, samples)
+            var best = Double.infinity
+            for lambda in lambdaGrid {
+                var err = 0.0
+                for f in 0..<used {
+                    var at = total, bt = rhsTotal
+                    for i in 0..<at.count { at[i] -= a[f][i] }
+                    for i in 0..<bt.count { bt[i] -= b[f][i] }
+                    guard let th = solve(at, bt, lambda) else { err = .infinity; break }
+                    var e = yy[f]
+                    var row = [Double](repeating: 0, count: m)
+                    for r in 0..<kk {
+                        for o in 0..<m { row[o] = 0 }
+                        for c in 0..<kk {
+                            let arc = a[f][r * kk + c]
+                            if arc == 0 { continue }
+                            for o in 0..<m { row[o] += arc * th[c * m + o] }
+                        }
+                        for o in 0..<m { e += th[r * m + o] * (row[o] - 2 * b[f][r * m + o]) }
+                    }
+                    err += e
+                }
+                if err < best { best = err; chosen = lambda }
+            }
+        }
+        return solve(total, rhsTotal, chosen).map { ($0, chosen) }
     }
 
     public static func reconstruct(_ pruned: inout Model, original: Model, plan: PrunePlan, samples: PruneRepair.Samples,
@@ -34,6 +97,7 @@ public enum PruneReconstruction {
             for s in d.group.slices where s.role == .output && s.start == 0 { kept[s.node] = (0..<d.group.channels).filter { !gone.contains($0) } }
         }
         var done: [String] = [], skipped: [String] = []
+        var lambdas: [String: Double] = [:]
         var count = 0
         let order = pruned.graph.nodes.indices.filter { consumers.contains(pruned.graph.nodes[$0].name) }
         for i in order {
@@ -51,7 +115,10 @@ public enum PruneReconstruction {
             let k = isConv ? w.shape.dropFirst().reduce(1, *) : w.shape[transB ? 1 : 0]
             guard k + 1 <= maxInputs else { skipped.append("\(node.label): \(k) inputs per output (over \(maxInputs))"); continue }
             let kk = k + 1
-            var a = [Double](repeating: 0, count: kk * kk), b = [Double](repeating: 0, count: kk * m)
+            // Normal equations per cross-validation fold (sample i goes to fold i mod `folds`).
+            var a = [[Double]](repeating: [Double](repeating: 0, count: kk * kk), count: folds)
+            var b = [[Double]](repeating: [Double](repeating: 0, count: kk * m), count: folds)
+            var yy = [Double](repeating: 0, count: folds)
             let exec = try Executor(model: pruned, passes: .none), ref = try Executor(model: original, passes: .none)
             var n = 0
             try samples { feeds in
@@ -75,24 +142,30 @@ public enum PruneReconstruction {
                     throw PruneError.invalid("--reconstruct: \(node.label) has \(m) outputs but its unpruned output has \(full) channels")
                 }
                 var v = [Double](repeating: 1, count: kk)
+                let f = n % folds
                 for p in 0..<positions {
                     for q in 0..<k { v[q] = cols[p * k + q] }
                     v[k] = 1
+                    for o in 0..<m { let t = target[p * m + o] / alpha; yy[f] += t * t }
                     for r in 0..<kk where v[r] != 0 {
                         let vr = v[r]
-                        for c in r..<kk { a[r * kk + c] += vr * v[c] }
-                        for o in 0..<m { b[r * m + o] += vr * target[p * m + o] / alpha }
+                        for c in r..<kk { a[f][r * kk + c] += vr * v[c] }
+                        for o in 0..<m { b[f][r * m + o] += vr * target[p * m + o] / alpha }
                     }
                 }
                 n += 1
                 progress?()
             }
             count = max(count, n)
-            for r in 0..<kk { for c in 0..<r { a[r * kk + c] = a[c * kk + r] } }
-            let trace = (0..<kk).reduce(0.0) { $0 + a[$1 * kk + $1] }
-            let lambda = 1e-6 * trace / Double(kk)
-            for r in 0..<kk { a[r * kk + r] += lambda }
-            guard let solution = choleskySolve(a, b, n: kk, rhs: m) else { skipped.append("\(node.label): normal equations not positive definite"); continue }
+            for f in 0..<folds { for r in 0..<kk { for c in 0..<r { a[f][r * kk + c] = a[f][c * kk + r] } } }
+            // W₀ in the solution's layout (kk × m, row q = input q; the bias row is not penalized).
+            var prior = [Double](repeating: 0, count: kk * m)
+            let wv = w.converted(to: .float64).scalars(as: Double.self)
+            for o in 0..<m { for q in 0..<k { prior[q * m + o] = isConv || transB ? wv[o * k + q] : wv[q * m + o] } }
+            guard let (solution, lambda) = ridgeFit(a: a, b: b, yy: yy, prior: prior, n: kk, rhs: m, samples: n) else {
+                skipped.append("\(node.label): normal equations not positive definite"); continue
+            }
+            lambdas[node.label] = lambda
             // solution is kk × m: rows 0..<k the weights, row k the bias.
             var nw = [Float](repeating: 0, count: m * k)
             for o in 0..<m { for q in 0..<k { nw[o * k + q] = Float(solution[q * m + o]) } }
@@ -118,7 +191,7 @@ public enum PruneReconstruction {
             }
             done.append(node.label)
         }
-        return Summary(samples: count, layers: done, skipped: skipped)
+        return Summary(samples: count, layers: done, skipped: skipped, lambdas: lambdas)
     }
 
     /// Rows of a [N, K] tensor, in Double.

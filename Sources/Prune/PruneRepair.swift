@@ -75,7 +75,7 @@ public enum PruneRepair {
 
     /// The layers to repair in `pruned`: consumers of removed channels (nodes with an input slice),
     /// and for each the BatchNormalization reading its output, if any.
-    static func targets(_ plan: PrunePlan, pruned: Model) -> (bn: [Int], affine: [Int]) {
+    static func targets(_ plan: PrunePlan, pruned: Model, refit: Set<String> = []) -> (bn: [Int], affine: [Int]) {
         let g = pruned.graph
         var consumers = Set<String>()
         for d in plan.decisions where !d.removed.isEmpty {
@@ -84,7 +84,7 @@ public enum PruneRepair {
         var bn: [Int] = [], affine: [Int] = []
         let index = UseDefIndex(g)
         for (i, n) in g.nodes.enumerated() where consumers.contains(n.name) && (n.opType == "Conv" || n.opType == "Gemm") {
-            if let r = index.hasSingleDirectReader(n.outputs[0]), g.nodes[r.node].opType == "BatchNormalization" { bn.append(r.node) } else { affine.append(i) }
+            if let r = index.hasSingleDirectReader(n.outputs[0]), g.nodes[r.node].opType == "BatchNormalization" { bn.append(r.node) } else if !refit.contains(n.label) { affine.append(i) }
         }
         return (bn, affine)
     }
@@ -92,11 +92,14 @@ public enum PruneRepair {
     /// Repairs `pruned` in place over `samples` (each a feed dictionary for both models).
     /// - Parameters:
     ///   - original: the unpruned model (the affine correction's reference statistics).
+    ///   - refit: labels of layers `PruneReconstruction` refit: their output already is the
+    ///     least-squares fit to the unpruned output (mean included), so they get no affine
+    ///     correction (a BatchNormalization after them is still re-estimated).
     ///   - progress: called after each sample of each pass.
     public static func repair(_ pruned: inout Model, original: Model, plan: PrunePlan,
-                              samples: Samples, rounds: Int = 2,
+                              samples: Samples, rounds: Int = 2, refit: Set<String> = [],
                               progress: (() -> Void)? = nil) throws -> Summary {
-        let (bn, affine) = targets(plan, pruned: pruned)
+        let (bn, affine) = targets(plan, pruned: pruned, refit: refit)
         var count = 0
         guard rounds > 0, !bn.isEmpty || !affine.isEmpty else { return Summary(samples: 0, rounds: 0, batchnorms: [], layers: []) }
         // Reference statistics of the corrected layers' outputs, from the unpruned model.

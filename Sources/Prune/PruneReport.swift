@@ -58,6 +58,8 @@ public struct PruneReport: Encodable, Sendable {
     public var output: String?
     public let method: String
     public let ratio: Double
+    /// The per-group ratios applied (`--ratios`, scaled by `--target-macs`); absent without them.
+    public let ratios: [String: Double]?
     public let global: Bool
     public let groups: [Group]
     public let unprunable: [Unprunable]
@@ -95,6 +97,7 @@ public struct PruneReport: Encodable, Sendable {
         model = path
         method = options.criterion.rawValue
         ratio = options.ratio
+        ratios = options.ratios.isEmpty ? nil : options.ratios
         global = options.global
         groups = plan.decisions.map {
             Group(label: $0.group.label, channels_before: $0.group.channels, channels_after: $0.remaining, removed: $0.removed,
@@ -141,29 +144,43 @@ public enum Pruner {
         return Result(model: pruned, plan: plan, report: report, before: before, after: after)
     }
 
-    /// The uniform ratio whose pruned model keeps `fraction` of the MACs (bisection over the
-    /// ratio, each step a real recount of the pruned graph), within 1 % of the target or the
-    /// closest that channel rounding allows.
-    public static func ratio(keepingMACs fraction: Double, _ model: Model, options: PruneOptions, pins: [String: [Int]] = [:]) throws -> Double {
+    /// The options whose pruned model keeps at most `fraction` of the MACs, as close to it as
+    /// channel rounding allows (bisection, each step a real recount of the pruned graph; stops
+    /// within 1 % below the target). Without per-group ratios the searched parameter is the
+    /// uniform ratio; with `options.ratios` (e.g. from a sensitivity run) it is one factor α that
+    /// scales every group's ratio, `min(α·r_g, 0.99)`, so the groups keep their relative budget
+    /// (a group at 0 is never pruned) and groups not named stay whole.
+    /// Returns the options and the MAC fraction they keep.
+    public static func options(keepingMACs fraction: Double, _ model: Model, options: PruneOptions,
+                               pins: [String: [Int]] = [:]) throws -> (options: PruneOptions, kept: Double) {
         let analysis = try ChannelGroupAnalysis(model: model, pins: pins)
         let total = Double(try ModelProfile(model: model, pins: pins).totals.macs)
         guard total > 0 else { throw PruneError.invalid("the model has no multiply-accumulates to reduce") }
-        func kept(_ r: Double) throws -> Double {
+        let guided = !options.ratios.isEmpty
+        let smallest = options.ratios.values.filter { $0 > 0 }.min()
+        if guided && smallest == nil { throw PruneError.invalid("--target-macs with --ratios: every ratio in the file is 0, nothing to scale") }
+        func at(_ t: Double) -> PruneOptions {
             var o = options
-            o.ratio = r
-            let plan = try PrunePlan(model: model, analysis: analysis, options: o)
+            if guided { o.ratio = 0; o.ratios = options.ratios.mapValues { min($0 * t, 0.99) } } else { o.ratio = t }
+            return o
+        }
+        func kept(_ t: Double) throws -> Double {
+            let plan = try PrunePlan(model: model, analysis: analysis, options: at(t))
             return Double(try ModelProfile(model: try ChannelSurgery.apply(plan, to: model, pins: pins, foldRemoved: false).model,
                                            pins: pins).totals.macs) / total
         }
-        var lo = 0.0, hi = 0.99
-        var best = (ratio: 0.0, error: abs(1 - fraction))
-        for _ in 0..<14 {
+        var lo = 0.0, hi = guided ? 0.99 / smallest! : 0.99
+        // The best point within the budget (kept ≤ fraction), else the one keeping least.
+        var best = (t: 0.0, kept: 1.0)
+        for _ in 0..<20 {
             let mid = (lo + hi) / 2
             let k = try kept(mid)
-            if abs(k - fraction) < best.error { best = (mid, abs(k - fraction)) }
-            if abs(k - fraction) < 0.01 { break }
+            let better = k <= fraction + 1e-12 ? (best.kept > fraction + 1e-12 || k > best.kept) : (best.kept > fraction + 1e-12 && k < best.kept)
+            if better { best = (mid, k) }
+            if k <= fraction + 1e-12 && fraction - k < 0.01 { break }
             if k > fraction { lo = mid } else { hi = mid }
         }
-        return best.ratio
+        if best.kept > fraction + 1e-12, try kept(hi) < best.kept { best = (hi, try kept(hi)) }
+        return (at(best.t), best.kept)
     }
 }

@@ -58,7 +58,9 @@ enum RemovedChannelFold {
             guard let x = seen[n.inputs[0]], x.dtype == .float32, let w = g.constantSource(of: n.inputs[1])?.tensor,
                   w.dtype == .float32 else { continue }
             let xv = x.scalars(as: Float.self), wv = w.scalars(as: Float.self)
-            let removedCols = s.indices(removing: d.removed)
+            // Channels of the input the layer no longer reads (for a grouped convolution these
+            // are channel positions of x, not weight columns).
+            let removedCols = s.channels(removing: d.removed)
             // The constant each removed input index carries, if it is one.
             var constants: [(col: Int, k: Double)] = []
             var exact = true
@@ -75,10 +77,14 @@ enum RemovedChannelFold {
                 if !constants.isEmpty && (pads.contains { $0 != 0 } || (n.string("auto_pad").map { $0 != "NOTSET" && $0 != "VALID" } ?? false)) { exact = false }
                 guard exact else { notes.append("\(n.label): removed input channels vary over positions or it pads them (a padded convolution), so their constants cannot be folded exactly; dropped"); continue }
                 guard !constants.isEmpty else { continue }
+                // Input channel ch feeds only the outputs of its convolution group ch div cPer,
+                // at weight column ch mod cPer (group 1: all outputs, column ch).
                 let m = w.shape[0], perIn = w.shape.dropFirst(2).reduce(1, *), cPer = w.shape[1]
+                let groups = max(1, Int(n.int("group") ?? 1)), mPer = m / groups
                 var delta = deltas[n.name] ?? [Double](repeating: 0, count: m)
-                for o in 0..<m {
-                    for (col, k) in constants {
+                for (ch, k) in constants {
+                    let gi = ch / cPer, col = ch % cPer
+                    for o in (gi * mPer)..<((gi + 1) * mPer) {
                         var sum = 0.0
                         for q in 0..<perIn { sum += Double(wv[(o * cPer + col) * perIn + q]) }
                         delta[o] += k * sum

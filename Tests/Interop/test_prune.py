@@ -339,6 +339,7 @@ def test_exclude_matching_nothing_warns(tmp_path):
     (["--method", "l1", "--ratio", "-0.1"], "[0, 1)"),
     (["--method", "l1"], "--ratio"),
     (["--method", "l1", "--ratio", "0.3", "--target-macs", "0.5"], "contradict"),
+    (["--method", "l1", "--ratio", "0.3", "--global", "--ratios", "Fixtures/digits/labels.txt"], "does not combine"),
 ])
 def test_bad_flags_are_usage_errors(args, phrase, tmp_path):
     out = tmp_path / "p.onnx"
@@ -589,10 +590,25 @@ def test_device_estimate_and_measured_latency(tmp_path):
     assert not fresh.exists()
 
 
-def test_reconstruct_is_the_least_squares_refit(tmp_path):
+def ridge_cv(X1, Y, fold, prior, grid=(1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1, 10)):
+    """NumPy: [W; b] = argmin |Y - X1 [W; b]|^2 + lam*s*|W - W0|^2 (bias row free), s the mean
+    diagonal of X1'X1, lam the grid value with the least 4-fold cross-validation error (samples
+    assigned to folds by `fold`)."""
+    def fit(X, T, lam):
+        D = np.eye(X1.shape[1]) * lam * np.trace(X1.T @ X1) / X1.shape[1]
+        D[-1, -1] = 0
+        return np.linalg.solve(X.T @ X + D, X.T @ T + D @ prior)
+    errs = [sum(((X1[fold == f] @ fit(X1[fold != f], Y[fold != f], lam) - Y[fold == f]) ** 2).sum() for f in range(4)) for lam in grid]
+    lam = grid[int(np.argmin(errs))]
+    return fit(X1, Y, lam), lam
+
+
+def test_reconstruct_is_the_cross_validated_ridge_refit(tmp_path):
     """--reconstruct alone (--calib-rounds 0): the first refit layer's weights and bias are the
     ridge least-squares solution NumPy finds from the same samples (its input columns in the
-    pruned model, the unpruned layer's output as target)."""
+    pruned model, the unpruned layer's output as target), pulled towards the pruned weights with
+    the strength 4-fold cross-validation picks; the fc layer (192 inputs, 64 samples) needs a
+    strong pull, the 1x1 convolution (64 positions a sample) a weak one."""
     plain, refit = tmp_path / "plain.onnx", tmp_path / "refit.onnx"
     rp = prune(FOLDED, plain, "l1", 0.3)
     r = json.loads(ok("prune", FOLDED, "-o", refit, "--method", "l1", "--ratio", "0.3", "--calib", FIXTURES / "digits",
@@ -605,35 +621,44 @@ def test_reconstruct_is_the_least_squares_refit(tmp_path):
     xs = ort.InferenceSession(str(with_outputs(plain, [pw.input[0]], tmp_path, "px")), providers=["CPUExecutionProvider"])
     ys = ort.InferenceSession(str(with_outputs(FOLDED, [pw.output[0]], tmp_path, "py")), providers=["CPUExecutionProvider"])
     kept = [i for i in range(8) if i not in next(g for g in rp["groups"] if "block/pw/conv" in g["producers"])["removed"]]
-    X, Y = [], []
-    for f in CALIB_FILES:
+    X, Y, fold = [], [], []
+    for i, f in enumerate(CALIB_FILES):
         x = dict(zip([o.name for o in xs.get_outputs()], xs.run(None, {"input": np.load(f)})))[pw.input[0]].astype(np.float64)
         y = dict(zip([o.name for o in ys.get_outputs()], ys.run(None, {"input": np.load(f)})))[pw.output[0]].astype(np.float64)
         X.append(x[0].reshape(x.shape[1], -1).T)
         Y.append(y[0][kept].reshape(len(kept), -1).T)
+        fold += [i % 4] * X[-1].shape[0]
     X = np.concatenate(X)
     X1 = np.hstack([X, np.ones((len(X), 1))])
     Y = np.concatenate(Y)
-    A = X1.T @ X1
-    A += 1e-6 * np.trace(A) / len(A) * np.eye(len(A))
-    sol = np.linalg.solve(A, X1.T @ Y)
+    c0 = constants(m)
+    prior = np.vstack([c0[pw.input[1]].reshape(len(kept), -1).T.astype(np.float64), np.zeros((1, len(kept)))])
+    sol, lam = ridge_cv(X1, Y, np.array(fold), prior)
+    assert r["repair"]["reconstruction"]["lambdas"]["block/pw/conv"] == pytest.approx(lam)
     c = constants(onnx.load(str(refit)))
     np.testing.assert_allclose(c[pw.input[1]].reshape(len(kept), -1), sol[:-1].T, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(c[pw.input[2]], sol[-1], rtol=1e-3, atol=1e-4)
+    assert r["repair"]["reconstruction"]["lambdas"]["fc"] > r["repair"]["reconstruction"]["lambdas"]["block/pw/conv"]
 
 
-def test_reconstruct_recovers_held_out_accuracy(tmp_path):
-    """Fit on the first 256 digits samples, score on the other 104 with ONNX Runtime."""
+HALF = 180  # the digits test split halves: calibrate on the first, score on the second
+
+
+@pytest.mark.parametrize("method", ["l1", "l2", "fpgm"])
+def test_calib_reconstruct_keeps_held_out_accuracy_of_the_folded_export_within_3_points(method, tmp_path):
+    """Calibrate on the first 180 digits samples, score on the other 180 with ONNX Runtime (labels
+    from labels.txt): at ratio 0.3 the BN-folded export with --calib --reconstruct loses at most
+    3 points of top-1 accuracy, while the plain pruned model loses over 25."""
     labels = {l.split()[0]: int(l.split()[1]) for l in (FIXTURES / "digits" / "labels.txt").read_text().splitlines()}
-    held = sorted((FIXTURES / "digits").glob("*.npy"))[256:]
-    assert len(held) == 104
+    held = sorted((FIXTURES / "digits").glob("*.npy"))[HALF:]
+    assert len(held) == 180
     plain, fixed = tmp_path / "plain.onnx", tmp_path / "fixed.onnx"
-    prune(FOLDED, plain, "l1", 0.3)
-    # The refit alone (no statistics correction), on exactly the first 256 samples.
-    ok("prune", FOLDED, "-o", fixed, "--method", "l1", "--ratio", "0.3", "--calib", FIXTURES / "digits", "--reconstruct",
-       "--calib-samples", 256, "--calib-rounds", 0)
+    prune(FOLDED, plain, method, 0.3)
+    r = json.loads(ok("prune", FOLDED, "-o", fixed, "--method", method, "--ratio", "0.3", "--calib", FIXTURES / "digits",
+                      "--reconstruct", "--calib-samples", HALF, "--format", "json").stdout)
+    assert r["repair"]["reconstruction"]["samples"] == HALF
     a0, a1, a2 = ort_accuracy(FOLDED, held, labels), ort_accuracy(plain, held, labels), ort_accuracy(fixed, held, labels)
-    assert a1 < 0.6 and a2 > 0.9 and a0 - a2 < 0.06, (a0, a1, a2)
+    assert a0 - a1 > 0.25 and a0 - a2 <= 0.03, (a0, a1, a2)
     check_written(fixed, tmp_path, digits_batch())
 
 
@@ -713,8 +738,8 @@ def test_reconstruct_refits_a_padded_3x3_convolution(tmp_path):
     # from the unpruned model's branch_b output (its channels are not pruned).
     xs = ort.InferenceSession(str(with_outputs(plain, ["s1"], tmp_path, "px")), providers=["CPUExecutionProvider"])
     ys = ort.InferenceSession(str(with_outputs(src, ["b"], tmp_path, "py")), providers=["CPUExecutionProvider"])
-    cols, targets = [], []
-    for f in sorted(data.glob("*.npy")):
+    cols, targets, fold = [], [], []
+    for n, f in enumerate(sorted(data.glob("*.npy"))):
         x = np.load(f)
         s1 = dict(zip([o.name for o in xs.get_outputs()], xs.run(None, {"x": x})))["s1"][0].astype(np.float64)
         y = dict(zip([o.name for o in ys.get_outputs()], ys.run(None, {"x": x})))["b"][0].astype(np.float64)
@@ -724,18 +749,165 @@ def test_reconstruct_refits_a_padded_3x3_convolution(tmp_path):
             for j in range(w):
                 cols.append(padded[:, i:i + 3, j:j + 3].ravel())
                 targets.append(y[:, i, j])
+                fold.append(n % 4)
     X = np.hstack([np.array(cols), np.ones((len(cols), 1))])
     # branch_b's own outputs are a group too: the refit targets its surviving channels.
     group = next(g for g in rp["groups"] if "branch_b" in g["producers"])
     out_kept = [k for k in range(6) if k not in group["removed"]]
     Y = np.array(targets)[:, out_kept]
-    A = X.T @ X
-    A += 1e-6 * np.trace(A) / len(A) * np.eye(len(A))
-    sol = np.linalg.solve(A, X.T @ Y)
     m = onnx.load(str(out))
     node = next(n for n in m.graph.node if n.name == "branch_b")
     c = constants(m)
     kept_c = s1.shape[0]
+    w0 = constants(onnx.load(str(plain)))[node.input[1]].astype(np.float64)
+    prior = np.vstack([w0.reshape(len(out_kept), kept_c * 9).T, np.zeros((1, len(out_kept)))])
+    sol, lam = ridge_cv(X, Y, np.array(fold), prior)
+    assert r["repair"]["reconstruction"]["lambdas"]["branch_b"] == pytest.approx(lam)
     np.testing.assert_allclose(c[node.input[1]].reshape(len(out_kept), kept_c * 9), sol[:-1].T, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(c[node.input[2]], sol[-1], rtol=1e-3, atol=1e-4)
     check_written(out, tmp_path, np.load(sorted(data.glob("*.npy"))[0]))
+
+
+# ---- grouped (non-depthwise) convolutions ------------------------------------------------------
+
+def grouped_model(path, pad):
+    """Conv(4→8) → Relu → Conv(8→12, group 4, 3x3) → Relu → Conv(12→5, 1x1): the stem's channels
+    are read in 4 blocks of 2, the grouped conv makes 4 blocks of 3."""
+    rng = np.random.default_rng(21)
+    w = lambda name, *shape: numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.5, name)
+    inits = [w("w0", 8, 4, 3, 3), w("b0", 8), w("wg", 12, 2, 3, 3), w("bg", 12), w("w2", 5, 12, 1, 1), w("b2", 5)]
+    nodes = [onnx.helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], name="stem", pads=[1, 1, 1, 1]),
+             onnx.helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
+             onnx.helper.make_node("Conv", ["r0", "wg", "bg"], ["cg"], name="grouped", group=4, pads=[pad] * 4),
+             onnx.helper.make_node("Relu", ["cg"], ["rg"], name="relu1"),
+             onnx.helper.make_node("Conv", ["rg", "w2", "b2"], ["y"], name="head")]
+    side = 8 if pad else 6
+    g = onnx.helper.make_graph(nodes, "grouped", [onnx.helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4, 8, 8])],
+                               [onnx.helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, side, side])], inits)
+    onnx.save(onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 13)]), str(path))
+
+
+@pytest.mark.parametrize("method", ["l1", "l2", "fpgm"])
+def test_grouped_conv_prunes_the_same_count_from_every_convolution_group(method, tmp_path):
+    src, out = tmp_path / "g.onnx", tmp_path / "p.onnx"
+    grouped_model(src, 1)
+    r = prune(src, out, method, 0.5)
+    groups = {g["label"]: g for g in r["groups"]}
+    assert sorted(groups) == ["grouped", "stem"] and [u["label"] for u in r["unprunable"]] == ["head"]
+    c = constants(onnx.load(str(src)))
+    # NumPy: the stem's channels are read by the grouped conv in 4 blocks of 2, so each block loses
+    # the same positions: the position with the lowest mean normalized score over the blocks.
+    s = criterion(method, filters(c["w0"], 0))
+    s = (s / s.mean()).reshape(4, 2).mean(0)
+    pos = int(np.argmin(s))
+    assert groups["stem"]["removed"] == [b * 2 + pos for b in range(4)]
+    # The grouped conv makes 4 blocks of 3: floor(12 * 0.5) = 6 asked, 6 // 4 = 1 from each block,
+    # its lowest.
+    s = criterion(method, filters(c["wg"], 0)).reshape(4, 3)
+    assert groups["grouped"]["removed"] == [b * 3 + int(np.argmin(s[b])) for b in range(4)]
+    m = onnx.load(str(out))
+    gnode = next(n for n in m.graph.node if n.name == "grouped")
+    assert next(a.i for a in gnode.attribute if a.name == "group") == 4
+    assert constants(m)["wg"].shape == (8, 1, 3, 3)
+    x = np.random.default_rng(3).standard_normal((2, 4, 8, 8)).astype(np.float32)
+    check_written(out, tmp_path, x)
+    check_counts(out, r)
+
+
+@pytest.mark.parametrize("keep_biases", [False, True], ids=["zeroed", "constant_folded"])
+def test_grouped_conv_surgery_is_exact_on_masked_channels(keep_biases, tmp_path):
+    """Removed channels zeroed: pruning computes exactly what the masked model computes. With the
+    biases kept the stem's removed channels emit constants, which the unpadded grouped conv folds
+    into the bias of its own convolution group's outputs only."""
+    src = tmp_path / "g.onnx"
+    grouped_model(src, 0)
+    plan = json.loads(ok("prune", src, "--method", "l1", "--ratio", "0.5", "--dry-run", "--format", "json").stdout)
+    masked_path, out = tmp_path / "masked.onnx", tmp_path / "p.onnx"
+    onnx.save(masked(src, plan, keep_biases=keep_biases), str(masked_path))
+    report = prune(masked_path, out, "l1", 0.5)
+    assert [g["removed"] for g in plan["groups"]] == [g["removed"] for g in report["groups"]]
+    assert report["approximations"] == []
+    x = np.random.default_rng(4).standard_normal((2, 4, 8, 8)).astype(np.float32)
+    a, b = ort_outputs(masked_path, {"x": x})[0], ort_outputs(out, {"x": x})[0]
+    assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+    assert np.abs(ort_outputs(src, {"x": x})[0] - a).max() > 1e-3
+    check_written(out, tmp_path, x)
+
+
+def test_grouped_conv_reading_part_of_a_group_is_left_whole(tmp_path):
+    """A grouped conv reading a Concat of two groups cannot keep its blocks aligned: both groups
+    are left whole with the reason."""
+    rng = np.random.default_rng(2)
+    w = lambda name, *shape: numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+    nodes = [onnx.helper.make_node("Conv", ["x", "wa"], ["a"], name="a"),
+             onnx.helper.make_node("Conv", ["x", "wb"], ["b"], name="b"),
+             onnx.helper.make_node("Concat", ["a", "b"], ["ab"], name="cat", axis=1),
+             onnx.helper.make_node("Conv", ["ab", "wg"], ["g"], name="grouped", group=2),
+             onnx.helper.make_node("Conv", ["g", "wh"], ["y"], name="head")]
+    g = onnx.helper.make_graph(nodes, "part", [onnx.helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                               [onnx.helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])],
+                               [w("wa", 4, 3, 1, 1), w("wb", 4, 3, 1, 1), w("wg", 6, 4, 1, 1), w("wh", 2, 6, 1, 1)])
+    src = tmp_path / "part.onnx"
+    onnx.save(onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 13)]), str(src))
+    r = prune(src, tmp_path / "p.onnx", "l1", 0.5)
+    whole = {u["label"]: u["reasons"] for u in r["unprunable"]}
+    assert "only part of a group" in " ".join(whole["a"]) and "only part of a group" in " ".join(whole["b"])
+    assert [g["label"] for g in r["groups"]] == ["grouped"]
+    check_written(tmp_path / "p.onnx", tmp_path, rng.standard_normal((1, 3, 4, 4)).astype(np.float32))
+
+
+# ---- sensitivity-guided ratios at a MAC budget ---------------------------------------------------
+
+DEEP = FIXTURES / "digits_cnn_deep.onnx"  # four conv groups (16, 32, 32, 48 channels), no BN
+
+
+def first_half(tmp):
+    """Fixtures/digits' first 180 samples with their labels, as a folder."""
+    d = tmp / "calib"
+    d.mkdir()
+    files = sorted((FIXTURES / "digits").glob("*.npy"))[:HALF]
+    lines = (FIXTURES / "digits" / "labels.txt").read_text().splitlines()
+    keep = {f.name for f in files}
+    for f in files:
+        (d / f.name).write_bytes(f.read_bytes())
+    (d / "labels.txt").write_text("\n".join(l for l in lines if l.split()[0] in keep) + "\n")
+    return d
+
+
+def test_sensitivity_guided_ratios_beat_uniform_at_the_same_mac_budget(tmp_path):
+    """Sensitivity on the first half of digits (l1, --max-drop 0.02) emits per-group ratios;
+    `--target-macs 0.5 --ratios FILE` scales them by one factor to keep at most half the MACs,
+    `--target-macs 0.5` alone searches one uniform ratio. On the other half, scored by ONNX
+    Runtime, the guided model is at least as accurate with at most the uniform model's MACs
+    (the MACs recounted from the written models)."""
+    labels = {l.split()[0]: int(l.split()[1]) for l in (FIXTURES / "digits" / "labels.txt").read_text().splitlines()}
+    held = sorted((FIXTURES / "digits").glob("*.npy"))[HALF:]
+    emitted = tmp_path / "ratios.txt"
+    ok("prune", DEEP, "--method", "l1", "--sensitivity", "--data", first_half(tmp_path), "--max-samples", HALF,
+       "--emit-ratios", emitted, "--max-drop", "0.02", "--quiet")
+    wanted = {l.split()[0]: float(l.split()[1]) for l in emitted.read_text().splitlines() if not l.startswith("#")}
+    assert sorted(wanted) == ["conv1", "conv2", "conv3", "conv4"] and len(set(wanted.values())) > 1, wanted
+    guided, uniform = tmp_path / "guided.onnx", tmp_path / "uniform.onnx"
+    g = json.loads(ok("prune", DEEP, "-o", guided, "--method", "l1", "--target-macs", "0.5", "--ratios", emitted,
+                      "--format", "json").stdout)
+    u = json.loads(ok("prune", DEEP, "-o", uniform, "--method", "l1", "--target-macs", "0.5", "--format", "json").stdout)
+    # One factor scales every emitted ratio (none reaches the 0.99 cap here).
+    alpha = {k: g["ratios"][k] / v for k, v in wanted.items()}
+    assert max(alpha.values()) - min(alpha.values()) < 1e-9, alpha
+    _, mg = recount(guided)
+    _, mu = recount(uniform)
+    _, m0 = recount(DEEP)
+    assert mg == g["totals"]["macs_after"] and mu == u["totals"]["macs_after"]
+    assert mg <= 0.5 * m0 and mu <= 0.5 * m0 and mg <= mu, (mg / m0, mu / m0)
+    ag, au = ort_accuracy(guided, held, labels), ort_accuracy(uniform, held, labels)
+    assert ag >= au, (ag, au)
+    check_written(guided, tmp_path, digits_batch())
+
+
+def test_target_macs_with_all_zero_ratios_is_refused(tmp_path):
+    zero = tmp_path / "zero.txt"
+    zero.write_text("conv1 0\nconv2 0\n")
+    out = tmp_path / "p.onnx"
+    r = run_compress("prune", DEEP, "-o", out, "--method", "l1", "--target-macs", "0.5", "--ratios", zero)
+    assert_clean_failure(r, "every ratio")
+    assert not out.exists()

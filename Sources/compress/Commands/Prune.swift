@@ -30,6 +30,7 @@ struct PruneCommand: ParsableCommand {
           compress prune model.onnx -o small.onnx --method fpgm --ratio 0.3
           compress prune model.onnx -o small.onnx --method slim --ratio 0.4 --global --round-to 8
           compress prune model.onnx -o small.onnx --method l1 --target-macs 0.5
+          compress prune model.onnx -o small.onnx --method l1 --target-macs 0.5 --ratios sensitivity-ratios.txt
           compress prune model.onnx --method l2 --ratio 0.5 --dry-run --format json
           compress prune model.onnx -o small.onnx --method l1 --ratios ratios.txt --exclude 'head/*'
           compress prune model.onnx -o small.onnx --method fpgm --ratio 0.3 --calib calib/
@@ -48,7 +49,7 @@ struct PruneCommand: ParsableCommand {
     @Option(help: "Fraction of each group's channels to remove, in [0, 1).")
     var ratio: Double?
 
-    @Option(name: .customLong("target-macs"), help: "Instead of --ratio: search the ratio that keeps this fraction of the MACs, in (0, 1].")
+    @Option(name: .customLong("target-macs"), help: "Instead of --ratio: search the ratio that keeps at most this fraction of the MACs, in (0, 1]; with --ratios FILE, one factor scaling every group's ratio.")
     var targetMACs: Double?
 
     @Flag(help: "Rank channels across all groups (one threshold) instead of removing --ratio from each group.")
@@ -90,7 +91,7 @@ struct PruneCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Repair from data without training: re-estimate BatchNormalization statistics on the pruned model, or where BN was folded give each remaining channel of the layers that lost inputs the mean and deviation it had before pruning. A folder of samples as for `compress run`.", valueName: "DIR"))
     var calib: String?
 
-    @Flag(help: "With --calib: first refit each layer that lost input channels by least squares so its output on the samples matches the unpruned layer's (He et al. 2017; ThiNet).")
+    @Flag(help: "With --calib: first refit each layer that lost input channels so its output on the samples matches the unpruned layer's: ridge least squares pulled towards its pruned weights, the strength chosen per layer by 4-fold cross-validation (He et al. 2017; ThiNet). Refit layers get no moment correction afterwards.")
     var reconstruct = false
 
     @Option(name: .customLong("calib-samples"), help: "Use at most N samples of --calib.")
@@ -141,7 +142,7 @@ struct PruneCommand: ParsableCommand {
         if let t = targetMACs, !(t > 0 && t <= 1) { throw ValidationError("--target-macs \(t): must be in (0, 1]") }
         if ratio != nil && targetMACs != nil { throw ValidationError("--ratio and --target-macs contradict each other: give one") }
         if ratio == nil && targetMACs == nil && ratios == nil { throw ValidationError("give --ratio R, --target-macs F or --ratios FILE") }
-        if targetMACs != nil && ratios != nil { throw ValidationError("--target-macs searches one uniform ratio; it does not combine with --ratios") }
+        if global && ratios != nil { throw ValidationError("--global ranks every group's channels together; it does not combine with per-group --ratios") }
         if roundTo < 1 { throw ValidationError("--round-to must be ≥ 1") }
         if minChannels < 1 { throw ValidationError("--min-channels must be ≥ 1") }
         if output == nil && !dryRun { throw ValidationError("give -o OUT (or --dry-run to only print the plan)") }
@@ -211,7 +212,13 @@ struct PruneCommand: ParsableCommand {
             let m = try ModelReader.read(path: model)
             var options = PruneOptions(criterion: method, ratio: ratio ?? 0, global: global, roundTo: roundTo,
                                        minChannels: minChannels, exclude: exclude, ratios: try ratios.map(Self.readRatios) ?? [:])
-            if let targetMACs { options.ratio = try Pruner.ratio(keepingMACs: targetMACs, m, options: options, pins: pins) }
+            if let targetMACs {
+                let found = try Pruner.options(keepingMACs: targetMACs, m, options: options, pins: pins)
+                options = found.options
+                if found.kept > targetMACs + 1e-9 {
+                    FileHandle.standardError.write(Data(String(format: "warning: --target-macs %g: the closest reachable keeps %.4g of the MACs\n", targetMACs, found.kept).utf8))
+                }
+            }
             var result = try Pruner.prune(m, path: model, options: options, pins: pins)
             var report = result.report
             if let calib { report.repair = try repair(&result, original: m, folder: calib, pins: pins) }
@@ -265,7 +272,7 @@ struct PruneCommand: ParsableCommand {
         let refit = reconstruct ? try PruneReconstruction.reconstruct(&result.model, original: original, plan: result.plan, samples: samples,
                                                                       progress: { bar.advance() }) : nil
         let summary = try PruneRepair.repair(&result.model, original: original, plan: result.plan, samples: samples,
-                                             rounds: rounds, progress: { bar.advance() })
+                                             rounds: rounds, refit: Set(refit?.layers ?? []), progress: { bar.advance() })
         let after = evaluate ? try PruneRepair.top1(result.model, labelled: withLabels) : nil
         func rate(_ x: (correct: Int, total: Int)?) -> Double? { x.map { Double($0.correct) / Double(max($0.total, 1)) } }
         return PruneReport.Repair(folder: folder, summary: summary, reconstruction: refit, accuracy_original: rate(before),
@@ -351,10 +358,16 @@ enum PruneTable {
         }
         if let rp = r.repair {
             out.append("")
-            out.append("repair     \(rp.summary.samples) samples of \(rp.folder), \(rp.summary.rounds) rounds: BN re-estimated in \(rp.summary.batchnorms.count) layers, "
-                       + "channel statistics restored in \(rp.summary.layers.count)")
+            if rp.summary.batchnorms.isEmpty && rp.summary.layers.isEmpty {
+                out.append("repair     \(rp.folder): no statistics correction" + (rp.reconstruction != nil ? " (refit layers are already fitted to the unpruned output)" : ""))
+            } else {
+                out.append("repair     \(rp.summary.samples) samples of \(rp.folder), \(rp.summary.rounds) rounds: BN re-estimated in \(rp.summary.batchnorms.count) layers, "
+                           + "channel statistics restored in \(rp.summary.layers.count)")
+            }
             if let rc = rp.reconstruction {
-                out.append("refit      \(rc.layers.count) layers by least squares" + (rc.skipped.isEmpty ? "" : "; left: " + rc.skipped.joined(separator: "; ")))
+                let lambdas = rc.layers.compactMap { l in rc.lambdas[l].map { "\(l) \(String(format: "%g", $0))" } }.joined(separator: ", ")
+                out.append("refit      \(rc.layers.count) layers by ridge least squares (cross-validated λ: \(lambdas))"
+                           + (rc.skipped.isEmpty ? "" : "; left: " + rc.skipped.joined(separator: "; ")))
             }
             if let a = rp.accuracy_original, let p = rp.accuracy_pruned, let q = rp.accuracy_repaired {
                 out.append(String(format: "accuracy   %.2f %% original, %.2f %% pruned, %.2f %% pruned + repaired (top-1 on the --calib samples)", 100 * a, 100 * p, 100 * q))
