@@ -168,6 +168,12 @@ struct PruneCommand: ParsableCommand {
         let m = try ModelReader.read(path: model)
         let folder = data!
         let source = try DataSource(directory: folder, graph: m.graph, pins: pins, preprocessing: try preprocess.preprocessing())
+        var inputFiles = InputFiles()
+        inputFiles.add(model: m, path: model)
+        inputFiles.add(source)
+        if let emitRatios { try inputFiles.check(emitRatios, flag: "--emit-ratios") }
+        if let plot { try inputFiles.check(plot, flag: "--plot") }
+        try InputFiles.checkDistinct([("--emit-ratios", emitRatios), ("--plot", plot)])
         let entries = Array(source.entries.prefix(maxSamples))
         guard !entries.isEmpty else { throw CLIError("--data \(folder): no samples found") }
         let samples: [Sensitivity.Sample] = try entries.map { e in
@@ -229,6 +235,11 @@ struct PruneCommand: ParsableCommand {
                 report.speed = speed
             }
             if let output, !dryRun {
+                var inputFiles = InputFiles()
+                inputFiles.add(model: m, path: model)
+                if let ratios, FileManager.default.fileExists(atPath: ratios) { inputFiles.add(ratios, what: "the --ratios file") }
+                if let calib { inputFiles.add(try DataSource(directory: calib, graph: m.graph, pins: pins)) }
+                try inputFiles.check(output, flag: "-o", force: force)
                 try ModelWriter.write(result.model, to: URL(fileURLWithPath: output))
                 report.output = output
             }
