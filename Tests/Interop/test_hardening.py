@@ -165,7 +165,7 @@ def model_commands(model: Path, out: Path, data: Path) -> dict[str, list]:
         "convert": ["convert", model, "-o", out / "out.onnx"],
         "profile": ["profile", model, "--device", "nvidia-h100-sxm", "--plot", out / "roofline.svg"],
         "run": ["run", model, "--data", data, "--out", out / "npy"],
-        "prune": ["prune", model, "--ratio", "0.25", "-o", out / "out.onnx"],
+        "prune": ["prune", model, "--method", "l1", "--ratio", "0.25", "-o", out / "out.onnx"],
         "quantize": ["quantize", model, "--calib", data, "-o", out / "out.onnx"],
         "distill-teacher": ["distill", "--teacher", model, "--student", MODEL, "--data", data, "--plot", out / "d.svg"],
         "distill-student": ["distill", "--teacher", MODEL, "--student", model, "--data", data, "--plot", out / "d.svg"],
@@ -177,8 +177,8 @@ def data_commands(data: Path, out: Path) -> dict[str, list]:
     return {
         "run": ["run", MODEL, "--data", data, "--out", out / "npy"],
         "quantize": ["quantize", MODEL, "--calib", data, "-o", out / "out.onnx"],
-        "prune-calib": ["prune", MODEL, "--ratio", "0.25", "--calib", data, "-o", out / "out.onnx"],
-        "prune-sensitivity": ["prune", MODEL, "--sensitivity", "--data", data, "--ratios", "0.5",
+        "prune-calib": ["prune", MODEL, "--method", "l1", "--ratio", "0.25", "--calib", data, "-o", out / "out.onnx"],
+        "prune-sensitivity": ["prune", MODEL, "--method", "l1", "--sensitivity", "--data", data, "--ratios", "0.5",
                               "--emit-ratios", out / "ratios.txt", "--plot", out / "s.svg"],
         "distill": ["distill", "--teacher", MODEL, "--student", MODEL, "--data", data, "--plot", out / "d.svg"],
         "fuse": ["fuse", MODEL, "--data", data, "-o", out / "out.onnx"],
@@ -194,7 +194,7 @@ def _check(r: subprocess.CompletedProcess, names: list[str], fragments: list[str
         assert not left, f"output folder not unchanged: {left}"
         assert _snapshot(inputs) == before, "the input folder changed"
     except AssertionError as e:
-        return str(e)
+        return str(e).splitlines()[0]
     return None
 
 
@@ -287,12 +287,14 @@ def test_empty_data_folders_every_command(layout, tmp_path, compress_bin):
         (data / "dog").mkdir()
     elif layout == "only_other_files":
         (data / "notes.txt").write_text("no samples here\n")
+    # A folder without samples is "no samples"; a file that is not a sample is named.
+    expected = [str(data / "notes.txt"), "not a data file"] if layout == "only_other_files" else [str(data), "no samples"]
     before = _snapshot(data)
     failures = []
     for cmd, argv in data_commands(data, tmp_path / "o").items():
         out = tmp_path / "o"
         out.mkdir(exist_ok=True)
-        why = _check(run_compress(*argv), [str(data)], ["no samples"], out, data, before)
+        why = _check(run_compress(*argv), expected[:1], expected[1:], out, data, before)
         if why:
             failures.append(f"{cmd}: {why}")
     assert not failures, "\n".join(failures)
@@ -320,8 +322,8 @@ def determinism_commands(tmp: Path, data: Path) -> dict[str, list]:
         "convert": ["convert", MODEL, "-o", o / "c.onnx", "--external-data", "--external-threshold", "64"],
         "profile": ["profile", MODEL, "--device", "nvidia-h100-sxm", "--plot", o / "roofline.svg", "--format", "json"],
         "run": ["run", MODEL, "--data", data, "--out", o / "npy", "--format", "json"],
-        "prune": ["prune", MODEL, "--ratio", "0.5", "--calib", data, "-o", o / "p.onnx", "--format", "json"],
-        "prune-sensitivity": ["prune", MODEL, "--sensitivity", "--data", data, "--ratios", "0.25,0.5",
+        "prune": ["prune", MODEL, "--method", "l1", "--ratio", "0.5", "--calib", data, "-o", o / "p.onnx", "--format", "json"],
+        "prune-sensitivity": ["prune", MODEL, "--method", "l1", "--sensitivity", "--data", data, "--ratios", "0.25,0.5",
                               "--emit-ratios", o / "ratios.txt", "--plot", o / "s.svg", "--format", "json"],
         "quantize": ["quantize", MODEL, "--calib", data, "-o", o / "q.onnx", "--method", "entropy",
                      "--trt-cache", o / "q.cache", "--ncnn-table", o / "q.table", "--format", "json"],
@@ -397,7 +399,7 @@ def test_sigkill_while_writing(command, previous, tmp_path, compress_bin):
         shutil.copy(MODEL, target)
     before = _files(out_dir)
     argv = (["quantize", MODEL, "--calib", data, "-o", target] if command == "quantize"
-            else ["prune", MODEL, "--ratio", "0.5", "-o", target])
+            else ["prune", MODEL, "--method", "l1", "--ratio", "0.5", "-o", target])
     _kill_at_rename(argv, out_dir)
     assert _files(out_dir) == before, "killed at the write step, the output folder changed"
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(before), "a temporary file was left behind"
@@ -416,18 +418,21 @@ def test_outputs_that_are_inputs_are_refused(tmp_path, compress_bin):
     sample = sorted(data.iterdir())[0]
     model = tmp_path / "m.onnx"
     shutil.copy(MODEL, model)
-    os.link(model, tmp_path / "hard.onnx")
+    # Charts must be named .svg: other names of the inputs, as hard links and symlinks.
+    os.link(model, tmp_path / "hard.svg")
+    (tmp_path / "link.svg").symlink_to(sample)
     before = _snapshot(tmp_path)
     cases = [
-        (["profile", model, "--device", "nvidia-h100-sxm", "--plot", tmp_path / "hard.onnx"], ["--plot", "the input model"]),
+        (["profile", model, "--device", "nvidia-h100-sxm", "--plot", tmp_path / "hard.svg"], ["--plot", "the input model"]),
         (["quantize", model, "--calib", data, "-o", tmp_path / "q.onnx", "--trt-cache", sample], ["--trt-cache", "a sample"]),
         (["quantize", model, "--calib", data, "-o", sample, "--force"], ["-o", "a sample"]),
         (["quantize", model, "--calib", data, "-o", tmp_path / "q.onnx", "--trt-cache", tmp_path / "q.onnx"],
          ["--trt-cache", "also the file of -o"]),
-        (["prune", model, "--sensitivity", "--data", data, "--ratios", "0.5", "--plot", model], ["--plot", "the input model"]),
-        (["distill", "--teacher", model, "--student", MODEL, "--data", data, "--plot", sample], ["--plot", "a sample"]),
+        (["prune", model, "--method", "l1", "--sensitivity", "--data", data, "--ratios", "0.5", "--plot", tmp_path / "hard.svg"],
+         ["--plot", "the input model"]),
+        (["distill", "--teacher", model, "--student", MODEL, "--data", data, "--plot", tmp_path / "link.svg"], ["--plot", "a sample"]),
         (["fuse", model, "--data", data, "-o", sample, "--force"], ["-o", "a sample"]),
-        (["prune", model, "--ratio", "0.5", "--calib", data, "-o", sample, "--force"], ["-o", "a sample"]),
+        (["prune", model, "--method", "l1", "--ratio", "0.5", "--calib", data, "-o", sample, "--force"], ["-o", "a sample"]),
     ]
     failures = []
     for argv, fragments in cases:

@@ -36,7 +36,7 @@ final class GraphValidationTests: XCTestCase {
         var g = chain()
         g.inputs = []
         g.nodes[1].outputs = ["x"]
-        g.outputs = [ValueInfo("a", .float32, nil)]
+        g.outputs = [ValueInfo(name: "a", type: nil)]
         let p = problem(g)
         XCTAssertTrue(p.contains("node 'A' (Add) reads 'x'") && p.contains("cycle"), p)
         XCTAssertThrowsError(try g.validate(path: "m.onnx")) { e in
@@ -70,7 +70,7 @@ final class GraphValidationTests: XCTestCase {
         g.outputs.append(g.outputs[0])
         XCTAssertTrue(problem(g).contains("graph output 'y' is listed twice"), problem(g))
         g = chain()
-        g.outputs = [ValueInfo("q", .float32, nil)]
+        g.outputs = [ValueInfo(name: "q", type: nil)]
         XCTAssertTrue(problem(g).contains("graph output 'q' is not produced"), problem(g))
     }
 
@@ -79,7 +79,7 @@ final class GraphValidationTests: XCTestCase {
         var body = Graph(name: "then")
         body.nodes = [Node(name: "in", opType: "Neg", inputs: ["a"], outputs: ["t"]),
                       Node(name: "dup", opType: "Neg", inputs: ["t"], outputs: ["u"])]
-        body.outputs = [ValueInfo("u", .float32, nil)]
+        body.outputs = [ValueInfo(name: "u", type: nil)]
         var g = chain()
         g.inputs.append(ValueInfo("c", .bool, []))
         g.nodes.append(Node(name: "If", opType: "If", inputs: ["c"], outputs: ["z"],
@@ -88,7 +88,7 @@ final class GraphValidationTests: XCTestCase {
         XCTAssertNil(g.validationProblem())
         // A value written twice inside the body is found and the body named.
         body.nodes[1].outputs = ["t"]
-        body.outputs = [ValueInfo("t", .float32, nil)]
+        body.outputs = [ValueInfo(name: "t", type: nil)]
         g.nodes[2].attributes = [Attribute(name: "then_branch", value: .graph(body))]
         let p = problem(g)
         XCTAssertTrue(p.hasPrefix("in body 'then_branch' of node 'If' (If): node 'dup' (Neg) writes 't'"), p)
