@@ -78,7 +78,8 @@ final class ExternalDataResolver {
             throw ModelError(modelPath, "tensor '\(tensor)': external data file '\(location)': \(String(cString: strerror(errno)))")
         }
         guard st.st_mode & S_IFMT == S_IFREG else {
-            throw ModelError(modelPath, "tensor '\(tensor)': external data location '\(location)' is not a regular file")
+            let what = st.st_mode & S_IFMT == S_IFDIR ? "is a directory" : "is not a regular file (a device, FIFO or socket)"
+            throw ModelError(modelPath, "tensor '\(tensor)': external data location '\(location)' \(what)")
         }
         guard st.st_nlink <= 1 else {
             throw ModelError(modelPath, "tensor '\(tensor)': external data file '\(location)' has \(st.st_nlink) hard links; a hard link may lead outside the model's folder, so it is refused (copy the file instead)")
