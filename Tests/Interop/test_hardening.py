@@ -444,3 +444,58 @@ def test_outputs_that_are_inputs_are_refused(tmp_path, compress_bin):
         except AssertionError as e:
             failures.append(f"{argv[0]} {fragments}: {e}")
     assert not failures, "\n".join(failures)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes from the file that are too large to allocate or to count
+
+def oversized_models() -> dict[str, bytes]:
+    x = lambda dims: helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    relu = helper.make_node("Relu", ["x"], ["y"], name="relu")
+    expand = lambda a: helper.make_node("Expand", [a, "s"], ["y"], name="expand")
+    shape = lambda v: numpy_helper.from_array(np.array([v, v], np.int64), "s")
+    one = numpy_helper.from_array(np.ones(1, np.float32), "c")
+    return {
+        # 4 TiB input: profiled (nothing allocated), never made up as a sample.
+        "huge_input.onnx": _model([relu], [x([1 << 20, 1 << 20])], [y]),
+        # Element count overflows 64 bits.
+        "overflowing_input.onnx": _model([relu], [x([1 << 40, 1 << 40])], [y]),
+        # A constant shape asking Expand for 4 TiB, folded or run.
+        "huge_expand_constant.onnx": _model([expand("c")], [], [y], [one, shape(1 << 20)]),
+        "overflowing_expand.onnx": _model([expand("x")], [x([1])], [y], [shape(1 << 40)]),
+    }
+
+
+def test_oversized_shapes_never_crash(tmp_path, compress_bin):
+    """Shapes read from the file that describe terabytes, or overflow: every command either
+    handles the model without allocating them (info, profile) or refuses it in one line naming
+    the file; never a signal or an allocation failure."""
+    data = _good_data(tmp_path / "data", n=1)
+    jobs = []
+    for name, blob in oversized_models().items():
+        path = tmp_path / name
+        path.write_bytes(blob)
+        for cmd in model_commands(path, tmp_path, data):
+            out = tmp_path / f"out-{name}-{cmd}"
+            out.mkdir()
+            jobs.append((name, cmd, model_commands(path, out, data)[cmd], out, path))
+
+    def one(job):
+        name, cmd, argv, out, path = job
+        r = run_compress(*argv, timeout=120)
+        try:
+            if name == "overflowing_input.onnx" and cmd not in ("info", "convert"):
+                assert_clean_failure(r, str(path), "overflows")
+            elif r.returncode != 0:
+                line = assert_clean_failure(r)
+                # The file the refusal is about: the model, or the sample that does not fit it.
+                assert str(path) in line or str(data) in line, f"{line!r} names neither the model nor a sample"
+                assert not list(out.rglob("*")), "output written by a failed command"
+        except AssertionError as e:
+            return f"{name} / {cmd}: {str(e).splitlines()[0]}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        failures = [f for f in pool.map(one, jobs) if f]
+    assert not failures, "\n".join(failures)

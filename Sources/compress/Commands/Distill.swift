@@ -57,7 +57,7 @@ struct DistillCommand: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        try reportingErrors(naming: [teacher, student]) {
             let pins = try inputs.pins()
             let t = try ModelReader.read(path: teacher), s = try ModelReader.read(path: student)
             var options = DistillOptions()

@@ -60,7 +60,7 @@ struct FuseCommand: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        try reportingErrors(naming: [model]) {
             try OutputPath.check(output, input: model, force: force)
             let pins = try inputs.pins()
             let m = try ModelReader.read(path: model)
@@ -76,9 +76,12 @@ struct FuseCommand: ParsableCommand {
                 }
                 guard !feeds.isEmpty else { throw CLIError("--data \(data): no samples found") }
             } else {
-                feeds = try Fuser.randomSamples(m, pins: pins, count: samples, seed: seed)
+                do { feeds = try Fuser.randomSamples(m, pins: pins, count: samples, seed: seed) } catch { throw CLIError("\(model): \(error)") }
             }
-            let checks = try Fuser.verify(m, fused, samples: feeds, rtol: rtol, atol: atol)
+            let checks: [Fuser.OutputCheck]
+            do { checks = try Fuser.verify(m, fused, samples: feeds, rtol: rtol, atol: atol) } catch let e as DataError { throw e } catch {
+                throw CLIError("\(model): \(error)")
+            }
             let ok = checks.allSatisfy(\.within)
             let before = try ModelProfile(model: m, pins: pins).totals, after = try ModelProfile(model: fused, pins: pins).totals
             try inputFiles.check(output, flag: "-o", force: force)

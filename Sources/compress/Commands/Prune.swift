@@ -210,8 +210,8 @@ struct PruneCommand: ParsableCommand {
     }
 
     func run() throws {
-        if sensitivity { return try reportingErrors { try runSensitivity() } }
-        try reportingErrors {
+        if sensitivity { return try reportingErrors(naming: [model]) { try runSensitivity() } }
+        try reportingErrors(naming: [model]) {
             if let output { try OutputPath.check(output, input: model, force: force) }
             let pins = try inputs.pins()
             let m = try ModelReader.read(path: model)
@@ -227,7 +227,7 @@ struct PruneCommand: ParsableCommand {
                     speed.estimate(result.before, result.after, settings: RooflineSettings(device: d, precision: nil))
                 }
                 if measure {
-                    speed.measured_ms_before = try PruneSpeed.measure(m, pins: pins, runs: measureRuns)
+                    do { speed.measured_ms_before = try PruneSpeed.measure(m, pins: pins, runs: measureRuns) } catch { throw CLIError("\(model): \(error)") }
                     speed.measured_ms_after = try PruneSpeed.measure(result.model, pins: pins, runs: measureRuns)
                     speed.runs = measureRuns
                     speed.threads = Parallel.threads

@@ -86,7 +86,7 @@ struct QuantizeCommand: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        try reportingErrors(naming: [model]) {
             try OutputPath.check(output, input: model, force: force)
             let pins = try inputs.pins()
             let m = try ModelReader.read(path: model)

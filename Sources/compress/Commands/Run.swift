@@ -46,7 +46,7 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        try reportingErrors(naming: [model]) {
             if let threads { Parallel.setThreads(threads) }
             let m = try ModelReader.read(path: model)
             let source = try data.source(for: m.graph, pins: try inputs.pins())
