@@ -499,3 +499,53 @@ def test_oversized_shapes_never_crash(tmp_path, compress_bin):
     with ThreadPoolExecutor(max_workers=4) as pool:
         failures = [f for f in pool.map(one, jobs) if f]
     assert not failures, "\n".join(failures)
+
+
+# ---------------------------------------------------------------------------------------------
+# External data on write: fresh, aligned, before the model
+
+def test_external_data_written_fresh_aligned_and_before_the_model(tmp_path, compress_bin):
+    import onnxruntime as ort
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = np.random.default_rng(5).bytes(1 << 20)
+    (out / "m.onnx.data").write_bytes(stale)  # a stale, larger data file of the same name
+    argv = ["convert", MODEL, "-o", out / "m.onnx", "--external-data", "--external-threshold", "0"]
+    r = run_compress(*argv)
+    assert r.returncode == 0, r.stderr
+    m = onnx.load(str(out / "m.onnx"), load_external_data=False)
+    ends = []
+    for t in m.graph.initializer:
+        assert t.data_location == TensorProto.EXTERNAL, t.name
+        kv = {e.key: e.value for e in t.external_data}
+        assert kv["location"] == "m.onnx.data"
+        assert int(kv["offset"]) % 64 == 0, f"{t.name}: offset {kv['offset']} not 64-byte aligned"
+        ends.append(int(kv["offset"]) + int(kv["length"]))
+    size = (out / "m.onnx.data").stat().st_size
+    assert size == max(ends), f"data file is {size} bytes, its tensors end at {max(ends)}: not written fresh"
+    onnx.checker.check_model(str(out / "m.onnx"), full_check=True)
+    x = np.load(DIGITS / "sample_0000.npy")
+    want = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    got = ort.InferenceSession(str(out / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    assert all(np.array_equal(a, b) for a, b in zip(want, got))
+
+    # Order: killed at the first rename (the data file), nothing appears; killed at the
+    # second (the model), the new data file is in place and the model is not.
+    for stop, expect in ((1, []), (2, ["m.onnx.data"])):
+        fresh = tmp_path / f"order{stop}"
+        fresh.mkdir()
+        env = dict(os.environ, COMPRESS_TEST_PAUSE_BEFORE_RENAME="3")
+        p = subprocess.Popen([COMPRESS_BIN, "convert", str(MODEL), "-o", str(fresh / "m.onnx"), "--external-data",
+                              "--external-threshold", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        try:
+            for _ in range(stop):
+                assert b"pausing before rename" in p.stderr.readline()
+            # (the second line comes when the first pause, 3 s, is over)
+            p.send_signal(signal.SIGKILL)
+            p.wait(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stderr.close()
+        assert sorted(q.name for q in fresh.iterdir()) == expect
