@@ -42,9 +42,13 @@ public enum AtomicFile {
         public init(for destination: URL) throws {
             self.destination = destination
             let folder = destination.deletingLastPathComponent().path
-            fd = open(folder, O_WRONLY | AtomicFile.oTmpFile | O_CLOEXEC, 0o644)
+            // TEST ONLY: COMPRESS_TEST_NAMED_TEMPORARIES=1 takes the path of filesystems without
+            // O_TMPFILE, so the tests exercise it on any machine.
+            let forceNamed = getenv("COMPRESS_TEST_NAMED_TEMPORARIES") != nil
+            fd = forceNamed ? -1 : open(folder, O_WRONLY | AtomicFile.oTmpFile | O_CLOEXEC, 0o644)
             if fd < 0 {
-                // No O_TMPFILE here (EOPNOTSUPP, EISDIR on old kernels): a named, fresh file.
+                // No O_TMPFILE here (EOPNOTSUPP; overlayfs before Linux 6.6): a named, fresh file.
+                AtomicFile.removeStaleTemporaries(for: destination)
                 let tmp = AtomicFile.temporaryURL(for: destination)
                 fd = open(tmp.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
                 guard fd >= 0 else { throw ModelError(destination.path, "cannot create: \(String(cString: strerror(errno)))") }
@@ -104,6 +108,19 @@ public enum AtomicFile {
             if fd >= 0 { close(fd); fd = -1 }
             if let named { unlink(named.path) }
             named = nil
+        }
+    }
+
+    /// Removes `.NAME.tmp-PID-*` files beside `url` left by a process that was killed while
+    /// writing (only where temporaries have names): those whose PID no longer runs.
+    static func removeStaleTemporaries(for url: URL) {
+        let prefix = ".\(url.lastPathComponent).tmp-"
+        let folder = url.deletingLastPathComponent()
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            let rest = name.dropFirst(prefix.count)
+            guard let dash = rest.firstIndex(of: "-"), let pid = Int32(rest[..<dash]), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(folder.appendingPathComponent(name).path) }
         }
     }
 

@@ -367,10 +367,10 @@ def test_two_runs_give_identical_outputs(command, tmp_path, compress_bin):
 # ---------------------------------------------------------------------------------------------
 # SIGKILL while writing: no output, or the previous one intact — and no temporary file
 
-def _kill_at_rename(argv: list, out_dir: Path) -> None:
+def _kill_at_rename(argv: list, out_dir: Path, env: dict) -> None:
     """Starts compress with the test-only pause before each rename, kills it with SIGKILL as
     soon as it reaches the first one."""
-    env = dict(os.environ, COMPRESS_TEST_PAUSE_BEFORE_RENAME="30")
+    env = dict(env, COMPRESS_TEST_PAUSE_BEFORE_RENAME="30")
     p = subprocess.Popen([COMPRESS_BIN, *map(str, argv)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         deadline = time.monotonic() + 120
@@ -389,9 +389,22 @@ def _kill_at_rename(argv: list, out_dir: Path) -> None:
         p.stderr.close()
 
 
+def _has_o_tmpfile(folder: Path) -> bool:
+    try:
+        os.close(os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o600))
+        return True
+    except OSError:
+        return False
+
+
 @pytest.mark.parametrize("command", ["quantize", "prune"])
 @pytest.mark.parametrize("previous", [False, True])
-def test_sigkill_while_writing(command, previous, tmp_path, compress_bin):
+@pytest.mark.parametrize("temporaries", ["unnamed", "named"])
+def test_sigkill_while_writing(command, previous, temporaries, tmp_path, compress_bin):
+    """`named`: COMPRESS_TEST_NAMED_TEMPORARIES (test only) takes the path of filesystems
+    without O_TMPFILE: the killed run leaves its named temporary, the next write removes it."""
+    named = temporaries == "named" or not _has_o_tmpfile(tmp_path)
+    env = dict(os.environ, **({"COMPRESS_TEST_NAMED_TEMPORARIES": "1"} if temporaries == "named" else {}))
     data = _good_data(tmp_path / "data", n=2)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -401,11 +414,15 @@ def test_sigkill_while_writing(command, previous, tmp_path, compress_bin):
     before = _files(out_dir)
     argv = (["quantize", MODEL, "--calib", data, "-o", target] if command == "quantize"
             else ["prune", MODEL, "--method", "l1", "--ratio", "0.5", "-o", target])
-    _kill_at_rename(argv, out_dir)
-    assert _files(out_dir) == before, "killed at the write step, the output folder changed"
-    assert sorted(p.name for p in out_dir.iterdir()) == sorted(before), "a temporary file was left behind"
+    _kill_at_rename(argv, out_dir, env)
+    left = sorted(p.name for p in out_dir.iterdir())
+    stale = [n for n in left if n.startswith(".model.onnx.tmp-")]
+    assert {k: v for k, v in _files(out_dir).items() if k not in stale} == before, "killed at the write step, the output changed"
+    # With unnamed temporary files (O_TMPFILE) nothing at all is left; a named temporary
+    # stays until the next write to the same output removes it.
+    assert len(stale) == (1 if named else 0), f"temporary files after the kill: {stale}"
     # The same command, not killed, writes a complete model (the pause is only a delay).
-    r = run_compress(*argv, env=dict(os.environ, COMPRESS_TEST_PAUSE_BEFORE_RENAME="0.01"))
+    r = run_compress(*argv, env=dict(env, COMPRESS_TEST_PAUSE_BEFORE_RENAME="0.01"))
     assert r.returncode == 0, r.stderr
     onnx.checker.check_model(onnx.load(str(target)), full_check=True)
     assert sorted(p.name for p in out_dir.iterdir()) == ["model.onnx"]
