@@ -566,3 +566,61 @@ def test_external_data_written_fresh_aligned_and_before_the_model(tmp_path, comp
                 p.wait()
             p.stderr.close()
         assert sorted(q.name for q in fresh.iterdir()) == expect
+
+
+# ---------------------------------------------------------------------------------------------
+# Graph rules against onnx.checker
+
+def _random_graph(rng) -> onnx.ModelProto:
+    """Relu/Add nodes wired mostly validly (reads of defined values, fresh outputs), sometimes
+    not: a read of a later or undefined value, an output reusing a name."""
+    defined, names = ["x"], ["x", "a", "b", "c", "d", "e", "f", "u"]
+    nodes = []
+    for k in range(int(rng.integers(1, 7))):
+        op = "Relu" if rng.random() < 0.5 else "Add"
+        ins = [defined[int(rng.integers(0, len(defined)))] if rng.random() < 0.85 else names[int(rng.integers(0, len(names)))]
+               for _ in range(1 if op == "Relu" else 2)]
+        fresh = [n for n in names[1:] if n not in defined]
+        out = fresh[0] if fresh and rng.random() < 0.85 else names[int(rng.integers(0, len(names)))]
+        defined.append(out)
+        nodes.append(helper.make_node(op, ins, [out], name=f"n{k}"))
+    if rng.random() < 0.3:  # swap two nodes (out of order, or harmless)
+        i, j = sorted(rng.choice(len(nodes), 2, replace=True))
+        nodes[i], nodes[j] = nodes[j], nodes[i]
+    g = helper.make_graph(nodes, "g", [_vi("x", [2])], [_vi(nodes[-1].output[0], [2])])
+    return helper.make_model(g, opset_imports=OPSET)
+
+
+def test_graph_rules_agree_with_onnx_checker(tmp_path, compress_bin):
+    """300 random small graphs: compress reads exactly those onnx.checker accepts (both apply
+    ONNX's SSA, order and defined-input rules), and its refusals name a node or value."""
+    rng = np.random.default_rng(2024)
+    jobs = []
+    for i in range(300):
+        m = _random_graph(rng)
+        try:
+            onnx.checker.check_model(m)
+            ok = True
+        except onnx.checker.ValidationError:
+            ok = False
+        path = tmp_path / f"g{i}.onnx"
+        path.write_bytes(m.SerializeToString())
+        jobs.append((path, ok))
+
+    def one(job):
+        path, ok = job
+        r = run_compress("info", path)
+        if ok and r.returncode != 0:
+            return f"{path.name}: checker accepts, compress refuses: {r.stderr.strip()}"
+        if not ok:
+            try:
+                assert_clean_failure(r, str(path), "'")
+            except AssertionError as e:
+                return f"{path.name}: checker refuses, compress: {str(e).splitlines()[0]}"
+        return None
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        failures = [f for f in pool.map(one, jobs) if f]
+    accepted = sum(ok for _, ok in jobs)
+    assert 50 < accepted < 250, f"{accepted} of 300 valid: the generator should give both kinds"
+    assert not failures, f"{len(failures)} disagreements:\n" + "\n".join(failures[:20])
