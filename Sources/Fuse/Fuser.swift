@@ -82,6 +82,7 @@ public enum Fuser {
     /// zeros for integer and bool types), `count` samples.
     public static func randomSamples(_ model: Model, pins: [String: [Int]], count: Int, seed: UInt64) throws -> [[String: Tensor]] {
         let types = try InputShapes.resolve(graph: model.graph, pins: pins)
+        for (name, info) in types { try InputShapes.checkSynthesizable(info, input: name) }
         var state = seed &+ 0x9E37_79B9_7F4A_7C15
         func next() -> Float {
             // splitmix64

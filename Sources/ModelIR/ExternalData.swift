@@ -65,6 +65,27 @@ final class ExternalDataResolver {
         return url
     }
 
+    /// The file must exist and be a regular file with one link: a device or FIFO (`/dev/zero`
+    /// reached through a link inside the folder) is not data, and a hard link may be another
+    /// name of a file outside the folder, which no path check can see (onnx's checker refuses
+    /// hard links to external data for the same reason, CVE-2024-27318).
+    func checkFile(_ url: URL, location: String, tensor: String) throws {
+        var st = stat()
+        guard stat(url.path, &st) == 0 else {
+            if errno == ENOENT || errno == ENOTDIR {
+                throw ModelError(modelPath, "tensor '\(tensor)': external data file '\(location)' not found")
+            }
+            throw ModelError(modelPath, "tensor '\(tensor)': external data file '\(location)': \(String(cString: strerror(errno)))")
+        }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            let what = st.st_mode & S_IFMT == S_IFDIR ? "is a directory" : "is not a regular file (a device, FIFO or socket)"
+            throw ModelError(modelPath, "tensor '\(tensor)': external data location '\(location)' \(what)")
+        }
+        guard st.st_nlink <= 1 else {
+            throw ModelError(modelPath, "tensor '\(tensor)': external data file '\(location)' has \(st.st_nlink) hard links; a hard link may lead outside the model's folder, so it is refused (copy the file instead)")
+        }
+    }
+
     /// Storage for `byteCount` bytes of tensor `tensor` described by `ref`.
     func storage(_ ref: Reference, tensor: String, byteCount: Int) throws -> TensorStorage {
         let url = try safeURL(ref.location, tensor: tensor)
@@ -72,9 +93,7 @@ final class ExternalDataResolver {
         if let m = maps[url.path] {
             map = m
         } else {
-            guard FileManager.default.fileExists(atPath: url.path) else {
-                throw ModelError(modelPath, "tensor '\(tensor)': external data file '\(ref.location)' not found")
-            }
+            try checkFile(url, location: ref.location, tensor: tensor)
             do { map = try MappedFile(path: url.path) } catch { throw ModelError(modelPath, "tensor '\(tensor)': \(error)") }
             maps[url.path] = map
             usedFiles.append(ref.location)

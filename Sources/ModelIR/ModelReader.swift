@@ -12,6 +12,9 @@ import TensorCore
 /// from their own message bytes (they are small by construction: exporters use raw_data for
 /// weights). External data is memory-mapped the same way.
 public enum ModelReader {
+    /// The deepest protobuf nesting read: about 20 levels of nested control-flow bodies.
+    public static let maxMessageDepth = 64
+
     public static func read(path: String) throws -> Model {
         let file: MappedFile
         do { file = try MappedFile(path: path) } catch let f as MappedFile.Failure { throw ModelError(path, f.reason) }
@@ -35,9 +38,15 @@ public enum ModelReader {
         }
         var options = BinaryDecodingOptions()
         options.discardUnknownFields = true
+        // Nesting is bounded (each If/Loop/Scan body is 3 messages deeper: node, attribute,
+        // graph), so a forged model cannot exhaust the stack in the decoder or in the graph
+        // walks that recurse into bodies; deeper input is "nesting too deep".
+        options.messageDepthLimit = ModelReader.maxMessageDepth
         let light: OnnxLight_ModelProto
         do {
             light = try OnnxLight_ModelProto(serializedBytes: image, options: options)
+        } catch BinaryDecodingError.messageDepthLimit {
+            throw ModelError(path, "nesting too deep: more than \(maxMessageDepth) levels of protobuf messages (about 20 nested If/Loop/Scan bodies) are not read")
         } catch {
             throw ModelError(path, "not an ONNX model: protobuf decoding failed (\(describe(error))); the file is truncated, corrupt or of another format")
         }
@@ -81,7 +90,19 @@ public enum ModelReader {
         model.residual = residual
         model.directory = directory
         model.externalDataFiles = ctx.resolver.usedFiles
+        try checkStructure(light.graph.initializer.map(\.name), graph: model.graph, path: path)
         return model
+    }
+
+    /// The checks after decoding (GraphValidation.swift): one definition per value, reads
+    /// defined before use (no cycles, no dangling inputs), graph outputs defined. Duplicate
+    /// initializer names are checked on the decoded list, as the IR keeps one per name.
+    static func checkStructure(_ initializerNames: [String], graph: Graph, path: String) throws {
+        var seen = Set<String>()
+        for name in initializerNames where !seen.insert(name).inserted {
+            throw ModelError(path, "initializer '\(name)' is defined twice")
+        }
+        try graph.validate(path: path)
     }
 
     /// Decodes a model from bytes held in memory (tests, fuzzing). External data is not available.
@@ -182,7 +203,9 @@ public enum ModelReader {
         graph.inputs = g.input.map(valueInfo)
         graph.outputs = g.output.map(valueInfo)
         graph.valueInfo = g.valueInfo.map(valueInfo)
+        var seen = Set<String>()
         for p in g.initializer {
+            guard seen.insert(p.name).inserted else { throw ModelError(ctx.path, "initializer '\(p.name)' of body '\(g.name)' is defined twice") }
             let t = try TensorCodec.tensor(from: p, path: ctx.path, resolver: ctx.resolver)
             var i = Initializer(name: p.name, tensor: t, docString: p.docString)
             let external = p.dataLocation == .external ? p.externalData.first { $0.key == "location" }?.value : nil

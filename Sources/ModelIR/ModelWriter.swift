@@ -42,11 +42,12 @@ public enum ModelWriter {
             do { bytes = try proto.serializedBytes() } catch {
                 throw ModelError(url.path, "cannot serialize the model: \(error)")
             }
-            let tmp = AtomicFile.temporaryURL(for: url)
-            defer { try? FileManager.default.removeItem(at: tmp) }
-            try AtomicFile.writeFully(bytes, to: tmp, reportingAs: url)
+            let file = try AtomicFile.Pending(for: url)
+            defer { file.abandon() }
+            try file.write(bytes)
+            // The data file is in place before the model that points into it.
             try sink?.finish()
-            try AtomicFile.commit(tmp, to: url)
+            try file.commit()
         } catch {
             sink?.abandon()
             throw error
@@ -220,8 +221,10 @@ final class ExternalSink {
     let location: String
     let target: URL
     let threshold: Int
-    private let tmp: URL
-    private let handle: FileHandle
+    /// Created fresh (unnamed, or O_EXCL on a new temporary name) and renamed over the target
+    /// when the model is complete: a stale data file of the same name is replaced, never
+    /// appended to.
+    private let file: AtomicFile.Pending
     private var offset = 0
     /// Payload offsets are aligned so a memory map can be read in place.
     static let alignment = 64
@@ -233,11 +236,7 @@ final class ExternalSink {
         self.location = location
         self.target = target
         self.threshold = threshold
-        tmp = AtomicFile.temporaryURL(for: target)
-        guard FileManager.default.createFile(atPath: tmp.path, contents: nil), let h = try? FileHandle(forWritingTo: tmp) else {
-            throw ModelError(target.path, "cannot create the external data file")
-        }
-        handle = h
+        file = try AtomicFile.Pending(for: target)
     }
 
     func takes(_ t: Tensor) -> Bool { t.dtype != .string && t.byteCount >= threshold && t.byteCount > 0 }
@@ -245,35 +244,20 @@ final class ExternalSink {
     func append(_ t: Tensor) throws -> (Int, Int) {
         let pad = (ExternalSink.alignment - offset % ExternalSink.alignment) % ExternalSink.alignment
         if pad > 0 {
-            do { try handle.write(contentsOf: Data(count: pad)) } catch {
-                throw ModelError(target.path, "cannot write the external data file: \(error.localizedDescription)")
-            }
+            try file.write(Data(count: pad))
             offset += pad
         }
         let start = offset
-        do {
-            try t.withUnsafeBytes { try handle.write(contentsOf: Data($0)) }
-        } catch {
-            throw ModelError(target.path, "cannot write the external data file: \(error.localizedDescription)")
-        }
+        try t.withUnsafeBytes { try file.write($0) }
         offset += t.byteCount
         return (start, t.byteCount)
     }
 
-    /// Puts the side file in place; when no tensor went to it, none is written.
+    /// Puts the side file in place (flushed); when no tensor went to it, none is written.
     func finish() throws {
         if offset == 0 { abandon(); return }
-        do {
-            try handle.synchronize()
-            try handle.close()
-        } catch {
-            throw ModelError(target.path, "cannot write the external data file: \(error.localizedDescription)")
-        }
-        try AtomicFile.commit(tmp, to: target)
+        try file.commit()
     }
 
-    func abandon() {
-        try? handle.close()
-        try? FileManager.default.removeItem(at: tmp)
-    }
+    func abandon() { file.abandon() }
 }

@@ -44,7 +44,10 @@ public struct PruneSpeed: Encodable, Sendable {
     public static func measure(_ model: Model, pins: [String: [Int]], runs: Int) throws -> Double {
         let exec = try Executor(model: model)
         var feeds: [String: Tensor] = [:]
-        for (name, info) in try InputShapes.resolve(graph: model.graph, pins: pins) { feeds[name] = Tensor(dtype: info.dtype, shape: info.shape) }
+        for (name, info) in try InputShapes.resolve(graph: model.graph, pins: pins) {
+            try InputShapes.checkSynthesizable(info, input: name)
+            feeds[name] = Tensor(dtype: info.dtype, shape: info.shape)
+        }
         _ = try exec.run(feeds)
         var times: [Double] = []
         for _ in 0..<max(1, runs) {

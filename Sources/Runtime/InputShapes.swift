@@ -52,7 +52,7 @@ public enum InputShapes {
                         }
                     }
                 }
-                out[v.name] = TensorInfo(dtype, pin)
+                out[v.name] = try addressable(TensorInfo(dtype, pin), input: v.name)
                 continue
             }
             guard let declared = t.shape else {
@@ -64,8 +64,27 @@ public enum InputShapes {
                 if i == 0 { dims.append(1); continue }
                 throw RuntimeError.badInput("input '\(v.name)' dimension \(i) ('\(d)') is dynamic; pin it with \(example) (N: the size to run at)")
             }
-            out[v.name] = TensorInfo(dtype, dims)
+            out[v.name] = try addressable(TensorInfo(dtype, dims), input: v.name)
         }
         return out
+    }
+
+    static func addressable(_ info: TensorInfo, input: String) throws -> TensorInfo {
+        guard info.isAddressable else {
+            throw RuntimeError.badInput("input '\(input)' has shape \(info.shape): its size overflows (more than 2^50 bytes)")
+        }
+        return info
+    }
+
+    /// The most bytes of one input compress makes up itself (zeros or seeded random values for
+    /// `fuse` without --data and `prune --measure`): 4 GiB.
+    public static let maxSynthesizedBytes = 1 << 32
+
+    /// Refuses to make up an input larger than `maxSynthesizedBytes` (the allocation would fail
+    /// or exhaust memory).
+    public static func checkSynthesizable(_ info: TensorInfo, input: String) throws {
+        guard info.isAddressable, info.byteCount <= maxSynthesizedBytes else {
+            throw RuntimeError.badInput("input '\(input)' of shape \(info.shape) would take \(info.isAddressable ? "\(info.byteCount >> 20) MiB" : "more than 2^50 bytes"); at most \(maxSynthesizedBytes >> 30) GiB is made up as a sample (pin a smaller shape with --input or give samples)")
+        }
     }
 }

@@ -21,6 +21,26 @@ public struct TensorInfo: Equatable, Sendable, CustomStringConvertible {
     public init(_ t: Tensor) { dtype = t.dtype; shape = t.shape }
     public var count: Int { shape.reduce(1, *) }
     public var byteCount: Int { dtype.byteCount(elements: count) }
+
+    /// The largest value shape inference accepts: 2⁵⁰ bytes (1 PiB). Shapes come from files
+    /// (declared types, constant shape inputs), and a product that overflows, or that is too
+    /// large for counts derived from it (MACs, traffic) to fit in 64 bits, is refused where it
+    /// appears instead of trapping in arithmetic later.
+    public static let maxBytes = 1 << 50
+
+    /// Whether the dims are non-negative and the byte size is at most `maxBytes` (computed with
+    /// overflow checks).
+    public var isAddressable: Bool {
+        var n = 1
+        for d in shape {
+            guard d >= 0 else { return false }
+            let (r, o) = n.multipliedReportingOverflow(by: d)
+            guard !o, r <= TensorInfo.maxBytes else { return false }
+            n = r
+        }
+        let (bits, o) = n.multipliedReportingOverflow(by: dtype.bitWidth ?? 8)
+        return !o && bits / 8 <= TensorInfo.maxBytes
+    }
     public var description: String { "\(dtype)[\(shape.map(String.init).joined(separator: "x"))]" }
 }
 

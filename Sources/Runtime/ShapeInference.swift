@@ -47,7 +47,7 @@ public struct ShapeInference {
     /// Runs inference over `graph`'s nodes with the current `types`/`values` as the outer scope.
     mutating func infer(graph g: Graph, model: Model, registry: OpRegistry, strict: Bool) throws {
         let declared = Dictionary((g.valueInfo + g.outputs).compactMap { v -> (String, TensorInfo)? in
-            guard let t = v.type, let d = t.elementType, let s = t.fixedShape else { return nil }
+            guard let t = v.type, let d = t.elementType, let s = t.fixedShape, TensorInfo(d, s).isAddressable else { return nil }
             return (v.name, TensorInfo(d, s))
         }, uniquingKeysWith: { a, _ in a })
         for n in g.nodes {
@@ -80,7 +80,10 @@ public struct ShapeInference {
             let inValues: [Tensor?] = n.inputs.map { $0.isEmpty ? nil : values[$0] }
             let allConstant = zip(n.inputs, inValues).allSatisfy { $0.0.isEmpty || $0.1 != nil }
             let hasSubgraph = n.attributes.contains { if case .graph = $0.value { return true }; return false }
-            if allConstant && !hasSubgraph && !Self.nonDeterministic.contains(n.opType) {
+            // Folding runs the kernel: outputs the type rules predict to be large (a constant
+            // shape of 2^20 x 2^20 fed to Expand) are not computed.
+            let foldable = (try? impl.infer(inTypes, inValues, ctx)).map { $0.allSatisfy { $0.isAddressable && $0.count <= Self.foldLimit } } ?? true
+            if allConstant && foldable && !hasSubgraph && !Self.nonDeterministic.contains(n.opType) {
                 if let outs = try? impl.kernel(inValues, ctx), outs.allSatisfy({ $0.count <= Self.foldLimit }) {
                     for (o, t) in zip(n.outputs, outs) where !o.isEmpty {
                         types[o] = TensorInfo(t)
@@ -91,6 +94,10 @@ public struct ShapeInference {
             }
             do {
                 let outs = try impl.infer(inTypes, inValues, ctx)
+                if let (o, t) = zip(n.outputs, outs).first(where: { !$0.1.isAddressable }) {
+                    try fail("output '\(o)' would have shape \(t.shape): its size overflows (more than 2^50 bytes)")
+                    continue
+                }
                 for (o, t) in zip(n.outputs, outs) where !o.isEmpty { types[o] = t }
             } catch let e as RuntimeError {
                 if case .node(_, _, let msg) = e { try fail(msg) } else { try fail(e.description) }

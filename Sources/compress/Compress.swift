@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import ModelIR
+import Runtime
 
 @main
 struct Compress: ParsableCommand {
@@ -50,6 +52,23 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do { return try body() } catch let e as ExitCode { throw e } catch let e as CleanExit { throw e } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         throw ExitCode(1)
+    }
+}
+
+/// `reportingErrors` for a command about `models`: a message that names no file (a model-level
+/// refusal such as "nothing to quantize", an executor error naming only the node) is prefixed
+/// with the model's path, so every failure names the file it is about. Messages that name a file
+/// already (`ModelError`, `DataError` with a path, any starting with the model's path) or a flag
+/// (`--calib DIR: …`) are left as they are.
+func reportingErrors<T>(naming models: [String], _ body: () throws -> T) throws -> T {
+    try reportingErrors {
+        do { return try body() } catch let e as ExitCode { throw e } catch let e as CleanExit { throw e } catch {
+            if error is ModelError { throw error }
+            if let d = error as? DataError, !d.path.isEmpty { throw error }
+            let text = "\(error)"
+            if text.hasPrefix("-") || models.contains(where: { text.hasPrefix($0) }) { throw error }
+            throw CLIError("\(models.joined(separator: ", ")): \(text)")
+        }
     }
 }
 

@@ -57,7 +57,7 @@ struct DistillCommand: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        try reportingErrors(naming: [teacher, student]) {
             let pins = try inputs.pins()
             let t = try ModelReader.read(path: teacher), s = try ModelReader.read(path: student)
             var options = DistillOptions()
@@ -74,6 +74,13 @@ struct DistillCommand: ParsableCommand {
             options.worst = worst
             let distiller = try Distiller(teacher: t, student: s, options: options)
             let source = try data.source(for: t.graph, pins: pins)
+            if let plot {
+                var inputFiles = InputFiles()
+                inputFiles.add(model: t, path: teacher)
+                inputFiles.add(model: s, path: student)
+                inputFiles.add(source)
+                try inputFiles.check(plot, flag: "--plot")
+            }
             let entries = Array(source.entries.prefix(maxSamples ?? Int.max))
             guard !entries.isEmpty else { throw CLIError("--data \(data.data): no samples found") }
             let unlabelled = entries.filter { $0.label == nil }

@@ -60,24 +60,31 @@ struct FuseCommand: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        try reportingErrors(naming: [model]) {
             try OutputPath.check(output, input: model, force: force)
             let pins = try inputs.pins()
             let m = try ModelReader.read(path: model)
+            var inputFiles = InputFiles()
+            inputFiles.add(model: m, path: model)
             let (fused, applied) = try Fuser.fuse(m, passes: passes.isEmpty ? nil : passes, skip: skip)
             let feeds: [[String: Tensor]]
             if let data {
                 let source = try DataSource(directory: data, graph: m.graph, pins: pins)
+                inputFiles.add(source)
                 feeds = try source.entries.prefix(samples).map { e in
                     try source.load(e).inputs  // (its errors name the file)
                 }
                 guard !feeds.isEmpty else { throw CLIError("--data \(data): no samples found") }
             } else {
-                feeds = try Fuser.randomSamples(m, pins: pins, count: samples, seed: seed)
+                do { feeds = try Fuser.randomSamples(m, pins: pins, count: samples, seed: seed) } catch { throw CLIError("\(model): \(error)") }
             }
-            let checks = try Fuser.verify(m, fused, samples: feeds, rtol: rtol, atol: atol)
+            let checks: [Fuser.OutputCheck]
+            do { checks = try Fuser.verify(m, fused, samples: feeds, rtol: rtol, atol: atol) } catch let e as DataError { throw e } catch {
+                throw CLIError("\(model): \(error)")
+            }
             let ok = checks.allSatisfy(\.within)
             let before = try ModelProfile(model: m, pins: pins).totals, after = try ModelProfile(model: fused, pins: pins).totals
+            try inputFiles.check(output, flag: "-o", force: force)
             if ok || force { try ModelWriter.write(fused, to: URL(fileURLWithPath: output)) }
             let report = Report(model: model, output: ok || force ? output : nil, passes: applied, nodes_before: m.graph.nodes.count,
                                 nodes_after: fused.graph.nodes.count, traffic_bytes_before: before.trafficBytes,

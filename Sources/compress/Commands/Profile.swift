@@ -162,8 +162,10 @@ struct Profile: ParsableCommand {
         }
         let breached: [String] = try reportingErrors {
             let pins = try inputs.pins()
+            var inputFiles = InputFiles()
             let profiles = try models.map { path -> ModelProfile in
                 var model = try ModelReader.read(path: path)
+                inputFiles.add(model: model, path: path)
                 // --fused: the model as a deploying runtime executes it (compress fuse's passes).
                 if fused { _ = try PassPipeline.exportable.run(on: &model.graph) }
                 do { return try ModelProfile(model: model, pins: pins) } catch { throw CLIError("\(path): \(error)") }
@@ -178,8 +180,9 @@ struct Profile: ParsableCommand {
                 let title = profiles.count == 1 ? "Roofline: \(Self.fileName(models[0]))"
                     : "Roofline: \(Self.fileName(models[0])) → \(Self.fileName(models[1]))"
                 let chart = RooflineChart(title: title, series: zip(models, profiles).map { ($0, $1) }, settings: settings)
-                do { try Data(chart.svg().utf8).write(to: URL(fileURLWithPath: plot), options: .atomic) } catch {
-                    throw CLIError("--plot \(plot): cannot write (\(error.localizedDescription))")
+                try inputFiles.check(plot, flag: "--plot")
+                do { try AtomicFile.write(Data(chart.svg().utf8), to: URL(fileURLWithPath: plot)) } catch {
+                    throw CLIError("--plot \(plot): cannot write (\(error))")
                 }
             }
             let last = profiles[profiles.count - 1]

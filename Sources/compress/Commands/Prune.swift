@@ -169,6 +169,12 @@ struct PruneCommand: ParsableCommand {
         let m = try ModelReader.read(path: model)
         let folder = data!
         let source = try DataSource(directory: folder, graph: m.graph, pins: pins, preprocessing: try preprocess.preprocessing())
+        var inputFiles = InputFiles()
+        inputFiles.add(model: m, path: model)
+        inputFiles.add(source)
+        if let emitRatios { try inputFiles.check(emitRatios, flag: "--emit-ratios") }
+        if let plot { try inputFiles.check(plot, flag: "--plot") }
+        try InputFiles.checkDistinct([("--emit-ratios", emitRatios), ("--plot", plot)])
         let entries = Array(source.entries.prefix(maxSamples))
         guard !entries.isEmpty else { throw CLIError("--data \(folder): no samples found") }
         let samples: [Sensitivity.Sample] = try entries.map { e in
@@ -205,8 +211,8 @@ struct PruneCommand: ParsableCommand {
     }
 
     func run() throws {
-        if sensitivity { return try reportingErrors { try runSensitivity() } }
-        try reportingErrors {
+        if sensitivity { return try reportingErrors(naming: [model]) { try runSensitivity() } }
+        try reportingErrors(naming: [model]) {
             if let output { try OutputPath.check(output, input: model, force: force) }
             let pins = try inputs.pins()
             let m = try ModelReader.read(path: model)
@@ -228,7 +234,7 @@ struct PruneCommand: ParsableCommand {
                     speed.estimate(result.before, result.after, settings: RooflineSettings(device: d, precision: nil))
                 }
                 if measure {
-                    speed.measured_ms_before = try PruneSpeed.measure(m, pins: pins, runs: measureRuns)
+                    do { speed.measured_ms_before = try PruneSpeed.measure(m, pins: pins, runs: measureRuns) } catch { throw CLIError("\(model): \(error)") }
                     speed.measured_ms_after = try PruneSpeed.measure(result.model, pins: pins, runs: measureRuns)
                     speed.runs = measureRuns
                     speed.threads = Parallel.threads
@@ -236,6 +242,11 @@ struct PruneCommand: ParsableCommand {
                 report.speed = speed
             }
             if let output, !dryRun {
+                var inputFiles = InputFiles()
+                inputFiles.add(model: m, path: model)
+                if let ratios, FileManager.default.fileExists(atPath: ratios) { inputFiles.add(ratios, what: "the --ratios file") }
+                if let calib { inputFiles.add(try DataSource(directory: calib, graph: m.graph, pins: pins)) }
+                try inputFiles.check(output, flag: "-o", force: force)
                 try ModelWriter.write(result.model, to: URL(fileURLWithPath: output))
                 report.output = output
             }

@@ -109,7 +109,7 @@ struct QuantizeCommand: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        try reportingErrors(naming: [model]) {
             try OutputPath.check(output, input: model, force: force)
             if let equalizedModel { try OutputPath.check(equalizedModel, input: model, force: force) }
             let pins = try inputs.pins()
@@ -132,6 +132,13 @@ struct QuantizeCommand: ParsableCommand {
             }
             if equalizedModel != nil && !equalize { throw CLIError("--equalized-model needs --equalize") }
             let source = try DataSource(directory: calib, graph: m.graph, pins: pins, preprocessing: try preprocess.preprocessing())
+            var inputFiles = InputFiles()
+            inputFiles.add(model: m, path: model)
+            inputFiles.add(source)
+            try inputFiles.check(output, flag: "-o", force: force)
+            if let trtCache { try inputFiles.check(trtCache, flag: "--trt-cache") }
+            if let ncnnTable { try inputFiles.check(ncnnTable, flag: "--ncnn-table") }
+            try InputFiles.checkDistinct([("-o", output), ("--trt-cache", trtCache), ("--ncnn-table", ncnnTable)])
             let entries = Array(source.entries.prefix(maxSamples))
             guard !entries.isEmpty else { throw CLIError("--calib \(calib): no samples found") }
             func load(_ e: DataSource.Entry) throws -> [String: Tensor] {

@@ -46,12 +46,23 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
+        try reportingErrors(naming: [model]) {
             if let threads { Parallel.setThreads(threads) }
             let m = try ModelReader.read(path: model)
             let source = try data.source(for: m.graph, pins: try inputs.pins())
             let executor = try Executor(model: m)
-            if let out { try Run.makeFolder(out) }
+            var inputFiles = InputFiles()
+            // A run that fails (a bad sample, an output over an input) removes the files and
+            // folders it created, so a failed run leaves --out as it was; files it replaced are
+            // complete new ones (each is renamed into place whole).
+            let written = CreatedOutputs()
+            var succeeded = false
+            defer { if !succeeded { written.removeAll() } }
+            if let out {
+                try Run.makeFolder(out, created: written)
+                inputFiles.add(model: m, path: model)
+                inputFiles.add(source)
+            }
             var evaluation = RunEvaluation(outputs: m.graph.outputs.map(\.name), topK: topK)
             let bar = data.progress(total: source.count, label: "run")
             defer { bar.finish() }
@@ -67,16 +78,23 @@ struct Run: ParsableCommand {
                 for (k, name) in evaluation.outputs.enumerated() {
                     guard let out, let t = results[name] else { files.append(nil); continue }
                     let path = (out as NSString).appendingPathComponent("\(sample.id).\(k).npy")
-                    if sample.id.contains("/") { try Run.makeFolder((path as NSString).deletingLastPathComponent) }
+                    if sample.id.contains("/") { try Run.makeFolder((path as NSString).deletingLastPathComponent, created: written) }
                     // Each file is complete or absent (temporary file + rename); not fsynced one by
-                    // one (360 files: 2.4 s with fsync, 0.8 s without).
+                    // one (360 files: 2.4 s with fsync, 0.8 s without), but all at the end.
+                    try inputFiles.check(path, flag: "--out")
+                    let existed = FileManager.default.fileExists(atPath: path)
                     try NPYFile.write(t, to: path, durable: false)
+                    if !existed { written.files.append(path) }
                     files.append(path)
                 }
                 evaluation.add(sample: sample, results: results, files: files, milliseconds: ms)
                 bar.advance()
             }
             bar.finish()
+            // The files were renamed into place without an fsync each: one flush of the
+            // filesystem makes them all durable at once.
+            if let out { AtomicFile.syncFilesystem(of: URL(fileURLWithPath: out)) }
+            succeeded = true
             let report = RunReport(model: model, source: source, evaluation: evaluation, outDir: out)
             switch output.format {
             case .json: try printJSON(report)
@@ -86,16 +104,38 @@ struct Run: ParsableCommand {
         }
     }
 
-    /// Creates `path` (and its parents) unless it is already a folder.
-    static func makeFolder(_ path: String) throws {
+    /// Creates `path` (and its parents) unless it is already a folder; records what it created.
+    static func makeFolder(_ path: String, created: CreatedOutputs) throws {
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
             guard isDir.boolValue else { throw CLIError("--out \(path): exists and is not a folder") }
             return
         }
+        // The missing folders, outermost first.
+        var missing: [String] = []
+        var p = path
+        while !p.isEmpty, p != "/", !FileManager.default.fileExists(atPath: p) {
+            missing.insert(p, at: 0)
+            p = (p as NSString).deletingLastPathComponent
+        }
         do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
             throw CLIError("--out \(path): cannot create the folder: \((error as NSError).localizedDescription)")
         }
+        created.folders += missing
+    }
+}
+
+/// Files and folders a command created, removed again when it fails.
+final class CreatedOutputs {
+    var files: [String] = []
+    var folders: [String] = []
+
+    /// Removes the files, then the folders innermost first (only while empty).
+    func removeAll() {
+        for f in files.reversed() { unlink(f) }
+        for d in folders.reversed() { rmdir(d) }
+        files = []
+        folders = []
     }
 }
 

@@ -1,0 +1,53 @@
+import Foundation
+import XCTest
+@testable import ModelIR
+
+/// AtomicFile: a pending file is invisible until committed, leaves nothing when abandoned, and
+/// replaces the destination whole.
+final class AtomicFileTests: XCTestCase {
+    var folder: URL!
+
+    override func setUpWithError() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("compress-atomic-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: folder) }
+
+    func listing() throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted() }
+
+    func testPendingFileAppearsOnlyOnCommit() throws {
+        let target = folder.appendingPathComponent("out.bin")
+        try Data("old".utf8).write(to: target)
+        let file = try AtomicFile.Pending(for: target)
+        try file.write(Data("new ".utf8))
+        try file.write(Data("bytes".utf8))
+        // Before the commit: the old file, and (where O_TMPFILE works) nothing else by name.
+        XCTAssertEqual(try Data(contentsOf: target), Data("old".utf8))
+        XCTAssertTrue(try listing().allSatisfy { $0 == "out.bin" || $0.hasPrefix(".out.bin.tmp-") })
+        try file.commit()
+        XCTAssertEqual(try Data(contentsOf: target), Data("new bytes".utf8))
+        XCTAssertEqual(try listing(), ["out.bin"], "no temporary file is left")
+    }
+
+    func testAbandonLeavesNothing() throws {
+        let target = folder.appendingPathComponent("never.bin")
+        let file = try AtomicFile.Pending(for: target)
+        try file.write(Data(count: 1000))
+        file.abandon()
+        XCTAssertEqual(try listing(), [])
+    }
+
+    func testWriteReplacesWholeAndErrorsNameTheDestination() throws {
+        let target = folder.appendingPathComponent("r.txt")
+        try AtomicFile.write(Data("first".utf8), to: target)
+        try AtomicFile.write(Data("second, longer".utf8), to: target, durable: false)
+        XCTAssertEqual(try String(contentsOf: target, encoding: .utf8), "second, longer")
+        XCTAssertEqual(try listing(), ["r.txt"])
+        let missing = folder.appendingPathComponent("no/such/x.txt")
+        XCTAssertThrowsError(try AtomicFile.write(Data(), to: missing)) { e in
+            XCTAssertTrue("\(e)".hasPrefix(missing.path), "\(e)")
+            XCTAssertFalse("\(e)".contains(".tmp-"), "\(e)")
+        }
+    }
+}
