@@ -79,6 +79,20 @@ public enum DirectGemm {
     /// Whether the AVX2 + FMA kernels are in use on this CPU.
     public static var usesAVX2: Bool { ck_uses_avx2() != 0 }
 
+    /// Whether the AVX-512 product is in use on this CPU (`COMPRESS_NO_AVX512=1` turns it off).
+    public static var usesAVX512: Bool { ck_uses_avx512() != 0 }
+
+    /// The kernels' instruction-set variants, best last.
+    public enum Variant: Int32, CaseIterable, Sendable {
+        case baseline = 0, avx2 = 1, avx512 = 2
+    }
+
+    /// The variants this CPU (and the environment) can run: tests check each of them.
+    public static var availableVariants: [Variant] { Variant.allCases.filter { $0.rawValue <= ck_supported_level() } }
+
+    /// Tests: use at most `variant` (nil: the best the CPU has).
+    public static func force(_ variant: Variant?) { ck_force_level(variant?.rawValue ?? -1) }
+
     /// Tests: run the baseline (non-AVX2) variants.
     public static func forceBaseline(_ on: Bool) { ck_force_baseline(on ? 1 : 0) }
 
@@ -106,22 +120,24 @@ public enum DirectGemm {
         ck_pack_a(m, k, a, lda, out)
     }
 
-    /// Splits an `m × n` product into tasks of 16-column panels (and of row groups, multiples of
-    /// the 6-row tile, when there are too few panels to share out) run on the thread pool; each
+    /// Splits an `m × n` product into tasks of 16-column panels (32 with AVX-512; and of row
+    /// groups, multiples of the 6- or 12-row tile, when there are too few panels to share out) run on the thread pool; each
     /// task gets rows `i0..<i1`, columns `j0..<j1` and its own scratch.
     static func panelTasks(m: Int, n: Int, k: Int, _ body: (Int, Int, Int, Int, UnsafeMutablePointer<Float>) -> Void) {
-        let panels = (n + 15) / 16
+        // The kernel in use packs `width` columns at a time into a register tile of `tile` rows.
+        let width = Int(ck_gemm_panel_width()), tile = Int(ck_gemm_row_tile())
+        let panels = (n + width - 1) / width
         let wanted = Parallel.threads * 4
-        let rowGroups = panels >= wanted ? 1 : min((m + 5) / 6, max(1, wanted / panels))
-        let rowsPer = ((m + rowGroups - 1) / rowGroups + 5) / 6 * 6
+        let rowGroups = panels >= wanted ? 1 : min((m + tile - 1) / tile, max(1, wanted / panels))
+        let rowsPer = ((m + rowGroups - 1) / rowGroups + tile - 1) / tile * tile
         let groups = (m + rowsPer - 1) / rowsPer
         let scratch = Int(ck_gemm_scratch(k))
-        Parallel.forRanges(count: panels * groups, minimumWork: 1 << 17, workPerItem: min(m, rowsPer) * 16 * max(k, 1)) { range in
+        Parallel.forRanges(count: panels * groups, minimumWork: 1 << 17, workPerItem: min(m, rowsPer) * width * max(k, 1)) { range in
             Scratch.withBuffer(count: scratch) { buf in
                 for t in range {
                     let g = t / panels, pnl = t % panels
                     let i0 = g * rowsPer, i1 = min(m, i0 + rowsPer)
-                    body(i0, i1, pnl * 16, min(n, pnl * 16 + 16), buf)
+                    body(i0, i1, pnl * width, min(n, pnl * width + width), buf)
                 }
             }
         }
