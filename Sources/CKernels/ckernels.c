@@ -875,3 +875,107 @@ void ck_scale_rows(SCALE_PARAMS) {
 #endif
     scale_base(x, s, y, rows, len);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Convolution as an implicit product (AVX-512, stride 1 across): each k × 32 panel of B is
+// gathered straight from the input planes instead of from an im2col matrix, so the column
+// matrix is never written or read back (on ResNet-18 the im2col pass, its copies and the packing
+// reads of the 7 MB matrix took about a quarter of the convolution time). The panel's 32
+// output positions fall into at most 16 runs per 16 lanes, each run one output row; with stride
+// 1 across, a tap reads each run as consecutive input values, so a row of the panel is a few
+// masked loads (the mask drops the padding) per 16 lanes. Row r of B is (c, kh, kw) in the
+// weights' order; the multiply is `tile32`, so the results equal the explicit path's bit for bit.
+
+#define CONV_PARAMS ptrdiff_t m, const ck_conv2d *g, const float *x, const float *a, ptrdiff_t lda,                \
+    const float *packed_a, float *y, const float *bias, ck_activation act, ptrdiff_t j0, ptrdiff_t j1, float *scratch
+
+#define CONV_MAX_TAPS 64
+
+#if defined(__x86_64__)
+
+typedef struct {
+    ptrdiff_t off[CONV_MAX_TAPS][2][16];   // input offset (within a channel plane) of the half's lane 0
+    __mmask16 mask[CONV_MAX_TAPS][2][16];  // lanes the run fills
+    int count[CONV_MAX_TAPS][2];
+} conv_runs;
+
+AVX512 static void conv_panel_runs(const ck_conv2d *g, ptrdiff_t j, ptrdiff_t cols, conv_runs *t) {
+    ptrdiff_t taps = g->kh * g->kw;
+    for (ptrdiff_t tap = 0; tap < taps; tap++) t->count[tap][0] = t->count[tap][1] = 0;
+    for (int half = 0; half < 2; half++) {
+        ptrdiff_t l0 = 16 * half, l1 = cols < l0 + 16 ? cols : l0 + 16;
+        for (ptrdiff_t a = l0; a < l1;) {
+            ptrdiff_t q = j + a, oh = q / g->ow, ow0 = q - oh * g->ow;
+            ptrdiff_t b = a + (g->ow - ow0) < l1 ? a + (g->ow - ow0) : l1;   // the run: lanes [a, b)
+            for (ptrdiff_t u = 0; u < g->kh; u++) {
+                ptrdiff_t ih = oh * g->sh - g->ph + u * g->dh;
+                if (ih < 0 || ih >= g->h) continue;
+                for (ptrdiff_t v = 0; v < g->kw; v++) {
+                    // lane l reads column iw = ow0 + (l − a) − pw + v·dw; valid while 0 ≤ iw < w.
+                    ptrdiff_t shift = ow0 - a - g->pw + v * g->dw;
+                    ptrdiff_t lo = -shift > a ? -shift : a, hi = g->w - shift < b ? g->w - shift : b;
+                    if (hi <= lo) continue;
+                    ptrdiff_t tap = u * g->kw + v;
+                    int n = t->count[tap][half]++;
+                    t->off[tap][half][n] = ih * g->w + shift + l0;
+                    t->mask[tap][half][n] = (__mmask16)(lanes(hi - l0) & ~lanes(lo - l0));
+                }
+            }
+            a = b;
+        }
+    }
+}
+
+AVX512 static void conv_avx512(CONV_PARAMS) {
+    ptrdiff_t taps = g->kh * g->kw, k = g->c * taps, plane = g->h * g->w, ldc = g->oh * g->ow;
+    conv_runs *t = (conv_runs *)(scratch + k * NR5);
+    for (ptrdiff_t j = j0; j < j1; j += NR5) {
+        ptrdiff_t cols = j1 - j < NR5 ? j1 - j : NR5;
+        int halves = cols > 16 ? 2 : 1;
+        conv_panel_runs(g, j, cols, t);
+        float *d = scratch;
+        for (ptrdiff_t ch = 0; ch < g->c; ch++) {
+            const float *xc = x + ch * plane;
+            for (ptrdiff_t tap = 0; tap < taps; tap++, d += NR5) {
+                for (int half = 0; half < halves; half++) {
+                    __m512 v = _mm512_setzero_ps();
+                    for (int n = 0; n < t->count[tap][half]; n++)
+                        v = _mm512_mask_loadu_ps(v, t->mask[tap][half][n], xc + t->off[tap][half][n]);
+                    _mm512_storeu_ps(d + 16 * half, v);
+                }
+            }
+        }
+        for (ptrdiff_t i = 0; i < m; i += MR5) {
+            int rows = m - i < MR5 ? (int)(m - i) : MR5;
+            tiles32[rows](cols > 16, k, a + i * lda, lda, packed_a ? packed_a + i * k : 0, scratch, y + i * ldc + j, ldc,
+                          cols, bias ? bias + i : 0, act);
+        }
+    }
+}
+#endif
+
+int ck_conv_implicit(const ck_conv2d *g) {
+#if defined(__x86_64__)
+    return ck_uses_avx512() && g->sw == 1 && g->kh * g->kw <= CONV_MAX_TAPS && g->c > 0 && g->ow > 0;
+#else
+    (void)g;
+    return 0;
+#endif
+}
+
+size_t ck_conv_scratch(const ck_conv2d *g) {
+#if defined(__x86_64__)
+    return (size_t)(g->c * g->kh * g->kw * NR5) + (sizeof(conv_runs) + sizeof(float) - 1) / sizeof(float);
+#else
+    (void)g;
+    return 0;
+#endif
+}
+
+void ck_conv_columns(CONV_PARAMS) {
+#if defined(__x86_64__)
+    if (ck_conv_implicit(g)) { conv_avx512(m, g, x, a, lda, packed_a, y, bias, act, j0, j1, scratch); return; }
+#endif
+    (void)m; (void)x; (void)a; (void)lda; (void)packed_a; (void)y; (void)bias; (void)act; (void)j0; (void)j1; (void)scratch;
+    abort();   // callers check ck_conv_implicit first
+}

@@ -108,6 +108,28 @@ void ck_depthwise_c8(const float *x, ptrdiff_t plane, int nc, ptrdiff_t h, ptrdi
 /// a channel-broadcast product, x[N, C, H, W] · s[N, C, 1, 1].
 void ck_scale_rows(const float *x, const float *s, float *y, ptrdiff_t rows, ptrdiff_t len);
 
+/// A 2-d convolution's geometry for `ck_conv_columns`, one group: `c` input channels of h × w,
+/// a kh × kw window with strides, dilations and leading pads, output oh × ow.
+typedef struct {
+    ptrdiff_t c, h, w, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow;
+} ck_conv2d;
+
+/// Whether `ck_conv_columns` runs this geometry: the AVX-512 kernels are in use, stride 1 across,
+/// at most 64 taps.
+int ck_conv_implicit(const ck_conv2d *g);
+
+/// Floats of scratch `ck_conv_columns` needs (private to the caller).
+size_t ck_conv_scratch(const ck_conv2d *g);
+
+/// Convolution as a product without a column matrix: output rows 0..<m (channels; `y` the first,
+/// rows oh·ow floats apart), output positions j in [j0, j1) (flattened oh·ow + ow):
+/// y[i, j] = act(bias[i] + Σ_r A[i, r] · X(r, j)), r = (c, kh, kw) in the weights' order, X the
+/// input value that tap reads (zero in the padding). A as for `ck_gemm_columns` (`packed_a` or
+/// `a` with `lda`). Only where `ck_conv_implicit(g)`; aborts otherwise.
+void ck_conv_columns(ptrdiff_t m, const ck_conv2d *g, const float *x, const float *a, ptrdiff_t lda,
+                     const float *packed_a, float *y, const float *bias, ck_activation act, ptrdiff_t j0,
+                     ptrdiff_t j1, float *scratch);
+
 /// A chunk of a parallel loop: `ctx` is the caller's, `index` in 0..<chunks.
 typedef void (*ck_task)(void *ctx, ptrdiff_t index);
 
