@@ -877,13 +877,14 @@ void ck_scale_rows(SCALE_PARAMS) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Convolution as an implicit product (AVX-512, stride 1 across): each k × 32 panel of B is
+// Convolution as an implicit product (AVX-512, stride 1 or 2 across): each k × 32 panel of B is
 // gathered straight from the input planes instead of from an im2col matrix, so the column
 // matrix is never written or read back (on ResNet-18 the im2col pass, its copies and the packing
 // reads of the 7 MB matrix took about a quarter of the convolution time). The panel's 32
 // output positions fall into at most 16 runs per 16 lanes, each run one output row; with stride
 // 1 across, a tap reads each run as consecutive input values, so a row of the panel is a few
-// masked loads (the mask drops the padding) per 16 lanes. Row r of B is (c, kh, kw) in the
+// masked loads (the mask drops the padding) per 16 lanes; with stride 2, two masked loads of 32
+// consecutive values and a permute keeping the even ones. Row r of B is (c, kh, kw) in the
 // weights' order; the multiply is `tile32`, so the results equal the explicit path's bit for bit.
 
 #define CONV_PARAMS ptrdiff_t m, const ck_conv2d *g, const float *x, const float *a, ptrdiff_t lda,                \
@@ -896,6 +897,7 @@ void ck_scale_rows(SCALE_PARAMS) {
 typedef struct {
     ptrdiff_t off[CONV_MAX_TAPS][2][16];   // input offset (within a channel plane) of the half's lane 0
     __mmask16 mask[CONV_MAX_TAPS][2][16];  // lanes the run fills
+    __mmask16 src[CONV_MAX_TAPS][2][16][2];  // stride 2: the even input values those lanes read
     int count[CONV_MAX_TAPS][2];
 } conv_runs;
 
@@ -911,14 +913,22 @@ AVX512 static void conv_panel_runs(const ck_conv2d *g, ptrdiff_t j, ptrdiff_t co
                 ptrdiff_t ih = oh * g->sh - g->ph + u * g->dh;
                 if (ih < 0 || ih >= g->h) continue;
                 for (ptrdiff_t v = 0; v < g->kw; v++) {
-                    // lane l reads column iw = ow0 + (l − a) − pw + v·dw; valid while 0 ≤ iw < w.
-                    ptrdiff_t shift = ow0 - a - g->pw + v * g->dw;
-                    ptrdiff_t lo = -shift > a ? -shift : a, hi = g->w - shift < b ? g->w - shift : b;
+                    // lane l reads column iw = (ow0 + l − a)·sw − pw + v·dw = sw·l + shift;
+                    // valid while 0 ≤ iw < w, i.e. ceil(−shift / sw) ≤ l < ceil((w − shift) / sw).
+                    ptrdiff_t sw = g->sw, shift = (ow0 - a) * sw - g->pw + v * g->dw;
+                    ptrdiff_t first = -shift <= 0 ? -((shift) / sw) : (-shift + sw - 1) / sw;
+                    ptrdiff_t end = g->w - shift <= 0 ? -((shift - g->w) / sw) : (g->w - shift + sw - 1) / sw;
+                    ptrdiff_t lo = first > a ? first : a, hi = end < b ? end : b;
                     if (hi <= lo) continue;
                     ptrdiff_t tap = u * g->kw + v;
                     int n = t->count[tap][half]++;
-                    t->off[tap][half][n] = ih * g->w + shift + l0;
-                    t->mask[tap][half][n] = (__mmask16)(lanes(hi - l0) & ~lanes(lo - l0));
+                    __mmask16 mk = (__mmask16)(lanes(hi - l0) & ~lanes(lo - l0));
+                    t->off[tap][half][n] = ih * g->w + shift + sw * l0;
+                    t->mask[tap][half][n] = mk;
+                    uint32_t spread = 0;   // lane i reads input value 2i of the 32 loaded (stride 2)
+                    for (int i = 0; i < 16; i++) if (mk >> i & 1) spread |= 1u << (2 * i);
+                    t->src[tap][half][n][0] = (__mmask16)(spread & 0xFFFF);
+                    t->src[tap][half][n][1] = (__mmask16)(spread >> 16);
                 }
             }
             a = b;
@@ -929,6 +939,7 @@ AVX512 static void conv_panel_runs(const ck_conv2d *g, ptrdiff_t j, ptrdiff_t co
 AVX512 static void conv_avx512(CONV_PARAMS) {
     ptrdiff_t taps = g->kh * g->kw, k = g->c * taps, plane = g->h * g->w, ldc = g->oh * g->ow;
     conv_runs *t = (conv_runs *)(scratch + k * NR5);
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     for (ptrdiff_t j = j0; j < j1; j += NR5) {
         ptrdiff_t cols = j1 - j < NR5 ? j1 - j : NR5;
         int halves = cols > 16 ? 2 : 1;
@@ -939,8 +950,17 @@ AVX512 static void conv_avx512(CONV_PARAMS) {
             for (ptrdiff_t tap = 0; tap < taps; tap++, d += NR5) {
                 for (int half = 0; half < halves; half++) {
                     __m512 v = _mm512_setzero_ps();
-                    for (int n = 0; n < t->count[tap][half]; n++)
-                        v = _mm512_mask_loadu_ps(v, t->mask[tap][half][n], xc + t->off[tap][half][n]);
+                    if (g->sw == 1) {
+                        for (int n = 0; n < t->count[tap][half]; n++)
+                            v = _mm512_mask_loadu_ps(v, t->mask[tap][half][n], xc + t->off[tap][half][n]);
+                    } else {   // stride 2: 32 consecutive values, the even ones kept
+                        for (int n = 0; n < t->count[tap][half]; n++) {
+                            const float *p = xc + t->off[tap][half][n];
+                            __m512 lo = _mm512_maskz_loadu_ps(t->src[tap][half][n][0], p);
+                            __m512 hi = _mm512_maskz_loadu_ps(t->src[tap][half][n][1], p + 16);
+                            v = _mm512_mask_mov_ps(v, t->mask[tap][half][n], _mm512_permutex2var_ps(lo, even, hi));
+                        }
+                    }
                     _mm512_storeu_ps(d + 16 * half, v);
                 }
             }
@@ -956,7 +976,7 @@ AVX512 static void conv_avx512(CONV_PARAMS) {
 
 int ck_conv_implicit(const ck_conv2d *g) {
 #if defined(__x86_64__)
-    return ck_uses_avx512() && g->sw == 1 && g->kh * g->kw <= CONV_MAX_TAPS && g->c > 0 && g->ow > 0;
+    return ck_uses_avx512() && (g->sw == 1 || g->sw == 2) && g->kh * g->kw <= CONV_MAX_TAPS && g->c > 0 && g->ow > 0;
 #else
     (void)g;
     return 0;

@@ -115,7 +115,7 @@ public enum DirectGemm {
     /// filters `[m, channels, kh, kw]`, `y` its `m` output planes) as a product whose B panels are
     /// gathered from the input as they are needed (`ck_conv_columns`), with no column matrix;
     /// bias and activation fused. Returns false, having done nothing, where that kernel does not
-    /// run (no AVX-512, a stride across other than 1, more than 64 taps): the caller then takes
+    /// run (no AVX-512, a stride across above 2, more than 64 taps): the caller then takes
     /// the im2col path, which gives the same results bit for bit. `dryRun`: only answer whether
     /// it would run.
     public static func convolveImplicitly(m: Int, channels: Int, input: (Int, Int), kernel: (Int, Int), strides: (Int, Int),
