@@ -626,29 +626,206 @@ AVX2 static void dw8_avx2(DW8_PARAMS) { DW8_BODY }
 AVX2 static void dwk_avx2(DWK_PARAMS) { DWK_BODY }
 AVX2 static void scale_avx2(SCALE_PARAMS) { SCALE_BODY }
 
+// ---------------------------------------------------------------------------------------------
+// GEMM with AVX-512: a 12 × 32 register tile (24 of the 32 zmm registers accumulate; each k step
+// is two loads of B, twelve broadcasts of A and 24 multiply-adds), B packed 32 columns wide. A
+// is read through the same 6-row packed layout (two consecutive groups make the 12 rows) or in
+// place. Partial panels use masked loads and stores. The products' summation order is that of
+// the AVX2 kernel (bias first, then p = 0, 1, …, one fused multiply-add per step), so both
+// variants give bit-identical results.
+
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f,avx2,fma")))
+#define NR5 32
+#define MR5 12
+
+static inline __mmask16 lanes(ptrdiff_t n) {   // the first n ≤ 16 lanes (n may be ≤ 0)
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+AVX512 static void pack_b32(ptrdiff_t k, const float *b, ptrdiff_t ldb, ptrdiff_t cols, float *dst) {
+    if (cols == NR5) {
+        for (ptrdiff_t p = 0; p < k; p++) {
+            _mm512_storeu_ps(dst + p * NR5, _mm512_loadu_ps(b + p * ldb));
+            _mm512_storeu_ps(dst + p * NR5 + 16, _mm512_loadu_ps(b + p * ldb + 16));
+        }
+    } else {
+        __mmask16 m0 = lanes(cols), m1 = lanes(cols - 16);
+        for (ptrdiff_t p = 0; p < k; p++) {
+            _mm512_storeu_ps(dst + p * NR5, _mm512_maskz_loadu_ps(m0, b + p * ldb));
+            _mm512_storeu_ps(dst + p * NR5 + 16, _mm512_maskz_loadu_ps(m1, b + p * ldb + 16));
+        }
+    }
+}
+
+static void pack_b32_gather(ptrdiff_t k, const float *b, ptrdiff_t ldb, ck_batch bt, ptrdiff_t j, ptrdiff_t cols, float *dst) {
+    for (ptrdiff_t jj = 0; jj < NR5; jj++) {
+        if (jj >= cols) { for (ptrdiff_t p = 0; p < k; p++) dst[p * NR5 + jj] = 0; continue; }
+        ptrdiff_t col = j + jj, img = col / bt.per;
+        const float *src = b + img * bt.b_stride + (col - img * bt.per);
+        for (ptrdiff_t p = 0; p < k; p++) dst[p * NR5 + jj] = src[p * ldb];
+    }
+}
+
+static void scatter_tile32(const float *t, int rows, float *c, ptrdiff_t ldc, ck_batch bt, ptrdiff_t i, ptrdiff_t j, ptrdiff_t cols) {
+    for (ptrdiff_t jj = 0; jj < cols; jj++) {
+        ptrdiff_t col = j + jj, img = col / bt.per;
+        float *dst = c + img * bt.c_stride + i * ldc + (col - img * bt.per);
+        for (int r = 0; r < rows; r++) dst[r * ldc] = t[r * NR5 + jj];
+    }
+}
+
+// Bias and activation on one 16-lane accumulator, stored to the first `n` lanes of `dst`.
+// Relu and Clip keep NaN (a false comparison leaves the lane); the other kinds go through the
+// eight-lane `activate`, as in the AVX2 kernel.
+AVX512 static inline void store16(float *dst, __m512 v, ptrdiff_t n, ck_activation act) {
+    switch (act.kind) {
+    case 0: break;
+    case 1: v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps()); break;
+    case 2: {
+        __m512 lo = _mm512_set1_ps(act.p0), hi = _mm512_set1_ps(act.p1);
+        v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
+        v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
+        break;
+    }
+    default: {
+        float t[16];
+        _mm512_storeu_ps(t, v);
+        st(t, activate(ld(t), act));
+        st(t + 8, activate(ld(t + 8), act));
+        v = _mm512_loadu_ps(t);
+        break;
+    }
+    }
+    if (n >= 16) _mm512_storeu_ps(dst, v); else _mm512_mask_storeu_ps(dst, lanes(n), v);
+}
+
+// `rows` ≤ 12 rows by `cols` ≤ 32 columns (WIDE: more than 16 columns, two accumulators a row).
+// A: packed (`ap`, rows 0–5 from `ap`, rows 6–11 from `ap + 6k`) or in place (`a`, `lda`).
+AVX512 static inline __attribute__((always_inline)) void tile32(
+        const int rows, const int wide, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *ap,
+        const float *bp, float *c, ptrdiff_t ldc, ptrdiff_t cols, const float *bias, ck_activation act) {
+    __m512 acc0[MR5], acc1[MR5];
+    for (int r = 0; r < rows; r++) {
+        acc0[r] = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+        acc1[r] = acc0[r];
+    }
+    if (ap) {
+        const float *ap0 = ap, *ap1 = ap + 6 * k;
+        for (ptrdiff_t p = 0; p < k; p++, ap0 += 6, ap1 += 6, bp += NR5) {
+            __m512 b0 = _mm512_loadu_ps(bp), b1 = wide ? _mm512_loadu_ps(bp + 16) : b0;
+            for (int r = 0; r < rows; r++) {
+                __m512 av = _mm512_set1_ps(r < 6 ? ap0[r] : ap1[r - 6]);
+                acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+                if (wide) acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+            }
+        }
+    } else {
+        for (ptrdiff_t p = 0; p < k; p++, bp += NR5) {
+            __m512 b0 = _mm512_loadu_ps(bp), b1 = wide ? _mm512_loadu_ps(bp + 16) : b0;
+            for (int r = 0; r < rows; r++) {
+                __m512 av = _mm512_set1_ps(a[r * lda + p]);
+                acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+                if (wide) acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+            }
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        store16(c + r * ldc, acc0[r], cols, act);
+        if (wide) store16(c + r * ldc + 16, acc1[r], cols - 16, act);
+    }
+}
+
+#define TILE32_FN(R)                                                                           \
+    AVX512 static void tile32_##R(int wide, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *ap, \
+                                  const float *bp, float *c, ptrdiff_t ldc, ptrdiff_t cols,    \
+                                  const float *bias, ck_activation act) {                      \
+        if (wide) tile32(R, 1, k, a, lda, ap, bp, c, ldc, cols, bias, act);                     \
+        else tile32(R, 0, k, a, lda, ap, bp, c, ldc, cols, bias, act);                          \
+    }
+TILE32_FN(1) TILE32_FN(2) TILE32_FN(3) TILE32_FN(4) TILE32_FN(5) TILE32_FN(6)
+TILE32_FN(7) TILE32_FN(8) TILE32_FN(9) TILE32_FN(10) TILE32_FN(11) TILE32_FN(12)
+
+typedef void (*tile32_fn)(int, ptrdiff_t, const float *, ptrdiff_t, const float *, const float *, float *,
+                          ptrdiff_t, ptrdiff_t, const float *, ck_activation);
+static const tile32_fn tiles32[MR5 + 1] = {0, tile32_1, tile32_2, tile32_3, tile32_4, tile32_5, tile32_6,
+                                           tile32_7, tile32_8, tile32_9, tile32_10, tile32_11, tile32_12};
+
+AVX512 static void gemm_avx512(GEMM_PARAMS) {
+    float *tmp = scratch + k * NR5;
+    if (bt.per <= 0) bt.per = j1;
+    for (ptrdiff_t j = j0; j < j1; j += NR5) {
+        ptrdiff_t cols = j1 - j < NR5 ? j1 - j : NR5;
+        ptrdiff_t img = j / bt.per, pos = j - img * bt.per;
+        int straddles = pos + cols > bt.per;
+        float *cbase = c + img * bt.c_stride + pos;
+        if (straddles) pack_b32_gather(k, b, ldb, bt, j, cols, scratch);
+        else pack_b32(k, b + img * bt.b_stride + pos, ldb, cols, scratch);
+        for (ptrdiff_t i = 0; i < m; i += MR5) {
+            int rows = m - i < MR5 ? (int)(m - i) : MR5;
+            const float *bi = bias ? bias + i : 0;
+            const float *ap = packed_a ? packed_a + i * k : 0;
+            if (straddles) {
+                tiles32[rows](1, k, a + i * lda, lda, ap, scratch, tmp, NR5, NR5, bi, act);
+                scatter_tile32(tmp, rows, c, ldc, bt, i, j, cols);
+            } else {
+                tiles32[rows](cols > 16, k, a + i * lda, lda, ap, scratch, cbase + i * ldc, ldc, cols, bi, act);
+            }
+        }
+    }
+}
+
 static int detect(void) {
     const char *off = getenv("COMPRESS_NO_AVX2");
     if (off && off[0] == '1') return 0;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 0;
+    const char *no512 = getenv("COMPRESS_NO_AVX512");
+    if (no512 && no512[0] == '1') return 1;
+    return __builtin_cpu_supports("avx512f") ? 2 : 1;
 }
 #else
 static int detect(void) { return 0; }
 #endif
 
-static _Atomic int avx2_state = -1;   // -1 unknown; threads that race compute the same value
+// 0 baseline, 1 AVX2 + FMA, 2 AVX-512 (the GEMM; the other kernels use their AVX2 variants);
+// -1 not yet detected (threads that race compute the same value).
+static _Atomic int level_state = -1;
+static _Atomic int level_cap = 2;   // ck_force_level
 
-int ck_uses_avx2(void) {
-    if (avx2_state < 0) avx2_state = detect();
-    return avx2_state;
+static int level(void) {
+    int l = level_state;
+    if (l < 0) {
+        l = detect();
+        if (l > level_cap) l = level_cap;
+        level_state = l;
+    }
+    return l;
 }
 
-void ck_force_baseline(int on) { avx2_state = on ? 0 : detect(); }
+int ck_uses_avx2(void) { return level() >= 1; }
 
-size_t ck_gemm_scratch(ptrdiff_t k) { return (size_t)((k > 0 ? k : 1) + MR) * NR; }
+int ck_uses_avx512(void) { return level() >= 2; }
+
+int ck_supported_level(void) { return detect(); }
+
+void ck_force_level(int cap) {
+    level_cap = cap < 0 ? 2 : cap;
+    level_state = -1;
+}
+
+void ck_force_baseline(int on) { ck_force_level(on ? 0 : -1); }
+
+int ck_gemm_panel_width(void) { return level() >= 2 ? 32 : NR; }
+
+int ck_gemm_row_tile(void) { return level() >= 2 ? 12 : MR; }
+
+// Enough for either variant: a k × 32 panel of B and a 12 × 32 tile.
+size_t ck_gemm_scratch(ptrdiff_t k) { return (size_t)((k > 0 ? k : 1) + 12) * 32; }
 
 void ck_gemm_columns(GEMM_PARAMS) {
 #if defined(__x86_64__)
+    if (ck_uses_avx512()) { gemm_avx512(m, k, a, lda, packed_a, b, ldb, c, ldc, bias, act, bt, j0, j1, scratch); return; }
     if (ck_uses_avx2()) { gemm_avx2(m, k, a, lda, packed_a, b, ldb, c, ldc, bias, act, bt, j0, j1, scratch); return; }
 #endif
     gemm_base(m, k, a, lda, packed_a, b, ldb, c, ldc, bias, act, bt, j0, j1, scratch);
@@ -697,4 +874,128 @@ void ck_scale_rows(SCALE_PARAMS) {
     if (ck_uses_avx2()) { scale_avx2(x, s, y, rows, len); return; }
 #endif
     scale_base(x, s, y, rows, len);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution as an implicit product (AVX-512, stride 1 or 2 across): each k × 32 panel of B is
+// gathered straight from the input planes instead of from an im2col matrix, so the column
+// matrix is never written or read back (on ResNet-18 the im2col pass, its copies and the packing
+// reads of the 7 MB matrix took about a quarter of the convolution time). The panel's 32
+// output positions fall into at most 16 runs per 16 lanes, each run one output row; with stride
+// 1 across, a tap reads each run as consecutive input values, so a row of the panel is a few
+// masked loads (the mask drops the padding) per 16 lanes; with stride 2, two masked loads of 32
+// consecutive values and a permute keeping the even ones. Row r of B is (c, kh, kw) in the
+// weights' order; the multiply is `tile32`, so the results equal the explicit path's bit for bit.
+
+#define CONV_PARAMS ptrdiff_t m, const ck_conv2d *g, const float *x, const float *a, ptrdiff_t lda,                \
+    const float *packed_a, float *y, const float *bias, ck_activation act, ptrdiff_t j0, ptrdiff_t j1, float *scratch
+
+#define CONV_MAX_TAPS 64
+
+#if defined(__x86_64__)
+
+typedef struct {
+    ptrdiff_t off[CONV_MAX_TAPS][2][16];   // input offset (within a channel plane) of the half's lane 0
+    __mmask16 mask[CONV_MAX_TAPS][2][16];  // lanes the run fills
+    __mmask16 src[CONV_MAX_TAPS][2][16][2];  // stride 2: the even input values those lanes read
+    int count[CONV_MAX_TAPS][2];
+} conv_runs;
+
+AVX512 static void conv_panel_runs(const ck_conv2d *g, ptrdiff_t j, ptrdiff_t cols, conv_runs *t) {
+    ptrdiff_t taps = g->kh * g->kw;
+    for (ptrdiff_t tap = 0; tap < taps; tap++) t->count[tap][0] = t->count[tap][1] = 0;
+    for (int half = 0; half < 2; half++) {
+        ptrdiff_t l0 = 16 * half, l1 = cols < l0 + 16 ? cols : l0 + 16;
+        for (ptrdiff_t a = l0; a < l1;) {
+            ptrdiff_t q = j + a, oh = q / g->ow, ow0 = q - oh * g->ow;
+            ptrdiff_t b = a + (g->ow - ow0) < l1 ? a + (g->ow - ow0) : l1;   // the run: lanes [a, b)
+            for (ptrdiff_t u = 0; u < g->kh; u++) {
+                ptrdiff_t ih = oh * g->sh - g->ph + u * g->dh;
+                if (ih < 0 || ih >= g->h) continue;
+                for (ptrdiff_t v = 0; v < g->kw; v++) {
+                    // lane l reads column iw = (ow0 + l − a)·sw − pw + v·dw = sw·l + shift;
+                    // valid while 0 ≤ iw < w, i.e. ceil(−shift / sw) ≤ l < ceil((w − shift) / sw).
+                    ptrdiff_t sw = g->sw, shift = (ow0 - a) * sw - g->pw + v * g->dw;
+                    ptrdiff_t first = -shift <= 0 ? -((shift) / sw) : (-shift + sw - 1) / sw;
+                    ptrdiff_t end = g->w - shift <= 0 ? -((shift - g->w) / sw) : (g->w - shift + sw - 1) / sw;
+                    ptrdiff_t lo = first > a ? first : a, hi = end < b ? end : b;
+                    if (hi <= lo) continue;
+                    ptrdiff_t tap = u * g->kw + v;
+                    int n = t->count[tap][half]++;
+                    __mmask16 mk = (__mmask16)(lanes(hi - l0) & ~lanes(lo - l0));
+                    t->off[tap][half][n] = ih * g->w + shift + sw * l0;
+                    t->mask[tap][half][n] = mk;
+                    uint32_t spread = 0;   // lane i reads input value 2i of the 32 loaded (stride 2)
+                    for (int i = 0; i < 16; i++) if (mk >> i & 1) spread |= 1u << (2 * i);
+                    t->src[tap][half][n][0] = (__mmask16)(spread & 0xFFFF);
+                    t->src[tap][half][n][1] = (__mmask16)(spread >> 16);
+                }
+            }
+            a = b;
+        }
+    }
+}
+
+AVX512 static void conv_avx512(CONV_PARAMS) {
+    ptrdiff_t taps = g->kh * g->kw, k = g->c * taps, plane = g->h * g->w, ldc = g->oh * g->ow;
+    conv_runs *t = (conv_runs *)(scratch + k * NR5);
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    for (ptrdiff_t j = j0; j < j1; j += NR5) {
+        ptrdiff_t cols = j1 - j < NR5 ? j1 - j : NR5;
+        int halves = cols > 16 ? 2 : 1;
+        conv_panel_runs(g, j, cols, t);
+        float *d = scratch;
+        for (ptrdiff_t ch = 0; ch < g->c; ch++) {
+            const float *xc = x + ch * plane;
+            for (ptrdiff_t tap = 0; tap < taps; tap++, d += NR5) {
+                for (int half = 0; half < halves; half++) {
+                    __m512 v = _mm512_setzero_ps();
+                    if (g->sw == 1) {
+                        for (int n = 0; n < t->count[tap][half]; n++)
+                            v = _mm512_mask_loadu_ps(v, t->mask[tap][half][n], xc + t->off[tap][half][n]);
+                    } else {   // stride 2: 32 consecutive values, the even ones kept
+                        for (int n = 0; n < t->count[tap][half]; n++) {
+                            const float *p = xc + t->off[tap][half][n];
+                            __m512 lo = _mm512_maskz_loadu_ps(t->src[tap][half][n][0], p);
+                            __m512 hi = _mm512_maskz_loadu_ps(t->src[tap][half][n][1], p + 16);
+                            v = _mm512_mask_mov_ps(v, t->mask[tap][half][n], _mm512_permutex2var_ps(lo, even, hi));
+                        }
+                    }
+                    _mm512_storeu_ps(d + 16 * half, v);
+                }
+            }
+        }
+        for (ptrdiff_t i = 0; i < m; i += MR5) {
+            int rows = m - i < MR5 ? (int)(m - i) : MR5;
+            tiles32[rows](cols > 16, k, a + i * lda, lda, packed_a ? packed_a + i * k : 0, scratch, y + i * ldc + j, ldc,
+                          cols, bias ? bias + i : 0, act);
+        }
+    }
+}
+#endif
+
+int ck_conv_implicit(const ck_conv2d *g) {
+#if defined(__x86_64__)
+    return ck_uses_avx512() && (g->sw == 1 || g->sw == 2) && g->kh * g->kw <= CONV_MAX_TAPS && g->c > 0 && g->ow > 0;
+#else
+    (void)g;
+    return 0;
+#endif
+}
+
+size_t ck_conv_scratch(const ck_conv2d *g) {
+#if defined(__x86_64__)
+    return (size_t)(g->c * g->kh * g->kw * NR5) + (sizeof(conv_runs) + sizeof(float) - 1) / sizeof(float);
+#else
+    (void)g;
+    return 0;
+#endif
+}
+
+void ck_conv_columns(CONV_PARAMS) {
+#if defined(__x86_64__)
+    if (ck_conv_implicit(g)) { conv_avx512(m, g, x, a, lda, packed_a, y, bias, act, j0, j1, scratch); return; }
+#endif
+    (void)m; (void)x; (void)a; (void)lda; (void)packed_a; (void)y; (void)bias; (void)act; (void)j0; (void)j1; (void)scratch;
+    abort();   // callers check ck_conv_implicit first
 }

@@ -2,11 +2,12 @@ import XCTest
 @testable import TensorCore
 
 /// The C kernels (CKernels: register-tiled GEMM with fused bias/activation, 3×3 depthwise) and
-/// the thread pool, against naive float64 loops; both the AVX2 + FMA and the baseline variants.
+/// the thread pool, against naive float64 loops; every variant the CPU runs (AVX-512 for the
+/// product, AVX2 + FMA, baseline), each forced in turn.
 ///
 /// Tolerance as in GEMMTests: |y − ref| ≤ 4·K·ε·Σ|terms| + 1e-30 (ε = 2^-24), K the terms summed.
 final class DirectKernelTests: XCTestCase {
-    override func tearDown() { DirectGemm.forceBaseline(false) }
+    override func tearDown() { DirectGemm.force(nil) }
 
     static func act(_ kind: Int, _ v: Double) -> Double {
         switch kind {
@@ -19,11 +20,13 @@ final class DirectKernelTests: XCTestCase {
     static let activations: [KernelActivation] = [.none, .relu, .clip(min: -0.5, max: 0.75), .leakyRelu(alpha: 0.1)]
 
     func testGemmMatchesNaiveLoop() {
-        for baseline in [false, true] {
-            DirectGemm.forceBaseline(baseline)
+        for variant in DirectGemm.availableVariants {
+            DirectGemm.force(variant)
             var rng = SplitMixForTests(seed: 11)
-            // Tails in every dimension: m not a multiple of 6, n not of 16, k of 1; padded strides.
-            let shapes = [(1, 1, 1), (6, 16, 8), (7, 17, 3), (13, 31, 40), (5, 100, 1), (24, 49, 96), (96, 3136, 24), (130, 20, 300)]
+            // Tails in every dimension: m not a multiple of 6 or 12, n not of 16 or 32 (and a last
+            // AVX-512 panel of at most 16 columns), k of 1; padded strides.
+            let shapes = [(1, 1, 1), (6, 16, 8), (7, 17, 3), (13, 31, 40), (5, 100, 1), (24, 49, 96), (96, 3136, 24), (130, 20, 300),
+                          (12, 32, 5), (11, 33, 9), (25, 47, 19), (18, 64, 2)]
             for (si, (m, n, k)) in shapes.enumerated() {
                 let lda = k + (si % 2), ldb = n + (si % 3), ldc = n + 2
                 let a = (0..<(m * lda)).map { _ in rng.uniform() }
@@ -51,7 +54,7 @@ final class DirectKernelTests: XCTestCase {
                                 for p in 0..<k { let t = Double(a[i * lda + p]) * Double(b[p * ldb + j]); s += t; mag += abs(t) }
                                 let ref = Self.act(kind, s)
                                 XCTAssertEqual(Double(c[i * ldc + j]), ref, accuracy: 4 * Double(k + 1) * 0x1p-24 * mag + 1e-30,
-                                               "m \(m) n \(n) k \(k) act \(kind) bias \(useBias) packed \(usePacked) baseline \(baseline) at (\(i), \(j))")
+                                               "m \(m) n \(n) k \(k) act \(kind) bias \(useBias) packed \(usePacked) \(variant) at (\(i), \(j))")
                             }
                         }
                     }
@@ -60,11 +63,57 @@ final class DirectKernelTests: XCTestCase {
         }
     }
 
+    /// The AVX-512 and AVX2 products add the same terms in the same order with one fused
+    /// multiply-add each, so they agree bit for bit (tiles of 12 × 32 and 6 × 16, packed A or
+    /// in place, each activation). It needs an AVX-512 CPU to compare anything; elsewhere it
+    /// checks that the AVX-512 variant is neither offered nor used.
+    func testGemmVariantsAgreeBitForBit() {
+        let variants = DirectGemm.availableVariants.filter { $0 != .baseline }
+        if !variants.contains(.avx512) { XCTAssertFalse(DirectGemm.usesAVX512) }
+        var rng = SplitMixForTests(seed: 29)
+        for (m, n, k) in [(12, 32, 64), (37, 70, 147), (64, 196, 576), (5, 9, 3)] {
+            let a = (0..<(m * k)).map { _ in rng.uniform() }, b = (0..<(k * n)).map { _ in rng.uniform() }
+            let bias = (0..<m).map { _ in rng.uniform() }
+            var packed = [Float](repeating: .nan, count: DirectGemm.packedSize(m: m, k: k))
+            packed.withUnsafeMutableBufferPointer { DirectGemm.packA(m: m, k: k, a: a, lda: k, into: $0.baseAddress!) }
+            for activation in Self.activations + [.sigmoid, .hardSwish] {
+                for usePacked in [false, true] {
+                    var results: [[Float]] = []
+                    for variant in variants {
+                        DirectGemm.force(variant)
+                        var c = [Float](repeating: .nan, count: m * n)
+                        packed.withUnsafeBufferPointer { pp in
+                            DirectGemm.multiply(m: m, n: n, k: k, a: a, lda: k, b: b, ldb: n, c: &c, ldc: n, bias: bias,
+                                                activation: activation, packedA: usePacked ? pp.baseAddress! : nil)
+                        }
+                        results.append(c)
+                    }
+                    for (v, c) in zip(variants, results).dropFirst() {
+                        XCTAssertEqual(c.map(\.bitPattern), results[0].map(\.bitPattern),
+                                       "m \(m) n \(n) k \(k) \(activation) packed \(usePacked): \(v) differs from \(variants[0])")
+                    }
+                }
+            }
+        }
+        DirectGemm.force(nil)
+    }
+
+    /// COMPRESS_NO_AVX512=1 leaves the AVX2 product (the variant CPUs without AVX-512 run).
+    func testEnvironmentTurnsAVX512Off() {
+        let had = DirectGemm.availableVariants
+        setenv("COMPRESS_NO_AVX512", "1", 1)
+        defer { unsetenv("COMPRESS_NO_AVX512"); DirectGemm.force(nil) }
+        DirectGemm.force(nil)
+        XCTAssertFalse(DirectGemm.usesAVX512)
+        XCTAssertFalse(DirectGemm.availableVariants.contains(.avx512))
+        XCTAssertEqual(DirectGemm.usesAVX2, had.contains(.avx2))
+    }
+
     /// Columns as several images (1×1 convolution over a batch): panels that cross from one image
     /// to the next are gathered and scattered column by column.
     func testGemmBatchedLayoutMatchesNaiveLoop() {
-        for baseline in [false, true] {
-            DirectGemm.forceBaseline(baseline)
+        for variant in DirectGemm.availableVariants {
+            DirectGemm.force(variant)
             var rng = SplitMixForTests(seed: 3)
             for (m, per, k, images) in [(7, 20, 5, 3), (13, 49, 33, 8), (6, 16, 4, 2), (1, 3, 2, 5)] {
                 let bStride = k * per + 5, cStride = m * per + 3
@@ -82,7 +131,7 @@ final class DirectKernelTests: XCTestCase {
                             var s = Double(bias[i]), mag = abs(s)
                             for p in 0..<k { let v = Double(a[i * k + p]) * Double(b[t * bStride + p * per + j]); s += v; mag += abs(v) }
                             XCTAssertEqual(Double(c[t * cStride + i * per + j]), max(s, 0), accuracy: 4 * Double(k + 1) * 0x1p-24 * mag + 1e-30,
-                                           "m \(m) per \(per) k \(k) images \(images) baseline \(baseline) at (\(t), \(i), \(j))")
+                                           "m \(m) per \(per) k \(k) images \(images) \(variant) at (\(t), \(i), \(j))")
                         }
                     }
                     XCTAssert(c[(t * cStride + m * per)..<((t + 1) * cStride)].allSatisfy(\.isNaN), "wrote between images")
@@ -92,13 +141,13 @@ final class DirectKernelTests: XCTestCase {
     }
 
     func testActivationsKeepNaN() {
-        for baseline in [false, true] {
-            DirectGemm.forceBaseline(baseline)
+        for variant in DirectGemm.availableVariants {
+            DirectGemm.force(variant)
             for activation in Self.activations {
                 let a: [Float] = [1], b = [Float](repeating: .nan, count: 16)
                 var c = [Float](repeating: 0, count: 16)
                 DirectGemm.multiply(m: 1, n: 16, k: 1, a: a, lda: 1, b: b, ldb: 16, c: &c, ldc: 16, bias: nil, activation: activation)
-                XCTAssert(c.allSatisfy(\.isNaN), "\(activation) baseline \(baseline): \(c)")
+                XCTAssert(c.allSatisfy(\.isNaN), "\(activation) \(variant): \(c)")
             }
         }
     }
@@ -199,8 +248,8 @@ final class DirectKernelTests: XCTestCase {
     /// Sigmoid and SiLU (vectorized e^x) against float64 over [-100, 100], NaN kept, and both
     /// fused into a product's store.
     func testSigmoidAndSiLU() {
-        for baseline in [false, true] {
-            DirectGemm.forceBaseline(baseline)
+        for variant in DirectGemm.availableVariants {
+            DirectGemm.force(variant)
             let n = 20_003
             var x = (0..<n).map { Float(-100 + 200 * Double($0) / Double(n - 1)) }
             x += [.nan, 0, -0.0]
@@ -210,7 +259,7 @@ final class DirectKernelTests: XCTestCase {
                 for i in 0..<n {
                     let ref = f(Double(x[i]))
                     // Subnormal results (under 2^-126) carry an absolute error of up to 2^-149.
-                    XCTAssertEqual(Double(y[i]), ref, accuracy: 4e-7 * abs(ref) + 100 * 0x1p-149, "\(act) at \(x[i]) baseline \(baseline)")
+                    XCTAssertEqual(Double(y[i]), ref, accuracy: 4e-7 * abs(ref) + 100 * 0x1p-149, "\(act) at \(x[i]) \(variant)")
                 }
                 XCTAssert(y[n].isNaN)
                 XCTAssertEqual(y[n + 1], act == .sigmoid ? 0.5 : 0)

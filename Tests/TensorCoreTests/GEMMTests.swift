@@ -22,7 +22,16 @@ final class GEMMTests: XCTestCase {
             Case(m: 64, n: 128, k: 96, transA: false, transB: false, alpha: 1, beta: 1, pad: 0),
             Case(m: 7, n: 3, k: 300, transA: true, transB: false, alpha: 1, beta: 0, pad: 5),
         ]
-        for c in cases { check(c, rng: &rng) }
+        // One row or one column of C (matrix-vector products, `cblas_sgemv`), every transpose,
+        // padded strides, beta 0 and not; wide enough to be split across the pool.
+        var vectors: [Case] = []
+        for (transA, transB) in [(false, false), (true, false), (false, true), (true, true)] {
+            vectors.append(Case(m: 1, n: 53, k: 29, transA: transA, transB: transB, alpha: 0.5, beta: 0.25, pad: 3))
+            vectors.append(Case(m: 37, n: 1, k: 29, transA: transA, transB: transB, alpha: 1, beta: 0, pad: 2))
+            vectors.append(Case(m: 1, n: 1000, k: 576, transA: transA, transB: transB, alpha: 1, beta: 0, pad: 1))
+            vectors.append(Case(m: 700, n: 1, k: 400, transA: transA, transB: transB, alpha: -1, beta: 1, pad: 0))
+        }
+        for c in cases + vectors { check(c, rng: &rng) }
     }
 
     /// K = 0: the product is empty, C = beta·C (OpenBLAS would leave C alone).

@@ -23,8 +23,24 @@ void ck_activate(const float *x, float *y, ptrdiff_t n, ck_activation act);
 /// Whether the AVX2 + FMA variants are in use (CPU support; COMPRESS_NO_AVX2=1 turns them off).
 int ck_uses_avx2(void);
 
+/// Whether the AVX-512 GEMM is in use (CPU support; COMPRESS_NO_AVX512=1 or COMPRESS_NO_AVX2=1
+/// turn it off, leaving the AVX2 + FMA one).
+int ck_uses_avx512(void);
+
+/// The best variant this CPU (and the environment) allows: 0 baseline, 1 AVX2 + FMA, 2 AVX-512.
+int ck_supported_level(void);
+
+/// Tests: use at most variant `cap` (0 baseline, 1 AVX2 + FMA, 2 AVX-512; -1 no limit).
+void ck_force_level(int cap);
+
 /// Tests: 1 forces the baseline variants, 0 returns to CPU detection.
 void ck_force_baseline(int on);
+
+/// Columns the GEMM variant in use packs per panel (16 AVX2 / baseline, 32 AVX-512) and the
+/// rows of its register tile (6 or 12): work split across threads in multiples of these keeps
+/// the tiles full.
+int ck_gemm_panel_width(void);
+int ck_gemm_row_tile(void);
 
 /// Floats of scratch `ck_gemm_columns` needs for a product with inner dimension `k`.
 size_t ck_gemm_scratch(ptrdiff_t k);
@@ -41,7 +57,7 @@ typedef struct {
 /// C[i, j] = act(bias[i] + Σ_p A[i, p] · B[p, j]) for rows 0..<m and columns j in [j0, j1);
 /// A row-major with leading dimension `lda`, B with `ldb`, C with `ldc` (within an image); bias
 /// may be NULL. `packed_a`, when not NULL, is the same A laid out by `ck_pack_a` (then `a` is
-/// not read). Columns are taken 16 at a time (the last block may be partial). `scratch`
+/// not read). Columns are taken 16 at a time (32 with AVX-512; the last block may be partial). `scratch`
 /// holds `ck_gemm_scratch(k)` floats and is private to the caller.
 void ck_gemm_columns(ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *packed_a,
                      const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc,
@@ -91,6 +107,28 @@ void ck_depthwise_c8(const float *x, ptrdiff_t plane, int nc, ptrdiff_t h, ptrdi
 /// y[r·len + i] = x[r·len + i] · s[r] for r < rows, i < len (x and y may be the same array):
 /// a channel-broadcast product, x[N, C, H, W] · s[N, C, 1, 1].
 void ck_scale_rows(const float *x, const float *s, float *y, ptrdiff_t rows, ptrdiff_t len);
+
+/// A 2-d convolution's geometry for `ck_conv_columns`, one group: `c` input channels of h × w,
+/// a kh × kw window with strides, dilations and leading pads, output oh × ow.
+typedef struct {
+    ptrdiff_t c, h, w, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow;
+} ck_conv2d;
+
+/// Whether `ck_conv_columns` runs this geometry: the AVX-512 kernels are in use, stride 1 or 2 across,
+/// at most 64 taps.
+int ck_conv_implicit(const ck_conv2d *g);
+
+/// Floats of scratch `ck_conv_columns` needs (private to the caller).
+size_t ck_conv_scratch(const ck_conv2d *g);
+
+/// Convolution as a product without a column matrix: output rows 0..<m (channels; `y` the first,
+/// rows oh·ow floats apart), output positions j in [j0, j1) (flattened oh·ow + ow):
+/// y[i, j] = act(bias[i] + Σ_r A[i, r] · X(r, j)), r = (c, kh, kw) in the weights' order, X the
+/// input value that tap reads (zero in the padding). A as for `ck_gemm_columns` (`packed_a` or
+/// `a` with `lda`). Only where `ck_conv_implicit(g)`; aborts otherwise.
+void ck_conv_columns(ptrdiff_t m, const ck_conv2d *g, const float *x, const float *a, ptrdiff_t lda,
+                     const float *packed_a, float *y, const float *bias, ck_activation act, ptrdiff_t j0,
+                     ptrdiff_t j1, float *scratch);
 
 /// A chunk of a parallel loop: `ctx` is the caller's, `index` in 0..<chunks.
 typedef void (*ck_task)(void *ctx, ptrdiff_t index);

@@ -114,6 +114,15 @@ public enum Convolution {
             return
         }
         let direct = !convolutionsThroughBLAS
+        if direct && !pointwise && s.window.rank <= 2 && implicitProducts
+            && implicit(x: x, w: w, bias: bias, y: y, shape: s, window: g3, activation: act, packed: packed) {
+            if let rows {
+                Parallel.forRanges(count: s.batch * s.outChannels, minimumWork: 1 << 16, workPerItem: outS) { r in
+                    for p in r { rows(y + p * outS, outS, 0) }
+                }
+            }
+            return
+        }
         let nc = chunkColumns(outputs: outS, rowLength: ow, k: k)
         Scratch.withBuffer(count: pointwise ? 0 : k * nc) { col in
             for n in 0..<s.batch {
@@ -160,6 +169,33 @@ public enum Convolution {
             }
         }
     }
+
+    /// 2-d convolutions (one image at a time) as implicit products, B gathered from the input
+    /// panel by panel (`DirectGemm.convolveImplicitly`), where that kernel runs; every image and
+    /// group, or nothing (false) and the caller takes the im2col path. Bit-identical to it, and
+    /// on this project's AVX-512 machine 10–30 % faster per ResNet-18 / YOLOX 3×3 layer (stride
+    /// 2 and the 7×7 stem included).
+    static func implicit(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                         y: UnsafeMutablePointer<Float>, shape s: ConvShape, window g3: WindowGeometry,
+                         activation: KernelActivation, packed: (Int) -> UnsafePointer<Float>?) -> Bool {
+        let inS = g3.inputCount, outS = g3.outputCount
+        let cg = s.inChannels / s.groups, mg = s.outChannels / s.groups
+        for n in 0..<s.batch {
+            for g in 0..<s.groups {
+                let ran = DirectGemm.convolveImplicitly(
+                    m: mg, channels: cg, input: (g3.input[1], g3.input[2]), kernel: (g3.kernel[1], g3.kernel[2]),
+                    strides: (g3.strides[1], g3.strides[2]), dilations: (g3.dilations[1], g3.dilations[2]),
+                    padsBegin: (g3.padsBegin[1], g3.padsBegin[2]), output: (g3.output[1], g3.output[2]),
+                    x: x + (n * s.inChannels + g * cg) * inS, w: w + g * mg * cg * g3.kernelCount, packedW: packed(g),
+                    y: y + (n * s.outChannels + g * mg) * outS, bias: bias.map { $0 + g * mg }, activation: activation)
+                if !ran { return false }   // the same answer for every image and group
+            }
+        }
+        return true
+    }
+
+    /// Tests: false sends every convolution through the im2col path.
+    nonisolated(unsafe) public static var implicitProducts = true
 
     /// Convolution products go through OpenBLAS instead of `DirectGemm` when the environment
     /// sets `COMPRESS_CONV_GEMM=blas` (to compare the two; measured on ResNet-18 and MobileNetV2,

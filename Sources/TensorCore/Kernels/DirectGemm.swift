@@ -79,6 +79,20 @@ public enum DirectGemm {
     /// Whether the AVX2 + FMA kernels are in use on this CPU.
     public static var usesAVX2: Bool { ck_uses_avx2() != 0 }
 
+    /// Whether the AVX-512 product is in use on this CPU (`COMPRESS_NO_AVX512=1` turns it off).
+    public static var usesAVX512: Bool { ck_uses_avx512() != 0 }
+
+    /// The kernels' instruction-set variants, best last.
+    public enum Variant: Int32, CaseIterable, Sendable {
+        case baseline = 0, avx2 = 1, avx512 = 2
+    }
+
+    /// The variants this CPU (and the environment) can run: tests check each of them.
+    public static var availableVariants: [Variant] { Variant.allCases.filter { $0.rawValue <= ck_supported_level() } }
+
+    /// Tests: use at most `variant` (nil: the best the CPU has).
+    public static func force(_ variant: Variant?) { ck_force_level(variant?.rawValue ?? -1) }
+
     /// Tests: run the baseline (non-AVX2) variants.
     public static func forceBaseline(_ on: Bool) { ck_force_baseline(on ? 1 : 0) }
 
@@ -97,6 +111,33 @@ public enum DirectGemm {
         }
     }
 
+    /// One group of a 2-d convolution (`x` its `channels` input planes of `input`, `w` its `m`
+    /// filters `[m, channels, kh, kw]`, `y` its `m` output planes) as a product whose B panels are
+    /// gathered from the input as they are needed (`ck_conv_columns`), with no column matrix;
+    /// bias and activation fused. Returns false, having done nothing, where that kernel does not
+    /// run (no AVX-512, a stride across above 2, more than 64 taps): the caller then takes
+    /// the im2col path, which gives the same results bit for bit. `dryRun`: only answer whether
+    /// it would run.
+    public static func convolveImplicitly(m: Int, channels: Int, input: (Int, Int), kernel: (Int, Int), strides: (Int, Int),
+                                          dilations: (Int, Int), padsBegin: (Int, Int), output: (Int, Int),
+                                          x: UnsafePointer<Float>, w: UnsafePointer<Float>, packedW: UnsafePointer<Float>?,
+                                          y: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?, activation: KernelActivation,
+                                          dryRun: Bool = false) -> Bool {
+        var g = ck_conv2d(c: channels, h: input.0, w: input.1, kh: kernel.0, kw: kernel.1, sh: strides.0, sw: strides.1,
+                          dh: dilations.0, dw: dilations.1, ph: padsBegin.0, pw: padsBegin.1, oh: output.0, ow: output.1)
+        guard m > 0, output.0 > 0, ck_conv_implicit(&g) != 0 else { return false }
+        if dryRun { return true }
+        let k = channels * kernel.0 * kernel.1, n = output.0 * output.1
+        let act = activation.raw
+        withUnsafePointer(to: &g) { gp in
+            panelTasks(m: m, n: n, k: k, scratch: Int(ck_conv_scratch(gp))) { i0, i1, j0, j1, buf in
+                ck_conv_columns(i1 - i0, gp, x, w + i0 * k, k, packedW.map { $0 + i0 * k }, y + i0 * n, bias.map { $0 + i0 },
+                                act, j0, j1, buf)
+            }
+        }
+        return true
+    }
+
     /// Floats of an `m × k` matrix in the packed layout (`packA`).
     public static func packedSize(m: Int, k: Int) -> Int { Int(ck_packed_a_size(m, k)) }
 
@@ -106,22 +147,24 @@ public enum DirectGemm {
         ck_pack_a(m, k, a, lda, out)
     }
 
-    /// Splits an `m × n` product into tasks of 16-column panels (and of row groups, multiples of
-    /// the 6-row tile, when there are too few panels to share out) run on the thread pool; each
+    /// Splits an `m × n` product into tasks of 16-column panels (32 with AVX-512; and of row
+    /// groups, multiples of the 6- or 12-row tile, when there are too few panels to share out) run on the thread pool; each
     /// task gets rows `i0..<i1`, columns `j0..<j1` and its own scratch.
-    static func panelTasks(m: Int, n: Int, k: Int, _ body: (Int, Int, Int, Int, UnsafeMutablePointer<Float>) -> Void) {
-        let panels = (n + 15) / 16
+    static func panelTasks(m: Int, n: Int, k: Int, scratch: Int? = nil, _ body: (Int, Int, Int, Int, UnsafeMutablePointer<Float>) -> Void) {
+        // The kernel in use packs `width` columns at a time into a register tile of `tile` rows.
+        let width = Int(ck_gemm_panel_width()), tile = Int(ck_gemm_row_tile())
+        let panels = (n + width - 1) / width
         let wanted = Parallel.threads * 4
-        let rowGroups = panels >= wanted ? 1 : min((m + 5) / 6, max(1, wanted / panels))
-        let rowsPer = ((m + rowGroups - 1) / rowGroups + 5) / 6 * 6
+        let rowGroups = panels >= wanted ? 1 : min((m + tile - 1) / tile, max(1, wanted / panels))
+        let rowsPer = ((m + rowGroups - 1) / rowGroups + tile - 1) / tile * tile
         let groups = (m + rowsPer - 1) / rowsPer
-        let scratch = Int(ck_gemm_scratch(k))
-        Parallel.forRanges(count: panels * groups, minimumWork: 1 << 17, workPerItem: min(m, rowsPer) * 16 * max(k, 1)) { range in
+        let scratch = scratch ?? Int(ck_gemm_scratch(k))
+        Parallel.forRanges(count: panels * groups, minimumWork: 1 << 17, workPerItem: min(m, rowsPer) * width * max(k, 1)) { range in
             Scratch.withBuffer(count: scratch) { buf in
                 for t in range {
                     let g = t / panels, pnl = t % panels
                     let i0 = g * rowsPer, i1 = min(m, i0 + rowsPer)
-                    body(i0, i1, pnl * 16, min(n, pnl * 16 + 16), buf)
+                    body(i0, i1, pnl * width, min(n, pnl * width + width), buf)
                 }
             }
         }

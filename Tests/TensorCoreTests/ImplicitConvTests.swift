@@ -1,0 +1,125 @@
+import XCTest
+@testable import TensorCore
+
+/// Dense 2-d convolutions through `Convolution.forward` against a float64 loop, with the implicit
+/// product (`ck_conv_columns`: B gathered from the input, AVX-512) and with the im2col path;
+/// the two must also agree bit for bit. Windows 1×2 to 7×7, strides down 1–2 (across 1, and 2
+/// where the im2col path takes over), dilations, asymmetric pads (wider than the input too),
+/// output rows of 1–40 positions (runs crossing the 16-lane halves and 32-column panels), groups,
+/// batch 2, output channels not a multiple of the 12-row tile, fused activations and a row
+/// epilogue. On a CPU without AVX-512 the implicit kernel does not run; the test then checks
+/// that it declines and that the im2col path is right.
+final class ImplicitConvTests: XCTestCase {
+    override func tearDown() { Convolution.implicitProducts = true; DirectGemm.force(nil) }
+
+    struct Case { var n, c, m, groups, h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr: Int }
+
+    static let cases: [Case] = [
+        Case(n: 1, c: 3, m: 5, groups: 1, h: 9, w: 10, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pt: 1, pl: 1, pb: 1, pr: 1),
+        Case(n: 1, c: 4, m: 13, groups: 1, h: 7, w: 7, kh: 3, kw: 3, sh: 2, sw: 1, dh: 1, dw: 1, pt: 1, pl: 1, pb: 1, pr: 1),
+        Case(n: 2, c: 2, m: 25, groups: 1, h: 5, w: 40, kh: 5, kw: 5, sh: 1, sw: 1, dh: 2, dw: 2, pt: 4, pl: 4, pb: 3, pr: 4),
+        Case(n: 1, c: 3, m: 12, groups: 1, h: 3, w: 3, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pt: 2, pl: 2, pb: 2, pr: 2),
+        Case(n: 1, c: 5, m: 7, groups: 1, h: 1, w: 1, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pt: 1, pl: 1, pb: 1, pr: 1),
+        Case(n: 1, c: 2, m: 30, groups: 1, h: 6, w: 17, kh: 7, kw: 7, sh: 1, sw: 1, dh: 1, dw: 1, pt: 3, pl: 3, pb: 3, pr: 3),
+        Case(n: 1, c: 3, m: 6, groups: 1, h: 8, w: 8, kh: 1, kw: 2, sh: 1, sw: 1, dh: 1, dw: 3, pt: 0, pl: 1, pb: 0, pr: 2),
+        Case(n: 1, c: 8, m: 24, groups: 4, h: 11, w: 13, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pt: 1, pl: 0, pb: 1, pr: 2),
+        Case(n: 1, c: 6, m: 16, groups: 1, h: 20, w: 33, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pt: 1, pl: 1, pb: 1, pr: 1),
+        Case(n: 2, c: 4, m: 9, groups: 1, h: 12, w: 12, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pt: 1, pl: 1, pb: 1, pr: 1),
+        Case(n: 1, c: 3, m: 37, groups: 1, h: 15, w: 2, kh: 2, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pt: 0, pl: 2, pb: 1, pr: 1),
+        Case(n: 1, c: 3, m: 16, groups: 1, h: 30, w: 37, kh: 7, kw: 7, sh: 2, sw: 2, dh: 1, dw: 1, pt: 3, pl: 3, pb: 3, pr: 3),
+        Case(n: 1, c: 5, m: 13, groups: 1, h: 9, w: 11, kh: 3, kw: 3, sh: 1, sw: 2, dh: 1, dw: 1, pt: 0, pl: 2, pb: 0, pr: 1),
+        Case(n: 1, c: 4, m: 25, groups: 1, h: 13, w: 40, kh: 5, kw: 3, sh: 2, sw: 2, dh: 2, dw: 3, pt: 1, pl: 4, pb: 1, pr: 4),
+        Case(n: 1, c: 2, m: 7, groups: 1, h: 3, w: 3, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pt: 2, pl: 2, pb: 2, pr: 2),
+        Case(n: 1, c: 6, m: 12, groups: 2, h: 17, w: 6, kh: 2, kw: 2, sh: 1, sw: 2, dh: 1, dw: 1, pt: 0, pl: 0, pb: 0, pr: 1),
+        Case(n: 1, c: 3, m: 8, groups: 1, h: 10, w: 19, kh: 3, kw: 3, sh: 1, sw: 3, dh: 1, dw: 1, pt: 1, pl: 1, pb: 1, pr: 1),
+    ]
+
+    static func act(_ kind: Int, _ v: Double) -> Double {
+        switch kind {
+        case 1: return max(v, 0)
+        case 2: return min(max(v, -0.5), 0.75)
+        default: return v
+        }
+    }
+
+    func testImplicitConvolutionMatchesFloat64LoopAndIm2col() {
+        var rng = SplitMixForTests(seed: 47)
+        let epilogues: [(Int, ConvEpilogue)] = [(0, .bias), (1, .activation(.relu)), (2, .activation(.clip(min: -0.5, max: 0.75))),
+                                                (1, .rows({ p, n, b in for i in 0..<n { p[i] = max(p[i] + b, 0) } }))]
+        var implicitRuns = 0
+        var sink = [Float](repeating: 0, count: 1)
+        for c in Self.cases {
+            let oh = (c.h + c.pt + c.pb - ((c.kh - 1) * c.dh + 1)) / c.sh + 1
+            let ow = (c.w + c.pl + c.pr - ((c.kw - 1) * c.dw + 1)) / c.sw + 1
+            XCTAssert(oh > 0 && ow > 0)
+            let g = WindowGeometry(input: [c.h, c.w], kernel: [c.kh, c.kw], strides: [c.sh, c.sw], dilations: [c.dh, c.dw],
+                                   padsBegin: [c.pt, c.pl], padsEnd: [c.pb, c.pr], output: [oh, ow])
+            let shape = ConvShape(batch: c.n, inChannels: c.c, outChannels: c.m, groups: c.groups, window: g)
+            let cg = c.c / c.groups, mg = c.m / c.groups
+            let x = (0..<(c.n * c.c * c.h * c.w)).map { _ in rng.uniform() }
+            let w = (0..<(c.m * cg * c.kh * c.kw)).map { _ in rng.uniform() }
+            let bias = (0..<c.m).map { _ in rng.uniform() }
+            var ref = [Double](repeating: 0, count: c.n * c.m * oh * ow), mag = ref
+            for n in 0..<c.n { for m in 0..<c.m { for o in 0..<oh { for q in 0..<ow {
+                var s = Double(bias[m]), t = abs(s)
+                let g0 = m / mg * cg
+                for ci in 0..<cg { for a in 0..<c.kh { for b in 0..<c.kw {
+                    let ih = o * c.sh - c.pt + a * c.dh, iw = q * c.sw - c.pl + b * c.dw
+                    guard ih >= 0, ih < c.h, iw >= 0, iw < c.w else { continue }
+                    let v = Double(w[((m * cg + ci) * c.kh + a) * c.kw + b]) * Double(x[((n * c.c + g0 + ci) * c.h + ih) * c.w + iw])
+                    s += v; t += abs(v)
+                } } }
+                let i = ((n * c.m + m) * oh + o) * ow + q
+                ref[i] = s; mag[i] = t
+            } } } }
+            let k = cg * c.kh * c.kw
+            var packed = [Float](repeating: .nan, count: c.groups * DirectGemm.packedSize(m: mg, k: k))
+            packed.withUnsafeMutableBufferPointer { pp in
+                for gi in 0..<c.groups {
+                    w.withUnsafeBufferPointer { DirectGemm.packA(m: mg, k: k, a: $0.baseAddress! + gi * mg * k, lda: k,
+                                                                 into: pp.baseAddress! + gi * DirectGemm.packedSize(m: mg, k: k)) }
+                }
+            }
+            for (kind, epilogue) in epilogues {
+                for usePacked in [false, true] {
+                    var outputs: [[Float]] = []
+                    for implicit in [true, false] {
+                        Convolution.implicitProducts = implicit
+                        var y = [Float](repeating: .nan, count: ref.count)
+                        x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+                            packed.withUnsafeBufferPointer { pp in y.withUnsafeMutableBufferPointer { yp in
+                                Convolution.forward(x: xp.baseAddress!, w: wp.baseAddress!, bias: bp.baseAddress!, y: yp.baseAddress!,
+                                                    shape: shape, epilogue: epilogue, packedWeights: usePacked ? pp.baseAddress! : nil)
+                            } }
+                        } } }
+                        for i in 0..<ref.count {
+                            XCTAssertEqual(Double(y[i]), Self.act(kind, ref[i]), accuracy: 4 * Double(k + 1) * 0x1p-24 * mag[i] + 1e-30,
+                                           "\(c) act \(kind) packed \(usePacked) implicit \(implicit) at \(i)")
+                        }
+                        outputs.append(y)
+                    }
+                    XCTAssertEqual(outputs[0].map(\.bitPattern), outputs[1].map(\.bitPattern), "\(c) act \(kind): implicit differs from im2col")
+                }
+            }
+            // Whether the implicit kernel takes this geometry: AVX-512 and stride 1 or 2 across.
+            let takes = DirectGemm.convolveImplicitly(
+                m: mg, channels: cg, input: (c.h, c.w), kernel: (c.kh, c.kw), strides: (c.sh, c.sw), dilations: (c.dh, c.dw),
+                padsBegin: (c.pt, c.pl), output: (oh, ow), x: x, w: w, packedW: nil,
+                y: &sink, bias: nil, activation: .none, dryRun: true)
+            XCTAssertEqual(takes, DirectGemm.usesAVX512 && c.sw <= 2, "\(c)")
+            if takes { implicitRuns += 1 }
+        }
+        XCTAssertEqual(implicitRuns > 0, DirectGemm.usesAVX512)
+    }
+
+    /// With the AVX2 variant forced (what a CPU without AVX-512 runs) the implicit kernel declines.
+    func testImplicitKernelNeedsAVX512() {
+        DirectGemm.force(.avx2)
+        let x = [Float](repeating: 1, count: 16), w = [Float](repeating: 1, count: 9)
+        var y = [Float](repeating: 0, count: 16)
+        let ran = DirectGemm.convolveImplicitly(m: 1, channels: 1, input: (4, 4), kernel: (3, 3), strides: (1, 1), dilations: (1, 1),
+                                                padsBegin: (1, 1), output: (4, 4), x: x, w: w, packedW: nil,
+                                                y: &y, bias: nil, activation: .none, dryRun: true)
+        XCTAssertFalse(ran)
+    }
+}
