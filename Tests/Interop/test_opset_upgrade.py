@@ -77,6 +77,17 @@ def model_opset9():
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)], ir_version=4)
 
 
+def model_opset10():
+    x = vi("x", [1, 2, 3, 4])
+    nodes = [helper.make_node("Resize", ["x", "rs"], ["rn"], mode="nearest"),
+             helper.make_node("Resize", ["x", "rs"], ["rl"], mode="linear"),
+             helper.make_node("Clip", ["x"], ["cl"], max=0.25),
+             helper.make_node("Dropout", ["x"], ["dr"], ratio=0.2)]
+    inits = [numpy_helper.from_array(np.array([1, 1, 1.5, 2.5], np.float32), "rs")]
+    outs = [helper.make_tensor_value_info(n, F, None) for n in ["rn", "rl", "cl", "dr"]]
+    return helper.make_model(helper.make_graph(nodes, "g10", [x], outs, inits), opset_imports=[helper.make_opsetid("", 10)], ir_version=5)
+
+
 def model_opset7():
     x = vi("x", [1, 2, 3, 3])
     nodes = [helper.make_node("Upsample", ["x"], ["up"], mode="nearest", scales=[1.0, 1.0, 2.0, 2.0]),
@@ -104,7 +115,7 @@ def ort_run(path, feeds):
     return dict(zip([o.name for o in s.get_outputs()], s.run(None, feeds)))
 
 
-@pytest.mark.parametrize("make,shape", [(model_opset11, (2, 3, 4, 5)), (model_opset9, (1, 2, 4, 4)), (model_opset7, (1, 2, 3, 3))])
+@pytest.mark.parametrize("make,shape", [(model_opset11, (2, 3, 4, 5)), (model_opset9, (1, 2, 4, 4)), (model_opset10, (1, 2, 3, 4)), (model_opset7, (1, 2, 3, 3))])
 def test_upgraded_model_matches_original_in_onnxruntime(make, shape, tmp_path):
     src, dst = tmp_path / "old.onnx", tmp_path / "new.onnx"
     m = typed(make())

@@ -17,7 +17,8 @@ struct QuantizeCommand: ParsableCommand {
         explicit quantization (--quant-format qoperator: integer operators instead). The ops \
         quantized are those of ONNX Runtime's QDQ registry (Conv, ConvTranspose, Gemm, MatMul, \
         Add, Mul, Concat, pooling, Resize, Sigmoid, HardSwish, Softmax, pass-through reshapes). Weights: int8 symmetric per output channel in [−127, 127] (axis 0 \
-        for Conv). Activations: int8 symmetric by default (zero point 0, TensorRT-compatible) or \
+        for Conv; per-channel needs opset 13: an older model, from opset 7, is first raised to 13 \
+        exactly, as `compress convert --opset 13` does, and the report says so). Activations: int8 symmetric by default (zero point 0, TensorRT-compatible) or \
         uint8 with a zero point (--asymmetric). Bias: int32 with scale = input scale × weight \
         scale. Calibration: minmax is non-saturating (the threshold is the largest |x| seen); \
         percentile, entropy (TensorRT's KL divergence over a 2048-bin histogram, 128 levels) and \
