@@ -15,8 +15,8 @@ struct Convert: ParsableCommand {
         move to one side file at 64-byte aligned offsets; tensors stored in typed fields stay \
         inline. The input model and its own external-data files are never modified unless \
         --force names them as the output. --opset 13 raises the default-domain opset (from 7 or \
-        later) to 13, rewriting exactly each operator whose signature changed (Squeeze/Unsqueeze/ \
-        Split/ReduceSum attributes to inputs, Softmax's 2-D coercion, Upsample to Resize, …); \
+        later) to 13, rewriting exactly each operator whose signature changed \
+        (Squeeze/Unsqueeze/Split/ReduceSum attributes to inputs, Softmax's 2-D coercion, Upsample to Resize, …); \
         other domains keep their opsets. See Docs/convert.md.
 
         Examples:
