@@ -147,6 +147,18 @@ public enum Quantizer {
     /// The deployed graph (BN folded, Constants lifted, Identities removed: the shared passes;
     /// then cross-layer equalization with `options.equalize`), the nodes to quantize in it and
     /// the activation values to calibrate (their inputs; with QOperator also their outputs).
+    /// Raises the default-domain opset to 13 (`OpsetUpgrade`, exact) when QDQ needs it: per-channel
+    /// weights need DequantizeLinear-13's `axis`, and any QDQ needs QuantizeLinear (opset 10), as
+    /// ONNX Runtime's quantizer does. Returns the opset the model had, or nil when unchanged.
+    public static func raiseOpsetIfNeeded(_ m: inout Model, options: QuantizeOptions) throws -> Int? {
+        guard options.format == .qdq, let opset = m.opset(for: ""), opset < 13, options.perChannel || opset < 10 else { return nil }
+        do {
+            return try OpsetUpgrade.upgrade(&m).map { Int($0) }
+        } catch let e as OpsetUpgrade.Refusal {
+            throw QuantizeError.invalid("\(e.message) (the model is opset \(opset); per-channel QDQ needs 13\(opset >= 10 ? ": --per-tensor keeps opset \(opset)" : ""))")
+        }
+    }
+
     public static func prepare(_ model: Model, options: QuantizeOptions) throws -> (model: Model, nodes: [Int], activations: [String]) {
         var m = model
         _ = try PassPipeline.exportable.run(on: &m.graph)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ModelIR
+import Passes
 
 struct Convert: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,12 +14,16 @@ struct Convert: ParsableCommand {
         --external-data, initializers stored as raw_data of at least --external-threshold bytes \
         move to one side file at 64-byte aligned offsets; tensors stored in typed fields stay \
         inline. The input model and its own external-data files are never modified unless \
-        --force names them as the output. See Docs/convert.md.
+        --force names them as the output. --opset 13 raises the default-domain opset (from 7 or \
+        later) to 13, rewriting exactly each operator whose signature changed \
+        (Squeeze/Unsqueeze/Split/ReduceSum attributes to inputs, Softmax's 2-D coercion, Upsample to Resize, …); \
+        other domains keep their opsets. See Docs/convert.md.
 
         Examples:
           compress convert model.onnx -o copy.onnx
           compress convert big.onnx -o out.onnx --external-data          # weights to out.onnx.data
           compress convert out.onnx -o inline.onnx --inline
+          compress convert old.onnx -o new.onnx --opset 13                # opset 11 → 13
         """)
 
     @Argument(help: "The ONNX model to read (never modified).")
@@ -39,11 +44,15 @@ struct Convert: ParsableCommand {
     @Flag(help: "Write every tensor inline (the default; stated for scripts).")
     var inline = false
 
+    @Option(help: ArgumentHelp("Raise the default-domain opset to this version (only 13 is supported; a model already at 13 or later is unchanged).", valueName: "N"))
+    var opset: Int?
+
     @Flag(help: "Allow OUTPUT (or its external-data file) to be the input model or one of its external-data files.")
     var force = false
 
     func validate() throws {
         if externalData && inline { throw ValidationError("--external-data and --inline contradict each other") }
+        if let opset, opset != 13 { throw ValidationError("--opset \(opset): only 13 is supported") }
         if externalThreshold < 0 { throw ValidationError("--external-threshold must be ≥ 0") }
         if let loc = externalLocation, loc.hasPrefix("/") || loc.contains("..") || loc.contains("/") {
             throw ValidationError("--external-location must be a plain file name beside the output")
@@ -53,7 +62,10 @@ struct Convert: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try OutputPath.check(output, input: model, force: force)
-            let m = try ModelReader.read(path: model)
+            var m = try ModelReader.read(path: model)
+            if opset != nil {
+                do { try OpsetUpgrade.upgrade(&m) } catch let e as OpsetUpgrade.Refusal { throw CLIError("\(model): \(e.message)") }
+            }
             // The input's own external-data files are part of the input: never replaced unasked.
             let inputFiles = [model] + m.externalDataFiles.map { loc in
                 (m.directory ?? URL(fileURLWithPath: model).deletingLastPathComponent()).appendingPathComponent(loc).path

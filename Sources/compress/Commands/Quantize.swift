@@ -17,7 +17,8 @@ struct QuantizeCommand: ParsableCommand {
         explicit quantization (--quant-format qoperator: integer operators instead). The ops \
         quantized are those of ONNX Runtime's QDQ registry (Conv, ConvTranspose, Gemm, MatMul, \
         Add, Mul, Concat, pooling, Resize, Sigmoid, HardSwish, Softmax, pass-through reshapes). Weights: int8 symmetric per output channel in [−127, 127] (axis 0 \
-        for Conv). Activations: int8 symmetric by default (zero point 0, TensorRT-compatible) or \
+        for Conv; per-channel needs opset 13: an older model, from opset 7, is first raised to 13 \
+        exactly, as `compress convert --opset 13` does, and the report says so). Activations: int8 symmetric by default (zero point 0, TensorRT-compatible) or \
         uint8 with a zero point (--asymmetric). Bias: int32 with scale = input scale × weight \
         scale. Calibration: minmax is non-saturating (the threshold is the largest |x| seen); \
         percentile, entropy (TensorRT's KL divergence over a 2048-bin histogram, 128 levels) and \
@@ -113,7 +114,7 @@ struct QuantizeCommand: ParsableCommand {
             try OutputPath.check(output, input: model, force: force)
             if let equalizedModel { try OutputPath.check(equalizedModel, input: model, force: force) }
             let pins = try inputs.pins()
-            let m = try ModelReader.read(path: model)
+            var m = try ModelReader.read(path: model)
             var options = QuantizeOptions()
             options.perChannel = !perTensor
             options.symmetricActivations = !asymmetric
@@ -131,6 +132,7 @@ struct QuantizeCommand: ParsableCommand {
                 options.ops = Set(list)
             }
             if equalizedModel != nil && !equalize { throw CLIError("--equalized-model needs --equalize") }
+            let raisedFrom = try Quantizer.raiseOpsetIfNeeded(&m, options: options)
             let source = try DataSource(directory: calib, graph: m.graph, pins: pins, preprocessing: try preprocess.preprocessing())
             var inputFiles = InputFiles()
             inputFiles.add(model: m, path: model)
@@ -193,7 +195,8 @@ struct QuantizeCommand: ParsableCommand {
             }
             let report = QuantizeReport(model: model, output: output, method: method.rawValue, per_channel: !perTensor,
                                         activations: asymmetric ? "uint8 asymmetric" : "int8 symmetric", summary: summary,
-                                        output_sqnr_db: agreement.sqnrDB, top1_agreement: agreement.agreement)
+                                        output_sqnr_db: agreement.sqnrDB, top1_agreement: agreement.agreement,
+                                        opset_raised_from: raisedFrom)
             switch format.format {
             case .json: try printJSON(report)
             case .table, .csv: print(report.table())
@@ -219,11 +222,16 @@ struct QuantizeReport: Encodable {
     /// 10·log10(Σ float² / Σ (float − quantized)²) over every output on the calibration samples.
     let output_sqnr_db: Double?
     let top1_agreement: Double?
+    /// The model's default-domain opset when quantize raised it to 13 (per-channel QDQ); nil otherwise.
+    var opset_raised_from: Int? = nil
 
     func table() -> String {
         var out = ["model      \(model) -> \(output)",
                    "method     \(method), weights int8 \(per_channel ? "per channel" : "per tensor"), activations \(activations)",
                    "quantized  \(summary.nodes.count) nodes, \(summary.weights) weights, \(summary.activations.count) activations, \(summary.samples) calibration samples"]
+        if let from = opset_raised_from {
+            out.append("opset      raised from \(from) to 13 (per-channel DequantizeLinear needs 13; every changed op rewritten exactly)")
+        }
         var t = TextTable(["activation", "min", "max", "scale", "zero point", "SQNR dB"], rightAligned: [1, 2, 3, 4, 5])
         for a in summary.activations {
             t.add([a.name, String(format: "%.5g", a.min), String(format: "%.5g", a.max), String(format: "%.5g", a.scale), String(a.zero_point),
