@@ -9,15 +9,21 @@ import TensorCore
 struct FuseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fuse",
-        abstract: "Fold layers the way deploying runtimes do (BN into Conv, Constants lifted, Identity removed, Pad into Conv), verified.",
+        abstract: "Fold layers the way deploying runtimes do (BN folding, RepVGG merging, constant folding), verified.",
         discussion: """
         The passes are the ones compress's executor plans with (one implementation of each \
-        rewrite), applied in order: ConstantToInitializer, IdentityElimination, BatchNormIntoConv \
-        (in Double, rounded once), PadIntoConv, DeadCodeElimination. Choose with --passes / --skip. \
+        rewrite) and a few more, applied once each in order: ConstantToInitializer, \
+        IdentityElimination (Identity, inference Dropout), ConstantFolding (with the executor's \
+        kernels; Shape arithmetic too when every input shape is fixed or pinned with --input), \
+        ReshapeTransposeElimination, BatchNormIntoConv, BatchNormIntoConvTranspose, \
+        BatchNormIntoGemm (Gemm, MatMul with a constant weight), RepVGGMerge, MulAddIntoConv, \
+        BatchNormToMulAdd (a BN nothing absorbed), PadIntoConv, DeadCodeElimination. Weights are \
+        computed in Double and rounded once. Choose with --passes / --skip. \
         The model before and after is run on --data or on seeded random inputs (--samples) and \
         every output compared; beyond --rtol/--atol nothing is written (unless --force) and the \
-        exit status is 3. The report gives the passes with their counts, nodes before → after and \
-        memory traffic before → after (profile's figures). See Docs/fuse.md.
+        exit status is 3. The report gives the passes with their counts, the nodes a guard left \
+        alone (and why), nodes before → after and memory traffic before → after (profile's \
+        figures). See Docs/fuse.md.
 
         Examples:
           compress fuse model.onnx -o fused.onnx
@@ -48,6 +54,7 @@ struct FuseCommand: ParsableCommand {
         let model: String
         let output: String?
         let passes: [Fuser.Applied]
+        let left_alone: [Fuser.LeftAlone]
         let nodes_before: Int
         let nodes_after: Int
         let traffic_bytes_before: Int
@@ -64,7 +71,8 @@ struct FuseCommand: ParsableCommand {
             try OutputPath.check(output, input: model, force: force)
             let pins = try inputs.pins()
             let m = try ModelReader.read(path: model)
-            let (fused, applied) = try Fuser.fuse(m, passes: passes.isEmpty ? nil : passes, skip: skip)
+            let result = try Fuser.fuse(m, passes: passes.isEmpty ? nil : passes, skip: skip, pins: pins)
+            let fused = result.model, applied = result.applied
             let feeds: [[String: Tensor]]
             if let data {
                 let source = try DataSource(directory: data, graph: m.graph, pins: pins)
@@ -79,7 +87,7 @@ struct FuseCommand: ParsableCommand {
             let ok = checks.allSatisfy(\.within)
             let before = try ModelProfile(model: m, pins: pins).totals, after = try ModelProfile(model: fused, pins: pins).totals
             if ok || force { try ModelWriter.write(fused, to: URL(fileURLWithPath: output)) }
-            let report = Report(model: model, output: ok || force ? output : nil, passes: applied, nodes_before: m.graph.nodes.count,
+            let report = Report(model: model, output: ok || force ? output : nil, passes: applied, left_alone: result.leftAlone, nodes_before: m.graph.nodes.count,
                                 nodes_after: fused.graph.nodes.count, traffic_bytes_before: before.trafficBytes,
                                 traffic_bytes_after: after.trafficBytes, verification_samples: feeds.count, rtol: rtol, atol: atol,
                                 outputs: checks, verified: ok)
@@ -89,6 +97,7 @@ struct FuseCommand: ParsableCommand {
                 var out = ["model      \(model) -> " + (report.output ?? "(not written)"),
                            "passes     " + applied.map { "\($0.pass) \($0.rewrites)" }.joined(separator: ", "),
                            "nodes      \(report.nodes_before) → \(report.nodes_after)",
+                           "left alone " + (result.leftAlone.isEmpty ? "none" : result.leftAlone.map { "\($0.node) (\($0.reason))" }.joined(separator: ", ")),
                            "traffic    \(Units.bytes(Double(report.traffic_bytes_before))) → \(Units.bytes(Double(report.traffic_bytes_after)))",
                            "verified   on \(feeds.count) \(data == nil ? "random" : "data") samples (rtol \(rtol), atol \(atol)): " + (ok ? "equal" : "DIFFERENT")]
                 for c in checks { out.append(String(format: "  %@: max |diff| %.3g, relative to its scale %.3g%@", c.name, c.max_abs, c.max_rel, c.within ? "" : "  (beyond tolerance)")) }
