@@ -65,7 +65,7 @@ public struct ConstantFolding: GraphPass {
             var values: [Tensor]?
             if n.isDefaultDomain, n.opType == "Shape" || n.opType == "Size", let x = n.inputs.first,
                let info = known[x].map(TensorInfo.init) ?? types?[x] {
-                values = (try? ShapeInference.metadataValue(of: n, opset: opset, input: info)).flatMap { $0.map { [$0] } }
+                values = (try? ShapeInference.metadataValue(of: n, opset: opset, input: info)).map { [$0] }
             } else {
                 let ins = n.inputs.map { $0.isEmpty ? nil : known[$0] }
                 guard zip(n.inputs, ins).allSatisfy({ $0.0.isEmpty || $0.1 != nil }) else { continue }

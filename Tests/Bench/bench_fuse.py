@@ -29,7 +29,7 @@ def main():
         import onnxsim  # noqa: F401
         import onnxslim  # noqa: F401
     except ImportError:
-        raise SystemExit("onnxsim / onnxslim are not installed (make bench installs them: pip install onnxsim onnxslim)")
+        raise SystemExit("onnxsim / onnxslim are not installed (make venv installs them: they are in the Makefile's PY_PACKAGES)")
     with tempfile.TemporaryDirectory() as d:
         model = os.path.join(d, "resnet50.onnx")
         size = build_resnet50(model)
