@@ -87,6 +87,7 @@ public enum Fuser {
         live.formUnion(m.graph.inputs.map(\.name))
         m.graph.valueInfo = model.graph.valueInfo.filter { live.contains($0.name) }
         m.graph.outputs = model.graph.outputs
+        if model.irVersion < 4 { m.graph.listInitializersAsInputs() }
         // Only what is still there was left alone (a later pass may have rewritten it).
         let labels = Set(m.graph.nodes.map(\.reportLabel))
         let leftAlone = left.filter { labels.contains($0.key) }.sorted { $0.key < $1.key }.map { LeftAlone(node: $0.key, reason: $0.value) }
@@ -173,6 +174,18 @@ public enum FuseError: Error, CustomStringConvertible {
 }
 
 extension Graph {
+    /// IR version < 4 requires every initializer to be listed among the graph inputs: the inputs
+    /// become the runtime inputs followed by one entry per initializer (new ones included;
+    /// entries of initializers that no longer exist dropped).
+    mutating func listInitializersAsInputs() {
+        let declared = Dictionary(inputs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var list = runtimeInputs.filter { v in !nodes.contains { $0.outputs.contains(v.name) } }
+        for i in initializers {
+            list.append(declared[i.name] ?? ValueInfo(i.name, i.tensor.dtype, i.tensor.shape.map { .fixed($0) }))
+        }
+        inputs = list
+    }
+
     /// Records the rank and element type of every inferred node output in value_info, each
     /// dimension unknown (for passes that need a rank when the shapes are not fixed).
     mutating func recordRanks(_ types: [String: TensorInfo]) {

@@ -36,7 +36,7 @@ struct FuseCommand: ParsableCommand {
     @Option(parsing: .singleValue, help: ArgumentHelp("Apply only these passes (repeatable; names as listed in the help).", valueName: "PASS")) var passes: [String] = []
     @Option(parsing: .singleValue, help: ArgumentHelp("Do not apply this pass (repeatable).", valueName: "PASS")) var skip: [String] = []
     @Option(help: ArgumentHelp("Verify on this folder's samples instead of random inputs.", valueName: "DIR")) var data: String?
-    @Option(help: "Random samples to verify on (without --data).") var samples: Int = 4
+    @Option(help: "Samples to verify on (default: 1 seeded random sample; with --data its first 4).") var samples: Int?
     @Option(help: "Seed of the random samples.") var seed: UInt64 = 0
     @Option(help: "Relative tolerance of the verification: |a − b| ≤ atol + rtol·|a|.") var rtol: Double = 1e-4
     @Option(help: "Absolute tolerance of the verification.") var atol: Double = 1e-5
@@ -45,7 +45,7 @@ struct FuseCommand: ParsableCommand {
     @OptionGroup var format: FormatOption
 
     func validate() throws {
-        if samples < 1 { throw ValidationError("--samples must be ≥ 1") }
+        if let samples, samples < 1 { throw ValidationError("--samples must be ≥ 1") }
         if !(rtol >= 0) || !(atol >= 0) { throw ValidationError("--rtol and --atol must be ≥ 0") }
     }
 
@@ -76,12 +76,12 @@ struct FuseCommand: ParsableCommand {
             let feeds: [[String: Tensor]]
             if let data {
                 let source = try DataSource(directory: data, graph: m.graph, pins: pins)
-                feeds = try source.entries.prefix(samples).map { e in
+                feeds = try source.entries.prefix(samples ?? 4).map { e in
                     try source.load(e).inputs  // (its errors name the file)
                 }
                 guard !feeds.isEmpty else { throw CLIError("--data \(data): no samples found") }
             } else {
-                feeds = try Fuser.randomSamples(m, pins: pins, count: samples, seed: seed)
+                feeds = try Fuser.randomSamples(m, pins: pins, count: samples ?? 1, seed: seed)
             }
             let checks = try Fuser.verify(m, fused, samples: feeds, rtol: rtol, atol: atol)
             let ok = checks.allSatisfy(\.within)
