@@ -14,19 +14,19 @@ public enum Fuser {
     /// 1. `ConstantToInitializer`, 2. `IdentityElimination` (Identity, inference Dropout) — so
     ///    3. `ConstantFolding` sees constants as initializers and through no Identity;
     /// 4. `ReshapeTransposeElimination` — after folding, so shapes are constants;
-    /// 5. `CommonSubexpressionElimination` — after folding, so computed weights compare too;
-    /// 6. `BatchNormIntoConv`, 7. `BatchNormIntoConvTranspose`, 8. `BatchNormIntoGemm`;
-    /// 9. `RepVGGMerge` — after BN folding, each branch's BN is in its Conv;
-    /// 10. `MulAddIntoConv` — per-channel Mul/Add into the Conv (BN already in it) or a lone BN;
+    /// 5. `BatchNormIntoConv`, 6. `BatchNormIntoConvTranspose`, 7. `BatchNormIntoGemm`;
+    /// 8. `RepVGGMerge` — after BN folding, each branch's BN is in its Conv;
+    /// 9. `MulAddIntoConv` — per-channel Mul/Add into the Conv (BN already in it) or a lone BN;
+    /// 10. `CommonSubexpressionElimination` — after the folds: merging two equal Convs earlier
+    ///     would give their output two readers and keep both BNs from folding;
     /// 11. `BatchNormToMulAdd` — the BNs nothing absorbed;
     /// 12. `PadIntoConv`, 13. `DeadCodeElimination` (nodes, unread initializers, value_info).
     /// - Parameters:
     ///   - types: inferred value types; Shape/Size fold only with them (see `fuse`).
     public static func pipeline(for model: Model, types: [String: TensorInfo]?) -> [any GraphPass] {
         [ConstantToInitializer(), IdentityElimination(), ConstantFolding(model: model, types: types), ReshapeTransposeElimination(),
-         CommonSubexpressionElimination(),
          BatchNormIntoConv(), BatchNormIntoConvTranspose(), BatchNormIntoGemm(), RepVGGMerge(), MulAddIntoConv(),
-         BatchNormToMulAdd(), PadIntoConv(), DeadCodeElimination()]
+         CommonSubexpressionElimination(), BatchNormToMulAdd(), PadIntoConv(), DeadCodeElimination()]
     }
 
     /// The pass names, in order.

@@ -17,7 +17,7 @@ struct FuseCommand: ParsableCommand {
         kernels; Shape arithmetic too when every input shape is fixed or pinned with --input), \
         ReshapeTransposeElimination, BatchNormIntoConv, BatchNormIntoConvTranspose, \
         BatchNormIntoGemm (Gemm, MatMul with a constant weight), RepVGGMerge, MulAddIntoConv, \
-        BatchNormToMulAdd (a BN nothing absorbed), PadIntoConv, DeadCodeElimination. Weights are \
+        CommonSubexpressionElimination, BatchNormToMulAdd (a BN nothing absorbed), PadIntoConv, DeadCodeElimination. Weights are \
         computed in Double and rounded once. Choose with --passes / --skip. \
         The model before and after is run on --data or on seeded random inputs (--samples) and \
         every output compared; beyond --rtol/--atol nothing is written (unless --force) and the \
