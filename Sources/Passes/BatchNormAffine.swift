@@ -20,7 +20,7 @@ struct BatchNormAffine {
               (bn.int("training_mode") ?? 0) == 0, (bn.int("spatial") ?? 1) == 1 else { return nil }
         let params = bn.inputs[1...4].map { graph.initializer(named: $0)?.tensor }
         guard let c = params[0]?.count, c > 0,
-              params.allSatisfy({ $0?.dtype == .float32 && $0?.count == c && ($0?.rank ?? 0) <= 1 }) else { return nil }
+              params.allSatisfy({ $0?.dtype == .float32 && $0?.count == c }) else { return nil }
         let gamma = params[0]!.scalars(as: Float.self), beta = params[1]!.scalars(as: Float.self)
         let mean = params[2]!.scalars(as: Float.self), variance = params[3]!.scalars(as: Float.self)
         let eps = Double(bn.float("epsilon") ?? 1e-5)
