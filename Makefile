@@ -11,7 +11,8 @@ PY    := $(VENV)/bin/python
 BIN_DEBUG   := .build/debug/compress
 BIN_RELEASE := .build/release/compress
 APT_PACKAGES := libopenblas0-pthread pkg-config libpng-dev libjpeg62-turbo-dev libturbojpeg0-dev python3-venv librsvg2-bin
-PY_PACKAGES  := onnx==1.22.0 onnxruntime==1.32.0 numpy pytest onnx-tool==1.0.1 pillow
+# onnxsim/onnxslim: the peers `fuse`'s interop tests compare node counts with (wheels, seconds to install).
+PY_PACKAGES  := onnx==1.22.0 onnxruntime==1.32.0 numpy pytest onnx-tool==1.0.1 pillow onnxsim==0.8.1 onnxslim==0.1.98
 
 .PHONY: all build release test unit interop bench proto demo deps venv clean
 
@@ -49,11 +50,7 @@ test: deps venv unit release interop
 interop: venv release
 	COMPRESS_BIN=$(abspath $(BIN_RELEASE)) $(PY) -m pytest -q Tests/Interop
 
-# The peers measured only by the benchmarks (not needed by the tests).
-BENCH_PY_PACKAGES := onnxsim onnxslim
-
 bench: deps venv release
-	$(PY) -m pip install -q --disable-pip-version-check $(BENCH_PY_PACKAGES)
 	COMPRESS_BIN=$(abspath $(BIN_RELEASE)) $(PY) Tests/Bench/bench.py
 
 # Regenerate the committed protobuf code. protoc comes from Debian's protobuf-compiler; the

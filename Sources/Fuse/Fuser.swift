@@ -7,30 +7,91 @@ import TensorCore
 /// `compress fuse`: the shared graph passes (the same implementations the executor plans with),
 /// applied to the model and written out, then verified by running the model before and after.
 public enum Fuser {
-    /// The passes `fuse` may apply, in order (standard ONNX out: no executor-only attributes).
-    public static var available: [any GraphPass] { PassPipeline.exportable.passes }
+    /// The passes `fuse` applies, in order (standard ONNX out: no executor-only attributes): the
+    /// executor's exportable rewrites (`PassPipeline.exportable`) with constant folding,
+    /// Reshape/Transpose elimination and the further BN and Mul/Add folds placed where each sees
+    /// what the earlier ones leave:
+    /// 1. `ConstantToInitializer`, 2. `IdentityElimination` (Identity, inference Dropout) — so
+    ///    3. `ConstantFolding` sees constants as initializers and through no Identity;
+    /// 4. `ReshapeTransposeElimination` — after folding, so shapes are constants;
+    /// 5. `BatchNormIntoConv`, 6. `BatchNormIntoConvTranspose`, 7. `BatchNormIntoGemm`;
+    /// 8. `RepVGGMerge` — after BN folding, each branch's BN is in its Conv;
+    /// 9. `MulAddIntoConv` — per-channel Mul/Add into the Conv (BN already in it) or a lone BN;
+    /// 10. `CommonSubexpressionElimination` — after the folds: merging two equal Convs earlier
+    ///     would give their output two readers and keep both BNs from folding;
+    /// 11. `BatchNormToMulAdd` — the BNs nothing absorbed;
+    /// 12. `PadIntoConv`, 13. `DeadCodeElimination` (nodes, unread initializers, value_info).
+    /// - Parameters:
+    ///   - types: inferred value types; Shape/Size fold only with them (see `fuse`).
+    public static func pipeline(for model: Model, types: [String: TensorInfo]?) -> [any GraphPass] {
+        [ConstantToInitializer(), IdentityElimination(), ConstantFolding(model: model, types: types), ReshapeTransposeElimination(),
+         BatchNormIntoConv(), BatchNormIntoConvTranspose(), BatchNormIntoGemm(), RepVGGMerge(), MulAddIntoConv(),
+         CommonSubexpressionElimination(), BatchNormToMulAdd(), PadIntoConv(), DeadCodeElimination()]
+    }
+
+    /// The pass names, in order.
+    public static var passNames: [String] { pipeline(for: Model(graph: Graph()), types: nil).map(\.name) }
 
     public struct Applied: Encodable, Sendable {
         public let pass: String
         public let rewrites: Int
     }
 
+    /// A node a pass matched but left alone, with the guard that kept it.
+    public struct LeftAlone: Encodable, Sendable {
+        public let node: String
+        public let reason: String
+    }
+
+    public struct Result {
+        public let model: Model
+        public let applied: [Applied]
+        public let leftAlone: [LeftAlone]
+        /// Whether Shape/Size were folded (every input shape fixed by the model or `pins`).
+        public let shapesKnown: Bool
+    }
+
     /// Applies the chosen passes (by name, case-insensitive; nil: all) less `skip`, each once in
-    /// order. - Throws: `FuseError` for a pass name that does not exist.
-    public static func fuse(_ model: Model, passes: [String]?, skip: [String]) throws -> (Model, [Applied]) {
-        let names = available.map(\.name)
+    /// order. Value types are inferred first (`ShapeInference` with `pins`) and written into the
+    /// graph's value_info for the passes that need a rank or shape; when some input dimension is
+    /// neither fixed nor pinned, only ranks are recorded (dimensions unknown) and Shape/Size are not
+    /// folded. The written model keeps the value_info it came with.
+    /// - Throws: `FuseError` for a pass name that does not exist.
+    public static func fuse(_ model: Model, passes: [String]?, skip: [String], pins: [String: [Int]] = [:]) throws -> Result {
+        let names = passNames
         for n in (passes ?? []) + skip where !names.contains(where: { $0.lowercased() == n.lowercased() }) {
             throw FuseError.invalid("no pass named '\(n)' (passes: \(names.joined(separator: ", ")))")
         }
         var m = model
+        let fixed = m.graph.runtimeInputs.allSatisfy { v in pins[v.name] != nil || v.type?.fixedShape != nil }
+        var types: [String: TensorInfo]?
+        if let inference = try? ShapeInference(model: m, pins: pins, strict: false) {
+            if fixed {
+                types = inference.types
+                m.graph.recordTypes(inference.types.mapValues { ($0.dtype, $0.shape) })
+            } else {
+                m.graph.recordRanks(inference.types)
+            }
+        }
         var applied: [Applied] = []
-        for p in available {
+        var left: [String: String] = [:]
+        for p in pipeline(for: model, types: types) {
             let chosen = passes.map { list in list.contains { $0.lowercased() == p.name.lowercased() } } ?? true
             guard chosen, !skip.contains(where: { $0.lowercased() == p.name.lowercased() }) else { continue }
             let r = try p.apply(to: &m.graph)
             applied.append(Applied(pass: p.name, rewrites: r.rewrites))
+            left.merge(r.leftAlone) { a, _ in a }
         }
-        return (m, applied)
+        // Back to the value_info the model declared (of the values that still exist).
+        var live = Set(m.graph.nodes.flatMap(\.outputs))
+        live.formUnion(m.graph.inputs.map(\.name))
+        m.graph.valueInfo = model.graph.valueInfo.filter { live.contains($0.name) }
+        m.graph.outputs = model.graph.outputs
+        if model.irVersion < 4 { m.graph.listInitializersAsInputs() }
+        // Only what is still there was left alone (a later pass may have rewritten it).
+        let labels = Set(m.graph.nodes.map(\.reportLabel))
+        let leftAlone = left.filter { labels.contains($0.key) }.sorted { $0.key < $1.key }.map { LeftAlone(node: $0.key, reason: $0.value) }
+        return Result(model: m, applied: applied, leftAlone: leftAlone, shapesKnown: types != nil)
     }
 
     /// The largest absolute and relative differences of one output between the two models.
@@ -111,4 +172,31 @@ public enum Fuser {
 public enum FuseError: Error, CustomStringConvertible {
     case invalid(String)
     public var description: String { if case .invalid(let s) = self { return s }; return "" }
+}
+
+extension Graph {
+    /// IR version < 4 requires every initializer to be listed among the graph inputs: the inputs
+    /// become the runtime inputs followed by one entry per initializer (new ones included;
+    /// entries of initializers that no longer exist dropped).
+    mutating func listInitializersAsInputs() {
+        let declared = Dictionary(inputs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var list = runtimeInputs.filter { v in !nodes.contains { $0.outputs.contains(v.name) } }
+        for i in initializers {
+            list.append(declared[i.name] ?? ValueInfo(i.name, i.tensor.dtype, i.tensor.shape.map { .fixed($0) }))
+        }
+        inputs = list
+    }
+
+    /// Records the rank and element type of every inferred node output in value_info, each
+    /// dimension unknown (for passes that need a rank when the shapes are not fixed).
+    mutating func recordRanks(_ types: [String: TensorInfo]) {
+        let outs = Set(outputs.map(\.name))
+        let declared = Set(valueInfo.map(\.name))
+        for n in nodes {
+            for o in n.outputs where !o.isEmpty && !outs.contains(o) && !declared.contains(o) {
+                guard let t = types[o] else { continue }
+                valueInfo.append(ValueInfo(o, t.dtype, t.shape.map { _ in Dim.unknown }))
+            }
+        }
+    }
 }

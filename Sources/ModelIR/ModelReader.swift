@@ -185,7 +185,9 @@ public enum ModelReader {
                 throw ModelError(ctx.path, "tensor '\(name)' has dims \(shape) but no data")
             }
             var initializer = Initializer(name: name, tensor: tensor, docString: info.docString)
-            initializer.origin = TensorOrigin(storage: tensor.storage, dtype: dtype, shape: shape, externalLocation: external, loadProto: loadProto)
+            initializer.origin = TensorOrigin(storage: tensor.storage, dtype: dtype, shape: shape, externalLocation: external, loadProto: loadProto,
+                                              message: UnsafeRawBufferPointer(start: base + messageRange.lowerBound, count: messageRange.count),
+                                              messageName: name, messageDocString: info.docString, owner: file)
             graph.addInitializer(initializer)
         }
         return graph

@@ -36,6 +36,10 @@ public enum ModelWriter {
             let loc = location ?? (url.lastPathComponent + ".data")
             sink = try ExternalSink(location: loc, target: url.deletingLastPathComponent().appendingPathComponent(loc), threshold: threshold)
         }
+        if sink == nil {
+            try writeStreaming(model, to: url)
+            return
+        }
         do {
             let proto = try modelProto(model, sink: sink)
             let bytes: Data
@@ -59,7 +63,7 @@ public enum ModelWriter {
         try modelProto(model, sink: nil).serializedBytes()
     }
 
-    static func modelProto(_ m: Model, sink: ExternalSink?) throws -> Onnx_ModelProto {
+    static func modelProto(_ m: Model, sink: ExternalSink?, initializers: Bool = true) throws -> Onnx_ModelProto {
         var p = m.residual
         if !(p.hasIrVersion && p.irVersion == m.irVersion) { p.irVersion = m.irVersion }
         let opsets = p.opsetImport.map { OpsetImport(domain: $0.domain, version: $0.version) }
@@ -75,11 +79,11 @@ public enum ModelWriter {
             || !p.metadataProps.map({ $0.value }).elementsEqual(m.metadataProps.map(\.value)) {
             p.metadataProps = m.metadataProps.map { kv in var e = Onnx_StringStringEntryProto(); e.key = kv.key; e.value = kv.value; return e }
         }
-        p.graph = try graphProto(m.graph, sink: sink)
+        p.graph = try graphProto(m.graph, sink: sink, initializers: initializers)
         return p
     }
 
-    static func graphProto(_ g: Graph, sink: ExternalSink?) throws -> Onnx_GraphProto {
+    static func graphProto(_ g: Graph, sink: ExternalSink?, initializers: Bool = true) throws -> Onnx_GraphProto {
         var p = g.residual
         if p.name != g.name { p.name = g.name }
         if p.docString != g.docString { p.docString = g.docString }
@@ -87,8 +91,111 @@ public enum ModelWriter {
         p.input = g.inputs.map(valueInfoProto)
         p.output = g.outputs.map(valueInfoProto)
         p.valueInfo = g.valueInfo.map(valueInfoProto)
-        p.initializer = try g.initializers.map { try initializerProto($0, sink: sink) }
+        p.initializer = initializers ? try g.initializers.map { try initializerProto($0, sink: sink) } : []
         return p
+    }
+
+    /// One top-level initializer as the streaming writer emits it: encoded bytes, optionally a
+    /// raw_data field whose payload is written straight from the tensor (or the original message
+    /// straight from the mapped file), then the fields numbered after raw_data.
+    struct InitializerPiece {
+        var head: Data
+        var rawView: UnsafeRawBufferPointer?
+        var payload: Tensor?
+        var tail = Data()
+        var length: Int { head.count + (rawView?.count ?? 0) + (payload.map { 1 + varint($0.byteCount).count + $0.byteCount } ?? 0) + tail.count }
+    }
+
+    static func varint(_ v: Int) -> [UInt8] {
+        var v = UInt64(v), out: [UInt8] = []
+        while v >= 0x80 { out.append(UInt8(v & 0x7F) | 0x80); v >>= 7 }
+        out.append(UInt8(v))
+        return out
+    }
+
+    /// Writes an inline model without building it in memory. The bytes are those `serialize`
+    /// gives (fields in number order, as SwiftProtobuf writes them): the model's fields before
+    /// `graph` (7), the graph's `node` and `name` (1, 2), its initializers (5), its later fields,
+    /// the model's later fields. An unchanged initializer's message is copied from the mapped
+    /// input file as it was (never decoded); a changed or new one is its fields up to `name` (8),
+    /// a raw_data field (9) written from the tensor's own bytes, then its later fields. The
+    /// weights are copied once, by write(2), instead of decoded, encoded and buffered.
+    static func writeStreaming(_ model: Model, to url: URL) throws {
+        var pieces: [InitializerPiece] = []
+        pieces.reserveCapacity(model.graph.initializers.count)
+        for i in model.graph.initializers {
+            let t = i.tensor
+            if let o = i.origin, o.matches(t), o.externalLocation == nil, let msg = o.message,
+               o.messageName == i.name, o.messageDocString == i.docString {
+                pieces.append(InitializerPiece(head: Data(), rawView: msg))
+            } else if t.dtype != .string, t.byteCount > 0, i.origin.map({ !$0.matches(t) }) ?? true {
+                var p = Onnx_TensorProto()
+                if let o = i.origin {  // keep the original's other fields (segment, metadata…)
+                    p = try o.proto()
+                    p.clearRawData(); p.floatData = []; p.int32Data = []; p.int64Data = []; p.doubleData = []; p.uint64Data = []
+                    p.externalData = []; p.clearDataLocation()
+                }
+                if p.name != i.name { p.name = i.name }
+                if p.docString != i.docString { p.docString = i.docString }
+                p.dims = t.shape.map { Int64($0) }
+                p.dataType = t.dtype.rawValue
+                var head = p, tail = p
+                head.clearDocString(); head.metadataProps = []; head.unknownFields = SwiftProtobuf.UnknownStorage()
+                tail.dims = []; tail.clearDataType(); tail.clearSegment(); tail.clearName()
+                pieces.append(InitializerPiece(head: try head.serializedBytes(), payload: t, tail: try tail.serializedBytes()))
+            } else {
+                pieces.append(InitializerPiece(head: try initializerProto(i, sink: nil).serializedBytes()))
+            }
+        }
+        let mp = try modelProto(model, sink: nil, initializers: false)
+        var modelHead = mp, modelTail = mp
+        modelHead.clearGraph(); modelHead.opsetImport = []; modelHead.metadataProps = []; modelHead.trainingInfo = []
+        modelHead.functions = []; modelHead.configuration = []; modelHead.unknownFields = SwiftProtobuf.UnknownStorage()
+        modelTail.clearGraph(); modelTail.clearIrVersion(); modelTail.clearProducerName(); modelTail.clearProducerVersion()
+        modelTail.clearDomain(); modelTail.clearModelVersion(); modelTail.clearDocString()
+        var graphHead = mp.graph, graphTail = mp.graph
+        graphHead.sparseInitializer = []; graphHead.clearDocString(); graphHead.input = []; graphHead.output = []; graphHead.valueInfo = []
+        graphHead.quantizationAnnotation = []; graphHead.metadataProps = []; graphHead.unknownFields = SwiftProtobuf.UnknownStorage()
+        graphTail.node = []; graphTail.clearName()
+        let gHead: Data = try graphHead.serializedBytes(), gTail: Data = try graphTail.serializedBytes()
+        var graphLength = gHead.count + gTail.count
+        for p in pieces { graphLength += 1 + varint(p.length).count + p.length }
+
+        let file = try AtomicFile.Pending(for: url)
+        do {
+            var buffer = Data()
+            func flush() throws {
+                try file.write(buffer)
+                buffer.removeAll(keepingCapacity: true)
+            }
+            buffer.append(try modelHead.serializedBytes())
+            buffer.append(0x3A)  // ModelProto.graph: field 7, length-delimited
+            buffer.append(contentsOf: varint(graphLength))
+            buffer.append(gHead)
+            for p in pieces {
+                buffer.append(0x2A)  // GraphProto.initializer: field 5, length-delimited
+                buffer.append(contentsOf: varint(p.length))
+                buffer.append(p.head)
+                if let v = p.rawView {
+                    try flush()
+                    try file.write(v)
+                } else if let t = p.payload {
+                    buffer.append(0x4A)  // TensorProto.raw_data: field 9, length-delimited
+                    buffer.append(contentsOf: varint(t.byteCount))
+                    try flush()
+                    try t.withUnsafeBytes { try file.write($0) }
+                }
+                buffer.append(p.tail)
+                if buffer.count > 1 << 20 { try flush() }
+            }
+            buffer.append(gTail)
+            buffer.append(try modelTail.serializedBytes())
+            try flush()
+            try file.commit()
+        } catch {
+            file.abandon()
+            throw error
+        }
     }
 
     static func initializerProto(_ i: Initializer, sink: ExternalSink?) throws -> Onnx_TensorProto {

@@ -79,13 +79,25 @@ final class TensorOrigin {
     /// The original message; decoded on demand from the mapped bytes so reading never copies weights.
     private let loadProto: () throws -> Onnx_TensorProto
     let externalLocation: String?
+    /// The original message's bytes where they lie in a memory-mapped file (top-level graph
+    /// initializers), with the name and doc string it holds: the writer copies an unchanged
+    /// tensor's message from here without decoding it. `owner` keeps the mapping alive.
+    let message: UnsafeRawBufferPointer?
+    let messageName: String?
+    let messageDocString: String?
+    private let owner: AnyObject?
 
-    init(storage: TensorStorage, dtype: DType, shape: [Int], externalLocation: String?, loadProto: @escaping () throws -> Onnx_TensorProto) {
+    init(storage: TensorStorage, dtype: DType, shape: [Int], externalLocation: String?, loadProto: @escaping () throws -> Onnx_TensorProto,
+         message: UnsafeRawBufferPointer? = nil, messageName: String? = nil, messageDocString: String? = nil, owner: AnyObject? = nil) {
         self.storage = storage
         self.dtype = dtype
         self.shape = shape
         self.externalLocation = externalLocation
         self.loadProto = loadProto
+        self.message = message
+        self.messageName = messageName
+        self.messageDocString = messageDocString
+        self.owner = owner
     }
 
     func proto() throws -> Onnx_TensorProto { try loadProto() }

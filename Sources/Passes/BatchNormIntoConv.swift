@@ -7,14 +7,15 @@ import TensorCore
 /// Before: `y = BN(Conv(x, W, b), γ, β, mean, var)`.
 /// After: `y = Conv(x, W', b')` with, per output channel c,
 /// `s = γ[c] / sqrt(var[c] + ε)`, `W'[c, …] = s · W[c, …]`, `b'[c] = s · (b[c] − mean[c]) + β[c]`
-/// (b = 0 when the Conv has no bias; ε defaults to 1e-5), computed in float32. Grouped convs
-/// work unchanged since the weight's first axis is always the output channel. The folded weight
-/// and bias are new initializers (`<W>#bnfolded`, `<BN>#foldedbias`); the originals stay for
-/// their other readers (dead-code elimination drops them otherwise). The Conv writes the BN's
-/// output name.
-/// Does not apply when: the BN is in training mode or has `spatial = 0` or uses its optional
-/// outputs; the Conv output has another reader (direct or inside a body) or is a graph output;
-/// any BN parameter, the weight or the bias is not a float32 initializer of the right size.
+/// (b = 0 when the Conv has no bias; ε defaults to 1e-5), computed in Double and rounded to
+/// float32 once. Grouped convs work unchanged since the weight's first axis is always the output
+/// channel. The folded weight and bias are new initializers (`<W>#bnfolded`, `<BN>#foldedbias`);
+/// the originals stay for their other readers (dead-code elimination drops them otherwise). The
+/// Conv writes the BN's output name.
+/// Does not apply when (the BN is listed in `leftAlone`): the BN is in training mode or has
+/// `spatial = 0` or uses its optional outputs; the Conv output has another reader (direct or
+/// inside a body) or is a graph output; any BN parameter, the weight or the bias is not a
+/// float32 initializer of the right size.
 public struct BatchNormIntoConv: GraphPass {
     public let name = "BatchNormIntoConv"
     public init() {}
@@ -24,48 +25,43 @@ public struct BatchNormIntoConv: GraphPass {
         let index = UseDefIndex(graph)
         var names = NameAllocator(graph)
         var drop = Set<Int>()
-        for (bi, bn) in graph.nodes.enumerated() where bn.isDefaultDomain && bn.opType == "BatchNormalization" {
-            guard bn.inputs.count == 5, bn.outputs.count >= 1, bn.outputs.dropFirst().allSatisfy(\.isEmpty),
-                  (bn.int("training_mode") ?? 0) == 0, (bn.int("spatial") ?? 1) == 1,
-                  let ci = index.producer(of: bn.inputs[0]), !drop.contains(ci) else { continue }
-            let conv = graph.nodes[ci]
-            let x = bn.inputs[0]
-            guard conv.isDefaultDomain, conv.opType == "Conv", conv.outputs.count == 1, index.hasSingleDirectReader(x) != nil,
-                  conv.inputs.count >= 2,
-                  let w = graph.initializer(named: conv.inputs[1])?.tensor, w.dtype == .float32, w.rank >= 3 else { continue }
-            let params = bn.inputs[1...4].map { graph.initializer(named: $0)?.tensor }
-            guard params.allSatisfy({ $0?.dtype == .float32 && $0?.count == w.shape[0] }) else { continue }
-            var bias: [Float]
-            if conv.inputs.count >= 3, !conv.inputs[2].isEmpty {
-                guard let b = graph.initializer(named: conv.inputs[2])?.tensor, b.dtype == .float32, b.count == w.shape[0] else { continue }
-                bias = b.scalars(as: Float.self)
-            } else {
-                bias = [Float](repeating: 0, count: w.shape[0])
+        for site in BatchNormFoldSite.find(in: graph, index, producers: ["Conv"], result: &result) {
+            let bn = graph.nodes[site.bn], conv = graph.nodes[site.producer]
+            let m = site.affine.channels
+            guard conv.inputs.count >= 2, let w = graph.initializer(named: conv.inputs[1])?.tensor, w.dtype == .float32, w.rank >= 3,
+                  w.shape[0] == m else {
+                result.leftAlone[bn.reportLabel] = "\(conv.reportLabel) weight is not a float32 constant with \(m) output channels"
+                continue
             }
-            let gamma = params[0]!.scalars(as: Float.self), beta = params[1]!.scalars(as: Float.self)
-            let mean = params[2]!.scalars(as: Float.self), variance = params[3]!.scalars(as: Float.self)
-            let eps = bn.float("epsilon") ?? 1e-5
-            let m = w.shape[0], per = w.count / m
+            var bias = [Double](repeating: 0, count: m)
+            if conv.inputs.count >= 3, !conv.inputs[2].isEmpty {
+                guard let b = doubles(conv.inputs[2], graph), b.count == m else {
+                    result.leftAlone[bn.reportLabel] = "\(conv.reportLabel) bias is not a float32 constant"
+                    continue
+                }
+                bias = b
+            }
+            let s = site.affine.scale, t = site.affine.shift
+            let per = w.count / m
             var folded = Tensor(uninitialized: .float32, shape: w.shape)
             w.withUnsafeBufferPointer(as: Float.self) { src in
                 folded.withUnsafeMutableBufferPointer(as: Float.self) { dst in
                     for c in 0..<m {
-                        let s = gamma[c] / (variance[c] + eps).squareRoot()
-                        for k in 0..<per { dst[c * per + k] = src[c * per + k] * s }
-                        bias[c] = s * (bias[c] - mean[c]) + beta[c]
+                        for k in c * per..<(c + 1) * per { dst[k] = Float(Double(src[k]) * s[c]) }
                     }
                 }
             }
+            let newBias = (0..<m).map { Float(s[$0] * bias[$0] + t[$0]) }
             let wName = names.fresh(conv.inputs[1] + "#bnfolded")
             graph.addInitializer(Initializer(name: wName, tensor: folded))
             let bName = names.fresh(bn.label + "#foldedbias")
-            graph.addInitializer(Initializer(name: bName, tensor: Tensor(shape: [m], scalars: bias)))
+            graph.addInitializer(Initializer(name: bName, tensor: Tensor(shape: [m], scalars: newBias)))
             var newConv = conv
             newConv.inputs = [conv.inputs[0], wName, bName]
             newConv.outputs = [bn.outputs[0]]
-            graph.nodes[ci] = newConv
-            drop.insert(bi)
-            result.removedValues[x] = "folded into \(conv.reportLabel) with \(bn.reportLabel)"
+            graph.nodes[site.producer] = newConv
+            drop.insert(site.bn)
+            result.removedValues[bn.inputs[0]] = "folded into \(conv.reportLabel) with \(bn.reportLabel)"
         }
         if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
         result.rewrites = drop.count

@@ -18,6 +18,9 @@ public struct PassResult: Equatable {
     public var removedValues: [String: String] = [:]
     /// Number of rewrites made (0: the graph is unchanged).
     public var rewrites = 0
+    /// Nodes the pattern matched but a do-not-apply guard kept, each with the reason
+    /// ("BatchNormalization 'bn': Conv 'conv' output has another reader").
+    public var leftAlone: [String: String] = [:]
 
     public init(removedValues: [String: String] = [:], rewrites: Int = 0) {
         self.removedValues = removedValues
@@ -27,11 +30,12 @@ public struct PassResult: Equatable {
     /// Folds `other` (a later pass) into this result.
     public mutating func merge(_ other: PassResult) {
         removedValues.merge(other.removedValues) { a, _ in a }
+        leftAlone.merge(other.leftAlone) { a, _ in a }
         rewrites += other.rewrites
     }
 }
 
 extension Node {
     /// "Conv 'name'" (or the op and output when unnamed), for reports.
-    var reportLabel: String { name.isEmpty ? "\(opType) '\(outputs.first ?? "")'" : "\(opType) '\(name)'" }
+    public var reportLabel: String { name.isEmpty ? "\(opType) '\(outputs.first ?? "")'" : "\(opType) '\(name)'" }
 }

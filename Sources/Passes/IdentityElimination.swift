@@ -15,13 +15,16 @@ public struct IdentityElimination: GraphPass {
     public let name = "IdentityElimination"
     public init() {}
 
-    /// An Identity, or an inference Dropout (no mask output, no training_mode input): both pass
-    /// their input through unchanged at inference.
-    static func isIdentity(_ n: Node) -> Bool {
+    /// An Identity, or an inference Dropout (no training_mode input, or is_test in opsets < 7;
+    /// its mask output absent or read by nothing): both pass their input through unchanged at
+    /// inference.
+    static func isIdentity(_ n: Node, _ index: UseDefIndex) -> Bool {
         guard n.isDefaultDomain, !n.inputs.isEmpty, !n.inputs[0].isEmpty, !n.outputs.isEmpty, !n.outputs[0].isEmpty else { return false }
         switch n.opType {
         case "Identity": return n.inputs.count == 1 && n.outputs.count == 1
-        case "Dropout": return n.outputs.dropFirst().allSatisfy(\.isEmpty) && (n.inputs.count < 3 || n.inputs[2].isEmpty)
+        case "Dropout":
+            return n.outputs.dropFirst().allSatisfy { $0.isEmpty || !index.isLive($0) } && (n.inputs.count < 3 || n.inputs[2].isEmpty)
+                && (n.int("is_test").map { $0 != 0 } ?? true)
         default: return false
         }
     }
@@ -32,7 +35,8 @@ public struct IdentityElimination: GraphPass {
         // 1. Identities whose output is no graph output: one batched redirect.
         var alias: [String: String] = [:]
         var drop = Set<Int>()
-        for (i, n) in graph.nodes.enumerated() where Self.isIdentity(n) && !outs.contains(n.outputs[0]) {
+        let index = UseDefIndex(graph)
+        for (i, n) in graph.nodes.enumerated() where Self.isIdentity(n, index) && !outs.contains(n.outputs[0]) {
             var x = n.inputs[0]
             while let a = alias[x] { x = a }
             alias[n.outputs[0]] = x
@@ -48,7 +52,7 @@ public struct IdentityElimination: GraphPass {
         var k = 0
         while k < graph.nodes.count {
             let n = graph.nodes[k]
-            guard Self.isIdentity(n) else { k += 1; continue }
+            guard Self.isIdentity(n, index) else { k += 1; continue }
             let x = n.inputs[0], y = n.outputs[0]
             let isOutput = Set(graph.outputs.map(\.name))
             guard isOutput.contains(y), !isOutput.contains(x), !graph.isInitializer(x),

@@ -107,6 +107,12 @@ public struct ShapeInference {
         }
     }
 
+    /// The value of a Shape or Size node given its input's type (nil for any other node), as
+    /// inference folds it; `compress fuse`'s constant folding uses it for shape arithmetic.
+    public static func metadataValue(of node: Node, opset: Int, input: TensorInfo) throws -> Tensor? {
+        try StandardOps.metadataValue(node, opset: opset, input: input)
+    }
+
     /// Ops whose output must not be folded (random generators).
-    static let nonDeterministic: Set<String> = ["RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"]
+    public static let nonDeterministic: Set<String> = ["RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"]
 }

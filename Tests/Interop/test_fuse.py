@@ -1,7 +1,11 @@
 """`compress fuse` on the fixtures and the onnx package's `light` models: the written model passes
 the full checker, ONNX Runtime's outputs on it match the original's, BatchNormalization after a
-Conv is gone (unless a precondition keeps it), and the verification gate refuses to write when
-the tolerance cannot be met."""
+Conv is gone (unless a precondition keeps it), the verification gate refuses to write when
+the tolerance cannot be met, and the fused model has no more nodes than onnxsim's and onnxslim's
+simplification of the same model (run here, in the same test) except where PEER_EXCEPTIONS says
+why. The per-pass differential tests are in test_fuse_passes.py."""
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -15,6 +19,40 @@ import conformance
 from conftest import FIXTURES, assert_clean_failure, run_compress
 
 LIGHT = sorted((Path(conformance.DATA) / "light").glob("light_*.onnx"))
+
+
+def is_float_model(path):
+    m = onnx.load(str(path), load_external_data=False)
+    inits = {t.name for t in m.graph.initializer}
+    runtime = [i for i in m.graph.input if i.name not in inits]
+    return bool(runtime) and all(i.type.tensor_type.elem_type == TensorProto.FLOAT for i in runtime)
+
+
+# The fixtures that are float models (float inputs); custom_if.onnx has a custom operator.
+FLOAT_FIXTURES = [p for p in sorted(FIXTURES.glob("*.onnx")) if is_float_model(p) and p.name != "custom_if.onnx"]
+
+# Models where compress fuse may write more nodes than a peer, with the reason (Docs/fuse.md,
+# "Against onnxsim and onnxslim"). Empty: on every model here compress writes no more nodes.
+PEER_EXCEPTIONS: dict[str, str] = {}
+
+
+def peer_node_counts(path):
+    """Nodes in onnxsim's and onnxslim's output for the model at path (in-process, not saved)."""
+    import onnxsim
+    import onnxslim
+    sim, ok_ = onnxsim.simplify(onnx.load(str(path)))
+    assert ok_, f"onnxsim could not check its result on {path.name}"
+    with contextlib.redirect_stdout(io.StringIO()):
+        slim = onnxslim.slim(onnx.load(str(path)))
+    return {"onnxsim": len(sim.graph.node), "onnxslim": len(slim.graph.node)}
+
+
+def assert_no_more_nodes_than_peers(path, ours):
+    peers = peer_node_counts(path)
+    if path.name in PEER_EXCEPTIONS:
+        return
+    for peer, n in peers.items():
+        assert ours <= n, f"{path.name}: compress fuse writes {ours} nodes, {peer} {n}"
 
 
 def test_light_models_are_there():
@@ -72,11 +110,30 @@ def test_light_models(model, tmp_path):
     assert r["verified"]
     m = onnx.load(str(out))
     onnx.checker.check_model(m, full_check=True)
-    assert r["nodes_after"] <= r["nodes_before"]
+    assert r["nodes_after"] == len(m.graph.node) <= r["nodes_before"]
     feeds = random_feeds(model)
     for a, b in zip(ort_run(model, feeds), ort_run(out, feeds)):
         scale = max(float(np.abs(a).max()), 1e-30)
         assert np.abs(a.astype(np.float64) - b).max() <= 1e-4 * scale
+    assert_no_more_nodes_than_peers(model, len(m.graph.node))
+
+
+@pytest.mark.parametrize("fixture", FLOAT_FIXTURES, ids=[p.stem for p in FLOAT_FIXTURES])
+def test_fixtures_against_peers(fixture, tmp_path):
+    out = tmp_path / "f.onnx"
+    r = json.loads(ok("fuse", fixture, "-o", out, "--format", "json").stdout)
+    assert r["verified"]
+    m = onnx.load(str(out))
+    onnx.checker.check_model(m, full_check=True)
+    feeds = random_feeds(fixture)
+    for a, b in zip(ort_run(fixture, feeds), ort_run(out, feeds)):
+        scale = max(float(np.abs(a).max()), 1e-30)
+        assert np.abs(a.astype(np.float64) - b).max() <= 1e-4 * scale
+    assert_no_more_nodes_than_peers(fixture, len(m.graph.node))
+
+
+def test_float_fixtures_are_found():
+    assert len(FLOAT_FIXTURES) >= 8, [p.name for p in FLOAT_FIXTURES]
 
 
 def test_skip_and_passes(tmp_path):

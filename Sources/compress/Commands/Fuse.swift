@@ -9,15 +9,21 @@ import TensorCore
 struct FuseCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fuse",
-        abstract: "Fold layers the way deploying runtimes do (BN into Conv, Constants lifted, Identity removed, Pad into Conv), verified.",
+        abstract: "Fold layers the way deploying runtimes do (BN folding, RepVGG merging, constant folding), verified.",
         discussion: """
         The passes are the ones compress's executor plans with (one implementation of each \
-        rewrite), applied in order: ConstantToInitializer, IdentityElimination, BatchNormIntoConv \
-        (in Double, rounded once), PadIntoConv, DeadCodeElimination. Choose with --passes / --skip. \
+        rewrite) and a few more, applied once each in order: ConstantToInitializer, \
+        IdentityElimination (Identity, inference Dropout), ConstantFolding (with the executor's \
+        kernels; Shape arithmetic too when every input shape is fixed or pinned with --input), \
+        ReshapeTransposeElimination, BatchNormIntoConv, BatchNormIntoConvTranspose, \
+        BatchNormIntoGemm (Gemm, MatMul with a constant weight), RepVGGMerge, MulAddIntoConv, \
+        CommonSubexpressionElimination, BatchNormToMulAdd (a BN nothing absorbed), PadIntoConv, DeadCodeElimination. Weights are \
+        computed in Double and rounded once. Choose with --passes / --skip. \
         The model before and after is run on --data or on seeded random inputs (--samples) and \
         every output compared; beyond --rtol/--atol nothing is written (unless --force) and the \
-        exit status is 3. The report gives the passes with their counts, nodes before → after and \
-        memory traffic before → after (profile's figures). See Docs/fuse.md.
+        exit status is 3. The report gives the passes with their counts, the nodes a guard left \
+        alone (and why), nodes before → after and memory traffic before → after (profile's \
+        figures). See Docs/fuse.md.
 
         Examples:
           compress fuse model.onnx -o fused.onnx
@@ -30,7 +36,7 @@ struct FuseCommand: ParsableCommand {
     @Option(parsing: .singleValue, help: ArgumentHelp("Apply only these passes (repeatable; names as listed in the help).", valueName: "PASS")) var passes: [String] = []
     @Option(parsing: .singleValue, help: ArgumentHelp("Do not apply this pass (repeatable).", valueName: "PASS")) var skip: [String] = []
     @Option(help: ArgumentHelp("Verify on this folder's samples instead of random inputs.", valueName: "DIR")) var data: String?
-    @Option(help: "Random samples to verify on (without --data).") var samples: Int = 4
+    @Option(help: "Samples to verify on (default: 1 seeded random sample; with --data its first 4).") var samples: Int?
     @Option(help: "Seed of the random samples.") var seed: UInt64 = 0
     @Option(help: "Relative tolerance of the verification: |a − b| ≤ atol + rtol·|a|.") var rtol: Double = 1e-4
     @Option(help: "Absolute tolerance of the verification.") var atol: Double = 1e-5
@@ -39,7 +45,7 @@ struct FuseCommand: ParsableCommand {
     @OptionGroup var format: FormatOption
 
     func validate() throws {
-        if samples < 1 { throw ValidationError("--samples must be ≥ 1") }
+        if let samples, samples < 1 { throw ValidationError("--samples must be ≥ 1") }
         if !(rtol >= 0) || !(atol >= 0) { throw ValidationError("--rtol and --atol must be ≥ 0") }
     }
 
@@ -48,6 +54,7 @@ struct FuseCommand: ParsableCommand {
         let model: String
         let output: String?
         let passes: [Fuser.Applied]
+        let left_alone: [Fuser.LeftAlone]
         let nodes_before: Int
         let nodes_after: Int
         let traffic_bytes_before: Int
@@ -66,17 +73,18 @@ struct FuseCommand: ParsableCommand {
             let m = try ModelReader.read(path: model)
             var inputFiles = InputFiles()
             inputFiles.add(model: m, path: model)
-            let (fused, applied) = try Fuser.fuse(m, passes: passes.isEmpty ? nil : passes, skip: skip)
+            let result = try Fuser.fuse(m, passes: passes.isEmpty ? nil : passes, skip: skip, pins: pins)
+            let fused = result.model, applied = result.applied
             let feeds: [[String: Tensor]]
             if let data {
                 let source = try DataSource(directory: data, graph: m.graph, pins: pins)
                 inputFiles.add(source)
-                feeds = try source.entries.prefix(samples).map { e in
+                feeds = try source.entries.prefix(samples ?? 4).map { e in
                     try source.load(e).inputs  // (its errors name the file)
                 }
                 guard !feeds.isEmpty else { throw CLIError("--data \(data): no samples found") }
             } else {
-                do { feeds = try Fuser.randomSamples(m, pins: pins, count: samples, seed: seed) } catch { throw CLIError("\(model): \(error)") }
+                do { feeds = try Fuser.randomSamples(m, pins: pins, count: samples ?? 1, seed: seed) } catch { throw CLIError("\(model): \(error)") }
             }
             let checks: [Fuser.OutputCheck]
             do { checks = try Fuser.verify(m, fused, samples: feeds, rtol: rtol, atol: atol) } catch let e as DataError { throw e } catch {
@@ -86,7 +94,7 @@ struct FuseCommand: ParsableCommand {
             let before = try ModelProfile(model: m, pins: pins).totals, after = try ModelProfile(model: fused, pins: pins).totals
             try inputFiles.check(output, flag: "-o", force: force)
             if ok || force { try ModelWriter.write(fused, to: URL(fileURLWithPath: output)) }
-            let report = Report(model: model, output: ok || force ? output : nil, passes: applied, nodes_before: m.graph.nodes.count,
+            let report = Report(model: model, output: ok || force ? output : nil, passes: applied, left_alone: result.leftAlone, nodes_before: m.graph.nodes.count,
                                 nodes_after: fused.graph.nodes.count, traffic_bytes_before: before.trafficBytes,
                                 traffic_bytes_after: after.trafficBytes, verification_samples: feeds.count, rtol: rtol, atol: atol,
                                 outputs: checks, verified: ok)
@@ -96,6 +104,7 @@ struct FuseCommand: ParsableCommand {
                 var out = ["model      \(model) -> " + (report.output ?? "(not written)"),
                            "passes     " + applied.map { "\($0.pass) \($0.rewrites)" }.joined(separator: ", "),
                            "nodes      \(report.nodes_before) → \(report.nodes_after)",
+                           "left alone " + (result.leftAlone.isEmpty ? "none" : result.leftAlone.map { "\($0.node) (\($0.reason))" }.joined(separator: ", ")),
                            "traffic    \(Units.bytes(Double(report.traffic_bytes_before))) → \(Units.bytes(Double(report.traffic_bytes_after)))",
                            "verified   on \(feeds.count) \(data == nil ? "random" : "data") samples (rtol \(rtol), atol \(atol)): " + (ok ? "equal" : "DIFFERENT")]
                 for c in checks { out.append(String(format: "  %@: max |diff| %.3g, relative to its scale %.3g%@", c.name, c.max_abs, c.max_rel, c.within ? "" : "  (beyond tolerance)")) }

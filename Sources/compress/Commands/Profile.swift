@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Fuse
 import ModelIR
 import Passes
 import Profile
@@ -167,7 +168,7 @@ struct Profile: ParsableCommand {
                 var model = try ModelReader.read(path: path)
                 inputFiles.add(model: model, path: path)
                 // --fused: the model as a deploying runtime executes it (compress fuse's passes).
-                if fused { _ = try PassPipeline.exportable.run(on: &model.graph) }
+                if fused { model = try Fuser.fuse(model, passes: nil, skip: [], pins: pins).model }
                 do { return try ModelProfile(model: model, pins: pins) } catch { throw CLIError("\(path): \(error)") }
             }
             let settings = self.settings
