@@ -169,7 +169,7 @@ def test_bilinear_and_area_match_opencv(tmp_path, mode, interp, h, w):
         a = np.asarray(img)
         exact = cv2.resize(a.astype(np.float32), (w, h), interpolation=interp)
         rounded = cv2.resize(a, (w, h), interpolation=interp).astype(np.float32)
-        assert np.abs(hwc(got[name]) - exact).max() <= 1e-3, name
+        assert np.abs(hwc(got[name]) - exact).max() <= 1e-4, name
         assert np.abs(hwc(got[name]) - rounded).max() <= 1, name
 
 

@@ -19,8 +19,12 @@ struct Run: ParsableCommand {
         Examples:
           compress run model.onnx --data samples/
           compress run model.onnx --data test_sets/ --out outputs/ --format json
-          compress run resnet.onnx --data val/ --size 256x256 \\
+          compress run resnet.onnx --data val/ --size 256 --crop 224 --resize pil-bilinear \\
               --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+          compress run yolox_s.onnx --data images/ --fit letterbox --pad-position top-left --scale 1 --bgr
+
+        Image preprocessing recipes per model family (torchvision, YOLOX, ultralytics, \
+        PaddleOCR, gray digits): Docs/preprocessing.md.
         """)
 
     @Argument(help: "The ONNX model to run.")
