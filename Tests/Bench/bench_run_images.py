@@ -70,6 +70,7 @@ def python_loop(model, files, threads):
     sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
     tops = []
+    infer = 0.0
     for f in files:
         img = Image.open(f).convert("RGB")
         w, h = img.size
@@ -80,8 +81,11 @@ def python_loop(model, files, threads):
         top, left = int(round((nh - 224) / 2.0)), int(round((nw - 224) / 2.0))
         a = np.asarray(img.crop((left, top, left + 224, top + 224)), dtype=np.float32) / 255
         x = ((a - MEAN) / STD).transpose(2, 0, 1)[None]
-        tops.append(int(sess.run(None, {name: x})[0].argmax()))
-    return time.perf_counter() - start, tops
+        t = time.perf_counter()
+        y = sess.run(None, {name: x})[0]
+        infer += time.perf_counter() - t
+        tops.append(int(y.argmax()))
+    return time.perf_counter() - start, infer, tops
 
 
 RECIPE = ["--size", "256", "--crop", "224", "--resize", "pil-bilinear"]
@@ -120,16 +124,19 @@ def main():
         files = sorted(os.path.join(data, f) for f in os.listdir(data))
         print(f"{args.images} JPEGs 500x375 -> Resize(256) + CenterCrop(224) (pil-bilinear) -> {args.model}, {args.threads} threads")
         best = {}
+        ratios = []
         agree = None
         for r in range(args.rounds):
-            line = [f"round {r + 1}:"]
+            line = [f"round {r + 1}"]
             wall, execs, top_c = compress_run(COMPRESS, model, data, args.threads)
             best["compress"] = min(best.get("compress", wall), wall)
             best["compress_exec"] = min(best.get("compress_exec", execs), execs)
             line.append(f"compress {wall:.2f} s (executor {execs:.2f} s)")
-            py, top_p = python_loop(model, files, args.threads)
+            py, infer, top_p = python_loop(model, files, args.threads)
             best["python"] = min(best.get("python", py), py)
-            line.append(f"PIL + ONNX Runtime {py:.2f} s")
+            best["python_infer"] = min(best.get("python_infer", infer), infer)
+            ratios.append(wall / py)
+            line.append(f"PIL + ONNX Runtime {py:.2f} s (session.run {infer:.2f} s)")
             if args.before:
                 for key, binary in (("plain", COMPRESS), ("before", args.before)):
                     wb, eb, _ = compress_run(binary, model, data, args.threads, PLAIN)
@@ -140,7 +147,10 @@ def main():
         n = args.images
         print(f"best: compress {best['compress']:.2f} s ({1e3 * best['compress'] / n:.1f} ms/image; executor alone "
               f"{1e3 * best['compress_exec'] / n:.1f} ms/image), PIL + ONNX Runtime {best['python']:.2f} s "
-              f"({1e3 * best['python'] / n:.1f} ms/image); ratio compress / Python = {best['compress'] / best['python']:.2f}")
+              f"({1e3 * best['python'] / n:.1f} ms/image; session.run alone {1e3 * best['python_infer'] / n:.1f} ms/image); "
+              f"ratio compress / Python: best rounds {best['compress'] / best['python']:.2f}, "
+              f"per-round median {sorted(ratios)[len(ratios) // 2]:.2f}; executors alone "
+              f"{best['compress_exec'] / best['python_infer']:.2f}")
         if "before" in best:
             print(f"with {' '.join(PLAIN)} (flags both binaries take): this {best['plain']:.2f} s, before {best['before']:.2f} s; "
                   f"ratio this / before = {best['plain'] / best['before']:.2f}")
