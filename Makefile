@@ -11,7 +11,7 @@ PY    := $(VENV)/bin/python
 BIN_DEBUG   := .build/debug/compress
 BIN_RELEASE := .build/release/compress
 APT_PACKAGES := libopenblas0-pthread pkg-config libpng-dev libjpeg62-turbo-dev libturbojpeg0-dev python3-venv librsvg2-bin
-PY_PACKAGES  := onnx==1.22.0 onnxruntime==1.32.0 numpy pytest onnx-tool==1.0.1 pillow opencv-python-headless
+PY_PACKAGES  := onnx==1.22.0 onnxruntime==1.32.0 numpy pytest onnx-tool==1.0.1 "pillow>=13" opencv-python-headless
 
 .PHONY: all build release test unit interop bench proto demo deps venv clean
 
