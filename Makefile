@@ -12,7 +12,8 @@ BIN_DEBUG   := .build/debug/compress
 BIN_RELEASE := .build/release/compress
 APT_PACKAGES := libopenblas0-pthread pkg-config libpng-dev libjpeg62-turbo-dev libturbojpeg0-dev python3-venv librsvg2-bin
 # onnxsim/onnxslim: the peers `fuse`'s interop tests compare node counts with (wheels, seconds to install).
-PY_PACKAGES  := onnx==1.22.0 onnxruntime==1.32.0 numpy pytest onnx-tool==1.0.1 pillow onnxsim==0.8.1 onnxslim==0.1.98
+# opencv-python-headless, pillow>=13: the references of the preprocessing tests (INTER_LINEAR/AREA, Pillow 13's resize).
+PY_PACKAGES  := onnx==1.22.0 onnxruntime==1.32.0 numpy pytest onnx-tool==1.0.1 "pillow>=13" opencv-python-headless==5.0.0.93 onnxsim==0.8.1 onnxslim==0.1.98
 
 .PHONY: all build release test unit interop bench proto demo deps venv clean
 

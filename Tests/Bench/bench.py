@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = ["bench_info.py", "bench_profile.py", "bench_executor.py", "bench_prune.py", "bench_quantize.py", "bench_fuse.py", "bench_distill.py"]
+SCRIPTS = ["bench_info.py", "bench_profile.py", "bench_executor.py", "bench_run_images.py", "bench_prune.py", "bench_quantize.py", "bench_fuse.py", "bench_distill.py"]
 
 def main():
     failed = []

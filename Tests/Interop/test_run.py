@@ -243,7 +243,7 @@ def test_bad_input_exits_1_with_one_line_naming_the_file(tmp_path, case):
 
 
 @pytest.mark.parametrize("flags,phrase", [
-    (["--size", "12"], "--size"), (["--mean", "1,2"], "--mean"), (["--std", "0"], "--std"),
+    (["--size", "12x0"], "--size"), (["--crop", "a"], "--crop"), (["--fit", "pad"], "--fit"), (["--mean", "1,2"], "--mean"), (["--std", "0"], "--std"),
     (["--scale", "x"], "--scale"), (["--input", "x0"], "--input"), (["--top-k", "-1"], "--top-k"),
     (["--layout", "chw"], "--layout"), (["--resize", "cubic"], "--resize"), (["--threads", "0"], "--threads"),
 ])

@@ -75,11 +75,54 @@ final class DataImageTests: XCTestCase {
 
     func testSampling() {
         // Bilinear 2 -> 4: src = (d + 0.5)/2 - 0.5 = -0.25 (clamped 0), 0.25, 0.75, 1.25 (-> 1).
-        let up = ImagePreprocessing.sampling(in: 2, out: 4, mode: .bilinear)
-        XCTAssertEqual(up, [.init(lo: 0, hi: 1, w: 0), .init(lo: 0, hi: 1, w: 0.25), .init(lo: 0, hi: 1, w: 0.75), .init(lo: 1, hi: 1, w: 0)])
+        let up = ImageResize.taps(.bilinear, in: 2, out: 4, range: 0..<4, areaShrinks: false)
+        XCTAssertEqual(up.first, [0, 0, 0, 1])
+        XCTAssertEqual(up.count, [1, 2, 2, 1])
+        XCTAssertEqual(up.weights, [1, 0, 0.75, 0.25, 0.25, 0.75, 1, 0])
         // Nearest 4 -> 2: floor((d + 0.5)·2) = 1, 3.
-        XCTAssertEqual(ImagePreprocessing.sampling(in: 4, out: 2, mode: .nearest).map(\.lo), [1, 3])
+        XCTAssertEqual(ImageResize.taps(.nearest, in: 4, out: 2, range: 0..<2, areaShrinks: true).first, [1, 3])
+        // Pillow bilinear 4 -> 2: support 2, centres 1 and 3; taps x in [int(c - 1.5), int(c + 2.5)) cut to
+        // the image, weights 1 - |x + 0.5 - c|/2: 0.75, 0.75, 0.25 and 0.25, 0.75, 0.75, renormalized (/1.75).
+        let aa = ImageResize.taps(.pilBilinear, in: 4, out: 2, range: 0..<2, areaShrinks: true)
+        XCTAssertEqual(aa.first, [0, 1])
+        XCTAssertEqual(aa.count, [3, 3])
+        for (got, want) in zip(aa.weights[0..<3] + aa.weights[aa.width..<aa.width + 3], [3, 3, 1, 1, 3, 3]) {
+            XCTAssertEqual(got * 7, Double(want), accuracy: 1e-12)
+        }
+        XCTAssertEqual(ImageResize.pillowFixed(3.0 / 7), 1_797_559)  // round(3/7 · 2^22)
+        // Area 5 -> 2: cells [0, 2.5) and [2.5, 5): weights 1/2.5 and the half pixel 0.5/2.5.
+        let area = ImageResize.taps(.area, in: 5, out: 2, range: 0..<2, areaShrinks: true)
+        XCTAssertEqual(area.first, [0, 2])
+        XCTAssertEqual(area.count, [3, 3])
+        XCTAssertEqual(area.weights[0..<3].map { Float($0) }, [0.4, 0.4, 0.2])
+        XCTAssertEqual(area.weights[area.width..<area.width + 3].map { Float($0) }, [0.2, 0.4, 0.4])
         XCTAssertEqual([ImagePreprocessing.cropOffset(256, 224), ImagePreprocessing.cropOffset(5, 4), ImagePreprocessing.cropOffset(7, 4)], [16, 0, 2])
+    }
+
+    func testPlacements() throws {
+        func place(_ p: ImagePreprocessing, _ h: Int, _ w: Int, _ H: Int, _ W: Int) throws -> [Int] {
+            let r = try p.placement(imageHeight: h, imageWidth: w, height: H, width: W, input: "x", path: "i.png")
+            return [r.height, r.width, r.top, r.left]
+        }
+        // torchvision Resize(256) on 375x500: short side 256, long int(256 * 500 / 375) = 341; crop 224 at (16, 58) (58.5 -> 58).
+        XCTAssertEqual(try place(ImagePreprocessing(size: [256]), 375, 500, 224, 224), [256, 341, -16, -58])
+        // YOLOX 416 on 375x500: r = 0.832, int(312.0) x int(416.0), top-left.
+        XCTAssertEqual(try place(ImagePreprocessing(fit: .letterbox, padPosition: .topLeft), 375, 500, 416, 416), [312, 416, 0, 0])
+        // ultralytics 640 on 427x640 (r = 1): 427 rows, dh = 213 -> top round(106.5 - 0.1) = 106.
+        XCTAssertEqual(try place(ImagePreprocessing(fit: .letterbox), 427, 640, 640, 640), [427, 640, 106, 0])
+        // Truncation vs rounding: 7x10 into 4x4 gives r = 0.4 and 2.8 rows: int -> 2 (YOLOX), round -> 3 (ultralytics).
+        XCTAssertEqual(try place(ImagePreprocessing(fit: .letterbox, padPosition: .topLeft), 7, 10, 4, 4), [2, 4, 0, 0])
+        XCTAssertEqual(try place(ImagePreprocessing(fit: .letterbox), 7, 10, 4, 4), [3, 4, 0, 0])
+        // PaddleOCR: 32x100 line into 48x320: ceil(48 * 3.125) = 150; a long line is cut to 320.
+        XCTAssertEqual(try place(ImagePreprocessing(fit: .padRight), 32, 100, 48, 320), [48, 150, 0, 0])
+        XCTAssertEqual(try place(ImagePreprocessing(fit: .padRight), 32, 400, 48, 320), [48, 320, 0, 0])
+        XCTAssertNoThrow(try ImagePreprocessing(size: [200]).validate())
+        XCTAssertThrowsError(try ImagePreprocessing(size: [640], fit: .letterbox).validate())
+        XCTAssertThrowsError(try ImagePreprocessing(crop: [224, 224], fit: .padRight).validate())
+        XCTAssertThrowsError(try ImagePreprocessing(padValue: [1, 2]).validate())
+        XCTAssertThrowsError(try place(ImagePreprocessing(size: [200]), 375, 500, 224, 224)) { e in
+            XCTAssertTrue("\(e)".contains("--size 200 (200x266 for this 375x500 image) is smaller"), "\(e)")
+        }
     }
 
     func testNormalizeLayoutAndOrder() throws {

@@ -4,7 +4,7 @@ import TensorCore
 
 /// One model run's worth of data: a tensor per runtime input, and the label when the folder
 /// has labels.
-public struct Sample {
+public struct Sample: Sendable {
     /// The file stem (`sample_0003`), `class/stem` for class folders, or the test-data-set
     /// folder name (`test_data_set_0`).
     public let id: String
@@ -31,7 +31,7 @@ public struct Sample {
 /// Labels: class folders, or `labels.txt` in the folder with lines `NAME LABEL` (NAME is a
 /// file name, its stem, or a test-data-set name; LABEL a non-negative integer; blank lines and
 /// `#` comments are skipped). Unlisted samples are unlabelled.
-public struct DataSource {
+public struct DataSource: Sendable {
     public enum Layout: String, Sendable { case files, classFolders = "class_folders", testDataSets = "test_data_sets" }
 
     /// One sample's files and label, before anything is read.
@@ -59,8 +59,9 @@ public struct DataSource {
 
     /// Lists `directory` for `graph`'s runtime inputs resolved with `pins` (`--input`).
     ///
-    /// When the folder holds images, `preprocessing.size` is set and the single input's H/W
-    /// dimensions are dynamic and unpinned, the input is pinned to that size (batch 1).
+    /// When the folder holds images, `preprocessing.canvas` is set (`--crop`, or a two-number
+    /// `--size`) and the single input's H/W dimensions are dynamic and unpinned, the input is
+    /// pinned to that size (batch 1).
     /// - Throws: `DataError` naming the folder or file; `RuntimeError.badInput` for shapes.
     public init(directory: String, graph: Graph, pins: [String: [Int]], preprocessing: ImagePreprocessing = .init()) throws {
         try preprocessing.validate()
@@ -68,7 +69,7 @@ public struct DataSource {
                                           inputNames: graph.runtimeInputs.map(\.name))
         var pins = pins
         let runtime = graph.runtimeInputs
-        if listing.hasImages, let size = preprocessing.size, runtime.count == 1, pins[runtime[0].name] == nil,
+        if listing.hasImages, let size = preprocessing.canvas, runtime.count == 1, pins[runtime[0].name] == nil,
            let declared = runtime[0].type?.shape, declared.count == 4 {
             let fixed = declared.map(\.value)
             let l = ImagePreprocessing.layout(of: fixed.map { $0 ?? 0 }, explicit: preprocessing.layout)
@@ -143,10 +144,12 @@ public struct DataSource {
 
     public func makeIterator() -> Iterator { Iterator(source: self) }
 
-    /// Calls `body` with every sample in order, one at a time; stops at the first error.
+    /// Calls `body` with every sample in order, one at a time, the next ones decoded ahead on a
+    /// background thread (`prefetching`); stops at the first error (a load error is thrown when
+    /// its sample's turn comes).
     public func forEachSample(_ body: (Sample) throws -> Void) throws {
-        var it = makeIterator()
-        while let s = try it.next() { try body(s) }
+        let samples = prefetching()
+        while let s = try samples.next() { try body(s) }
     }
 
     // MARK: Listing

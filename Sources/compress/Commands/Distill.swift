@@ -95,12 +95,12 @@ struct DistillCommand: ParsableCommand {
             // resized to each model's input; other data must already fit both).
             let studentSource = distiller.inputsMatch(pins: pins) ? nil : try data.source(for: s.graph, pins: [:])
             let report = try distiller.evaluate({ body in
-                for e in entries {
-                    let sample: Sample
-                    var studentFeeds: [String: Tensor]?
-                    // DataSource.load names the file in its errors.
-                    sample = try source.load(e)
-                    studentFeeds = try studentSource.map { try $0.load(e).inputs }
+                // Decoded on another thread while the models run; DataSource.load names the
+                // file in its errors.
+                let loader = PrefetchingLoader(count: entries.count) { i in
+                    (try source.load(entries[i]), try studentSource.map { try $0.load(entries[i]).inputs })
+                }
+                while let (sample, studentFeeds) = try loader.next() {
                     try body(sample.id, sample.files, sample.inputs, studentFeeds, sample.label)
                 }
             }, teacherPath: teacher, studentPath: student, progress: { bar.advance() })

@@ -264,9 +264,6 @@ struct PruneCommand: ParsableCommand {
         let source = try DataSource(directory: folder, graph: original.graph, pins: pins, preprocessing: try preprocess.preprocessing())
         let entries = Array(source.entries.prefix(calibSamples))
         guard !entries.isEmpty else { throw CLIError("--calib \(folder): no samples found") }
-        func load(_ e: DataSource.Entry) throws -> Sample {
-            try source.load(e)  // (its errors name the file)
-        }
         let labelled = entries.filter { $0.label != nil }
         let evaluate = labelled.count == entries.count && result.model.graph.outputs.count >= 1
         let rounds = calibRounds
@@ -274,9 +271,14 @@ struct PruneCommand: ParsableCommand {
         let total = entries.count * (rounds + 1) + (evaluate ? 3 * entries.count : 0) + (reconstruct ? consumers.count * entries.count : 0)
         let bar = ProgressBar(total: total, label: "calib", enabled: !quiet && ProgressBar.stderrIsTerminal)
         defer { bar.finish() }
-        let samples: PruneRepair.Samples = { body in for e in entries { try body(try load(e).inputs) } }
+        // Each pass decodes the next samples on another thread while one runs.
+        let samples: PruneRepair.Samples = { body in
+            let loader = source.prefetching(entries)
+            while let s = try loader.next() { try body(s.inputs) }
+        }
         let withLabels: PruneRepair.LabelledSamples = { body in
-            for e in entries { let s = try load(e); try body(s.inputs, s.label ?? -1); bar.advance() }
+            let loader = source.prefetching(entries)
+            while let s = try loader.next() { try body(s.inputs, s.label ?? -1); bar.advance() }
         }
         let before = evaluate ? try PruneRepair.top1(original, labelled: withLabels) : nil
         let pruned = evaluate ? try PruneRepair.top1(result.model, labelled: withLabels) : nil

@@ -143,18 +143,17 @@ struct QuantizeCommand: ParsableCommand {
             try InputFiles.checkDistinct([("-o", output), ("--trt-cache", trtCache), ("--ncnn-table", ncnnTable)])
             let entries = Array(source.entries.prefix(maxSamples))
             guard !entries.isEmpty else { throw CLIError("--calib \(calib): no samples found") }
-            func load(_ e: DataSource.Entry) throws -> [String: Tensor] {
-                try source.load(e).inputs  // (its errors name the file)
-            }
             let passes = (method.saturating ? 3 : 2) + (biasCorrection ? 1 : 0)
             let bar = ProgressBar(total: passes * entries.count, label: "calibrate", enabled: !quiet && ProgressBar.stderrIsTerminal)
             defer { bar.finish() }
             let prepared = try Quantizer.prepare(m, options: options)
             let calibration = try Quantizer.calibrate(prepared.model, activations: prepared.activations, samples: { body in
-                for e in entries { try body(try load(e)) }
+                let loader = source.prefetching(entries)
+                while let s = try loader.next() { try body(s.inputs) }
             }, method: method, bins: bins, percentile: percentile, progress: { bar.advance() })
             let means = biasCorrection ? try Quantizer.inputMeans(prepared.model, nodes: prepared.nodes, samples: { body in
-                for e in entries { try body(try load(e)) }
+                let loader = source.prefetching(entries)
+                while let s = try loader.next() { try body(s.inputs) }
             }, progress: { bar.advance() }) : [:]
             var (q, summary) = try Quantizer.write(prepared.model, nodes: prepared.nodes, calibration: calibration, options: options, inputMeans: means)
             let activationRange = asymmetric ? QuantRange.of(.uint8, symmetric: false) : QuantRange.of(.int8, symmetric: true)
@@ -168,8 +167,9 @@ struct QuantizeCommand: ParsableCommand {
             let deployed = try Quantizer.observing(prepared.model, names: Array(params.keys))
             let outputs = m.graph.outputs.map(\.name)
             var agreement = OutputAgreement()
-            for e in entries {
-                let feeds = try load(e)
+            let loader = source.prefetching(entries)
+            while let sample = try loader.next() {
+                let feeds = sample.inputs
                 let b = try quant.run(feeds)
                 let a = try deployed.run(feeds, hooks: ExecutionHooks(names: Set(params.keys)) { name, t in
                     if let p = params[name] { noise.add(name, t, scale: p.scale, zeroPoint: p.zero_point, range: activationRange) }

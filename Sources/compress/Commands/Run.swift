@@ -9,8 +9,8 @@ struct Run: ParsableCommand {
         commandName: "run",
         abstract: "Run a model over a folder of samples with the built-in executor.",
         discussion: """
-        Reads the samples one at a time (see Docs/run.md for the folder layouts), runs each \
-        through the executor and reports, per sample, the top-k classes of every classifier \
+        Reads the samples in order (see Docs/run.md for the folder layouts; the next ones are \
+        decoded on another thread while one runs), runs each through the executor and reports, per sample, the top-k classes of every classifier \
         output (a float output of shape [B, C]); the top-1/top-k accuracy when the folder has \
         labels (labels.txt or class subfolders), measured on the first classifier output; and \
         the time per sample (mean, p50, p90). --out writes every output as OUT/<sample id>.<k>.npy \
@@ -19,8 +19,12 @@ struct Run: ParsableCommand {
         Examples:
           compress run model.onnx --data samples/
           compress run model.onnx --data test_sets/ --out outputs/ --format json
-          compress run resnet.onnx --data val/ --size 256x256 \\
+          compress run resnet.onnx --data val/ --size 256 --crop 224 --resize pil-bilinear \\
               --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+          compress run yolox_s.onnx --data images/ --fit letterbox --pad-position top-left --scale 1 --bgr
+
+        Image preprocessing recipes per model family (torchvision, YOLOX, ultralytics, \
+        PaddleOCR, gray digits): Docs/preprocessing.md.
         """)
 
     @Argument(help: "The ONNX model to run.")
@@ -66,12 +70,13 @@ struct Run: ParsableCommand {
             var evaluation = RunEvaluation(outputs: m.graph.outputs.map(\.name), topK: topK)
             let bar = data.progress(total: source.count, label: "run")
             defer { bar.finish() }
-            for entry in source.entries {
-                let sample = try source.load(entry)
+            // The next samples are decoded on another thread while this one runs.
+            let samples = source.prefetching()
+            while let sample = try samples.next() {
                 let start = DispatchTime.now().uptimeNanoseconds
                 let results: [String: Tensor]
                 do { results = try executor.run(sample.inputs) } catch {
-                    throw DataError(entry.files.count == 1 ? entry.files[0] : entry.id, "\(error)")
+                    throw DataError(sample.files.count == 1 ? sample.files[0] : sample.id, "\(error)")
                 }
                 let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
                 var files: [String?] = []

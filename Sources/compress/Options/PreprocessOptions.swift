@@ -1,14 +1,28 @@
 import ArgumentParser
 import Runtime
 
-/// Image preprocessing flags (`--size`, `--resize`, `--mean`, `--std`, `--scale`, `--bgr`,
-/// `--layout`); they apply to PNG/JPEG samples only. The math is `ImagePreprocessing`'s.
+/// Image preprocessing flags (`--size`, `--crop`, `--resize`, `--fit`, `--pad-value`,
+/// `--pad-position`, `--mean`, `--std`, `--scale`, `--bgr`, `--layout`); they apply to PNG/JPEG
+/// samples only. The math is `ImagePreprocessing`'s; recipes per model family are in
+/// Docs/preprocessing.md.
 struct PreprocessOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Images: resize to HxW before centre-cropping to the input's size (default: the input's size).", valueName: "HxW"))
+    @Option(help: ArgumentHelp("Images: resize to HxW, or with one number N the shorter side to N keeping the aspect ratio (torchvision Resize(N)), before the centre crop to the input's size (default: the input's size). With --fit letterbox/pad-right: the input's HxW, for models whose H and W are dynamic.", valueName: "HxW|N"))
     var size: String?
 
-    @Option(help: ArgumentHelp("Images: resize method, bilinear (half-pixel, as OpenCV/PyTorch) or nearest.", valueName: "bilinear|nearest"))
+    @Option(help: ArgumentHelp("Images: centre-crop size after the resize (torchvision CenterCrop; default and only allowed value: the input's HxW; pins a dynamic one).", valueName: "HxW|N"))
+    var crop: String?
+
+    @Option(help: ArgumentHelp("Images: resampling filter. bilinear: OpenCV INTER_LINEAR (half-pixel, no antialiasing); pil-bilinear: Pillow/torchvision BILINEAR (antialiased when shrinking, Pillow's 8-bit result exactly); area: OpenCV INTER_AREA; nearest: Pillow NEAREST.", valueName: "bilinear|pil-bilinear|area|nearest"))
     var resize: ImagePreprocessing.Resize = .bilinear
+
+    @Option(help: ArgumentHelp("Images: how the image meets the input's HxW. crop: resize (--size) then centre-crop; letterbox: keep the aspect ratio, pad to HxW (YOLO); pad-right: height H, aspect kept, pad on the right (OCR text lines, PaddleOCR).", valueName: "crop|letterbox|pad-right"))
+    var fit: ImagePreprocessing.Fit = .crop
+
+    @Option(name: .customLong("pad-value"), help: ArgumentHelp("Images: pixel value of the padding of letterbox/pad-right, before --scale/--mean/--std; one value or r,g,b (default 114, YOLO's gray).", valueName: "V|r,g,b"))
+    var padValue: String?
+
+    @Option(name: .customLong("pad-position"), help: ArgumentHelp("Images: where --fit letterbox puts the image. center: ultralytics LetterBox (size round(s*r), padding split evenly); top-left: YOLOX preproc (size int(s*r), padding right and bottom).", valueName: "center|top-left"))
+    var padPosition: ImagePreprocessing.PadPosition?
 
     @Option(help: ArgumentHelp("Images: per-channel mean subtracted after scaling, r,g,b or one value (default 0).", valueName: "r,g,b"))
     var mean: String?
@@ -32,14 +46,23 @@ struct PreprocessOptions: ParsableArguments {
     /// The flags as an `ImagePreprocessing` value.
     /// - Throws: `ValidationError` naming the flag that does not parse.
     func preprocessing() throws -> ImagePreprocessing {
-        var p = ImagePreprocessing(resize: resize, bgr: bgr, layout: layout)
-        if let size {
-            let parts = size.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
-            guard parts.count == 2, let h = parts[0], let w = parts[1], h > 0, w > 0 else {
-                throw ValidationError("--size '\(size)': expected HxW with positive integers, e.g. 256x256")
-            }
-            p.size = [h, w]
+        var p = ImagePreprocessing(resize: resize, fit: fit, padPosition: padPosition ?? .center, bgr: bgr, layout: layout)
+        if padPosition != nil && fit != .letterbox {
+            throw ValidationError("--pad-position: only with --fit letterbox (the image's place on the padded input)")
         }
+        if padValue != nil && fit == .crop {
+            throw ValidationError("--pad-value: only with --fit letterbox or pad-right (--fit crop does not pad)")
+        }
+        func dims(_ text: String, _ flag: String, square: Bool) throws -> [Int] {
+            let parts = text.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+            guard parts.count == 1 || parts.count == 2, parts.allSatisfy({ ($0 ?? 0) > 0 }) else {
+                throw ValidationError("--\(flag) '\(text)': expected HxW or one number with positive integers, e.g. 256x256 or 256")
+            }
+            let v = parts.map { $0! }
+            return square && v.count == 1 ? [v[0], v[0]] : v
+        }
+        if let size { p.size = try dims(size, "size", square: false) }
+        if let crop { p.crop = try dims(crop, "crop", square: true) }
         func list(_ text: String, _ flag: String) throws -> [Float] {
             let v = text.split(separator: ",", omittingEmptySubsequences: false).map { Float($0.trimmingCharacters(in: .whitespaces)) }
             guard v.count == 1 || v.count == 3, v.allSatisfy({ $0 != nil }) else {
@@ -49,6 +72,7 @@ struct PreprocessOptions: ParsableArguments {
         }
         if let mean { p.mean = try list(mean, "mean") }
         if let std { p.std = try list(std, "std") }
+        if let padValue { p.padValue = try list(padValue, "pad-value") }
         if let scale {
             let parts = scale.split(separator: "/", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
             guard (parts.count == 1 || parts.count == 2), parts.allSatisfy({ $0 != nil }) else {
@@ -62,3 +86,5 @@ struct PreprocessOptions: ParsableArguments {
 
 extension ImagePreprocessing.Resize: ExpressibleByArgument {}
 extension ImagePreprocessing.Layout: ExpressibleByArgument {}
+extension ImagePreprocessing.Fit: ExpressibleByArgument {}
+extension ImagePreprocessing.PadPosition: ExpressibleByArgument {}
