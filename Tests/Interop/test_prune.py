@@ -486,6 +486,9 @@ def test_calib_accuracy_is_measured_and_improves(tmp_path):
     assert r["accuracy_pruned"] == pytest.approx(sum(
         int(ort.InferenceSession(str(plain), providers=["CPUExecutionProvider"]).run(None, {"input": np.load(f)})[0].argmax()) == int(labels[f.name])
         for f in files) / len(files), abs=1e-12)
+    orig = ort.InferenceSession(str(FOLDED), providers=["CPUExecutionProvider"])
+    assert r["accuracy_original"] == pytest.approx(sum(
+        int(orig.run(None, {"input": np.load(f)})[0].argmax()) == int(labels[f.name]) for f in files) / len(files), abs=1e-12)
     assert r["accuracy_repaired"] > r["accuracy_pruned"] + 0.2, r
     check_written(out, tmp_path, digits_batch())
 
@@ -638,7 +641,19 @@ def test_reconstruct_is_the_cross_validated_ridge_refit(tmp_path):
     c = constants(onnx.load(str(refit)))
     np.testing.assert_allclose(c[pw.input[1]].reshape(len(kept), -1), sol[:-1].T, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(c[pw.input[2]], sol[-1], rtol=1e-3, atol=1e-4)
-    assert r["repair"]["reconstruction"]["lambdas"]["fc"] > r["repair"]["reconstruction"]["lambdas"]["block/pw/conv"]
+    # fc, refit last: its input columns are the flattened features of the written model (the
+    # layers before it refit already), one row a sample, the unpruned model's logits the target.
+    xs = ort.InferenceSession(str(with_outputs(refit, ["flatten_out"], tmp_path, "rx")), providers=["CPUExecutionProvider"])
+    ys = ort.InferenceSession(str(FOLDED), providers=["CPUExecutionProvider"])
+    Xf = np.concatenate([xs.run(["flatten_out"], {"input": np.load(f)})[0] for f in CALIB_FILES]).astype(np.float64)
+    Yf = np.concatenate([ys.run(None, {"input": np.load(f)})[0] for f in CALIB_FILES]).astype(np.float64)
+    fc = next(n for n in m.graph.node if n.name == "fc")
+    prior = np.vstack([c0[fc.input[1]].T.astype(np.float64), np.zeros((1, Yf.shape[1]))])
+    sol, lam_fc = ridge_cv(np.hstack([Xf, np.ones((len(Xf), 1))]), Yf, np.arange(len(Xf)) % 4, prior)
+    assert r["repair"]["reconstruction"]["lambdas"]["fc"] == pytest.approx(lam_fc)
+    np.testing.assert_allclose(c[fc.input[1]], sol[:-1].T, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(c[fc.input[2]], sol[-1], rtol=1e-3, atol=1e-4)
+    assert lam_fc > lam
 
 
 HALF = 180  # the digits test split halves: calibrate on the first, score on the second

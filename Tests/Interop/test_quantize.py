@@ -63,13 +63,68 @@ def ort_quantize(source, out, files, per_channel, symmetric, reduce_range=False,
                     extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
 
 
-def compare_with_ort(mine, theirs, weights, maxulp=2):
+def ort_ranges(model, names, files, input_name):
+    """min and max of each named tensor of the float model over `files`, run by ONNX Runtime (the
+    calibration compress reports, computed independently)."""
+    m = onnx.load(str(model))
+    have = {o.name for o in m.graph.output}
+    for n in names:
+        if n not in have and n != input_name:
+            m.graph.output.append(helper.make_empty_tensor_value_info(n))
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    outs = [o.name for o in sess.get_outputs()]
+    lo, hi = {}, {}
+    for f in files:
+        x = np.load(f)
+        vals = dict(zip(outs, sess.run(None, {input_name: x})))
+        vals[input_name] = x
+        for n in names:
+            lo[n] = min(lo.get(n, np.inf), float(vals[n].min()))
+            hi[n] = max(hi.get(n, -np.inf), float(vals[n].max()))
+    return lo, hi
+
+
+def ort_agreement(float_model, quantized, files, input_name):
+    """Top-1 agreement and output SQNR (dB) of `quantized` against `float_model`, both run by ONNX
+    Runtime (graph optimizations off: the quantized arithmetic as written) on `files`, in NumPy."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    f = ort.InferenceSession(str(float_model), so, providers=["CPUExecutionProvider"])
+    q = ort.InferenceSession(str(quantized), so, providers=["CPUExecutionProvider"])
+    same = rows = 0
+    signal = noise = 0.0
+    for p in files:
+        x = np.load(p)
+        a, b = f.run(None, {input_name: x}), q.run(None, {input_name: x})
+        same += int((a[0].argmax(-1) == b[0].argmax(-1)).sum())
+        rows += a[0].reshape(-1, a[0].shape[-1]).shape[0]
+        for u, v in zip(a, b):
+            signal += (u.astype(np.float64) ** 2).sum()
+            noise += ((u.astype(np.float64) - v.astype(np.float64)) ** 2).sum()
+    return same / rows, 10 * np.log10(signal / noise)
+
+
+def compare_with_ort(mine, theirs, source, weights, maxulp=2, ops=OPS):
     """Every scale, zero point and integer tensor compress writes is one ONNX Runtime writes, under
     the same name, with the same value (activation scales within `maxulp`: see the module doc)."""
     a, b = initializers(theirs), initializers(mine)
     names = [k for k in b if k.endswith(("_scale", "_zero_point", "_quantized"))]
     missing = [k for k in names if k not in a]
     assert not missing, f"tensors ONNX Runtime does not write: {missing}"
+    # and the other way round: nothing ONNX Runtime quantizes is left in float by compress, but
+    # for the placement that differs by design (compress puts QDQ where a quantized node reads,
+    # ORT also after each quantized node's output): an activation no node of `ops` reads, as a
+    # Conv output read only by its Relu, or a graph output nothing reads.
+    g = onnx.load(str(source)).graph
+    readers = {}
+    for n in g.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n.op_type)
+    by_design = {o for n in g.node for o in n.output if not any(op in ops for op in readers.get(o, []))}
+    skipped = sorted(k for k in a if k.endswith(("_scale", "_zero_point")) and k not in b
+                     and k.removesuffix("_scale").removesuffix("_zero_point") not in by_design)
+    skipped += sorted(k for k in a if k.endswith("_quantized") and k not in b)
+    assert not skipped, f"tensors only ONNX Runtime writes: {skipped}"
     for k in names:
         x, y = a[k].ravel(), b[k].ravel()
         assert x.dtype == y.dtype and x.size == y.size, (k, x.dtype, y.dtype, x.shape, y.shape)
@@ -119,7 +174,7 @@ def test_scales_and_integers_equal_onnxruntime(model, per_channel, symmetric, re
             else:  # (weights folded in Double by compress, by NumPy in the export: 4 ulp)
                 np.testing.assert_array_max_ulp(a[k].ravel(), b[k].ravel(), maxulp=0 if k.startswith("input") else 4)
     else:
-        names = compare_with_ort(mine, theirs, weights)
+        names = compare_with_ort(mine, theirs, source, weights)
         # 5 weights × 3 + 5 biases × 3 + 7 activations × 2
         assert len(names) == 44, sorted(names)
         q = initializers(mine)
@@ -180,23 +235,15 @@ def test_written_model_runs_and_matches(flags, tmp_path):
 
 
 def test_report_sqnr_equals_numpy(tmp_path):
+    """The report's output SQNR and top-1 agreement, against the float and the quantized model both
+    run by ONNX Runtime on the same 16 samples, in NumPy (compress computes both with its own
+    executor: the two agree to float rounding, measured 2e-7 dB)."""
     out = tmp_path / "q.onnx"
     p = run_compress("quantize", FOLDED, "--calib", FIXTURES / "digits", "--max-samples", 16, "-o", out, "--format", "json")
     report = json.loads(p.stdout)
-    signal = noise = 0.0
-    for f in sorted((FIXTURES / "digits").glob("*.npy"))[:16]:
-        outs = []
-        for model in (FOLDED, out):
-            d = tmp_path / f"e-{model.name}"
-            d.mkdir(exist_ok=True)
-            xp = d / "x.pb"
-            xp.write_bytes(numpy_helper.from_array(np.load(f)).SerializeToString())
-            r = conformance._eval(str(model), [str(xp)], str(d))
-            assert r.returncode == 0, r.stderr
-            outs.append(numpy_helper.to_array(onnx.load_tensor(str(d / "output_0.pb"))).astype(np.float64))
-        signal += (outs[0] ** 2).sum()
-        noise += ((outs[0] - outs[1]) ** 2).sum()
-    assert report["output_sqnr_db"] == pytest.approx(10 * np.log10(signal / noise), rel=1e-9)
+    top1, sqnr = ort_agreement(FOLDED, out, sorted((FIXTURES / "digits").glob("*.npy"))[:16], "input")
+    assert report["output_sqnr_db"] == pytest.approx(sqnr, abs=1e-3)
+    assert report["top1_agreement"] == top1
 
 
 def test_bad_input(tmp_path):
@@ -491,14 +538,21 @@ def test_other_ops_equal_onnxruntime(ops_fixture, per_channel, symmetric, reduce
     ort_quantize(model, theirs, files, per_channel, symmetric, reduce_range, name="x")
     # Activation ranges come from two executors; after a GlobalAveragePool (sums in another order)
     # they differ by a few ulp: 8 ulp of scale allowed, zero points and integers exact.
-    names = compare_with_ort(mine, theirs, OPS_WEIGHTS, maxulp=8)
+    names = compare_with_ort(mine, theirs, model, OPS_WEIGHTS, maxulp=8)
     q = initializers(mine)
-    # From the ranges compress reports, ONNX Runtime's own compute_scale_zp gives bit-identical scales and zero points.
+    # The ranges compress reports are the float model's minimum and maximum over the samples as
+    # ONNX Runtime computes them (Softmax's fixed to [0, 1], as ORT does), and ONNX Runtime's own
+    # compute_scale_zp turns those independent ranges into the written scales and zero points.
     qmin, qmax = (-127, 127) if symmetric else (0, 255)
+    lo, hi = ort_ranges(model, [a["name"] for a in report["summary"]["activations"]], files, "x")
+    lo["sm"], hi["sm"] = 0.0, 1.0
     for a in report["summary"]["activations"]:
-        zp, scale = compute_scale_zp(np.float32(a["min"]), np.float32(a["max"]), np.int8(qmin) if symmetric else np.uint8(qmin),
+        n = a["name"]
+        np.testing.assert_array_max_ulp(np.float32([a["min"], a["max"]]), np.float32([lo[n], hi[n]]), maxulp=8)
+        zp, scale = compute_scale_zp(np.float32(lo[n]), np.float32(hi[n]), np.int8(qmin) if symmetric else np.uint8(qmin),
                                      np.int8(qmax) if symmetric else np.uint8(qmax), symmetric=symmetric)
-        assert q[a["name"] + "_scale"] == np.float32(scale) and q[a["name"] + "_zero_point"] == zp, a
+        np.testing.assert_array_max_ulp(q[n + "_scale"], np.float32(scale), maxulp=8)
+        assert q[n + "_zero_point"] == zp, a
     # Pass-through chains take their root's scale: Resize ← MaxPool ← r1, AveragePool ← ct,
     # Squeeze ← Transpose ← Reshape ← Softmax (whose range is [0, 1], as ORT fixes it).
     acts = {a["name"]: a for a in report["summary"]["activations"]}
@@ -632,9 +686,18 @@ def test_qoperator_runs_in_both_and_agrees_per_op(which, symmetric, ops_fixture,
     y = numpy_helper.to_array(onnx.load_tensor(str(tmp_path / "output_0.pb")))
     ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
     spread = np.abs(ref).max()
-    assert np.abs(y - y_ort).max() <= 0.05 * spread, (np.abs(y - y_ort).max(), spread)
+    # Measured identical; 2 % of the output range (about 2.5 int8 steps of it) leaves room for
+    # ORT's kernels on another CPU rounding an intermediate step apart.
+    assert np.abs(y - y_ort).max() <= 0.02 * spread, (np.abs(y - y_ort).max(), spread)
+    # The report's quality figures, on the samples compress calibrated on, against ONNX Runtime
+    # running the float and the written model.
+    top1, sqnr = ort_agreement(model, out, sorted(calib.glob("*.npy"))[:n], name)
+    # (measured: equal to 1e-5 dB and the same agreement; compress computes the quantized model
+    # with its executor, whose integer operators may round one step apart from ORT's)
+    assert report["top1_agreement"] == pytest.approx(top1, abs=1 / n) and report["output_sqnr_db"] == pytest.approx(sqnr, abs=0.01), \
+        (report["top1_agreement"], top1, report["output_sqnr_db"], sqnr)
     if which == "digits":
-        assert (y.argmax(1) == ref.argmax(1)).mean() >= 0.75 and report["top1_agreement"] >= 0.9
+        assert (y.argmax(1) == ref.argmax(1)).mean() >= 0.75 and top1 >= 0.9
 
 
 # ---- cross-layer equalization and bias correction --------------------------------------------------
@@ -801,7 +864,7 @@ def test_op_types_restricts_like_onnxruntime(tmp_path):
     assert sorted(report["summary"]["nodes"]) == ["block/dw/conv", "block/pw/conv", "fc", "head/conv", "stem/conv"]
     ort_quantize(FOLDED, theirs, FILES, True, True, ops=["Conv", "Gemm"])
     weights = {n.input[1] for n in onnx.load(str(FOLDED)).graph.node if n.op_type in ("Conv", "Gemm")}
-    names = compare_with_ort(mine, theirs, weights)
+    names = compare_with_ort(mine, theirs, FOLDED, weights, ops=["Conv", "Gemm"])
     assert {x["name"] for x in report["summary"]["activations"]} == {"input", "stem/out", "block/dw/out", "pool_out", "flatten_out"}
     assert len(names) == 40  # 5 weights × 3 + 5 biases × 3 + 5 activations × 2
     assert_clean_failure(run_compress("quantize", FOLDED, "--calib", FIXTURES / "digits", "-o", tmp_path / "x.onnx", "--op-types", "Conv,Foo"),
@@ -817,10 +880,10 @@ def test_qoperator_equals_onnxruntime(per_channel, symmetric, tmp_path):
     the outputs whose range is their Relu's (ORT's adjust_tensor_ranges)."""
     mine, theirs = tmp_path / "mine.onnx", tmp_path / "ort.onnx"
     ours(FOLDED, mine, "--quant-format", "qoperator", *([] if per_channel else ["--per-tensor"]), *([] if symmetric else ["--asymmetric"]))
-    ort_quantize(FOLDED, theirs, FILES, per_channel, symmetric, fmt=QuantFormat.QOperator,
-                 ops=["Conv", "Gemm", "Add", "Concat", "MaxPool", "Flatten"])
+    qops = ["Conv", "Gemm", "Add", "Concat", "MaxPool", "Flatten"]
+    ort_quantize(FOLDED, theirs, FILES, per_channel, symmetric, fmt=QuantFormat.QOperator, ops=qops)
     weights = {n.input[1] for n in onnx.load(str(FOLDED)).graph.node if n.op_type in ("Conv", "Gemm")}
-    names = compare_with_ort(mine, theirs, weights)
+    names = compare_with_ort(mine, theirs, FOLDED, weights, ops=qops)
     assert {"block/add_out_scale", "stem/bn_out_scale", "logits_scale", "fc.weight_quantized", "fc.bias_quantized"} <= set(names)
     a, b = onnx.load(str(theirs)), onnx.load(str(mine))
     count = lambda m: sorted(n.op_type for n in m.graph.node if n.op_type.startswith(("QLinear", "QGemm")))
