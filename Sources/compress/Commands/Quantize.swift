@@ -36,8 +36,8 @@ struct QuantizeCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Where to write the quantized model.")
     var output: String
 
-    @Option(help: ArgumentHelp("Calibration samples: .npy/.pb files, images, class subfolders or test_data_set_N folders.", valueName: "DIR"))
-    var calib: String
+    @Option(help: ArgumentHelp("Calibration samples: .npy/.pb files, images, class subfolders or test_data_set_N folders (optional with --stats).", valueName: "DIR"))
+    var calib: String?
 
     @Option(help: "Calibration: minmax (non-saturating: the threshold is the largest |x|), or saturating (a threshold below it, values beyond clipped): percentile, entropy (TensorRT's KL), mse.")
     var method: CalibrationMethod = .minmax
@@ -75,6 +75,29 @@ struct QuantizeCommand: ParsableCommand {
     @Flag(help: "No progress bar on stderr (it is shown only when stderr is a terminal).")
     var quiet = false
 
+    // MARK: calibration and report (qfid)
+    @Option(name: .customLong("save-stats"), help: ArgumentHelp("Also write the merged calibration statistics (min, max and |x| histogram per activation; JSON, schema compress.quantize-stats/1) for a later --stats.", valueName: "FILE"))
+    var saveStats: String?
+
+    @Option(name: .customLong("stats"), parsing: .upToNextOption, help: ArgumentHelp("Quantize from saved statistics files (merged; with --calib, merged with its samples' too), e.g. one per machine.", valueName: "FILE"))
+    var statsFiles: [String] = []
+
+    @Option(help: ArgumentHelp("Measure the quality report on these samples instead of the calibration samples (labels from class subfolders give accuracy).", valueName: "DIR"))
+    var eval: String?
+
+    @Option(name: .customLong("max-eval"), help: "Use at most N samples of --eval.")
+    var maxEval: Int = 256
+
+    @Option(help: ArgumentHelp("Draw the per-layer QDQ SQNR in graph order, with each activation's range and threshold, as SVG.", valueName: "FILE.svg"))
+    var plot: String?
+
+    @Flag(name: .customLong("mixed-precision"), help: "Keep the most sensitive quantized nodes in float until the output SQNR reaches --target-sqnr (measured on the report's samples).")
+    var mixedPrecision = false
+
+    @Option(name: .customLong("target-sqnr"), help: ArgumentHelp("With --mixed-precision: the end-to-end output SQNR to reach.", valueName: "DB"))
+    var targetSQNR: Double?
+    // (end of qfid block)
+
     @OptionGroup(title: "Image preprocessing") var preprocess: PreprocessOptions
     @OptionGroup var inputs: InputOptions
     @OptionGroup var format: FormatOption
@@ -82,7 +105,8 @@ struct QuantizeCommand: ParsableCommand {
     func validate() throws {
         if maxSamples < 1 { throw ValidationError("--max-samples must be ≥ 1") }
         if !(percentile > 0 && percentile <= 100) { throw ValidationError("--percentile \(percentile): must be in (0, 100]") }
-        if bins < 256 { throw ValidationError("--bins must be ≥ 256 (entropy merges into 128 levels)") }
+        if bins < 256 || bins & (bins - 1) != 0 { throw ValidationError("--bins \(bins): must be a power of two ≥ 256 (entropy merges into 128 levels; power-of-two histograms merge exactly)") }
+        try validateCalibrationAndReport()
     }
 
     func run() throws {
@@ -94,42 +118,13 @@ struct QuantizeCommand: ParsableCommand {
             options.perChannel = !perTensor
             options.symmetricActivations = !asymmetric
             options.exclude = exclude
-            let source = try DataSource(directory: calib, graph: m.graph, pins: pins, preprocessing: try preprocess.preprocessing())
-            let entries = Array(source.entries.prefix(maxSamples))
-            guard !entries.isEmpty else { throw CLIError("--calib \(calib): no samples found") }
-            func load(_ e: DataSource.Entry) throws -> [String: Tensor] {
-                try source.load(e).inputs  // (its errors name the file)
-            }
-            let passes = method.saturating ? 3 : 2
-            let bar = ProgressBar(total: passes * entries.count, label: "calibrate", enabled: !quiet && ProgressBar.stderrIsTerminal)
-            defer { bar.finish() }
             let prepared = try Quantizer.prepare(m, options: options)
-            let calibration = try Quantizer.calibrate(prepared.model, activations: prepared.activations, samples: { body in
-                for e in entries { try body(try load(e)) }
-            }, method: method, bins: bins, percentile: percentile, progress: { bar.advance() })
-            var (q, summary) = try Quantizer.writeQDQ(prepared.model, nodes: prepared.nodes, calibration: calibration, options: options)
-            let activationRange = asymmetric ? QuantRange.of(.uint8, symmetric: false) : QuantRange.of(.int8, symmetric: true)
-            let params = Dictionary(uniqueKeysWithValues: summary.activations.map { ($0.name, $0) })
-            var noise = FakeQuantNoise()
-            // Quality: the quantized model's outputs against the float model's, on the same samples.
-            // The float reference is the deployed float graph (the model as given, BN folded: the
-            // same function up to float rounding), which also shows each activation for the
-            // per-tensor noise; one run of it and one of the quantized model per sample.
-            let quant = try Executor(model: Quantizer.withConstantDequantizeFolded(q))
-            let deployed = try Quantizer.observing(prepared.model, names: Array(params.keys))
-            let outputs = m.graph.outputs.map(\.name)
-            var agreement = OutputAgreement()
-            for e in entries {
-                let feeds = try load(e)
-                let b = try quant.run(feeds)
-                let a = try deployed.run(feeds, hooks: ExecutionHooks(names: Set(params.keys)) { name, t in
-                    if let p = params[name] { noise.add(name, t, scale: p.scale, zeroPoint: p.zero_point, range: activationRange) }
-                })
-                agreement.add(reference: outputs.map { a[$0]! }, candidate: outputs.map { b[$0]! })
-                bar.advance()
-            }
-            bar.finish()
-            for k in summary.activations.indices { summary.activations[k].sqnr_db = noise.sqnr(summary.activations[k].name) }
+            // Calibration (streamed, statistics merged with --stats files), the QDQ model, and
+            // the quality report on --eval or the calibration samples (QuantizeCalibration.swift).
+            let cal = try calibrate(m, prepared: prepared, pins: pins)
+            var (q, summary) = try Quantizer.writeQDQ(prepared.model, nodes: prepared.nodes, calibration: cal.calibrator, options: options)
+            let quality = try measureQuality(m, prepared: prepared, cal: cal, options: options, quantized: &q, summary: &summary)
+            let agreement = quality.output
             let gateFailed = minSQNR.map { limit in (agreement.sqnrDB ?? .infinity) < limit } ?? false
             if !gateFailed || force {
                 try ModelWriter.write(q, to: URL(fileURLWithPath: output))
@@ -145,10 +140,12 @@ struct QuantizeCommand: ParsableCommand {
             }
             let report = QuantizeReport(model: model, output: output, method: method.rawValue, per_channel: !perTensor,
                                         activations: asymmetric ? "uint8 asymmetric" : "int8 symmetric", summary: summary,
-                                        output_sqnr_db: agreement.sqnrDB, top1_agreement: agreement.agreement)
+                                        output_sqnr_db: agreement.sqnrDB, top1_agreement: agreement.agreement, quality: quality.report)
+            try writePlot(summary: summary, quality: quality)
             switch format.format {
             case .json: try printJSON(report)
-            case .table, .csv: print(report.table())
+            case .table: print(report.table())
+            case .csv: print(report.csv(), terminator: "")
             }
             if gateFailed, let minSQNR {
                 let got = agreement.sqnrDB.map { String(format: "%.2f dB", $0) } ?? "∞"
@@ -171,6 +168,8 @@ struct QuantizeReport: Encodable {
     /// 10·log10(Σ float² / Σ (float − quantized)²) over every output on the calibration samples.
     let output_sqnr_db: Double?
     let top1_agreement: Double?
+    /// The report's samples and the other end-to-end figures (QuantizeCalibration.swift).
+    let quality: QualityReport
 
     func table() -> String {
         var out = ["model      \(model) -> \(output)",
@@ -184,9 +183,7 @@ struct QuantizeReport: Encodable {
         out.append("")
         out.append(t.render())
         out.append("")
-        out.append("output SQNR " + (output_sqnr_db.map { String(format: "%.2f dB", $0) } ?? "∞ (outputs identical)")
-                   + (top1_agreement.map { String(format: ", top-1 agreement %.2f %%", 100 * $0) } ?? "")
-                   + " (quantized vs float on the calibration samples)")
+        out.append(contentsOf: quality.lines(outputSQNR: output_sqnr_db, top1: top1_agreement))
         return out.joined(separator: "\n")
     }
 }
