@@ -50,7 +50,7 @@ interop: venv release
 	COMPRESS_BIN=$(abspath $(BIN_RELEASE)) $(PY) -m pytest -q Tests/Interop
 
 # The peers measured only by the benchmarks (not needed by the tests).
-BENCH_PY_PACKAGES := onnxsim onnxslim
+BENCH_PY_PACKAGES := onnxsim onnxslim nncf scikit-learn
 
 bench: deps venv release
 	$(PY) -m pip install -q --disable-pip-version-check $(BENCH_PY_PACKAGES)

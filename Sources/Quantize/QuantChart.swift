@@ -25,8 +25,8 @@ public enum QuantChart {
 
     public static func svg(_ layers: [Layer], title: String, outputSQNR: Double?) -> String {
         let n = max(layers.count, 1)
-        let left = 60.0, right = 20.0, slot = max(6.0, min(28.0, 1100.0 / Double(n)))
-        let width = left + right + slot * Double(n)
+        let left = 60.0, right = 20.0, slot = max(6.0, min(60.0, 1100.0 / Double(n)))
+        let width = max(720, left + right + slot * Double(n))
         let top1 = 40.0, h1 = 220.0, gap = 30.0, h2 = 120.0, labels = 150.0
         let top2 = top1 + h1 + gap
         let height = top2 + h2 + labels

@@ -97,7 +97,8 @@ extension QuantizeCommand {
             quality.report.on = "none (--stats without --calib or --eval: no samples to measure on)"
             return quality
         }
-        let range = options.symmetricActivations ? QuantRange.of(.int8, symmetric: true) : QuantRange.of(.uint8, symmetric: false)
+        // QuantizeLinear saturates to the whole integer type ([−128, 127] even for symmetric scales).
+        let range = options.symmetricActivations ? QuantRange.of(.int8, symmetric: false) : QuantRange.of(.uint8, symmetric: false)
         let outputs = prepared.model.graph.outputs.map(\.name)
         var floatExec: Executor?
         func reference(_ k: Int, _ feeds: [String: Tensor]) throws -> [Tensor] {
