@@ -130,12 +130,14 @@ def ort_variant(model, out, calib, name, method, symmetric):
 
 
 def nncf_variant(model, out, calib, name, preset):
+    import logging
     try:
         import nncf
         import onnx
     except ImportError as e:  # (make bench installs it; say so rather than fail the other figures)
         return f"nncf not importable: {e}"
     try:
+        nncf.set_log_level(logging.ERROR)
         q = nncf.quantize(onnx.load(str(model)), nncf.Dataset([{name: x} for x in calib]),
                           preset=getattr(nncf.QuantizationPreset, preset), subset_size=len(calib))
         onnx.save(q, str(out))
@@ -158,18 +160,25 @@ def fidelity(label, model, name, calib, evals, classes, d):
         sim, exe = outputs(path, name, evals, optimized=False), outputs(path, name, evals, optimized=True)
         rows.append((tool, sqnr(ref, sim), sqnr(ref, exe), top1(ref, sim, classes), top1(ref, exe, classes), note))
 
-    ours = os.path.join(d, label + "-compress.onnx")
-    p = subprocess.run([BIN, "quantize", model, "--calib", cdir, "--eval", edir, "--max-samples", str(len(calib)),
-                        "--max-eval", str(len(evals)), "-o", ours, "--format", "json", "--quiet"], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise SystemExit(f"compress quantize failed: {p.stderr}")
     import json
-    report = json.loads(p.stdout)
-    add("compress (defaults)", ours, f"report: {report['output_sqnr_db']:.2f} dB simulated")
+    for tool, flags in (("compress (defaults)", []), ("compress --asymmetric", ["--asymmetric"])):
+        ours = os.path.join(d, label + f"-compress{len(flags)}.onnx")
+        p = subprocess.run([BIN, "quantize", model, "--calib", cdir, "--eval", edir, "--max-samples", str(len(calib)),
+                            "--max-eval", str(len(evals)), "-o", ours, "--format", "json", "--quiet", *flags],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            raise SystemExit(f"compress quantize failed: {p.stderr}")
+        report = json.loads(p.stdout)
+        add(tool, ours, f"report: {report['output_sqnr_db']:.2f} dB simulated" + ("" if not flags else " (not a default: for information)"))
+    import contextlib
+    import io
+    import logging
+    logging.getLogger().setLevel(logging.ERROR)
     for method in ("MinMax", "Entropy", "Percentile"):
         for symmetric in (True, False):
             out = os.path.join(d, f"{label}-ort-{method}-{symmetric}.onnx")
-            ort_variant(model, out, calib, name, method, symmetric)
+            with contextlib.redirect_stdout(io.StringIO()):  # (quantize_static prints its progress)
+                ort_variant(model, out, calib, name, method, symmetric)
             add(f"ORT {method} {'sym int8' if symmetric else 'asym uint8'}", out)
     for preset in ("PERFORMANCE", "MIXED"):
         out = os.path.join(d, f"{label}-nncf-{preset}.onnx")
@@ -188,7 +197,7 @@ def fidelity(label, model, name, calib, evals, classes, d):
     c = rows[0]
     ort_default = next(r for r in rows if r[0] == "ORT MinMax sym int8")
     for col, what in ((1, "simulated"), (2, "ORT-executed")):
-        others = [r for r in rows[1:] if r[col] is not None]
+        others = [r for r in rows[2:] if r[col] is not None]
         best_ort = max((r for r in others if r[0].startswith("ORT")), key=lambda r: r[col])
         nncf_rows = [r for r in others if r[0].startswith("NNCF")]
         checks = [(f">= ORT default + 3 dB ({ort_default[col] + 3:.2f})", c[col] >= ort_default[col] + 3),
