@@ -131,8 +131,13 @@ public struct QualityPass {
     /// `activations`: name → the scale and zero point the quantized model uses for it.
     public init(quantized q: Model, activations: [String: QuantParams], range: QuantRange) throws {
         let folded = Quantizer.withConstantDequantizeFolded(q)
-        executor = try Quantizer.observing(folded, names: Array(activations.keys))
-        params = activations
+        // Only float values the quantized model computes (a QOperator model keeps many of the
+        // activations in integers inside its QLinear operators: no QDQ noise to measure there).
+        var present = Set(folded.graph.inputs.map(\.name))
+        for n in folded.graph.nodes where n.opType == "QuantizeLinear" && !n.inputs.isEmpty { present.insert(n.inputs[0]) }
+        let observed = activations.filter { present.contains($0.key) }
+        executor = try Quantizer.observing(folded, names: Array(observed.keys))
+        params = observed
         self.range = range
         outputs = q.graph.outputs.map(\.name)
     }

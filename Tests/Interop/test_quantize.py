@@ -19,6 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization.quant_utils import compute_scale_zp
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 import conformance
@@ -30,12 +31,12 @@ FILES = sorted((FIXTURES / "digits").glob("*.npy"))[:64]
 
 
 class Reader(CalibrationDataReader):
-    def __init__(self, files):
-        self.it = iter(files)
+    def __init__(self, files, name="input"):
+        self.it, self.name = iter(files), name
 
     def get_next(self):
         f = next(self.it, None)
-        return None if f is None else {"input": np.load(f)}
+        return None if f is None else {self.name: np.load(f)}
 
 
 def ours(model, out, *flags):
@@ -48,55 +49,100 @@ def initializers(path):
     return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer}
 
 
-@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
-@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
-@pytest.mark.parametrize("model", [FOLDED, BN], ids=["folded", "bn"])
-def test_scales_and_integers_equal_onnxruntime(model, per_channel, symmetric, tmp_path):
-    """For the BN-kept model compress quantizes its deployed form (BN folded by the shared pass,
-    in Double); ONNX Runtime gets the fixture's own folded export (folded by NumPy), so weights
-    can differ in their last float bit there: only the activation tensors (same names in both)
-    are compared for it."""
-    mine, theirs = tmp_path / "mine.onnx", tmp_path / "ort.onnx"
-    flags = ([] if per_channel else ["--per-tensor"]) + ([] if symmetric else ["--asymmetric"])
-    report = ours(model, mine, *flags)
-    # ONNX Runtime folds BN itself when it optimizes; give it the same deployed graph compress
-    # quantizes (BN folded) so tensor names line up: for the BN model that is digits_cnn.onnx.
-    source = FOLDED if model == BN else model
-    quantize_static(str(source), str(theirs), Reader(FILES), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+# compress's quantized ops; ONNX Runtime is given the same list (plus Relu/Clip, which ORT's QDQ
+# registry treats as removable activations that pass quantization through).
+OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Mul", "Concat", "GlobalAveragePool", "Sigmoid", "HardSigmoid",
+       "HardSwish", "LeakyRelu", "Softmax", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "MaxPool",
+       "AveragePool", "Resize"]
+
+
+def ort_quantize(source, out, files, per_channel, symmetric, reduce_range=False, fmt=QuantFormat.QDQ, ops=OPS, name="input"):
+    quantize_static(str(source), str(out), Reader(files, name), quant_format=fmt, per_channel=per_channel, reduce_range=reduce_range,
                     activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["Conv", "Gemm"],
+                    calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=ops + ["Relu", "Clip"],
                     extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+
+
+def compare_with_ort(mine, theirs, weights, maxulp=2):
+    """Every scale, zero point and integer tensor compress writes is one ONNX Runtime writes, under
+    the same name, with the same value (activation scales within `maxulp`: see the module doc)."""
     a, b = initializers(theirs), initializers(mine)
     names = [k for k in b if k.endswith(("_scale", "_zero_point", "_quantized"))]
-    if model == BN:
-        acts = [x["name"] for x in report["summary"]["activations"]]
-        assert len(acts) == 5
-        names = [k for k in names if k[: -len("_scale")] in acts or k[: -len("_zero_point")] in acts]
-        assert len(names) == 10
-    else:
-        # ONNX Runtime also quantizes each Conv/Gemm *output* (before the Relu); compress places
-        # QDQ only where a quantized node reads (fuse-friendly: no QDQ between Conv and Relu).
-        # Everything else ORT writes, compress must write too.
-        outputs = {o for n in onnx.load(str(source)).graph.node if n.op_type in ("Conv", "Gemm") for o in n.output}
-        theirs_names = {k for k in a if k.endswith(("_scale", "_zero_point", "_quantized"))
-                        and k.rsplit("_scale", 1)[0] not in outputs and k.rsplit("_zero_point", 1)[0] not in outputs}
-        assert set(names) == theirs_names, (sorted(set(names) ^ theirs_names))
-        assert len(names) == 40  # 5 weights × 3 + 5 biases × 3 + 5 activations × 2
     missing = [k for k in names if k not in a]
     assert not missing, f"tensors ONNX Runtime does not write: {missing}"
-    weights = {n.input[1] for n in onnx.load(str(source)).graph.node if n.op_type in ("Conv", "Gemm")}
     for k in names:
         x, y = a[k].ravel(), b[k].ravel()
         assert x.dtype == y.dtype and x.size == y.size, (k, x.dtype, y.dtype, x.shape, y.shape)
-        exact = not k.endswith("_scale") or k == "input_scale" or k[: -len("_scale")] in weights
+        exact = not k.endswith("_scale") or k in ("input_scale", "x_scale") or k[: -len("_scale")] in weights
         if exact:
             np.testing.assert_array_equal(x, y, err_msg=k)
         else:
             # An activation's range may differ in its last bit (2 ulp of scale); a bias scale is that
             # scale times a weight scale, rounded again (4 ulp).
-            np.testing.assert_array_max_ulp(x, y, maxulp=4 if k.endswith("_quantized_scale") else 2)
+            np.testing.assert_array_max_ulp(x, y, maxulp=2 * maxulp if k.endswith("_quantized_scale") else maxulp)
+    return names
+
+
+# The activations compress calibrates on the digits model (consumers quantize their inputs):
+# Conv/Gemm inputs, both Add inputs, the Concat inputs, MaxPool's and Flatten's inputs (their
+# outputs share those scales: pool_out and flatten_out get no scale of their own).
+DIGITS_ACTS = {"input", "stem/out", "block/dw/out", "block/pw/bn_out", "block/out", "concat_out", "head/out"}
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
+@pytest.mark.parametrize("model,reduce_range", [(FOLDED, False), (FOLDED, True), (BN, False)], ids=["folded", "folded-reduce-range", "bn"])
+def test_scales_and_integers_equal_onnxruntime(model, per_channel, symmetric, reduce_range, tmp_path):
+    """For the BN-kept model compress quantizes its deployed form (BN folded by the shared pass,
+    in Double); ONNX Runtime gets the fixture's own folded export (folded by NumPy), so weights
+    can differ in their last float bit there: only the activation tensors (same names in both)
+    are compared for it."""
+    mine, theirs = tmp_path / "mine.onnx", tmp_path / "ort.onnx"
+    flags = ([] if per_channel else ["--per-tensor"]) + ([] if symmetric else ["--asymmetric"]) + (["--reduce-range"] if reduce_range else [])
+    report = ours(model, mine, *flags)
+    # ONNX Runtime folds BN itself when it optimizes; give it the same deployed graph compress
+    # quantizes (BN folded) so tensor names line up: for the BN model that is digits_cnn.onnx.
+    source = FOLDED if model == BN else model
+    ort_quantize(source, theirs, FILES, per_channel, symmetric, reduce_range)
+    acts = {x["name"] for x in report["summary"]["activations"]}
+    assert acts == DIGITS_ACTS
+    weights = {n.input[1] for n in onnx.load(str(source)).graph.node if n.op_type in ("Conv", "Gemm")}
+    if model == BN:
+        b = initializers(mine)
+        a = initializers(theirs)
+        names = [k for k in b if k.endswith(("_scale", "_zero_point")) and k.rsplit("_", 1)[0].removesuffix("_zero") in acts]
+        assert len(names) == 2 * len(DIGITS_ACTS)
+        for k in names:
+            assert a[k].dtype == b[k].dtype
+            if k.endswith("_zero_point"):
+                np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+            else:  # (weights folded in Double by compress, by NumPy in the export: 4 ulp)
+                np.testing.assert_array_max_ulp(a[k].ravel(), b[k].ravel(), maxulp=0 if k.startswith("input") else 4)
+    else:
+        names = compare_with_ort(mine, theirs, weights)
+        # 5 weights × 3 + 5 biases × 3 + 7 activations × 2
+        assert len(names) == 44, sorted(names)
+        q = initializers(mine)
+        w = q["fc.weight_quantized"]
+        assert w.min() >= (-64 if reduce_range else -127) and w.max() <= (64 if reduce_range else 127)
+        assert np.abs(w).max() == (64 if reduce_range else 127)
     assert report["summary"]["samples"] == len(FILES)
-    assert len(report["summary"]["nodes"]) == 5 and report["summary"]["weights"] == 5
+    # 5 weighted nodes, the Add, the Concat, MaxPool and Flatten (pass-through)
+    assert sorted(report["summary"]["nodes"]) == sorted(["stem/conv", "block/dw/conv", "block/pw/conv", "block/add", "concat", "pool",
+                                                         "head/conv", "flatten", "fc"])
+    assert report["summary"]["weights"] == 5
+    m = onnx.load(str(mine))
+    onnx.checker.check_model(m, full_check=True)
+    # Pass-through ops read and write QDQ with one scale: MaxPool between DQ and Q of concat_out's scale.
+    producers = {o: n for n in m.graph.node for o in n.output}
+    readers = {}
+    for n in m.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    pool = next(n for n in m.graph.node if n.name == "pool")
+    assert producers[pool.input[0]].op_type == "DequantizeLinear" and producers[pool.input[0]].input[1] == "concat_out_scale"
+    q_after = [r for r in readers[pool.output[0]] if r.op_type == "QuantizeLinear"]
+    assert len(q_after) == 1 and q_after[0].input[1] == "concat_out_scale"
 
 
 @pytest.mark.parametrize("flags", [[], ["--asymmetric"], ["--per-tensor"]], ids=["default", "asym", "per-tensor"])
@@ -171,6 +217,35 @@ def test_bad_input(tmp_path):
     np.save(data / "a.npy", np.ones((1, 4), np.float32))
     assert_clean_failure(run_compress("quantize", plain, "--calib", data, "-o", out), "nothing to quantize")
     assert not out.exists()
+    # A ConvTranspose has a QDQ form but no integer operator: nothing for --quant-format qoperator.
+    w = numpy_helper.from_array(np.ones((4, 2, 2, 2), np.float32), "w")
+    g = helper.make_graph([helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])], [w])
+    up = tmp_path / "up.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(up))
+    up_data = tmp_path / "up"
+    up_data.mkdir()
+    np.save(up_data / "a.npy", np.ones((1, 4, 3, 3), np.float32))
+    assert_clean_failure(run_compress("quantize", up, "--calib", up_data, "-o", out, "--quant-format", "qoperator"),
+                         "nothing to quantize", "--quant-format qoperator", "ConvTranspose")
+    assert not out.exists()
+    # An operator the executor does not run, met when calibration plans the model: the node and
+    # the operator are named, nothing is written.
+    w = numpy_helper.from_array(np.ones((2, 4, 1, 1), np.float32), "w")
+    g = helper.make_graph([helper.make_node("Mystery", ["x"], ["m"], name="odd", domain="com.example"),
+                           helper.make_node("Conv", ["m", "w"], ["y"], name="conv")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])], [w])
+    odd = tmp_path / "odd.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.example", 1)]), str(odd))
+    for fmt in ("qdq", "qoperator"):
+        assert_clean_failure(run_compress("quantize", odd, "--calib", up_data, "-o", out, "--quant-format", fmt),
+                             "unsupported operator", "com.example::Mystery", "odd")
+        assert not out.exists()
+    assert_clean_failure(run_compress("quantize", FOLDED, "--calib", data, "-o", out, "--equalized-model", tmp_path / "e.onnx"),
+                         "--equalized-model needs --equalize", status=1)
+    assert not out.exists() and not (tmp_path / "e.onnx").exists()
 
 
 # ---- saturating calibration against NumPy references ---------------------------------------------
@@ -313,7 +388,8 @@ def test_exclude_keeps_nodes_in_float(tmp_path):
     out = tmp_path / "q.onnx"
     r = json.loads(run_compress("quantize", FOLDED, "--calib", FIXTURES / "digits", "--max-samples", 16, "-o", out,
                                 "--exclude", "head/*", "--exclude", "fc", "--format", "json").stdout)
-    assert sorted(r["summary"]["nodes"]) == ["block/dw/conv", "block/pw/conv", "stem/conv"]
+    # (pool is not: its only quantized reader, head/conv, is excluded)
+    assert sorted(r["summary"]["nodes"]) == ["block/add", "block/dw/conv", "block/pw/conv", "concat", "stem/conv"]
     m = onnx.load(str(out))
     producers = {o: n for n in m.graph.node for o in n.output}
     for n in m.graph.node:
@@ -339,3 +415,417 @@ def test_a_sample_that_does_not_fit_is_named_once(args, tmp_path):
     line = assert_clean_failure(r, "a.npy", "does not fit")
     assert line.count("a.npy") == 1, line
     assert not out.exists()
+
+
+# ---- the other quantized ops, on a small model with each of them ----------------------------------
+
+def ops_model(path):
+    """Conv→Relu, ConvTranspose (weights quantized on axis 1), MaxPool→Resize→SiLU (Sigmoid·Mul),
+    HardSwish, HardSigmoid·x, AveragePool, Concat, Add, GlobalAveragePool, Flatten, Gemm, Softmax,
+    Reshape→Transpose→Squeeze, MatMul: every op compress quantizes, in a graph ORT also quantizes."""
+    rng = np.random.default_rng(3)
+
+    def w(name, *shape, scale=0.3):
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+    inits = [w("c1.w", 8, 3, 3, 3), w("c1.b", 8, scale=0.1), w("ct.w", 8, 4, 2, 2), w("ct.b", 4, scale=0.1),
+             w("c2.w", 8, 8, 1, 1), w("c2.b", 8, scale=0.1), w("c3.w", 8, 20, 1, 1), w("c3.b", 8, scale=0.1),
+             w("fc.w", 5, 8), w("fc.b", 5, scale=0.1), w("mm.w", 5, 3),
+             numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "rs.scales"),
+             numpy_helper.from_array(np.array([1, 5, 1], np.int64), "shape"),
+             numpy_helper.from_array(np.array([1], np.int64), "axes")]
+    N = helper.make_node
+    nodes = [
+        N("Conv", ["x", "c1.w", "c1.b"], ["c1"], name="c1", pads=[1, 1, 1, 1]),
+        N("Relu", ["c1"], ["r1"], name="r1"),
+        N("ConvTranspose", ["r1", "ct.w", "ct.b"], ["ct"], name="ct", strides=[2, 2]),
+        N("AveragePool", ["ct"], ["ap"], name="ap", kernel_shape=[2, 2], strides=[2, 2]),
+        N("MaxPool", ["r1"], ["mp"], name="mp", kernel_shape=[2, 2], strides=[2, 2]),
+        N("Resize", ["mp", "", "rs.scales"], ["rs"], name="rs", mode="nearest"),
+        N("Sigmoid", ["rs"], ["sg"], name="sg"),
+        N("Mul", ["rs", "sg"], ["silu"], name="silu"),
+        N("Conv", ["r1", "c2.w", "c2.b"], ["c2"], name="c2"),
+        N("HardSwish", ["c2"], ["hs"], name="hs"),
+        N("HardSigmoid", ["hs"], ["hsg"], name="hsg"),
+        N("Mul", ["hs", "hsg"], ["hm"], name="hm"),
+        N("Add", ["silu", "hm"], ["sum"], name="sum"),
+        N("Concat", ["ap", "silu", "sum"], ["cat"], name="cat", axis=1),
+        N("Conv", ["cat", "c3.w", "c3.b"], ["c3"], name="c3"),
+        N("GlobalAveragePool", ["c3"], ["gap"], name="gap"),
+        N("Flatten", ["gap"], ["flat"], name="flat"),
+        N("Gemm", ["flat", "fc.w", "fc.b"], ["fc"], name="fc", transB=1),
+        N("Softmax", ["fc"], ["sm"], name="sm", axis=1),
+        N("Reshape", ["sm", "shape"], ["rsh"], name="rsh"),
+        N("Transpose", ["rsh"], ["tr"], name="tr", perm=[0, 2, 1]),
+        N("Squeeze", ["tr", "axes"], ["sq"], name="sq"),
+        N("MatMul", ["sq", "mm.w"], ["y"], name="mm"),
+    ]
+    g = helper.make_graph(nodes, "ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, str(path))
+
+
+@pytest.fixture(scope="module")
+def ops_fixture(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ops")
+    ops_model(d / "ops.onnx")
+    (d / "calib").mkdir()
+    rng = np.random.default_rng(11)
+    for k in range(12):
+        np.save(d / "calib" / f"s{k:02d}.npy", rng.standard_normal((1, 3, 16, 16)).astype(np.float32))
+    return d
+
+
+OPS_WEIGHTS = {"c1.w", "ct.w", "c2.w", "c3.w", "fc.w", "mm.w"}
+
+
+@pytest.mark.parametrize("reduce_range", [False, True], ids=["8bit", "reduce-range"])
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
+def test_other_ops_equal_onnxruntime(ops_fixture, per_channel, symmetric, reduce_range, tmp_path):
+    model, calib = ops_fixture / "ops.onnx", ops_fixture / "calib"
+    files = sorted(calib.glob("*.npy"))
+    mine, theirs = tmp_path / "mine.onnx", tmp_path / "ort.onnx"
+    flags = ([] if per_channel else ["--per-tensor"]) + ([] if symmetric else ["--asymmetric"]) + (["--reduce-range"] if reduce_range else [])
+    p = run_compress("quantize", model, "--calib", calib, "-o", mine, "--format", "json", *flags)
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    ort_quantize(model, theirs, files, per_channel, symmetric, reduce_range, name="x")
+    # Activation ranges come from two executors; after a GlobalAveragePool (sums in another order)
+    # they differ by a few ulp: 8 ulp of scale allowed, zero points and integers exact.
+    names = compare_with_ort(mine, theirs, OPS_WEIGHTS, maxulp=8)
+    q = initializers(mine)
+    # From the ranges compress reports, ONNX Runtime's own compute_scale_zp gives bit-identical scales and zero points.
+    qmin, qmax = (-127, 127) if symmetric else (0, 255)
+    for a in report["summary"]["activations"]:
+        zp, scale = compute_scale_zp(np.float32(a["min"]), np.float32(a["max"]), np.int8(qmin) if symmetric else np.uint8(qmin),
+                                     np.int8(qmax) if symmetric else np.uint8(qmax), symmetric=symmetric)
+        assert q[a["name"] + "_scale"] == np.float32(scale) and q[a["name"] + "_zero_point"] == zp, a
+    # Pass-through chains take their root's scale: Resize ← MaxPool ← r1, AveragePool ← ct,
+    # Squeeze ← Transpose ← Reshape ← Softmax (whose range is [0, 1], as ORT fixes it).
+    acts = {a["name"]: a for a in report["summary"]["activations"]}
+    assert set(acts) == {"x", "r1", "ct", "sg", "c2", "hs", "hsg", "silu", "hm", "sum", "cat", "c3", "gap", "fc", "sm"}
+    assert acts["sm"]["min"] == 0 and acts["sm"]["max"] == 1
+    assert not any(k.startswith(("rs_", "mp_", "ap_", "rsh_", "tr_", "sq_", "flat_")) for k in q if k.endswith("_scale")), sorted(q)
+    # ConvTranspose's weight is per channel on axis 1 (4 output channels).
+    assert q["ct.w_scale"].size == (4 if per_channel else 1)
+    for w in OPS_WEIGHTS:
+        assert np.abs(q[w + "_quantized"]).max() == (64 if reduce_range else 127), w
+    m = onnx.load(str(mine))
+    onnx.checker.check_model(m, full_check=True)
+    by_name = {n.name: n for n in m.graph.node}
+    producers = {o: n for n in m.graph.node for o in n.output}
+    dq_axis = {a.name: a.i for a in producers[by_name["ct"].input[1]].attribute}
+    assert dq_axis.get("axis", 1) == 1
+    # No QDQ between c1 and the Relu it feeds.
+    assert producers[by_name["r1"].input[0]].op_type == "Conv"
+    assert {n.op_type for n in m.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")} == \
+        {n.op_type for n in onnx.load(str(model)).graph.node}
+    quantized_nodes = set(report["summary"]["nodes"])
+    assert quantized_nodes == {n.name for n in onnx.load(str(model)).graph.node} - {"r1"}
+    for n in m.graph.node:  # every input of a quantized node comes through a DequantizeLinear
+        if n.name in quantized_nodes:
+            ins = n.input[:1] if n.op_type in ("Reshape", "Squeeze", "Resize") else [i for i in n.input if i]
+            assert all(producers[i].op_type == "DequantizeLinear" for i in ins), n.name
+    # ONNX Runtime runs it (optimized: its QDQ fusions into integer kernels), and compress's
+    # executor computes what ONNX Runtime computes with the QDQ arithmetic as written (no fusion).
+    x = np.load(files[0])
+    ort.InferenceSession(str(mine), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    got_ort = ort.InferenceSession(str(mine), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    xp = tmp_path / "x.pb"
+    xp.write_bytes(numpy_helper.from_array(x).SerializeToString())
+    r = conformance._eval(str(mine), [str(xp)], str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    got = numpy_helper.to_array(onnx.load_tensor(str(tmp_path / "output_0.pb")))
+    np.testing.assert_allclose(got, got_ort, rtol=1e-4, atol=1e-5)
+    assert len(names) > 40
+
+
+# ---- QOperator ------------------------------------------------------------------------------------
+
+INTEGER_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearGlobalAveragePool",
+               "QLinearAveragePool", "QLinearSigmoid", "QLinearLeakyRelu"}
+
+
+def single_node_model(m, node, values):
+    """`node` alone, its constant inputs from `m`'s initializers, the others graph inputs."""
+    inits = {t.name: t for t in m.graph.initializer}
+    ins = [i for i in node.input if i and i not in inits]
+    graph_inputs = [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(values[i].dtype), values[i].shape) for i in ins]
+    g = helper.make_graph([node], "one", graph_inputs, [helper.make_empty_tensor_value_info(o) for o in node.output],
+                          [inits[i] for i in node.input if i in inits])
+    return helper.make_model(g, opset_imports=list(m.opset_import)), ins
+
+
+def per_op_agreement(path, feeds, tmp_path):
+    """Runs every integer operator of `path` alone, on the inputs ONNX Runtime computed for it, in
+    ONNX Runtime and in compress; returns {op: largest |difference| in quantization steps}."""
+    m = onnx.load(str(path))
+    all_out = onnx.load(str(path))
+    outputs = {o.name for o in all_out.graph.output}
+    for n in all_out.graph.node:
+        for o in n.output:
+            if o and o not in outputs:
+                all_out.graph.output.append(helper.make_empty_tensor_value_info(o))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(all_out.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    values = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    values.update(feeds)
+    steps = {}
+    for k, n in enumerate(m.graph.node):
+        if n.op_type not in INTEGER_OPS:
+            continue
+        one, ins = single_node_model(m, n, values)
+        want = ort.InferenceSession(one.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {i: values[i] for i in ins})[0]
+        d = tmp_path / f"op{k}"
+        d.mkdir()
+        onnx.save(one, str(d / "m.onnx"))
+        paths = []
+        for j, i in enumerate(ins):
+            (d / f"in{j}.pb").write_bytes(numpy_helper.from_array(values[i]).SerializeToString())
+            paths.append(str(d / f"in{j}.pb"))
+        r = conformance._eval(str(d / "m.onnx"), paths, str(d))
+        assert r.returncode == 0, (n.name, r.stderr)
+        got = numpy_helper.to_array(onnx.load_tensor(str(d / "output_0.pb")))
+        assert got.dtype == want.dtype and got.shape == want.shape, n.name
+        steps[n.name] = int(np.abs(got.astype(np.int32) - want.astype(np.int32)).max())
+    return steps
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+@pytest.mark.parametrize("which", ["digits", "ops"])
+def test_qoperator_runs_in_both_and_agrees_per_op(which, symmetric, ops_fixture, tmp_path):
+    if which == "digits":
+        model, calib, name, n = FOLDED, FIXTURES / "digits", "input", 32
+    else:
+        model, calib, name, n = ops_fixture / "ops.onnx", ops_fixture / "calib", "x", 12
+    out = tmp_path / "q.onnx"
+    p = run_compress("quantize", model, "--calib", calib, "--max-samples", n, "-o", out, "--quant-format", "qoperator",
+                     "--format", "json", *([] if symmetric else ["--asymmetric"]))
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    m = onnx.load(str(out))
+    onnx.checker.check_model(m, full_check=True)
+    ops = {nd.op_type for nd in m.graph.node}
+    want = {"QLinearConv", "QGemm", "QLinearAdd", "QLinearConcat"} if which == "digits" else \
+        {"QLinearConv", "QGemm", "QLinearMatMul", "QLinearMul", "QLinearAdd", "QLinearConcat", "QLinearGlobalAveragePool",
+         "QLinearAveragePool", "QLinearSigmoid"}
+    assert want <= ops, ops
+    assert not ({"Conv", "Gemm", "Add", "Concat"} & ops), "every convertible node is an integer operator"
+    ms = {nd.op_type for nd in m.graph.node if nd.domain == "com.microsoft"}
+    assert ms and ms <= {"QGemm", "QLinearAdd", "QLinearMul", "QLinearConcat", "QLinearGlobalAveragePool", "QLinearAveragePool", "QLinearSigmoid"}
+    assert not any(nd.op_type == "DequantizeLinear" and nd.input[0] in {t.name for t in m.graph.initializer} for nd in m.graph.node), \
+        "weights are integer inputs of the operators, not dequantized"
+    if which == "digits" and not symmetric:
+        assert "Relu" not in ops, "asymmetric: each Relu after an integer operator is absorbed into its output range"
+    x = np.concatenate([np.load(f) for f in sorted(calib.glob("*.npy"))[:4]]) if which == "digits" else np.load(sorted(calib.glob("*.npy"))[0])
+    steps = per_op_agreement(out, {name: x}, tmp_path)
+    assert len(steps) == len([nd for nd in m.graph.node if nd.op_type in INTEGER_OPS]) >= len(want)
+    assert max(steps.values()) <= 1, steps
+    # The whole model: ONNX Runtime (its optimized session) and compress's executor.
+    y_ort = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
+    xp = tmp_path / "x.pb"
+    xp.write_bytes(numpy_helper.from_array(x).SerializeToString())
+    r = conformance._eval(str(out), [str(xp)], str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    y = numpy_helper.to_array(onnx.load_tensor(str(tmp_path / "output_0.pb")))
+    ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
+    spread = np.abs(ref).max()
+    assert np.abs(y - y_ort).max() <= 0.05 * spread, (np.abs(y - y_ort).max(), spread)
+    if which == "digits":
+        assert (y.argmax(1) == ref.argmax(1)).mean() >= 0.75 and report["top1_agreement"] >= 0.9
+
+
+# ---- cross-layer equalization and bias correction --------------------------------------------------
+
+def depthwise_model(path):
+    """A MobileNet-style block whose depthwise channels' weight ranges spread over ~2.5 decades (as
+    BN folding leaves them): the case cross-layer equalization is for."""
+    rng = np.random.default_rng(5)
+    spread = (10 ** rng.uniform(-2, 0.5, 16)).astype(np.float32)
+    inits = [numpy_helper.from_array((rng.standard_normal((16, 3, 3, 3)) * 0.3).astype(np.float32), "c1.w"),
+             numpy_helper.from_array((rng.standard_normal(16) * 0.1).astype(np.float32), "c1.b"),
+             numpy_helper.from_array((rng.standard_normal((16, 1, 3, 3)) * spread[:, None, None, None]).astype(np.float32), "dw.w"),
+             numpy_helper.from_array((rng.standard_normal(16) * 0.1 * spread).astype(np.float32), "dw.b"),
+             # the pointwise layer reads each depthwise channel at the inverse of its scale, so every
+             # channel matters to the output (as a BN-folded network's next layer does)
+             numpy_helper.from_array((rng.standard_normal((8, 16, 1, 1)) * 0.3 / spread[None, :, None, None]).astype(np.float32), "pw.w"),
+             numpy_helper.from_array((rng.standard_normal(8) * 0.1).astype(np.float32), "pw.b"),
+             numpy_helper.from_array((rng.standard_normal((4, 8)) * 0.3).astype(np.float32), "fc.w"),
+             numpy_helper.from_array((rng.standard_normal(4) * 0.1).astype(np.float32), "fc.b")]
+    N = helper.make_node
+    nodes = [N("Conv", ["x", "c1.w", "c1.b"], ["c1"], name="c1", pads=[1, 1, 1, 1]), N("Relu", ["c1"], ["r1"], name="r1"),
+             N("Conv", ["r1", "dw.w", "dw.b"], ["dw"], name="dw", pads=[1, 1, 1, 1], group=16), N("Relu", ["dw"], ["r2"], name="r2"),
+             N("Conv", ["r2", "pw.w", "pw.b"], ["pw"], name="pw"), N("GlobalAveragePool", ["pw"], ["gap"], name="gap"),
+             N("Flatten", ["gap"], ["flat"], name="flat"), N("Gemm", ["flat", "fc.w", "fc.b"], ["y"], name="fc", transB=1)]
+    g = helper.make_graph(nodes, "dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+
+
+@pytest.fixture(scope="module")
+def dw_fixture(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dw")
+    depthwise_model(d / "dw.onnx")
+    rng = np.random.default_rng(21)
+    for part in ("calib", "eval"):
+        (d / part).mkdir()
+        for k in range(16):
+            np.save(d / part / f"s{k:02d}.npy", rng.standard_normal((1, 3, 16, 16)).astype(np.float32))
+    return d
+
+
+def output_sqnr(float_model, quantized, x, name):
+    """Output SQNR (dB) of the quantized model as ONNX Runtime runs it, against the float model."""
+    ref = ort.InferenceSession(str(float_model), providers=["CPUExecutionProvider"]).run(None, {name: x})[0].astype(np.float64)
+    y = ort.InferenceSession(str(quantized), providers=["CPUExecutionProvider"]).run(None, {name: x})[0].astype(np.float64)
+    return 10 * np.log10((ref ** 2).sum() / ((ref - y) ** 2).sum())
+
+
+def held_out(which, dw_fixture):
+    if which == "digits":
+        files = sorted((FIXTURES / "digits").glob("*.npy"))
+        return FOLDED, FIXTURES / "digits", 64, "input", np.concatenate([np.load(f) for f in files[64:160]])
+    return (dw_fixture / "dw.onnx", dw_fixture / "calib", 16, "x",
+            np.concatenate([np.load(f) for f in sorted((dw_fixture / "eval").glob("*.npy"))]))
+
+
+def test_equalization_keeps_the_float_function_and_balances_ranges(dw_fixture, tmp_path):
+    model, calib, n, name, x = held_out("dw", dw_fixture)
+    eq = tmp_path / "eq.onnx"
+    r = run_compress("quantize", model, "--calib", calib, "--max-samples", n, "-o", tmp_path / "q.onnx", "--equalize",
+                     "--equalized-model", eq, "--quiet")
+    assert r.returncode == 0, r.stderr
+    onnx.checker.check_model(onnx.load(str(eq)), full_check=True)
+    a = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
+    b = ort.InferenceSession(str(eq), providers=["CPUExecutionProvider"]).run(None, {name: x})[0]
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())
+    w0, w1 = initializers(model), initializers(eq)
+    assert not np.allclose(w0["dw.w"], w1["dw.w"]), "the depthwise weights were rescaled"
+    # After the sweeps each pair's ranges meet: Conv₁'s output channel range = Conv₂'s input channel range.
+    for first, second, depthwise in (("c1.w", "dw.w", True), ("dw.w", "pw.w", False)):
+        r1 = np.abs(w1[first]).reshape(w1[first].shape[0], -1).max(1)
+        r2 = np.abs(w1[second]).reshape(16, -1).max(1) if depthwise else np.abs(w1[second]).max(axis=(0, 2, 3))
+        np.testing.assert_allclose(r1, r2, rtol=2e-3)
+    # The spread of the depthwise channels' ranges shrinks (that is what per-tensor scales need).
+    spread = lambda w: np.abs(w).reshape(16, -1).max(1).max() / np.abs(w).reshape(16, -1).max(1).min()
+    assert spread(w1["dw.w"]) < spread(w0["dw.w"]) / 10
+
+
+# Every combination but one: equalization on the digits model with per-tensor weights and symmetric
+# activations measures 34.1 dB against 34.5 dB without (its one pair, block/dw → block/pw, has
+# balanced weights already and the rescaling widens block/dw/out's per-tensor activation range);
+# Docs/quantize.md gives the figures.
+@pytest.mark.parametrize("flag,which,granularity", [
+    (f, w, g) for f in ("--equalize", "--bias-correction") for w in ("digits", "dw") for g in ("--per-tensor", "--per-channel")
+    if (f, w, g) != ("--equalize", "digits", "--per-tensor")])
+def test_equalize_and_bias_correction_do_not_worsen_sqnr(flag, which, granularity, dw_fixture, tmp_path):
+    """Output SQNR on held-out samples, each model run by ONNX Runtime, computed here with NumPy."""
+    model, calib, n, name, x = held_out(which, dw_fixture)
+    extra = ["--per-tensor"] if granularity == "--per-tensor" else []
+    got = {}
+    for variant in ([], [flag]):
+        out = tmp_path / f"q{len(variant)}.onnx"
+        r = run_compress("quantize", model, "--calib", calib, "--max-samples", n, "-o", out, "--quiet", *extra, *variant)
+        assert r.returncode == 0, r.stderr
+        onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+        got[bool(variant)] = output_sqnr(model, out, x, name)
+    assert got[True] >= got[False], got
+    if which == "dw" and granularity == "--per-tensor" and flag == "--equalize":
+        assert got[True] >= got[False] + 20, got  # the imbalanced depthwise layer is what CLE repairs (1.5 → 35 dB)
+
+
+def test_bias_correction_equals_numpy(tmp_path):
+    """Each corrected bias = b − (W_q − W)·E[x], E[x] the per-channel mean of the layer's input on
+    the calibration samples (computed here by ONNX Runtime on the float model)."""
+    files = FILES[:32]
+    out = tmp_path / "q.onnx"
+    r = run_compress("quantize", FOLDED, "--calib", FIXTURES / "digits", "--max-samples", len(files), "-o", out,
+                     "--per-tensor", "--bias-correction", "--quiet")
+    assert r.returncode == 0, r.stderr
+    plain = tmp_path / "plain.onnx"
+    assert run_compress("quantize", FOLDED, "--calib", FIXTURES / "digits", "--max-samples", len(files), "-o", plain,
+                        "--per-tensor", "--quiet").returncode == 0
+    f = onnx.load(str(FOLDED))
+    inits = {t.name: numpy_helper.to_array(t) for t in f.graph.initializer}
+    probe = onnx.load(str(FOLDED))
+    convs = [n for n in f.graph.node if n.op_type in ("Conv", "Gemm")]
+    for n in convs:
+        if n.input[0] not in {o.name for o in probe.graph.output} and n.input[0] != "input":
+            probe.graph.output.append(helper.make_empty_tensor_value_info(n.input[0]))
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    sums, count = {}, {}
+    for fpath in files:
+        x = np.load(fpath)
+        vals = dict(zip(names, sess.run(None, {"input": x})))
+        vals["input"] = x
+        for n in convs:
+            v = vals[n.input[0]].astype(np.float64)
+            sums[n.input[0]] = sums.get(n.input[0], 0) + v.sum(axis=0)
+            count[n.input[0]] = count.get(n.input[0], 0) + v.shape[0]
+    q, p = initializers(out), initializers(plain)
+    changed = 0
+    for n in convs:
+        mean = sums[n.input[0]] / count[n.input[0]]  # E[x] per channel and position
+        w = inits[n.input[1]].astype(np.float64)
+        wq = q[n.input[1] + "_quantized"].astype(np.float32) * q[n.input[1] + "_scale"]
+        d = wq.astype(np.float64) - w
+        if n.op_type == "Conv":
+            # E over positions of (ΔW ∗ x) = ΔW ∗ E[x] averaged over the output positions, zero padding included.
+            at = {a.name: (list(a.ints) if a.ints else a.i) for a in n.attribute}
+            group, (sh, sw), (pt, pl, pb, pr) = at.get("group", 1), at.get("strides", [1, 1]), at.get("pads", [0, 0, 0, 0])
+            kh, kw = w.shape[2:]
+            xp = np.pad(mean, ((0, 0), (pt, pb), (pl, pr)))
+            ho, wo = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
+            taps = np.stack([np.stack([xp[:, i:i + sh * ho:sh, j:j + sw * wo:sw].mean(axis=(1, 2)) for j in range(kw)], -1)
+                             for i in range(kh)], -2)  # [C, kh, kw]
+            cout, cpg = w.shape[0], w.shape[1]
+            opg = cout // group
+            shift = np.array([(d[c] * taps[(c // opg) * cpg:(c // opg + 1) * cpg]).sum() for c in range(cout)])
+        else:  # Gemm, transB = 1: [N, K]
+            shift = d @ mean
+        want = inits[n.input[2]].astype(np.float64) - shift
+        s = q[n.input[2] + "_quantized_scale"].astype(np.float64)
+        got = q[n.input[2] + "_quantized"].astype(np.float64) * s
+        assert np.all(np.abs(got - want) <= 0.5 * s + 1e-6 * np.abs(want)), n.name
+        changed += int((q[n.input[2] + "_quantized"] != p[n.input[2] + "_quantized"]).sum())
+    assert changed > 0, "the correction changed the integers"
+
+
+def test_op_types_restricts_like_onnxruntime(tmp_path):
+    """--op-types Conv,Gemm quantizes what quantize_static(op_types_to_quantize=[Conv, Gemm]) does."""
+    mine, theirs = tmp_path / "mine.onnx", tmp_path / "ort.onnx"
+    report = ours(FOLDED, mine, "--op-types", "Conv,Gemm")
+    assert sorted(report["summary"]["nodes"]) == ["block/dw/conv", "block/pw/conv", "fc", "head/conv", "stem/conv"]
+    ort_quantize(FOLDED, theirs, FILES, True, True, ops=["Conv", "Gemm"])
+    weights = {n.input[1] for n in onnx.load(str(FOLDED)).graph.node if n.op_type in ("Conv", "Gemm")}
+    names = compare_with_ort(mine, theirs, weights)
+    assert {x["name"] for x in report["summary"]["activations"]} == {"input", "stem/out", "block/dw/out", "pool_out", "flatten_out"}
+    assert len(names) == 40  # 5 weights × 3 + 5 biases × 3 + 5 activations × 2
+    assert_clean_failure(run_compress("quantize", FOLDED, "--calib", FIXTURES / "digits", "-o", tmp_path / "x.onnx", "--op-types", "Conv,Foo"),
+                         "--op-types", "Foo")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+@pytest.mark.parametrize("per_channel", [True, False], ids=["per-channel", "per-tensor"])
+def test_qoperator_equals_onnxruntime(per_channel, symmetric, tmp_path):
+    """--quant-format qoperator against quantize_static(quant_format=QOperator) on the digits model:
+    every scale, zero point and integer tensor compress writes is ORT's (same names), including
+    the outputs whose range is their Relu's (ORT's adjust_tensor_ranges)."""
+    mine, theirs = tmp_path / "mine.onnx", tmp_path / "ort.onnx"
+    ours(FOLDED, mine, "--quant-format", "qoperator", *([] if per_channel else ["--per-tensor"]), *([] if symmetric else ["--asymmetric"]))
+    ort_quantize(FOLDED, theirs, FILES, per_channel, symmetric, fmt=QuantFormat.QOperator,
+                 ops=["Conv", "Gemm", "Add", "Concat", "MaxPool", "Flatten"])
+    weights = {n.input[1] for n in onnx.load(str(FOLDED)).graph.node if n.op_type in ("Conv", "Gemm")}
+    names = compare_with_ort(mine, theirs, weights)
+    assert {"block/add_out_scale", "stem/bn_out_scale", "logits_scale", "fc.weight_quantized", "fc.bias_quantized"} <= set(names)
+    a, b = onnx.load(str(theirs)), onnx.load(str(mine))
+    count = lambda m: sorted(n.op_type for n in m.graph.node if n.op_type.startswith(("QLinear", "QGemm")))
+    assert count(a) == count(b)

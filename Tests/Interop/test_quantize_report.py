@@ -169,7 +169,7 @@ def test_mixed_precision_meets_target_in_onnxruntime(tmp_path):
     out = tmp_path / "mp.onnx"
     r = quantize(FOLDED, "--calib", calib, "-o", out, "--method", "entropy", "--mixed-precision", "--target-sqnr", target)
     mp = r["quality"]["mixed_precision"]
-    assert mp["met"] and 0 < len(mp["float_nodes"]) < 5 and r["output_sqnr_db"] >= target
+    assert mp["met"] and 0 < len(mp["float_nodes"]) < len(full["summary"]["nodes"]) and r["output_sqnr_db"] >= target
     assert mp["fully_quantized_sqnr_db"] == pytest.approx(full["output_sqnr_db"])
     m = onnx.load(str(out))
     onnx.checker.check_model(m, full_check=True)

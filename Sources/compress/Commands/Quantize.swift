@@ -14,7 +14,9 @@ struct QuantizeCommand: ParsableCommand {
         convolutions, Constant nodes lifted, Identity nodes removed), then run over --calib \
         through the executor's hooks to find each activation's range, and written with \
         QuantizeLinear → DequantizeLinear pairs that ONNX Runtime runs and TensorRT takes for \
-        explicit quantization. Weights: int8 symmetric per output channel in [−127, 127] (axis 0 \
+        explicit quantization (--quant-format qoperator: integer operators instead). The ops \
+        quantized are those of ONNX Runtime's QDQ registry (Conv, ConvTranspose, Gemm, MatMul, \
+        Add, Mul, Concat, pooling, Resize, Sigmoid, HardSwish, Softmax, pass-through reshapes). Weights: int8 symmetric per output channel in [−127, 127] (axis 0 \
         for Conv). Activations: int8 symmetric by default (zero point 0, TensorRT-compatible) or \
         uint8 with a zero point (--asymmetric). Bias: int32 with scale = input scale × weight \
         scale. Calibration: minmax is non-saturating (the threshold is the largest |x| seen); \
@@ -27,7 +29,13 @@ struct QuantizeCommand: ParsableCommand {
           compress quantize model.onnx --calib calib/ -o model.int8.onnx
           compress quantize model.onnx --calib calib/ -o q.onnx --method entropy
           compress quantize model.onnx --calib calib/ -o q.onnx --asymmetric --per-tensor --max-samples 64
+          compress quantize model.onnx --calib calib/ -o q.onnx --quant-format qoperator --asymmetric --reduce-range
+          compress quantize mobilenet.onnx --calib calib/ -o q.onnx --equalize --bias-correction --per-tensor
           compress quantize model.onnx --calib images/ -o q.onnx --size 256 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+          compress quantize model.onnx --calib calib/ -o q.onnx --eval val/ --plot sqnr.svg --format csv
+          compress quantize model.onnx --calib part1/ -o q.onnx --save-stats part1.json   (one per machine, then:)
+          compress quantize model.onnx --stats part1.json part2.json -o q.onnx --method entropy --eval val/
+          compress quantize model.onnx --calib calib/ -o q.onnx --mixed-precision --target-sqnr 40
         """)
 
     @Argument(help: "The ONNX model to quantize (never modified).")
@@ -68,6 +76,25 @@ struct QuantizeCommand: ParsableCommand {
 
     @Option(name: .customLong("ncnn-table"), help: ArgumentHelp("Also write an ncnn int8 table of the activation thresholds (ncnn's scale = 127 / threshold).", valueName: "FILE"))
     var ncnnTable: String?
+
+    // MARK: formats and rewrites (qops)
+    @Option(name: .customLong("quant-format"), help: ArgumentHelp("qdq: QuantizeLinear → DequantizeLinear pairs around float ops (ONNX Runtime, TensorRT); qoperator: integer operators (QLinearConv, QLinearMatMul; com.microsoft QGemm, QLinearAdd, QLinearMul, QLinearConcat, QLinearGlobalAveragePool, …). (--format is the report's format.)", valueName: "qdq|qoperator"))
+    var quantFormat: QuantFormat = .qdq
+
+    @Flag(name: .customLong("reduce-range"), help: "Weights in 7 bits ([−64, 64], ONNX Runtime's reduce_range): avoids the saturation of the U8S8 kernels on x86 CPUs without VNNI.")
+    var reduceRange = false
+
+    @Flag(help: "Cross-layer equalization (Nagel et al. 2019) of Conv → (Relu) → Conv pairs before calibration: per-channel weight ranges balanced, the float function unchanged. Helps depthwise (MobileNet-style) layers whose channel ranges differ widely.")
+    var equalize = false
+
+    @Option(name: .customLong("equalized-model"), help: ArgumentHelp("With --equalize: also write the equalized float model (for another toolchain's quantizer).", valueName: "FILE"))
+    var equalizedModel: String?
+
+    @Option(name: .customLong("op-types"), help: ArgumentHelp("Quantize only these operator types (comma-separated; default all: Conv, ConvTranspose, Gemm, MatMul, Add, Mul, Concat, GlobalAveragePool, Sigmoid, HardSigmoid, HardSwish, LeakyRelu, Softmax and the pass-through Reshape, Transpose, Squeeze, Unsqueeze, Flatten, MaxPool, AveragePool, Resize), as ONNX Runtime's op_types_to_quantize.", valueName: "OPS"))
+    var opTypes: String?
+
+    @Flag(name: .customLong("bias-correction"), help: "Subtract each int8 weight's expected output shift, (W_q − W)·E[x] per output channel with E[x] the input's channel means on --calib, from the bias (Conv, ConvTranspose, Gemm; one more pass over the samples).")
+    var biasCorrection = false
 
     @Flag(help: "Allow -o to name the input model; with --min-sqnr, write even when the gate fails.")
     var force = false
@@ -112,22 +139,45 @@ struct QuantizeCommand: ParsableCommand {
     func run() throws {
         try reportingErrors {
             try OutputPath.check(output, input: model, force: force)
+            if let equalizedModel { try OutputPath.check(equalizedModel, input: model, force: force) }
             let pins = try inputs.pins()
             let m = try ModelReader.read(path: model)
             var options = QuantizeOptions()
             options.perChannel = !perTensor
             options.symmetricActivations = !asymmetric
             options.exclude = exclude
+            options.format = quantFormat
+            options.reduceRange = reduceRange
+            options.equalize = equalize
+            options.biasCorrection = biasCorrection
+            if let opTypes {
+                let list = opTypes.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                if let bad = list.first(where: { !QuantizeOptions.allOps.contains($0) }) {
+                    throw CLIError("--op-types: '\(bad)' is not an operator compress quantizes (\(QuantizeOptions.allOps.sorted().joined(separator: ", ")))")
+                }
+                guard !list.isEmpty else { throw CLIError("--op-types: empty list") }
+                options.ops = Set(list)
+            }
+            if equalizedModel != nil && !equalize { throw CLIError("--equalized-model needs --equalize") }
             let prepared = try Quantizer.prepare(m, options: options)
-            // Calibration (streamed, statistics merged with --stats files), the QDQ model, and
-            // the quality report on --eval or the calibration samples (QuantizeCalibration.swift).
+            // Calibration (one streamed pass, statistics merged with --stats files), the bias
+            // correction's pass, the quantized model, and the quality report on --eval or the
+            // calibration samples (QuantizeCalibration.swift).
             let cal = try calibrate(m, prepared: prepared, pins: pins)
-            var (q, summary) = try Quantizer.writeQDQ(prepared.model, nodes: prepared.nodes, calibration: cal.calibrator, options: options)
-            let quality = try measureQuality(m, prepared: prepared, cal: cal, options: options, quantized: &q, summary: &summary)
+            var means: [Int: BiasCorrection.InputMeans] = [:]
+            if biasCorrection {
+                guard let source = cal.source else { throw CLIError("--bias-correction needs --calib samples (not only --stats)") }
+                means = try Quantizer.inputMeans(prepared.model, nodes: prepared.nodes, samples: { body in
+                    for e in cal.entries { try body(try source.load(e).inputs) }
+                })
+            }
+            var (q, summary) = try Quantizer.write(prepared.model, nodes: prepared.nodes, calibration: cal.calibrator, options: options, inputMeans: means)
+            let quality = try measureQuality(m, prepared: prepared, cal: cal, options: options, inputMeans: means, quantized: &q, summary: &summary)
             let agreement = quality.output
             let gateFailed = minSQNR.map { limit in (agreement.sqnrDB ?? .infinity) < limit } ?? false
             if !gateFailed || force {
                 try ModelWriter.write(q, to: URL(fileURLWithPath: output))
+                if let equalizedModel { try ModelWriter.write(prepared.model, to: URL(fileURLWithPath: equalizedModel)) }
                 // TensorRT takes symmetric scales: the model's own when activations are symmetric.
                 let scales = Dictionary(uniqueKeysWithValues: summary.activations.map { a in
                     (a.name, asymmetric ? Float(Double(max(abs(a.min), abs(a.max))) / 127) : a.scale)
@@ -188,3 +238,4 @@ struct QuantizeReport: Encodable {
     }
 }
 extension CalibrationMethod: ExpressibleByArgument {}
+extension QuantFormat: ExpressibleByArgument {}

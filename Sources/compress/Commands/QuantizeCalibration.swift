@@ -81,7 +81,8 @@ extension QuantizeCommand {
     /// samples, against the float model; with --mixed-precision, the search that keeps the most
     /// sensitive nodes in float (rewriting `q` and `summary`).
     func measureQuality(_ m: Model, prepared: (model: Model, nodes: [Int], activations: [String]), cal: Calibrated,
-                        options: QuantizeOptions, quantized q: inout Model, summary: inout QuantizeSummary) throws -> Quality {
+                        options: QuantizeOptions, inputMeans: [Int: BiasCorrection.InputMeans],
+                        quantized q: inout Model, summary: inout QuantizeSummary) throws -> Quality {
         var source = cal.source, entries = cal.entries, references = cal.references
         var where_ = "calibration samples"
         if let eval {
@@ -145,7 +146,7 @@ extension QuantizeCommand {
             let keep = Set(keptFloat)
             let nodes = prepared.nodes.filter { !keep.contains($0) }
             if nodes.isEmpty { return nil }  // nothing quantized: the float model itself
-            let (qm, s) = try Quantizer.writeQDQ(prepared.model, nodes: nodes, calibration: cal.calibrator, options: options)
+            let (qm, s) = try Quantizer.write(prepared.model, nodes: nodes, calibration: cal.calibrator, options: options, inputMeans: inputMeans)
             let r = try evaluate(qm, summary: s, perTensor: true, progress: nil)
             results[keptFloat.count] = (qm, s, r)
             return r.output.sqnrDB
