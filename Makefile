@@ -51,7 +51,12 @@ test: deps venv unit release interop
 interop: venv release
 	COMPRESS_BIN=$(abspath $(BIN_RELEASE)) $(PY) -m pytest -q Tests/Interop
 
+# The peers measured only by the benchmarks (not needed by the tests): NNCF for quantize's
+# fidelity comparison, scikit-learn for its bundled sample photos.
+BENCH_PY_PACKAGES := nncf==3.4.0 scikit-learn==1.9.1
+
 bench: deps venv release
+	$(PY) -m pip install -q --disable-pip-version-check $(BENCH_PY_PACKAGES)
 	COMPRESS_BIN=$(abspath $(BIN_RELEASE)) $(PY) Tests/Bench/bench.py
 
 # Regenerate the committed protobuf code. protoc comes from Debian's protobuf-compiler; the

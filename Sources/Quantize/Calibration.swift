@@ -23,6 +23,12 @@ public struct AbsHistogram: Sendable {
         counts = [Double](repeating: 0, count: bins)
     }
 
+    /// A histogram already filled (by `ActivationStats`).
+    public init(range: Float, counts: [Double]) {
+        self.range = range
+        self.counts = counts
+    }
+
     public var binWidth: Double { Double(range) / Double(counts.count) }
 
     public mutating func add(_ t: Tensor) {
@@ -56,33 +62,59 @@ public struct AbsHistogram: Sendable {
     /// (the last level takes the remainder) and spreads each level's sum evenly over the bins where
     /// P is non-zero; both are smoothed (ε = 1e-4 moved from the non-zero bins to the zero ones)
     /// and the i with the least KL(P‖Q) wins; the threshold is (i + 0.5) bin widths.
+    ///
+    /// Computed without building P and Q: per candidate one pass over the levels for the zero
+    /// counts and sums of the smoothed distributions, one for the KL terms (the bins where P is
+    /// zero all contribute the same term, so only non-zero bins take a logarithm).
     public func entropyThreshold(levels: Int = 128) -> Float {
         let n = counts.count
-        guard n > levels, counts.reduce(0, +) > 0 else { return range }
+        let total = counts.reduce(0, +)
+        guard n > levels, total > 0 else { return range }
+        let eps = 1e-4
         var best = (kl: Double.infinity, i: n)
-        var tail = counts.reduce(0, +)
-        var prefix = 0.0
-        for k in 0..<levels { prefix += counts[k] }
-        tail -= prefix
-        for i in levels...n {
-            if i > levels { tail -= counts[i - 1] }
-            var p = Array(counts[0..<i])
-            p[i - 1] += tail
-            var q = [Double](repeating: 0, count: i)
-            let perLevel = i / levels
-            for level in 0..<levels {
-                let start = level * perLevel
-                let end = level == levels - 1 ? i : start + perLevel
-                var sum = 0.0, nonzero = 0
-                for k in start..<end { sum += counts[k]; if p[k] != 0 { nonzero += 1 } }
-                guard nonzero > 0 else { continue }
-                for k in start..<end where p[k] != 0 { q[k] = sum / Double(nonzero) }
+        return counts.withUnsafeBufferPointer { c -> Float in
+            var tail = total
+            for k in 0..<(levels - 1) { tail -= c[k] }
+            for i in levels...n {
+                tail -= c[i - 1]  // now Σ c[i...]
+                @inline(__always) func pAt(_ k: Int) -> Double { k == i - 1 ? c[k] + tail : c[k] }
+                let perLevel = i / levels
+                // Pass 1: zero counts of P and Q, and Q's sum.
+                var zerosP = 0, zerosQ = 0, sumQ = 0.0
+                for level in 0..<levels {
+                    let start = level * perLevel, end = level == levels - 1 ? i : start + perLevel
+                    var sum = 0.0, nonzero = 0
+                    for k in start..<end { sum += c[k]; if pAt(k) != 0 { nonzero += 1 } }
+                    zerosP += (end - start) - nonzero
+                    if nonzero == 0 || sum == 0 { zerosQ += end - start } else { zerosQ += (end - start) - nonzero; sumQ += sum }
+                }
+                let nonzerosP = i - zerosP, nonzerosQ = i - zerosQ
+                guard nonzerosP > 0, nonzerosQ > 0 else { continue }
+                let eps1P = eps * Double(zerosP) / Double(nonzerosP), eps1Q = eps * Double(zerosQ) / Double(nonzerosQ)
+                // Sums of the smoothed distributions (ε moved from the non-zero bins to the zero ones).
+                let sp = total - Double(nonzerosP) * eps1P + Double(zerosP) * eps
+                let sq = sumQ - Double(nonzerosQ) * eps1Q + Double(zerosQ) * eps
+                guard sp > 0, sq > 0 else { continue }
+                // Where P is zero Q is too: each such bin adds (ε/sp)·log((ε/sp)/(ε/sq)).
+                var kl = Double(zerosP) * (eps / sp) * log(sq / sp)
+                for level in 0..<levels where kl.isFinite {
+                    let start = level * perLevel, end = level == levels - 1 ? i : start + perLevel
+                    var sum = 0.0, nonzero = 0
+                    for k in start..<end { sum += c[k]; if pAt(k) != 0 { nonzero += 1 } }
+                    let q = nonzero > 0 ? sum / Double(nonzero) : 0
+                    for k in start..<end {
+                        let p = pAt(k)
+                        guard p != 0 else { continue }
+                        let ps = (p - eps1P) / sp
+                        let qs = (q == 0 ? eps : q - eps1Q) / sq
+                        guard qs > 0 else { kl = .infinity; break }
+                        if ps > 0 { kl += ps * log(ps / qs) }
+                    }
+                }
+                if kl < best.kl { best = (kl, i) }
             }
-            guard let ps = Self.smoothed(p), let qs = Self.smoothed(q) else { continue }
-            let kl = Self.kl(ps, qs)
-            if kl < best.kl { best = (kl, i) }
+            return Float((Double(best.i) + 0.5) * binWidth)
         }
-        return Float((Double(best.i) + 0.5) * binWidth)
     }
 
     /// MXNet's `_smooth_distribution`: ε added to every zero bin and taken evenly from the non-zero

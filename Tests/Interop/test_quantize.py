@@ -361,7 +361,8 @@ def conv_model(path, channels=4):
 @pytest.mark.parametrize("method", ["percentile", "entropy", "mse"])
 def test_saturating_thresholds_equal_numpy(method, data, tmp_path):
     """The graph input is calibrated from the samples alone, so NumPy sees exactly the values
-    compress does: histogram of |x| over [0, max|x|] in 2048 bins, then each method."""
+    compress does: histogram of |x| over [0, 2^e) in 2048 bins (2^e the power of two above
+    max|x|), then each method."""
     if data == "digits":
         model, folder, name, files = FOLDED, FIXTURES / "digits", "input", FILES
     else:
@@ -378,12 +379,15 @@ def test_saturating_thresholds_equal_numpy(method, data, tmp_path):
     got = next(a for a in json.loads(p.stdout)["summary"]["activations"] if a["name"] == name)
     x = np.abs(np.concatenate([np.load(f).ravel() for f in files]))
     top = np.float32(x.max())
-    hist, _ = np.histogram(x, bins=2048, range=(0, float(top)))
-    width = float(top) / 2048
+    # The histogram's range is the smallest power of two above max|x| (so partial histograms
+    # merge exactly, Docs/quantize.md): frexp gives top = m·2^e with 0.5 <= m < 1, so 2^e > top.
+    hist_range = float(2.0 ** np.frexp(float(top))[1])
+    hist, _ = np.histogram(x, bins=2048, range=(0, hist_range))
+    width = hist_range / 2048
     want = {"percentile": lambda: np_percentile(hist, width, 99.9), "entropy": lambda: np_entropy(hist, width),
             "mse": lambda: np_mse(hist, width)}[method]()
     assert got["threshold"] == pytest.approx(float(np.float32(want)), rel=1e-6), (got["threshold"], want)
-    assert got["threshold"] <= top * (1 + 1e-3) and got["max"] == pytest.approx(min(float(top), got["threshold"]), rel=1e-6)
+    assert got["threshold"] <= hist_range and got["max"] == pytest.approx(min(float(top), got["threshold"]), rel=1e-6)
     if data == "heavy-tailed" and method != "mse":  # (MSE weighs the tail's clipping error and keeps most of it)
         assert got["threshold"] < 0.9 * top, "a long tail is cut"
 

@@ -326,6 +326,9 @@ public enum Quantization {
     public static func quantize(_ x: [Float], layout: QuantizationLayout, scale: [Float], zeroPoint: [Float],
                                 precision: DivisionPrecision, output: DType, saturate sat: Bool = true,
                                 shape: [Int]) -> Tensor {
+        if let fast = quantize8(x, layout: layout, scale: scale, zeroPoint: zeroPoint, precision: precision, output: output, shape: shape) {
+            return fast
+        }
         var out = Tensor(dtype: output, shape: shape)
         let hasZero = !zeroPoint.isEmpty
         @inline(__always) func quotient(_ i: Int, _ k: Int) -> Double {
@@ -359,10 +362,93 @@ public enum Quantization {
         return out
     }
 
+    /// The common QDQ case of `quantize` without per-element dispatch: float32 division, int8 or
+    /// uint8 output, per-tensor or per-axis parameters. The same results: x/scale in Float,
+    /// clamped to [qmin − z, qmax − z] and then rounded half to even — equal to rounding then
+    /// adding z and saturating, since the bounds are integers — by (t + 1.5·2²³) − 1.5·2²³, exact
+    /// for the clamped |t| < 2²²; NaN gives the zero point. nil for any other case.
+    static func quantize8(_ x: [Float], layout: QuantizationLayout, scale: [Float], zeroPoint: [Float],
+                          precision: DivisionPrecision, output: DType, shape: [Int]) -> Tensor? {
+        guard precision == .float32, output == .int8 || output == .uint8, layout.outer * layout.dim * layout.inner == x.count else { return nil }
+        let perAxis: Bool
+        switch layout.granularity {
+        case .perTensor: perAxis = false
+        case .perAxis: perAxis = true
+        case .blocked: return nil
+        }
+        let qmin: Float = output == .int8 ? -128 : 0, qmax: Float = output == .int8 ? 127 : 255
+        let magic: Float = 12_582_912
+        var out = Tensor(dtype: output, shape: shape)
+        out.withUnsafeMutableBytes { raw in
+            guard let p = raw.baseAddress else { return }
+            x.withUnsafeBufferPointer { xv in
+                for o in 0..<layout.outer {
+                    for a in 0..<layout.dim {
+                        let k = perAxis ? a : 0
+                        let s = scale[k], z = zeroPoint.isEmpty ? 0 : zeroPoint[k]
+                        let lo = qmin - z, hi = qmax - z
+                        let base = (o * layout.dim + a) * layout.inner
+                        if output == .int8 {
+                            let q = p.assumingMemoryBound(to: Int8.self) + base
+                            for j in 0..<layout.inner {
+                                let v = xv[base + j]
+                                let t = v.isNaN ? 0 : Swift.min(Swift.max(v / s, lo), hi)
+                                q[j] = Int8(((t + magic) - magic) + z)
+                            }
+                        } else {
+                            let q = p.assumingMemoryBound(to: UInt8.self) + base
+                            for j in 0..<layout.inner {
+                                let v = xv[base + j]
+                                let t = v.isNaN ? 0 : Swift.min(Swift.max(v / s, lo), hi)
+                                q[j] = UInt8(((t + magic) - magic) + z)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
     /// DequantizeLinear: `y = (x - zero_point) * scale`, computed in float32 (float64 for int32
     /// inputs, whose difference NumPy widens), as ONNX's reference implementation does.
     /// - Returns: the values as Float, to be converted to the output type by the caller.
     public static func dequantize(_ x: Tensor, layout: QuantizationLayout, scale: [Float], zeroPoint: [Float]) -> [Float] {
+        if x.dtype == .int8 || x.dtype == .uint8, layout.outer * layout.dim * layout.inner == x.count {
+            // The common QDQ case, without per-element dispatch (same arithmetic in Float).
+            var perAxis = false
+            switch layout.granularity {
+            case .perTensor: break
+            case .perAxis: perAxis = true
+            case .blocked: return dequantizeGeneric(x, layout: layout, scale: scale, zeroPoint: zeroPoint)
+            }
+            var y = [Float](repeating: 0, count: x.count)
+            let signed = x.dtype == .int8
+            x.withUnsafeBytes { raw in
+                guard let p = raw.baseAddress else { return }
+                y.withUnsafeMutableBufferPointer { yv in
+                    for o in 0..<layout.outer {
+                        for a in 0..<layout.dim {
+                            let k = perAxis ? a : 0
+                            let s = scale[k], z = zeroPoint.isEmpty ? 0 : zeroPoint[k]
+                            let base = (o * layout.dim + a) * layout.inner
+                            if signed {
+                                let q = p.assumingMemoryBound(to: Int8.self) + base
+                                for j in 0..<layout.inner { yv[base + j] = (Float(q[j]) - z) * s }
+                            } else {
+                                let q = p.assumingMemoryBound(to: UInt8.self) + base
+                                for j in 0..<layout.inner { yv[base + j] = (Float(q[j]) - z) * s }
+                            }
+                        }
+                    }
+                }
+            }
+            return y
+        }
+        return dequantizeGeneric(x, layout: layout, scale: scale, zeroPoint: zeroPoint)
+    }
+
+    static func dequantizeGeneric(_ x: Tensor, layout: QuantizationLayout, scale: [Float], zeroPoint: [Float]) -> [Float] {
         let xv = floatValues(x)
         var y = [Float](repeating: 0, count: xv.count)
         let hasZero = !zeroPoint.isEmpty

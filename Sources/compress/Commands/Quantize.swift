@@ -33,6 +33,10 @@ struct QuantizeCommand: ParsableCommand {
           compress quantize model.onnx --calib calib/ -o q.onnx --quant-format qoperator --asymmetric --reduce-range
           compress quantize mobilenet.onnx --calib calib/ -o q.onnx --equalize --bias-correction --per-tensor
           compress quantize model.onnx --calib images/ -o q.onnx --size 256 --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+          compress quantize model.onnx --calib calib/ -o q.onnx --eval val/ --plot sqnr.svg --format csv
+          compress quantize model.onnx --calib part1/ -o q.onnx --save-stats part1.json   (one per machine, then:)
+          compress quantize model.onnx --stats part1.json part2.json -o q.onnx --method entropy --eval val/
+          compress quantize model.onnx --calib calib/ -o q.onnx --mixed-precision --target-sqnr 40
         """)
 
     @Argument(help: "The ONNX model to quantize (never modified).")
@@ -41,8 +45,8 @@ struct QuantizeCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Where to write the quantized model.")
     var output: String
 
-    @Option(help: ArgumentHelp("Calibration samples: .npy/.pb files, images, class subfolders or test_data_set_N folders.", valueName: "DIR"))
-    var calib: String
+    @Option(help: ArgumentHelp("Calibration samples: .npy/.pb files, images, class subfolders or test_data_set_N folders (optional with --stats).", valueName: "DIR"))
+    var calib: String?
 
     @Option(help: "Calibration: minmax (non-saturating: the threshold is the largest |x|), or saturating (a threshold below it, values beyond clipped): percentile, entropy (TensorRT's KL), mse.")
     var method: CalibrationMethod = .minmax
@@ -99,6 +103,29 @@ struct QuantizeCommand: ParsableCommand {
     @Flag(help: "No progress bar on stderr (it is shown only when stderr is a terminal).")
     var quiet = false
 
+    // MARK: calibration and report (qfid)
+    @Option(name: .customLong("save-stats"), help: ArgumentHelp("Also write the merged calibration statistics (min, max and |x| histogram per activation; JSON, schema compress.quantize-stats/1) for a later --stats.", valueName: "FILE"))
+    var saveStats: String?
+
+    @Option(name: .customLong("stats"), parsing: .upToNextOption, help: ArgumentHelp("Quantize from saved statistics files (merged; with --calib, merged with its samples' too), e.g. one per machine.", valueName: "FILE"))
+    var statsFiles: [String] = []
+
+    @Option(help: ArgumentHelp("Measure the quality report on these samples instead of the calibration samples (labels from class subfolders give accuracy).", valueName: "DIR"))
+    var eval: String?
+
+    @Option(name: .customLong("max-eval"), help: "Use at most N samples of --eval.")
+    var maxEval: Int = 256
+
+    @Option(help: ArgumentHelp("Draw the per-layer QDQ SQNR in graph order, with each activation's range and threshold, as SVG.", valueName: "FILE.svg"))
+    var plot: String?
+
+    @Flag(name: .customLong("mixed-precision"), help: "Keep the most sensitive quantized nodes in float until the output SQNR reaches --target-sqnr (measured on the report's samples).")
+    var mixedPrecision = false
+
+    @Option(name: .customLong("target-sqnr"), help: ArgumentHelp("With --mixed-precision: the end-to-end output SQNR to reach.", valueName: "DB"))
+    var targetSQNR: Double?
+    // (end of qfid block)
+
     @OptionGroup(title: "Image preprocessing") var preprocess: PreprocessOptions
     @OptionGroup var inputs: InputOptions
     @OptionGroup var format: FormatOption
@@ -106,7 +133,8 @@ struct QuantizeCommand: ParsableCommand {
     func validate() throws {
         if maxSamples < 1 { throw ValidationError("--max-samples must be ≥ 1") }
         if !(percentile > 0 && percentile <= 100) { throw ValidationError("--percentile \(percentile): must be in (0, 100]") }
-        if bins < 256 { throw ValidationError("--bins must be ≥ 256 (entropy merges into 128 levels)") }
+        if bins < 256 || bins & (bins - 1) != 0 { throw ValidationError("--bins \(bins): must be a power of two ≥ 256 (entropy merges into 128 levels; power-of-two histograms merge exactly)") }
+        try validateCalibrationAndReport()
     }
 
     func run() throws {
@@ -133,52 +161,34 @@ struct QuantizeCommand: ParsableCommand {
             }
             if equalizedModel != nil && !equalize { throw CLIError("--equalized-model needs --equalize") }
             let raisedFrom = try Quantizer.raiseOpsetIfNeeded(&m, options: options)
-            let source = try DataSource(directory: calib, graph: m.graph, pins: pins, preprocessing: try preprocess.preprocessing())
+            // Every output against every input (device and inode) and against each other.
             var inputFiles = InputFiles()
             inputFiles.add(model: m, path: model)
-            inputFiles.add(source)
-            try inputFiles.check(output, flag: "-o", force: force)
-            if let trtCache { try inputFiles.check(trtCache, flag: "--trt-cache") }
-            if let ncnnTable { try inputFiles.check(ncnnTable, flag: "--ncnn-table") }
-            try InputFiles.checkDistinct([("-o", output), ("--trt-cache", trtCache), ("--ncnn-table", ncnnTable)])
-            let entries = Array(source.entries.prefix(maxSamples))
-            guard !entries.isEmpty else { throw CLIError("--calib \(calib): no samples found") }
-            let passes = (method.saturating ? 3 : 2) + (biasCorrection ? 1 : 0)
-            let bar = ProgressBar(total: passes * entries.count, label: "calibrate", enabled: !quiet && ProgressBar.stderrIsTerminal)
-            defer { bar.finish() }
-            let prepared = try Quantizer.prepare(m, options: options)
-            let calibration = try Quantizer.calibrate(prepared.model, activations: prepared.activations, samples: { body in
-                let loader = source.prefetching(entries)
-                while let s = try loader.next() { try body(s.inputs) }
-            }, method: method, bins: bins, percentile: percentile, progress: { bar.advance() })
-            let means = biasCorrection ? try Quantizer.inputMeans(prepared.model, nodes: prepared.nodes, samples: { body in
-                let loader = source.prefetching(entries)
-                while let s = try loader.next() { try body(s.inputs) }
-            }, progress: { bar.advance() }) : [:]
-            var (q, summary) = try Quantizer.write(prepared.model, nodes: prepared.nodes, calibration: calibration, options: options, inputMeans: means)
-            let activationRange = asymmetric ? QuantRange.of(.uint8, symmetric: false) : QuantRange.of(.int8, symmetric: true)
-            let params = Dictionary(uniqueKeysWithValues: summary.activations.map { ($0.name, $0) })
-            var noise = FakeQuantNoise()
-            // Quality: the quantized model's outputs against the float model's, on the same samples.
-            // The float reference is the deployed float graph (the model as given, BN folded: the
-            // same function up to float rounding), which also shows each activation for the
-            // per-tensor noise; one run of it and one of the quantized model per sample.
-            let quant = try Executor(model: Quantizer.withConstantDequantizeFolded(q))
-            let deployed = try Quantizer.observing(prepared.model, names: Array(params.keys))
-            let outputs = m.graph.outputs.map(\.name)
-            var agreement = OutputAgreement()
-            let loader = source.prefetching(entries)
-            while let sample = try loader.next() {
-                let feeds = sample.inputs
-                let b = try quant.run(feeds)
-                let a = try deployed.run(feeds, hooks: ExecutionHooks(names: Set(params.keys)) { name, t in
-                    if let p = params[name] { noise.add(name, t, scale: p.scale, zeroPoint: p.zero_point, range: activationRange) }
-                })
-                agreement.add(reference: outputs.map { a[$0]! }, candidate: outputs.map { b[$0]! })
-                bar.advance()
+            for dir in [calib, eval].compactMap({ $0 }) {
+                inputFiles.add(try DataSource(directory: dir, graph: m.graph, pins: pins, preprocessing: try preprocess.preprocessing()))
             }
-            bar.finish()
-            for k in summary.activations.indices { summary.activations[k].sqnr_db = noise.sqnr(summary.activations[k].name) }
+            for path in statsFiles { inputFiles.add(path, what: "--stats") }
+            try inputFiles.check(output, flag: "-o", force: force)
+            let sideOutputs: [(flag: String, path: String?)] = [("--trt-cache", trtCache), ("--ncnn-table", ncnnTable), ("--save-stats", saveStats),
+                                                                 ("--plot", plot), ("--equalized-model", equalizedModel)]
+            for (flag, path) in sideOutputs { if let path { try inputFiles.check(path, flag: flag) } }
+            try InputFiles.checkDistinct([("-o", output)] + sideOutputs)
+            let prepared = try Quantizer.prepare(m, options: options)
+            // Calibration (one streamed pass, statistics merged with --stats files), the bias
+            // correction's pass, the quantized model, and the quality report on --eval or the
+            // calibration samples (QuantizeCalibration.swift).
+            let cal = try calibrate(m, prepared: prepared, pins: pins)
+            var means: [Int: BiasCorrection.InputMeans] = [:]
+            if biasCorrection {
+                guard let source = cal.source else { throw CLIError("--bias-correction needs --calib samples (not only --stats)") }
+                means = try Quantizer.inputMeans(prepared.model, nodes: prepared.nodes, samples: { body in
+                    let loader = source.prefetching(cal.entries)
+                    while let s = try loader.next() { try body(s.inputs) }
+                })
+            }
+            var (q, summary) = try Quantizer.write(prepared.model, nodes: prepared.nodes, calibration: cal.calibrator, options: options, inputMeans: means)
+            let quality = try measureQuality(m, prepared: prepared, cal: cal, options: options, inputMeans: means, quantized: &q, summary: &summary)
+            let agreement = quality.output
             let gateFailed = minSQNR.map { limit in (agreement.sqnrDB ?? .infinity) < limit } ?? false
             if !gateFailed || force {
                 try ModelWriter.write(q, to: URL(fileURLWithPath: output))
@@ -195,11 +205,13 @@ struct QuantizeCommand: ParsableCommand {
             }
             let report = QuantizeReport(model: model, output: output, method: method.rawValue, per_channel: !perTensor,
                                         activations: asymmetric ? "uint8 asymmetric" : "int8 symmetric", summary: summary,
-                                        output_sqnr_db: agreement.sqnrDB, top1_agreement: agreement.agreement,
+                                        output_sqnr_db: agreement.sqnrDB, top1_agreement: agreement.agreement, quality: quality.report,
                                         opset_raised_from: raisedFrom)
+            try writePlot(summary: summary, quality: quality)
             switch format.format {
             case .json: try printJSON(report)
-            case .table, .csv: print(report.table())
+            case .table: print(report.table())
+            case .csv: print(report.csv(), terminator: "")
             }
             if gateFailed, let minSQNR {
                 let got = agreement.sqnrDB.map { String(format: "%.2f dB", $0) } ?? "∞"
@@ -222,6 +234,8 @@ struct QuantizeReport: Encodable {
     /// 10·log10(Σ float² / Σ (float − quantized)²) over every output on the calibration samples.
     let output_sqnr_db: Double?
     let top1_agreement: Double?
+    /// The report's samples and the other end-to-end figures (QuantizeCalibration.swift).
+    let quality: QualityReport
     /// The model's default-domain opset when quantize raised it to 13 (per-channel QDQ); nil otherwise.
     var opset_raised_from: Int? = nil
 
@@ -240,9 +254,7 @@ struct QuantizeReport: Encodable {
         out.append("")
         out.append(t.render())
         out.append("")
-        out.append("output SQNR " + (output_sqnr_db.map { String(format: "%.2f dB", $0) } ?? "∞ (outputs identical)")
-                   + (top1_agreement.map { String(format: ", top-1 agreement %.2f %%", 100 * $0) } ?? "")
-                   + " (quantized vs float on the calibration samples)")
+        out.append(contentsOf: quality.lines(outputSQNR: output_sqnr_db, top1: top1_agreement))
         return out.joined(separator: "\n")
     }
 }
