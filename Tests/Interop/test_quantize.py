@@ -134,7 +134,9 @@ def compare_with_ort(mine, theirs, source, weights, maxulp=2, ops=OPS):
         else:
             # An activation's range may differ in its last bit (2 ulp of scale); a bias scale is that
             # scale times a weight scale, rounded again (4 ulp).
-            np.testing.assert_array_max_ulp(x, y, maxulp=2 * maxulp if k.endswith("_quantized_scale") else maxulp)
+            limit = 2 * maxulp if k.endswith("_quantized_scale") else maxulp
+            ulps = np.testing.assert_array_max_ulp(x, y, maxulp=1 << 30)
+            assert ulps.max() <= limit, f"{k}: {ulps.max()} ulp apart (at most {limit})"
     return names
 
 
@@ -887,7 +889,9 @@ def test_qoperator_equals_onnxruntime(per_channel, symmetric, tmp_path):
     qops = ["Conv", "Gemm", "Add", "Concat", "MaxPool", "Flatten"]
     ort_quantize(FOLDED, theirs, FILES, per_channel, symmetric, fmt=QuantFormat.QOperator, ops=qops)
     weights = {n.input[1] for n in onnx.load(str(FOLDED)).graph.node if n.op_type in ("Conv", "Gemm")}
-    names = compare_with_ort(mine, theirs, FOLDED, weights, ops=qops)
+    # 4 ulp: the QOperator form also quantizes the logits, a Gemm output whose 192-term sums the
+    # two executors add in different orders (compress's batch-1 Gemm is a gemv).
+    names = compare_with_ort(mine, theirs, FOLDED, weights, ops=qops, maxulp=4)
     assert {"block/add_out_scale", "stem/bn_out_scale", "logits_scale", "fc.weight_quantized", "fc.bias_quantized"} <= set(names)
     a, b = onnx.load(str(theirs)), onnx.load(str(mine))
     count = lambda m: sorted(n.op_type for n in m.graph.node if n.op_type.startswith(("QLinear", "QGemm")))
