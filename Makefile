@@ -4,6 +4,7 @@
 #   make interop   Python interop tests only (onnx.checker, ONNX Runtime, onnx-tool) in .venv
 #   make bench     benchmarks against the peers, measured in the same run (not a test)
 #   make proto     regenerate Sources/ONNXProto from the .proto files (needs protoc)
+#   make fuzz SECONDS=N   build the libFuzzer driver (Fuzz/, ASan) and fuzz each reader N s (default 60)
 SHELL := /bin/bash
 SWIFT ?= swift
 VENV  := .venv
@@ -13,7 +14,7 @@ BIN_RELEASE := .build/release/compress
 APT_PACKAGES := libopenblas0-pthread pkg-config libpng-dev libjpeg62-turbo-dev libturbojpeg0-dev python3-venv librsvg2-bin
 PY_PACKAGES  := onnx==1.22.0 onnxruntime==1.32.0 numpy pytest onnx-tool==1.0.1 pillow
 
-.PHONY: all build release test unit interop bench proto demo deps venv clean
+.PHONY: all build release test unit interop bench proto demo deps venv clean fuzz
 
 all: build
 
@@ -66,5 +67,12 @@ proto: deps
 	  --plugin=protoc-gen-swift=$(abspath .build/checkouts/swift-protobuf/.build/release/protoc-gen-swift) \
 	  --swift_out=.. --swift_opt=Visibility=Public onnx-ml.proto onnx-light.proto
 
+# Each fuzz target runs SECONDS seconds, one after another, one process (scripts/fuzz.sh); prints
+# executions per target; a crasher is minimized into Tests/FuzzRegressions/<target>/ (replayed by
+# `make unit`) and makes this fail. Not part of `make test`; .ci/run adds a 30 s smoke.
+FUZZ_SECONDS := $(or $(SECONDS),60)
+fuzz: deps
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
+
 clean:
-	rm -rf .build
+	rm -rf .build Fuzz/.build

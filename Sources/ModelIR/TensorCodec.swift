@@ -48,13 +48,17 @@ public enum TensorCodec {
             }
             return p.rawData.withUnsafeBytes { Tensor(dtype: dtype, shape: shape, bytes: $0) }
         }
-        var t = Tensor(dtype: dtype, shape: shape)
         func check(_ have: Int, _ field: String, _ want: Int) throws {
             guard have == want else { throw ModelError(path, "tensor '\(name)': \(field) has \(have) values but dims \(shape) of \(dtype) need \(want)") }
         }
-        if n == 0 { return t }
+        if n == 0 { return Tensor(dtype: dtype, shape: shape) }
         let anyTyped = !p.floatData.isEmpty || !p.int32Data.isEmpty || !p.int64Data.isEmpty || !p.doubleData.isEmpty || !p.uint64Data.isEmpty
         guard anyTyped else { throw ModelError(path, "tensor '\(name)' has dims \(shape) but no data") }
+        // The value count is checked before the tensor is allocated, so dims claiming far more
+        // elements than the message holds are refused without allocating them.
+        let (field, have, want) = typedField(p, dtype: dtype, elements: n)
+        try check(have, field, want)
+        var t = Tensor(dtype: dtype, shape: shape)
         try t.withUnsafeMutableBytes { raw in
             let d = raw.baseAddress!
             switch dtype {
@@ -92,6 +96,23 @@ public enum TensorCodec {
             }
         }
         return t
+    }
+
+    /// The typed field that holds `dtype`'s values, how many values it has and how many
+    /// `elements` elements need (ONNX IR spec: two per complex element, one packed byte per
+    /// value for the sub-byte types).
+    static func typedField(_ p: Onnx_TensorProto, dtype: DType, elements n: Int) -> (String, Int, Int) {
+        switch dtype {
+        case .float32: return ("float_data", p.floatData.count, n)
+        case .complex64: return ("float_data", p.floatData.count, 2 * n)
+        case .float64: return ("double_data", p.doubleData.count, n)
+        case .complex128: return ("double_data", p.doubleData.count, 2 * n)
+        case .int64: return ("int64_data", p.int64Data.count, n)
+        case .uint64, .uint32: return ("uint64_data", p.uint64Data.count, n)
+        case .uint4, .int4, .float4e2m1, .uint2, .int2: return ("int32_data", p.int32Data.count, dtype.byteCount(elements: n))
+        case .string: return ("string_data", p.stringData.count, n)
+        default: return ("int32_data", p.int32Data.count, n)
+        }
     }
 
     /// A `TensorProto` holding `tensor` as raw_data.
