@@ -75,4 +75,4 @@ fuzz: deps
 	./scripts/fuzz.sh $(FUZZ_SECONDS)
 
 clean:
-	rm -rf .build Fuzz/.build
+	rm -rf .build Fuzz/.build Fuzz/.build-opt
