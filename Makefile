@@ -4,6 +4,7 @@
 #   make interop   Python interop tests only (onnx.checker, ONNX Runtime, onnx-tool) in .venv
 #   make bench     benchmarks against the peers, measured in the same run (not a test)
 #   make proto     regenerate Sources/ONNXProto from the .proto files (needs protoc)
+#   make fuzz SECONDS=N   build the libFuzzer driver (Fuzz/, ASan) and fuzz each reader N s (default 60)
 SHELL := /bin/bash
 SWIFT ?= swift
 VENV  := .venv
@@ -15,7 +16,7 @@ APT_PACKAGES := libopenblas0-pthread pkg-config libpng-dev libjpeg62-turbo-dev l
 # opencv-python-headless, pillow>=13: the references of the preprocessing tests (INTER_LINEAR/AREA, Pillow 13's resize).
 PY_PACKAGES  := onnx==1.22.0 onnxruntime==1.32.0 numpy pytest onnx-tool==1.0.1 "pillow>=13" opencv-python-headless==5.0.0.93 onnxsim==0.8.1 onnxslim==0.1.98
 
-.PHONY: all build release test unit interop bench proto demo deps venv clean
+.PHONY: all build release test unit interop bench proto demo deps venv clean fuzz
 
 all: build
 
@@ -69,5 +70,12 @@ proto: deps
 	  --plugin=protoc-gen-swift=$(abspath .build/checkouts/swift-protobuf/.build/release/protoc-gen-swift) \
 	  --swift_out=.. --swift_opt=Visibility=Public onnx-ml.proto onnx-light.proto
 
+# Each fuzz target runs SECONDS seconds, one after another, one process (scripts/fuzz.sh); prints
+# executions per target; a crasher is minimized into Tests/FuzzRegressions/<target>/ (replayed by
+# `make unit`) and makes this fail. Not part of `make test`; .ci/run adds a 30 s smoke.
+FUZZ_SECONDS := $(or $(SECONDS),60)
+fuzz: deps
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
+
 clean:
-	rm -rf .build
+	rm -rf .build Fuzz/.build Fuzz/.build-opt

@@ -14,6 +14,8 @@ let package = Package(
         .library(name: "Passes", targets: ["Passes"]),
         .library(name: "Runtime", targets: ["Runtime"]),
         .library(name: "Profile", targets: ["Profile"]),
+        // The fuzzing entry points, for the libFuzzer package in Fuzz/ (built only by `make fuzz`).
+        .library(name: "FuzzTargets", targets: ["FuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
@@ -47,6 +49,9 @@ let package = Package(
         .target(name: "Distill", dependencies: ["ModelIR", "Runtime", "TensorCore"], swiftSettings: optimize),
         // Structural re-parameterization: the shared passes applied and written, verified by running both graphs.
         .target(name: "Fuse", dependencies: ["ModelIR", "Passes", "Runtime", "TensorCore"], swiftSettings: optimize),
+        // Fuzzing entry points (one per reader); libFuzzer drives them from Fuzz/, the tests replay
+        // the seeds and minimized crashers through them (Tests/FuzzRegressionTests).
+        .target(name: "FuzzTargets", dependencies: ["ModelIR", "ONNXProto", "Runtime", "TensorCore"]),
         .executableTarget(name: "compress",
                           dependencies: ["ModelIR", "Passes", "Runtime", "Profile", "Prune", "Quantize", "Distill", "Fuse", "TensorCore",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -59,6 +64,7 @@ let package = Package(
         .testTarget(name: "PruneTests", dependencies: ["Prune", "Profile", "Runtime", "ModelIR", "TensorCore"]),
         .testTarget(name: "QuantizeTests", dependencies: ["Quantize", "Runtime", "ModelIR", "TensorCore"]),
         .testTarget(name: "DistillTests", dependencies: ["Distill"]),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "ModelIR", "Runtime"]),
         .testTarget(name: "CLITests", dependencies: ["ModelIR", "TensorCore"]),
     ],
     swiftLanguageModes: [.v5]

@@ -12,7 +12,8 @@ public struct ModelError: Error, CustomStringConvertible, Equatable {
     /// lines or drives the terminal.
     public var description: String { ModelError.oneLine(path.isEmpty ? message : "\(path): \(message)") }
 
-    static func oneLine(_ s: String) -> String {
+    /// `s` with control characters escaped (also used by the data layer's `DataError`).
+    public static func oneLine(_ s: String) -> String {
         guard s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return s }
         var out = ""
         for u in s.unicodeScalars {
