@@ -641,3 +641,50 @@ def test_graph_rules_agree_with_onnx_checker(tmp_path, compress_bin):
     assert 50 < accepted < 250, f"{accepted} of 300 valid: the generator should give both kinds"
     assert not failures, f"{len(failures)} disagreements:\n" + "\n".join(failures[:20])
 
+
+# ---------------------------------------------------------------------------------------------
+# A sample made for another model: a .pb naming an input the model does not have
+
+def _pb(array: np.ndarray, name: str) -> bytes:
+    return numpy_helper.from_array(array, name).SerializeToString()
+
+
+def test_sample_naming_an_unknown_input_is_refused(tmp_path, compress_bin):
+    """Files are matched to the inputs by position; a TensorProto naming an input the model
+    lacks (or another of its inputs) was fed under the positional name without a word."""
+    import onnxruntime as ort
+    x = np.load(DIGITS / "sample_0000.npy")
+    input_name = onnx.load(str(MODEL)).graph.input[0].name
+    # Named for the model's input, or unnamed: accepted; the output is ONNX Runtime's.
+    want = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"]).run(None, {input_name: x})[0]
+    for label, name in (("named", input_name), ("unnamed", "")):
+        data = tmp_path / f"ok-{label}" / "test_data_set_0"
+        data.mkdir(parents=True)
+        (data / "input_0.pb").write_bytes(_pb(x, name))
+        out = tmp_path / f"out-{label}"
+        r = run_compress("run", MODEL, "--data", data.parent, "--out", out)
+        assert r.returncode == 0, r.stderr
+        got = np.load(out / "test_data_set_0.0.npy")
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+    data = tmp_path / "bad" / "test_data_set_0"
+    data.mkdir(parents=True)
+    bad = data / "input_0.pb"
+    bad.write_bytes(_pb(x, "pixels"))
+    out = tmp_path / "out-bad"
+    r = run_compress("run", MODEL, "--data", data.parent, "--out", out)
+    assert_clean_failure(r, str(bad), "'pixels'", "does not have")
+    assert not out.exists(), "output written by a failed run"
+
+    # Two inputs, each file named for the other one: refused, not swapped silently.
+    a, b = helper.make_tensor_value_info("a", TensorProto.FLOAT, [2]), helper.make_tensor_value_info("b", TensorProto.FLOAT, [2])
+    model = tmp_path / "sub.onnx"
+    model.write_bytes(_model([helper.make_node("Sub", ["a", "b"], ["y"], name="sub")], [a, b],
+                             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])]))
+    data = tmp_path / "swapped" / "test_data_set_0"
+    data.mkdir(parents=True)
+    (data / "input_0.pb").write_bytes(_pb(np.ones(2, np.float32), "b"))
+    (data / "input_1.pb").write_bytes(_pb(np.zeros(2, np.float32), "a"))
+    r = run_compress("run", model, "--data", data.parent)
+    assert_clean_failure(r, str(data / "input_0.pb"), "'b'", "'a'", "by position")
+
