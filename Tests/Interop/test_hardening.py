@@ -688,3 +688,22 @@ def test_sample_naming_an_unknown_input_is_refused(tmp_path, compress_bin):
     r = run_compress("run", model, "--data", data.parent)
     assert_clean_failure(r, str(data / "input_0.pb"), "'b'", "'a'", "by position")
 
+
+# ---------------------------------------------------------------------------------------------
+# quantize: a side file that cannot be written leaves no model behind
+
+@pytest.mark.parametrize("flag", ["--trt-cache", "--ncnn-table"])
+@pytest.mark.parametrize("previous", [False, True])
+def test_quantize_side_file_failure_writes_nothing(flag, previous, tmp_path, compress_bin):
+    data = _good_data(tmp_path / "data", n=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "q.onnx"
+    if previous:
+        shutil.copy(MODEL, target)
+    before = _snapshot(out)
+    side = tmp_path / "no-such-folder" / "side.txt"
+    r = run_compress("quantize", MODEL, "--calib", data, "-o", target, flag, side)
+    assert_clean_failure(r, flag, str(side))
+    assert _snapshot(out) == before, "the failed run changed the output folder"
+    assert not side.parent.exists()
