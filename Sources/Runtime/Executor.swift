@@ -65,6 +65,8 @@ public final class Executor {
     public private(set) var removedValues: [String: String] = [:]
     /// Values a hook may observe: graph inputs, initializers and step outputs of the plan.
     private var observable: Set<String> = []
+    /// The names a feed may have: the model's graph inputs (before the passes).
+    private var modelInputNames: Set<String> = []
 
     /// The steps of the plan, in the order they run.
     public var steps: [PlanStep] {
@@ -79,6 +81,7 @@ public final class Executor {
         self.model = model
         self.registry = registry
         optimizedGraph = model.graph
+        modelInputNames = Set(model.graph.inputs.map(\.name))
         try Executor.checkSupported(model.graph, model: model, registry: registry)
         Executor.reserveAllocatorMemory()
         removedValues = try passes.run(on: &optimizedGraph).removedValues
@@ -146,6 +149,12 @@ public final class Executor {
         let g = optimizedGraph
         var env: [String: Tensor] = [:]
         env.reserveCapacity(g.nodes.count * 2)
+        // A feed for a name the model has no input of would otherwise be dropped silently
+        // (and the caller believe it was used).
+        if let unknown = feeds.keys.filter({ !modelInputNames.contains($0) }).sorted().first {
+            let all = model.graph.inputs.map { "'\($0.name)'" }.joined(separator: ", ")
+            throw RuntimeError.badInput("a value was given for '\(unknown)', which is not an input of the model (its inputs: \(all.isEmpty ? "none" : all))")
+        }
         for i in g.initializers { env[i.name] = i.tensor }
         for v in g.runtimeInputs {
             guard let t = feeds[v.name] else { throw RuntimeError.missingInput(v.name) }

@@ -50,7 +50,7 @@ final class GraphValidationTests: XCTestCase {
         XCTAssertTrue(problem(g).contains("node 'B' (Relu) reads 'nowhere', which no node produces"), problem(g))
         g = chain()
         g.removeInitializer("W")
-        XCTAssertTrue(problem(g).contains("node 'A' (Add) reads 'W'"), problem(g))
+        XCTAssertTrue(problem(g).contains("node 'A' (Add) reads 'W', which no node produces and which is not a graph input or an initializer"), problem(g))
     }
 
     func testOrderSelfLoopAndDuplicates() {

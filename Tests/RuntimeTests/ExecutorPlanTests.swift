@@ -32,6 +32,20 @@ final class ExecutorPlanTests: XCTestCase {
         return Model(graph: g)
     }
 
+    func testFeedForANameThatIsNotAnInputIsRefused() throws {
+        let exec = try Executor(model: convBNModel())
+        let x = random([1, 3, 6, 6])
+        XCTAssertNoThrow(try exec.run(["x": x]))
+        // Once dropped silently; the caller believed the value was used.
+        XCTAssertThrowsError(try exec.run(["x": x, "pixels": x])) { e in
+            XCTAssertTrue("\(e)".contains("'pixels', which is not an input of the model (its inputs: 'x')"), "\(e)")
+        }
+        // A name the model has, but as an initializer (not a graph input), is not a feed either.
+        XCTAssertThrowsError(try exec.run(["x": x, "W": random([4, 3, 3, 3])])) { e in
+            XCTAssertTrue("\(e)".contains("'W'"), "\(e)")
+        }
+    }
+
     func testHooksObserveTheFoldedConv() throws {
         let model = convBNModel()
         let x = random([1, 3, 6, 6])

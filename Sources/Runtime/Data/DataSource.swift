@@ -119,7 +119,18 @@ public struct DataSource: Sendable {
         case "npy":
             return try input.conform(try NPYFile.read(path: file), path: file)
         case "pb":
-            return try input.conform(try TensorCodec.readTensorFile(file).tensor, path: file)
+            // A TensorProto may carry the name of the input it is for (ONNX's test-data sets
+            // do); files are matched to inputs by position, so a name that is not that
+            // input's is a sample made for another model: refused, not fed under another name.
+            let (name, tensor) = try TensorCodec.readTensorFile(file)
+            if !name.isEmpty && name != input.name {
+                let all = inputs.map { "'\($0.name)'" }.joined(separator: ", ")
+                if inputs.contains(where: { $0.name == name }) {
+                    throw DataError(file, "is named for input '\(name)' but stands in the place of input '\(input.name)' (files are matched to the model inputs \(all) by position)")
+                }
+                throw DataError(file, "is named for input '\(name)', which the model does not have (its inputs: \(all))")
+            }
+            return try input.conform(tensor, path: file)
         case let ext where DataSource.imageExtensions.contains(ext):
             return try preprocessing.tensor(from: try ImageFile.decode(path: file), for: input, path: file)
         default:

@@ -191,16 +191,41 @@ struct QuantizeCommand: ParsableCommand {
             let agreement = quality.output
             let gateFailed = minSQNR.map { limit in (agreement.sqnrDB ?? .infinity) < limit } ?? false
             if !gateFailed || force {
-                try ModelWriter.write(q, to: URL(fileURLWithPath: output))
-                if let equalizedModel { try ModelWriter.write(prepared.model, to: URL(fileURLWithPath: equalizedModel)) }
                 // TensorRT takes symmetric scales: the model's own when activations are symmetric.
                 let scales = Dictionary(uniqueKeysWithValues: summary.activations.map { a in
                     (a.name, asymmetric ? Float(Double(max(abs(a.min), abs(a.max))) / 127) : a.scale)
                 })
                 let thresholds = Dictionary(uniqueKeysWithValues: summary.activations.map { ($0.name, max(abs($0.min), abs($0.max))) })
+                // The side files are written (unseen) before the models and put in place after
+                // them: a side file that cannot be written (no such folder, no permission) fails
+                // the command before any model exists, so a failed run leaves nothing.
+                var sideFiles: [(flag: String, file: AtomicFile.Pending)] = []
+                var committed = false
+                defer { if !committed { for s in sideFiles { s.file.abandon() } } }
                 for (flag, path, text) in [("--trt-cache", trtCache, CalibrationExport.tensorRTCache(scales)), ("--ncnn-table", ncnnTable, CalibrationExport.ncnnTable(thresholds))] {
                     guard let path else { continue }
-                    do { try AtomicFile.write(Data(text.utf8), to: URL(fileURLWithPath: path)) } catch { throw CLIError("\(flag) \(path): cannot write (\(error))") }
+                    do {
+                        let file = try AtomicFile.Pending(for: URL(fileURLWithPath: path))
+                        sideFiles.append((flag, file))
+                        try file.write(Data(text.utf8))
+                    } catch { throw CLIError("\(flag) \(path): cannot write (\(error))") }
+                }
+                var models: [String] = []
+                do {
+                    if let equalizedModel {
+                        try ModelWriter.write(prepared.model, to: URL(fileURLWithPath: equalizedModel))
+                        models.append(equalizedModel)
+                    }
+                    try ModelWriter.write(q, to: URL(fileURLWithPath: output))
+                    models.append(output)
+                    for s in sideFiles {
+                        do { try s.file.commit() } catch { throw CLIError("\(s.flag) \(s.file.destination.path): cannot write (\(error))") }
+                    }
+                    committed = true
+                } catch {
+                    // Take back the models this run wrote (the command failed as a whole).
+                    for m in models { unlink(m) }
+                    throw error
                 }
             }
             let report = QuantizeReport(model: model, output: output, method: method.rawValue, per_channel: !perTensor,
