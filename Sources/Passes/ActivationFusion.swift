@@ -20,7 +20,9 @@ public enum FusableActivation: Equatable, Sendable {
 /// Before: `c = Conv(x, W, b)`, `y = Relu(c)`.
 /// After: `y = Conv(x, W, b)` carrying the attribute `_compress_fused_activation = "Relu"`.
 /// SiLU: `c = Conv(…)`, `s = Sigmoid(c)`, `y = Mul(c, s)` (either operand order) becomes
-/// `y = Conv(…)` with `"SiLU"`.
+/// `y = Conv(…)` with `"SiLU"`; likewise `y = Mul(c, HardSigmoid(c))` with α = 1/6, β = 1/2
+/// becomes `"HardSwish"`, and so does the exported `x · relu6(x + 3) / 6` (Add, Clip, Div and
+/// Mul; see `hardSwishChain`).
 /// Activations: Relu; Clip with constant bounds (Clip-6 attributes, or Clip-11+ inputs from
 /// initializers or Constant nodes; an omitted bound is ±greatest finite float); LeakyRelu (α =
 /// 0.01 by default); HardSigmoid (α = 0.2, β = 0.5); HardSwish; Sigmoid; SiLU.
@@ -37,7 +39,8 @@ public enum FusableActivation: Equatable, Sendable {
 /// Does not apply when: the producer's output has any other reader (direct or inside a body) or
 /// is a graph output; the activation reads it through an input other than 0; a Clip bound is not
 /// a constant one-element float32; the producer already carries a fused activation; for SiLU,
-/// the Sigmoid's output has a reader other than the Mul or is a graph output.
+/// the Sigmoid's output has a reader other than the Mul or is a graph output (likewise the
+/// HardSigmoid's for HardSwish).
 public struct ActivationFusion: GraphPass {
     public let name = "ActivationFusion"
     public init() {}
@@ -61,15 +64,20 @@ public struct ActivationFusion: GraphPass {
                graph.nodes[uses[0].node].outputs.count == 1 {
                 fused = (act, graph.nodes[uses[0].node].outputs, [uses[0].node])
             } else if uses.count == 2, uses.allSatisfy({ $0.slot != nil }),
-                      let si = uses.first(where: { graph.nodes[$0.node].opType == "Sigmoid" })?.node,
-                      let mi = uses.first(where: { graph.nodes[$0.node].opType == "Mul" })?.node {
+                      let si = uses.first(where: { Self.gateActivation(graph.nodes[$0.node]) != nil })?.node,
+                      let mi = uses.first(where: { graph.nodes[$0.node].opType == "Mul" })?.node,
+                      let act = Self.gateActivation(graph.nodes[si]) {
                 let sig = graph.nodes[si], mul = graph.nodes[mi]
                 if sig.isDefaultDomain, sig.inputs == [out], sig.outputs.count == 1, mul.isDefaultDomain, mul.outputs.count == 1,
                    let s = sig.outputs.first, let use = index.hasSingleDirectReader(s), use.node == mi,
                    mul.inputs.count == 2, Set(mul.inputs) == [out, s] {
-                    fused = (.silu, mul.outputs, [si, mi])
-                    result.removedValues[s] = "fused into \(producer.reportLabel) (SiLU)"
+                    fused = (act, mul.outputs, [si, mi])
+                    result.removedValues[s] = "fused into \(producer.reportLabel) (\(act.onnxName))"
                 }
+            }
+            if fused == nil, let (outputs, dropped, inner) = Self.hardSwishChain(out, uses, graph, index) {
+                fused = (.hardSwish, outputs, dropped)
+                for v in inner { result.removedValues[v] = "fused into \(producer.reportLabel) (HardSwish)" }
             }
             guard let (act, outputs, dropped) = fused, dropped.allSatisfy({ !drop.contains($0) }) else { continue }
             var rewritten = producer
@@ -82,6 +90,67 @@ public struct ActivationFusion: GraphPass {
         if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
         result.rewrites = drop.count
         return result
+    }
+
+    /// HardSwish as `x · relu6(x + 3) / 6` is exported: `a = Add(c, 3)`, `k = Clip(a, 0, 6)`, then
+    /// `Mul(c, Div(k, 6))` or `Div(Mul(c, k), 6)` (operands of Add and Mul in either order,
+    /// constants from initializers or Constant nodes, each intermediate read once). Returns the
+    /// chain's output, its nodes and its inner values. The kernel computes x · clamp(x/6 + 1/2)
+    /// instead, which may differ from the chain in the last bit or two of the product.
+    static func hardSwishChain(_ c: String, _ uses: [ValueUse], _ graph: Graph, _ index: UseDefIndex)
+        -> (outputs: [String], dropped: [Int], inner: [String])? {
+        guard uses.count == 2, uses.allSatisfy({ $0.slot != nil }) else { return nil }
+        func node(_ i: Int, _ op: String) -> Node? {
+            let n = graph.nodes[i]
+            return n.isDefaultDomain && n.opType == op && n.outputs.count == 1 && !n.outputs[0].isEmpty ? n : nil
+        }
+        func constant(_ name: String, _ value: Float) -> Bool { ConstantValue.scalar(name, graph, index) == value }
+        // The one reader of `v`, when it is an `op` node.
+        func next(_ v: String, _ op: String) -> Int? {
+            guard let u = index.hasSingleDirectReader(v), node(u.node, op) != nil else { return nil }
+            return u.node
+        }
+        guard let ai = uses.first(where: { node($0.node, "Add") != nil })?.node,
+              let mi0 = uses.first(where: { node($0.node, "Mul") != nil })?.node, ai != mi0 else { return nil }
+        let add = graph.nodes[ai]
+        guard add.inputs.count == 2, add.inputs.contains(c), constant(add.inputs[add.inputs[0] == c ? 1 : 0], 3),
+              let ci = next(add.outputs[0], "Clip") else { return nil }
+        let clip = graph.nodes[ci]
+        guard clip.inputs.first == add.outputs[0] else { return nil }
+        if clip.inputs.count == 1 {
+            guard clip.float("min") == 0, clip.float("max") == 6 else { return nil }
+        } else {
+            guard clip.inputs.count == 3, constant(clip.inputs[1], 0), constant(clip.inputs[2], 6) else { return nil }
+        }
+        let k = clip.outputs[0]
+        let mul = graph.nodes[mi0]
+        guard mul.inputs.count == 2, mul.inputs.contains(c) else { return nil }
+        if let di = next(k, "Div") {
+            // Mul(c, Div(k, 6))
+            let div = graph.nodes[di]
+            guard div.inputs.count == 2, div.inputs[0] == k, constant(div.inputs[1], 6),
+                  let use = index.hasSingleDirectReader(div.outputs[0]), use.node == mi0,
+                  Set(mul.inputs) == [c, div.outputs[0]] else { return nil }
+            return (mul.outputs, [ai, ci, di, mi0], [add.outputs[0], k, div.outputs[0]])
+        }
+        // Div(Mul(c, k), 6)
+        guard let use = index.hasSingleDirectReader(k), use.node == mi0, Set(mul.inputs) == [c, k],
+              let di = next(mul.outputs[0], "Div") else { return nil }
+        let div = graph.nodes[di]
+        guard div.inputs.count == 2, div.inputs[0] == mul.outputs[0], constant(div.inputs[1], 6) else { return nil }
+        return (div.outputs, [ai, ci, mi0, di], [add.outputs[0], k, mul.outputs[0]])
+    }
+
+    /// The activation `x · gate(x)` is when `node` is the gate: SiLU for a Sigmoid, HardSwish for
+    /// a HardSigmoid with α = 1/6 and β = 1/2 exactly (HardSwish's definition, as opset < 14
+    /// exports write it; the kernel computes the same float operations, so the results are equal).
+    static func gateActivation(_ node: Node) -> FusableActivation? {
+        guard node.isDefaultDomain, node.inputs.count == 1 else { return nil }
+        switch node.opType {
+        case "Sigmoid": return .silu
+        case "HardSigmoid" where node.float("alpha") == Float(1) / 6 && node.float("beta") ?? 0.5 == 0.5: return .hardSwish
+        default: return nil
+        }
     }
 
     /// The activation `node` applies, when it is one a producer can fuse.

@@ -40,6 +40,10 @@ final class ActivationFusionTests: XCTestCase {
         }
     }
 
+    static let hardSwishConstants = [Initializer(name: "three", tensor: Tensor(scalar: Float(3))),
+                                     Initializer(name: "zero", tensor: Tensor(scalar: Float(0))),
+                                     Initializer(name: "six", tensor: Tensor(scalar: Float(6)))]
+
     func testEachActivationFusesByDataflow() throws {
         let cases: [(String, [Node], [Initializer], FusableActivation)] = [
             ("Relu", [Node(opType: "Relu", inputs: ["c"], outputs: ["y"])], [], .relu),
@@ -49,6 +53,22 @@ final class ActivationFusionTests: XCTestCase {
             ("HardSwish", [Node(opType: "HardSwish", inputs: ["c"], outputs: ["y"])], [], .hardSwish),
             ("Sigmoid", [Node(opType: "Sigmoid", inputs: ["c"], outputs: ["y"])], [], .sigmoid),
             ("SiLU", [Node(opType: "Sigmoid", inputs: ["c"], outputs: ["s"]), Node(opType: "Mul", inputs: ["c", "s"], outputs: ["y"])], [], .silu),
+            ("HardSwish as x · HardSigmoid(x)", [Node(opType: "HardSigmoid", inputs: ["c"], outputs: ["s"],
+                                                      attributes: [Attribute(name: "alpha", value: .float(Float(1) / 6)),
+                                                                   Attribute(name: "beta", value: .float(0.5))]),
+                                                 Node(opType: "Mul", inputs: ["s", "c"], outputs: ["y"])], [], .hardSwish),
+            ("HardSwish as Mul(x, Div(relu6(x + 3), 6))", [Node(opType: "Add", inputs: ["three", "c"], outputs: ["a"]),
+                                                           Node(opType: "Clip", inputs: ["a", "zero", "six"], outputs: ["k"]),
+                                                           Node(opType: "Div", inputs: ["k", "six"], outputs: ["d"]),
+                                                           Node(opType: "Mul", inputs: ["c", "d"], outputs: ["y"])],
+             Self.hardSwishConstants, .hardSwish),
+            ("HardSwish as Div(Mul(x, relu6(x + 3)), 6), Constant nodes", [
+                constant("three", .tensor(Tensor(scalar: Float(3)))), constant("six", .tensor(Tensor(scalar: Float(6)))),
+                constant("zero", .tensor(Tensor(scalar: Float(0)))),
+                Node(opType: "Add", inputs: ["c", "three"], outputs: ["a"]),
+                Node(opType: "Clip", inputs: ["a", "zero", "six"], outputs: ["k"]),
+                Node(opType: "Mul", inputs: ["k", "c"], outputs: ["m"]),
+                Node(opType: "Div", inputs: ["m", "six"], outputs: ["y"])], [], .hardSwish),
             ("Clip from Constant nodes", [constant("lo", .tensor(Tensor(scalar: Float(0)))), constant("hi", .tensor(Tensor(scalar: Float(0.5)))),
                                           Node(opType: "Clip", inputs: ["c", "lo", "hi"], outputs: ["y"])], [], .clip(min: 0, max: 0.5)),
             ("Clip from initializers, no min", [Node(opType: "Clip", inputs: ["c", "", "hi"], outputs: ["y"])],
@@ -63,7 +83,7 @@ final class ActivationFusionTests: XCTestCase {
                 XCTAssertEqual(fused?.fusedActivation, act, "\(producer) + \(why)")
                 XCTAssertEqual(fused?.outputs, ["y"], "\(producer) + \(why)")
                 XCTAssertEqual(r.removedValues["c"], "fused into \(producer) 'p' (\(act.onnxName) applied in its store)")
-                XCTAssertFalse(h.nodes.contains { ["Relu", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Mul", "Clip"].contains($0.opType) },
+                XCTAssertFalse(h.nodes.contains { ["Relu", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Mul", "Clip", "Add", "Div"].contains($0.opType) },
                                "\(producer) + \(why)")
                 _ = try DeadCodeElimination().apply(to: &h)
                 XCTAssertEqual(h.nodes.map(\.opType), [producer], "\(producer) + \(why): Constants left unread are removed")
@@ -97,11 +117,25 @@ final class ActivationFusionTests: XCTestCase {
             Node(opType: "Sigmoid", inputs: ["c"], outputs: ["s"]), Node(opType: "Mul", inputs: ["c", "s"], outputs: ["y"]),
             Node(opType: "Neg", inputs: ["s"], outputs: ["n"]),
         ])
+        let hardSigmoidNotOneSixth = Self.graph(&data, tail: [
+            Node(opType: "HardSigmoid", inputs: ["c"], outputs: ["s"]), Node(opType: "Mul", inputs: ["c", "s"], outputs: ["y"]),
+        ])
+        let addTwoNotThree = Self.graph(&data, tail: [
+            Node(opType: "Add", inputs: ["c", "zero"], outputs: ["a"]), Node(opType: "Clip", inputs: ["a", "zero", "six"], outputs: ["k"]),
+            Node(opType: "Div", inputs: ["k", "six"], outputs: ["d"]), Node(opType: "Mul", inputs: ["c", "d"], outputs: ["y"]),
+        ], extraInits: Self.hardSwishConstants)
+        var divReadTwice = Self.graph(&data, tail: [
+            Node(opType: "Add", inputs: ["c", "three"], outputs: ["a"]), Node(opType: "Clip", inputs: ["a", "zero", "six"], outputs: ["k"]),
+            Node(opType: "Div", inputs: ["k", "six"], outputs: ["d"]), Node(opType: "Mul", inputs: ["c", "d"], outputs: ["y"]),
+        ], extraInits: Self.hardSwishConstants)
+        divReadTwice.outputs.append(ValueInfo("d", .float32, []))
         let notAnActivation = Self.graph(&data, tail: [Node(opType: "Tanh", inputs: ["c"], outputs: ["y"])])
         var alreadyFused = Self.graph(&data, tail: [relu])
         alreadyFused.nodes[0].fusedActivation = .sigmoid
         for (why, g) in [("second reader", twoReaders), ("graph output", output), ("bound fed at run time", runtimeBound),
                          ("activation reads it through input 1", notFirstInput), ("Sigmoid read twice", siluWithSecondSigmoidReader),
+                         ("HardSigmoid with α = 0.2 times its input", hardSigmoidNotOneSixth),
+                         ("Add of 0, not 3", addTwoNotThree), ("Div's output also a graph output", divReadTwice),
                          ("Tanh", notAnActivation), ("already fused", alreadyFused)] {
             let (h, r) = try g.applying(ActivationFusion())
             XCTAssertEqual(r.rewrites, 0, why)

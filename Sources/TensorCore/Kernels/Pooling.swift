@@ -206,8 +206,18 @@ public enum Pooling {
         Parallel.forRanges(count: planes, minimumWork: 1 << 16, workPerItem: size) { range in
             for p in range {
                 let xp = x + p * size
-                var s: Float = 0
-                for i in 0..<size { s += xp[i] }
+                // Sixteen running sums (two vectors), not one: a single chain of dependent adds
+                // ran at one element per add latency (3.4 % of MobileNetV3-Small's time).
+                var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
+                let raw = UnsafeRawPointer(xp)
+                var i = 0
+                while i + 16 <= size {
+                    a0 += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                    a1 += raw.loadUnaligned(fromByteOffset: (i + 8) * 4, as: SIMD8<Float>.self)
+                    i += 16
+                }
+                var s = (a0 + a1).sum()
+                while i < size { s += xp[i]; i += 1 }
                 y[p] = size > 0 ? s / Float(size) : .nan
             }
         }
