@@ -88,3 +88,30 @@ struct BatchNormFoldSite {
         return out
     }
 }
+
+extension BatchNormFoldSite {
+    /// The rewrite every folding pass ends with: `node` (the producer, possibly with another op
+    /// type or attributes) reads the folded weight and bias as new initializers named after the
+    /// old weight and the BN, and writes the BN's output; the BN is marked for removal (`drop`)
+    /// and its input recorded as folded away.
+    func replace(in graph: inout Graph, names: inout NameAllocator, with node: Node, weightOf weightSource: String,
+                 weight: Tensor, bias: [Float], drop: inout Set<Int>, result: inout PassResult) {
+        let bn = graph.nodes[self.bn], p = graph.nodes[producer]
+        let wName = names.fresh(weightSource + "#bnfolded")
+        graph.addInitializer(Initializer(name: wName, tensor: weight))
+        let bName = names.fresh(bn.label + "#foldedbias")
+        graph.addInitializer(Initializer(name: bName, tensor: Tensor(shape: [bias.count], scalars: bias)))
+        var node = node
+        node.inputs = [p.inputs[0], wName, bName]
+        node.outputs = [bn.outputs[0]]
+        graph.nodes[producer] = node
+        drop.insert(self.bn)
+        result.removedValues[bn.inputs[0]] = "folded into \(p.reportLabel) with \(bn.reportLabel)"
+    }
+
+    /// Removes the BNs `replace` marked and counts them as the pass's rewrites.
+    static func finish(_ graph: inout Graph, drop: Set<Int>, result: inout PassResult) {
+        if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
+        result.rewrites = drop.count
+    }
+}

@@ -52,19 +52,9 @@ public struct BatchNormIntoConv: GraphPass {
                 }
             }
             let newBias = (0..<m).map { Float(s[$0] * bias[$0] + t[$0]) }
-            let wName = names.fresh(conv.inputs[1] + "#bnfolded")
-            graph.addInitializer(Initializer(name: wName, tensor: folded))
-            let bName = names.fresh(bn.label + "#foldedbias")
-            graph.addInitializer(Initializer(name: bName, tensor: Tensor(shape: [m], scalars: newBias)))
-            var newConv = conv
-            newConv.inputs = [conv.inputs[0], wName, bName]
-            newConv.outputs = [bn.outputs[0]]
-            graph.nodes[site.producer] = newConv
-            drop.insert(site.bn)
-            result.removedValues[bn.inputs[0]] = "folded into \(conv.reportLabel) with \(bn.reportLabel)"
+            site.replace(in: &graph, names: &names, with: conv, weightOf: conv.inputs[1], weight: folded, bias: newBias, drop: &drop, result: &result)
         }
-        if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
-        result.rewrites = drop.count
+        BatchNormFoldSite.finish(&graph, drop: drop, result: &result)
         return result
     }
 }

@@ -54,19 +54,9 @@ public struct BatchNormIntoConvTranspose: GraphPass {
                 }
             }
             let newBias = (0..<m).map { Float(s[$0] * bias[$0] + t[$0]) }
-            let wName = names.fresh(ct.inputs[1] + "#bnfolded")
-            graph.addInitializer(Initializer(name: wName, tensor: folded))
-            let bName = names.fresh(bn.label + "#foldedbias")
-            graph.addInitializer(Initializer(name: bName, tensor: Tensor(shape: [m], scalars: newBias)))
-            var node = ct
-            node.inputs = [ct.inputs[0], wName, bName]
-            node.outputs = [bn.outputs[0]]
-            graph.nodes[site.producer] = node
-            drop.insert(site.bn)
-            result.removedValues[bn.inputs[0]] = "folded into \(ct.reportLabel) with \(bn.reportLabel)"
+            site.replace(in: &graph, names: &names, with: ct, weightOf: ct.inputs[1], weight: folded, bias: newBias, drop: &drop, result: &result)
         }
-        if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
-        result.rewrites = drop.count
+        BatchNormFoldSite.finish(&graph, drop: drop, result: &result)
         return result
     }
 }

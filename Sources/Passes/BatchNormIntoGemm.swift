@@ -57,23 +57,11 @@ public struct BatchNormIntoGemm: GraphPass {
                 }
             }
             let newC = (0..<m).map { Float(s[$0] * c[$0] + t[$0]) }
-            let wName = names.fresh(p.inputs[1] + "#bnfolded")
-            graph.addInitializer(Initializer(name: wName, tensor: folded))
-            let cName = names.fresh(bn.label + "#foldedbias")
-            graph.addInitializer(Initializer(name: cName, tensor: Tensor(shape: [m], scalars: newC)))
-            var node = p
-            if !isGemm {
-                node = Node(name: p.name, opType: "Gemm", inputs: [], outputs: [])
-            }
-            node.inputs = [p.inputs[0], wName, cName]
-            node.outputs = [bn.outputs[0]]
+            var node = isGemm ? p : Node(name: p.name, opType: "Gemm", inputs: [], outputs: [])
             node[attribute: "beta"] = nil
-            graph.nodes[site.producer] = node
-            drop.insert(site.bn)
-            result.removedValues[bn.inputs[0]] = "folded into \(p.reportLabel) with \(bn.reportLabel)"
+            site.replace(in: &graph, names: &names, with: node, weightOf: p.inputs[1], weight: folded, bias: newC, drop: &drop, result: &result)
         }
-        if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
-        result.rewrites = drop.count
+        BatchNormFoldSite.finish(&graph, drop: drop, result: &result)
         return result
     }
 }
