@@ -10,38 +10,19 @@ public enum CalibrationMethod: String, CaseIterable, Sendable, Codable {
     public var saturating: Bool { self != .minmax }
 }
 
-/// A histogram of |x| over [0, range] in `bins` equal bins, filled sample by sample (memory is
-/// the bins, whatever the data set). The range is fixed before filling (the first calibration
-/// pass finds each tensor's largest |x|); values equal to the range go to the last bin, as
-/// NumPy's `histogram` puts them.
+/// A histogram of |x| over [0, range] in equal bins, as `ActivationStats` fills it sample by
+/// sample (memory is the bins, whatever the data set); the saturating methods pick their
+/// threshold from it.
 public struct AbsHistogram: Sendable {
     public let range: Float
     public private(set) var counts: [Double]
 
-    public init(range: Float, bins: Int) {
-        self.range = range
-        counts = [Double](repeating: 0, count: bins)
-    }
-
-    /// A histogram already filled (by `ActivationStats`).
     public init(range: Float, counts: [Double]) {
         self.range = range
         self.counts = counts
     }
 
     public var binWidth: Double { Double(range) / Double(counts.count) }
-
-    public mutating func add(_ t: Tensor) {
-        guard range > 0 else { counts[0] += Double(t.count); return }
-        let v = t.converted(to: .float32).scalars(as: Float.self)
-        let n = counts.count
-        let scale = Double(n) / Double(range)
-        for x in v where !x.isNaN {
-            let a = Double(abs(x))
-            let k = min(Int(a * scale), n - 1)
-            counts[max(k, 0)] += 1
-        }
-    }
 
     /// The right edge of the first bin at which the cumulative share reaches `percentile` %.
     public func percentileThreshold(_ percentile: Double) -> Float {

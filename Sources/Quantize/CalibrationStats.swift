@@ -163,15 +163,14 @@ public struct CalibrationStats: Sendable, Equatable {
     /// The calibration `Quantizer.writeQDQ` takes: each range, saturated at the method's
     /// threshold. The thresholds of different tensors are searched in parallel.
     public func calibrator(for names: [String], method: CalibrationMethod, percentile: Double) throws -> MinMaxCalibrator {
-        var cal = MinMaxCalibrator()
-        for _ in 0..<samples { cal.finishSample() }
+        var ranges: [String: (min: Float, max: Float)] = [:]
         for name in names {
             guard let s = tensors[name], s.min <= s.max else {
                 throw QuantizeError.invalid("no statistics for activation '\(name)'" + (samples == 0 ? " (no samples)" : ""))
             }
-            // MinMaxCalibrator keeps its ranges to itself; a two-element tensor sets them.
-            cal.observe(name, Tensor(shape: [2], scalars: [s.min, s.max]))
+            ranges[name] = (s.min, s.max)
         }
+        var cal = MinMaxCalibrator(ranges: ranges, samples: samples)
         if method.saturating {
             let list = names
             let results = UnsafeMutableBufferPointer<Float>.allocate(capacity: list.count)

@@ -57,21 +57,11 @@ public enum QuantizeError: Error, CustomStringConvertible {
 public struct MinMaxCalibrator: Sendable {
     public private(set) var ranges: [String: (min: Float, max: Float)] = [:]
     public private(set) var samples = 0
-    public init() {}
-
-    public mutating func observe(_ name: String, _ t: Tensor) {
-        guard t.dtype.isFloatingPoint, t.count > 0 else { return }
-        var lo = Float.infinity, hi = -Float.infinity
-        let f = t.dtype == .float32 ? t : t.converted(to: .float32)
-        f.withUnsafeBufferPointer(as: Float.self) { v in
-            // NaN compares false both ways and so never moves the range.
-            for x in v { lo = x < lo ? x : lo; hi = x > hi ? x : hi }
-        }
-        let old = ranges[name] ?? (.infinity, -.infinity)
-        ranges[name] = (min(old.min, lo), max(old.max, hi))
+    /// The ranges found by calibration (`CalibrationStats.calibrator`) over `samples` samples.
+    public init(ranges: [String: (min: Float, max: Float)] = [:], samples: Int = 0) {
+        self.ranges = ranges
+        self.samples = samples
     }
-
-    mutating func finishSample() { samples += 1 }
 
     /// Saturates a tensor's range at threshold `t` (a saturating method's choice): the observed
     /// [min, max] clipped to [−t, t].
@@ -82,45 +72,6 @@ public struct MinMaxCalibrator: Sendable {
 
     /// Thresholds chosen by a saturating method, by tensor (empty for minmax).
     public internal(set) var thresholds: [String: Float] = [:]
-}
-
-/// Per-tensor quantization noise: the float activation against its quantize-dequantize with the
-/// chosen scale and zero point, summed over samples (`QuantizeLinear` then `DequantizeLinear`
-/// semantics: round half to even, saturate to the integer range).
-public struct FakeQuantNoise: Sendable {
-    public private(set) var signal: [String: Double] = [:], noise: [String: Double] = [:]
-    public init() {}
-
-    public mutating func add(_ name: String, _ t: TensorCore.Tensor, scale: Float, zeroPoint: Int, range: QuantRange) {
-        var s = 0.0, n = 0.0
-        let f = t.dtype == .float32 ? t : t.converted(to: .float32)
-        let z = Float(zeroPoint), lo = Float(range.qmin), hi = Float(range.qmax)
-        f.withUnsafeBufferPointer(as: Float.self) { v in
-            // Partial sums in Float over short runs keep the loop vectorizable; Double across runs.
-            var i = 0
-            while i < v.count {
-                let end = min(i + 256, v.count)
-                var ps: Float = 0, pn: Float = 0
-                for k in i..<end {
-                    let x = v[k]
-                    let q = min(max((x / scale).rounded(.toNearestOrEven) + z, lo), hi)
-                    let d = x - (q - z) * scale
-                    ps += x * x
-                    pn += d * d
-                }
-                s += Double(ps); n += Double(pn)
-                i = end
-            }
-        }
-        signal[name, default: 0] += s
-        noise[name, default: 0] += n
-    }
-
-    /// 20·log10(‖x‖/‖x − x̂‖) = 10·log10(Σx²/Σ(x − x̂)²); nil when there is no noise.
-    public func sqnr(_ name: String) -> Double? {
-        guard let n = noise[name], n > 0, let s = signal[name] else { return nil }
-        return 10 * log10(max(s, .leastNormalMagnitude) / n)
-    }
 }
 
 /// What was quantized.
@@ -185,42 +136,6 @@ public enum Quantizer {
             guard !q.nodes.isEmpty else { throw QOperatorWriter.nothingConvertible }
             return (m, q.nodes, q.calibrated)
         }
-    }
-
-    /// Calibrates the activations on `samples` through the executor's hooks on the deployed graph:
-    /// a first pass finds each range (minmax); a saturating method makes a second pass filling a
-    /// histogram of |x| over [0, largest |x|] (`bins` bins) per tensor and saturates the range at
-    /// the threshold it chooses.
-    public static func calibrate(_ deployed: Model, activations: [String], samples: (([String: TensorCore.Tensor]) throws -> Void) throws -> Void,
-                                 method: CalibrationMethod = .minmax, bins: Int = 2048, percentile: Double = 99.999,
-                                 progress: (() -> Void)? = nil) throws -> MinMaxCalibrator {
-        let exec = try observing(deployed, names: activations)
-        var cal = MinMaxCalibrator()
-        let names = Set(activations)
-        try samples { feeds in
-            _ = try exec.run(feeds, hooks: ExecutionHooks(names: names) { name, t in cal.observe(name, t) })
-            cal.finishSample()
-            progress?()
-        }
-        guard method.saturating else { return cal }
-        var hist: [String: AbsHistogram] = [:]
-        for (name, r) in cal.ranges { hist[name] = AbsHistogram(range: max(abs(r.min), abs(r.max)), bins: bins) }
-        try samples { feeds in
-            _ = try exec.run(feeds, hooks: ExecutionHooks(names: names) { name, t in hist[name]?.add(t) })
-            progress?()
-        }
-        for (name, h) in hist {
-            let t: Float
-            switch method {
-            case .percentile: t = h.percentileThreshold(percentile)
-            case .entropy: t = h.entropyThreshold()
-            case .mse: t = h.mseThreshold()
-            case .minmax: t = h.range
-            }
-            cal.thresholds[name] = t
-            cal.saturate(name, at: t)
-        }
-        return cal
     }
 
     /// An executor with the shared plan-time passes (fusion, folding) when every value in
