@@ -164,9 +164,10 @@ struct QuantizeCommand: ParsableCommand {
             // Every output against every input (device and inode) and against each other.
             var inputFiles = InputFiles()
             inputFiles.add(model: m, path: model)
-            for dir in [calib, eval].compactMap({ $0 }) {
-                inputFiles.add(try DataSource(directory: dir, graph: m.graph, pins: pins, preprocessing: try preprocess.preprocessing()))
-            }
+            let preprocessing = try preprocess.preprocessing()
+            let calibSource = try calib.map { try DataSource(directory: $0, graph: m.graph, pins: pins, preprocessing: preprocessing) }
+            let evalSource = try eval.map { try DataSource(directory: $0, graph: m.graph, pins: pins, preprocessing: preprocessing) }
+            for source in [calibSource, evalSource].compactMap({ $0 }) { inputFiles.add(source) }
             for path in statsFiles { inputFiles.add(path, what: "--stats") }
             try inputFiles.check(output, flag: "-o", force: force)
             let sideOutputs: [(flag: String, path: String?)] = [("--trt-cache", trtCache), ("--ncnn-table", ncnnTable), ("--save-stats", saveStats),
@@ -177,7 +178,7 @@ struct QuantizeCommand: ParsableCommand {
             // Calibration (one streamed pass, statistics merged with --stats files), the bias
             // correction's pass, the quantized model, and the quality report on --eval or the
             // calibration samples (QuantizeCalibration.swift).
-            let cal = try calibrate(m, prepared: prepared, pins: pins)
+            let cal = try calibrate(calibSource, prepared: prepared)
             var means: [Int: BiasCorrection.InputMeans] = [:]
             if biasCorrection {
                 guard let source = cal.source else { throw CLIError("--bias-correction needs --calib samples (not only --stats)") }
@@ -187,7 +188,7 @@ struct QuantizeCommand: ParsableCommand {
                 })
             }
             var (q, summary) = try Quantizer.write(prepared.model, nodes: prepared.nodes, calibration: cal.calibrator, options: options, inputMeans: means)
-            let quality = try measureQuality(m, prepared: prepared, cal: cal, options: options, inputMeans: means, quantized: &q, summary: &summary)
+            let quality = try measureQuality(evalSource, prepared: prepared, cal: cal, options: options, inputMeans: means, quantized: &q, summary: &summary)
             let agreement = quality.output
             let gateFailed = minSQNR.map { limit in (agreement.sqnrDB ?? .infinity) < limit } ?? false
             if !gateFailed || force {

@@ -28,14 +28,13 @@ extension QuantizeCommand {
     /// One pass of the deployed float model over --calib, its hooks accumulating each calibrated
     /// activation's min, max and (for a saturating method, --save-stats or --stats) |x| histogram;
     /// merged with the --stats files; saved with --save-stats.
-    func calibrate(_ m: Model, prepared: (model: Model, nodes: [Int], activations: [String]), pins: [String: [Int]]) throws -> Calibrated {
+    func calibrate(_ calibSource: DataSource?, prepared: (model: Model, nodes: [Int], activations: [String])) throws -> Calibrated {
         let keepHistograms = method.saturating || saveStats != nil || !statsFiles.isEmpty
         var stats = CalibrationStats(bins: keepHistograms ? bins : 0)
         var source: DataSource?
         var entries: [DataSource.Entry] = []
         var kept = ReferenceOutputs()
-        if let calib {
-            let s = try DataSource(directory: calib, graph: m.graph, pins: pins, preprocessing: try preprocess.preprocessing())
+        if let calib, let s = calibSource {
             entries = Array(s.entries.prefix(maxSamples))
             guard !entries.isEmpty else { throw CLIError("--calib \(calib): no samples found") }
             source = s
@@ -81,13 +80,12 @@ extension QuantizeCommand {
     /// The quality report: the quantized model (QDQ simulated) over --eval or the calibration
     /// samples, against the float model; with --mixed-precision, the search that keeps the most
     /// sensitive nodes in float (rewriting `q` and `summary`).
-    func measureQuality(_ m: Model, prepared: (model: Model, nodes: [Int], activations: [String]), cal: Calibrated,
+    func measureQuality(_ evalSource: DataSource?, prepared: (model: Model, nodes: [Int], activations: [String]), cal: Calibrated,
                         options: QuantizeOptions, inputMeans: [Int: BiasCorrection.InputMeans],
                         quantized q: inout Model, summary: inout QuantizeSummary) throws -> Quality {
         var source = cal.source, entries = cal.entries, references = cal.references
         var where_ = "calibration samples"
-        if let eval {
-            let s = try DataSource(directory: eval, graph: m.graph, pins: try inputs.pins(), preprocessing: try preprocess.preprocessing())
+        if let eval, let s = evalSource {
             entries = Array(s.entries.prefix(maxEval))
             guard !entries.isEmpty else { throw CLIError("--eval \(eval): no samples found") }
             source = s
