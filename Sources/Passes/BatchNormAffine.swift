@@ -90,6 +90,17 @@ struct BatchNormFoldSite {
 }
 
 extension BatchNormFoldSite {
+    /// The producer's optional bias input (index 2) as Doubles: zeros when absent; nil (and the
+    /// BN listed in `leftAlone`) when it is not a float32 constant of `channels` values.
+    static func bias(of p: Node, channels m: Int, for bn: Node, _ graph: Graph, result: inout PassResult) -> [Double]? {
+        guard p.inputs.count >= 3, !p.inputs[2].isEmpty else { return [Double](repeating: 0, count: m) }
+        guard let b = doubles(p.inputs[2], graph), b.count == m else {
+            result.leftAlone[bn.reportLabel] = "\(p.reportLabel) bias is not a float32 constant"
+            return nil
+        }
+        return b
+    }
+
     /// The rewrite every folding pass ends with: `node` (the producer, possibly with another op
     /// type or attributes) reads the folded weight and bias as new initializers named after the
     /// old weight and the BN, and writes the BN's output; the BN is marked for removal (`drop`)

@@ -33,14 +33,7 @@ public struct BatchNormIntoConv: GraphPass {
                 result.leftAlone[bn.reportLabel] = "\(conv.reportLabel) weight is not a float32 constant with \(m) output channels"
                 continue
             }
-            var bias = [Double](repeating: 0, count: m)
-            if conv.inputs.count >= 3, !conv.inputs[2].isEmpty {
-                guard let b = doubles(conv.inputs[2], graph), b.count == m else {
-                    result.leftAlone[bn.reportLabel] = "\(conv.reportLabel) bias is not a float32 constant"
-                    continue
-                }
-                bias = b
-            }
+            guard let bias = BatchNormFoldSite.bias(of: conv, channels: m, for: bn, graph, result: &result) else { continue }
             let s = site.affine.scale, t = site.affine.shift
             let per = w.count / m
             var folded = Tensor(uninitialized: .float32, shape: w.shape)

@@ -31,14 +31,7 @@ public struct BatchNormIntoConvTranspose: GraphPass {
                 result.leftAlone[bn.reportLabel] = "\(ct.reportLabel) weight is not a float32 constant with \(m) output channels"
                 continue
             }
-            var bias = [Double](repeating: 0, count: m)
-            if ct.inputs.count >= 3, !ct.inputs[2].isEmpty {
-                guard let b = doubles(ct.inputs[2], graph), b.count == m else {
-                    result.leftAlone[bn.reportLabel] = "\(ct.reportLabel) bias is not a float32 constant"
-                    continue
-                }
-                bias = b
-            }
+            guard let bias = BatchNormFoldSite.bias(of: ct, channels: m, for: bn, graph, result: &result) else { continue }
             let s = site.affine.scale, t = site.affine.shift
             let cin = w.shape[0], outPer = w.shape[1], inPer = cin / g, kernel = w.count / (cin * outPer)
             var folded = Tensor(uninitialized: .float32, shape: w.shape)
