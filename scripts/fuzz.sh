@@ -15,11 +15,12 @@ SWIFT=${SWIFT:-swift}
 
 start=$(date +%s)
 # The linker is the default gold, whose warnings about ASan helper symbols it cannot export are
-# filtered out. (Linking with lld, or -Xswiftc -O, gave drivers with only the driver's own ~2,400
-# coverage counters in a rebuild here: the libraries ran uninstrumented. Not used until understood;
-# the check below refuses such a driver.)
+# filtered out. SwiftPM 6.3.1 passes `-sanitize=fuzzer` to the link only, not to the compiles: the
+# libraries came out with ASan but without coverage counters (a driver with ~3,000 counters, the
+# fuzzer running blind), so -Xswiftc asks for the coverage instrumentation on every Swift target.
+# The check below refuses a driver built without it.
 BUILD=$ROOT/Fuzz/.build
-(cd Fuzz && $SWIFT build -q --sanitize=fuzzer --sanitize=address 2>&1 | grep -v "Cannot export local symbol" ; exit "${PIPESTATUS[0]}") \
+(cd Fuzz && $SWIFT build -q --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer 2>&1 | grep -v "Cannot export local symbol" ; exit "${PIPESTATUS[0]}") \
   || { echo "fuzz: building the driver (Fuzz/) failed" >&2; exit 1; }
 BIN=$BUILD/debug/compress-fuzz
 echo "fuzz: driver built in $(( $(date +%s) - start )) s"
@@ -31,7 +32,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}
 export SWIFT_BACKTRACE=enable=no
 WORK=$BUILD/fuzz-work
 # Refuse a driver whose libraries are not instrumented (the fuzzer would run blind): the
-# -Onone build has ~78,000 coverage counters, the driver alone ~2,400.
+# -Onone build has ~82,000 coverage counters, one with uninstrumented libraries ~3,000.
 counters=$(COMPRESS_FUZZ_TARGET=npy "$BIN" -runs=0 2>&1 | grep -o '([0-9]* inline 8-bit counters)' | grep -o '[0-9]*' | head -1 || true)
 [ "${counters:-0}" -gt 20000 ] || { echo "fuzz: the driver has ${counters:-no} coverage counters; rebuild it (rm -rf Fuzz/.build)" >&2; exit 1; }
 found=0
