@@ -25,6 +25,26 @@ CRASH_MARKERS = ("Fatal error", "Stack dump", "Current stack trace", "Backtrace"
                  "Segmentation fault", "SIGSEGV", "SIGILL", "SIGTRAP", "Assertion failed", "Precondition failed")
 
 
+def _ort_int8_kernels_exact() -> bool:
+    """Whether ONNX Runtime's int8 CPU kernels compute exact integer dot products here. On x86
+    without VNNI (AVX512-VNNI or AVX-VNNI) MLAS multiplies uint8 by int8 with vpmaddubsw, which
+    adds pairs of products in int16 and saturates (ORT's docs advise reduce_range, 7-bit weights);
+    int8 activations go through the same path shifted by 128. Tests that compare compress's
+    arithmetic with ORT's optimized (integer-kernel) execution do so only where it is exact, and
+    otherwise with the QDQ arithmetic as written (graph optimizations off)."""
+    import platform
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+ORT_INT8_EXACT = _ort_int8_kernels_exact()
+
+
 def onnx_test_data() -> Path:
     """The `onnx` package's bundled backend test data (node, light, pytorch-converted, …)."""
     import onnx
