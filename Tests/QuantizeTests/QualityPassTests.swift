@@ -9,7 +9,8 @@ import XCTest
 /// executor's QuantizeLinear/DequantizeLinear kernels, checked against ONNX Runtime elsewhere),
 /// and its noise sums those of x against that output.
 final class QualityPassTests: XCTestCase {
-    /// x → Relu → Q/DQ (int8, zero point 0) → Add ← Q/DQ (uint8, zero point 37) ← x: y.
+    /// x → Relu → Q/DQ (int8, zero point 0) → Add ← Q/DQ (int8, zero point 37) ← x: y (uint8 pairs: the
+    /// --asymmetric cases of Tests/Interop/test_quantize_report.py).
     func model(count: Int) -> Model {
         let v = { (n: String) in ValueInfo(n, .float32, [.fixed(count)]) }
         var g = Graph(nodes: [
@@ -23,7 +24,7 @@ final class QualityPassTests: XCTestCase {
         g.addInitializer(Initializer(name: "s1", tensor: Tensor(scalar: Float(0.0123))))
         g.addInitializer(Initializer(name: "z1", tensor: Tensor(scalar: Int8(0))))
         g.addInitializer(Initializer(name: "s2", tensor: Tensor(scalar: Float(0.031))))
-        g.addInitializer(Initializer(name: "z2", tensor: Tensor(scalar: UInt8(37))))
+        g.addInitializer(Initializer(name: "z2", tensor: Tensor(scalar: Int8(37))))
         return Model(graph: g, opsetImports: [OpsetImport(domain: "", version: 13)])
     }
 
@@ -49,7 +50,7 @@ final class QualityPassTests: XCTestCase {
             let x = Tensor(shape: [values.count], scalars: values)
             var seen: [String: Tensor] = [:]
             let plain = try Executor(model: m, passes: .none)
-            let ref = try plain.run(["x": x], hooks: ExecutionHooks(names: ["r", "rdq", "xdq"]) { seen[$0] = $1 })["y"]!
+            let ref = try plain.run(["x": x], hooks: ExecutionHooks(names: ["x", "r", "rdq", "xdq"]) { seen[$0] = $1 })["y"]!
             var r = QualityResult()
             try pass.add(["x": x], reference: [ref], label: nil, into: &r)
             let got = try pass.executor.run(["x": x])["y"]!
