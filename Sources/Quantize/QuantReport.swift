@@ -21,45 +21,85 @@ public struct QDQNoise: Sendable {
         noise[name, default: 0] += n
     }
 
-    /// Σx² and Σ(x − x̂)² of one buffer, eight lanes at a time. Clamping x/scale to
-    /// [qmin − z, qmax − z] before rounding equals rounding then saturating (the bounds are
-    /// integers); rounding half to even is (t + 1.5·2²³) − 1.5·2²³, exact for |t| < 2²², which
-    /// the clamp ensures.
+    /// Σx² and Σ(x − x̂)² of one buffer, eight lanes at a time (`fakeQuantize` without an output).
     static func noise(_ v: UnsafeBufferPointer<Float>, scale: Float, zeroPoint: Int, range: QuantRange) -> (Double, Double) {
-        let z = Float(zeroPoint)
-        let lo = SIMD8<Float>(repeating: Float(range.qmin) - z), hi = SIMD8<Float>(repeating: Float(range.qmax) - z)
-        let magic = SIMD8<Float>(repeating: 12_582_912), s8 = SIMD8<Float>(repeating: scale)
-        var s = 0.0, n = 0.0
+        fakeQuantize(v, into: nil, scale: scale, zeroPoint: zeroPoint, range: range)
+    }
+
+    /// Writes x̂, the quantize-dequantize of each x, to `out` (when given) and returns Σx² and
+    /// Σ(x − x̂)². Clamping x/scale to [qmin − z, qmax − z] before rounding equals rounding then
+    /// saturating (the bounds are integers); rounding half to even is (t + 1.5·2²³) − 1.5·2²³,
+    /// exact for |t| < 2²², which the clamp ensures. x̂ = round(t)·scale is bit for bit what
+    /// QuantizeLinear followed by DequantizeLinear computes ((q − z) is the integer round(t));
+    /// NaN gives 0 (QuantizeLinear maps it to the zero point) and adds nothing to the sums.
+    /// The sums are taken in blocks of 512 values (eight Float lanes, then Double), the blocks
+    /// added in order: the same figures whether the blocks ran on one thread or several.
+    static func fakeQuantize(_ v: UnsafeBufferPointer<Float>, into out: UnsafeMutablePointer<Float>?,
+                             scale: Float, zeroPoint: Int, range: QuantRange) -> (Double, Double) {
         let count = v.count
-        guard let base = v.baseAddress else { return (0, 0) }
-        let raw = UnsafeRawPointer(base)
-        var i = 0
-        while i + 8 <= count {
-            let end = min(i + 512, count - count % 8)
-            var ps = SIMD8<Float>(), pn = SIMD8<Float>()
-            while i < end {
-                var x = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-                x.replace(with: 0, where: .!(x .== x))
-                var t = x / s8
-                t.replace(with: lo, where: t .< lo)
-                t.replace(with: hi, where: t .> hi)
-                let r = (t + magic) - magic
-                let d = x - r * s8
-                ps += x * x
-                pn += d * d
-                i += 8
+        guard let base = v.baseAddress, count > 0 else { return (0, 0) }
+        let block = 512
+        let vectorized = count - count % 8
+        let blocks = (vectorized + block - 1) / block
+        var s = 0.0, n = 0.0
+        if blocks > 0 {
+            let partial = UnsafeMutablePointer<(Double, Double)>.allocate(capacity: blocks)
+            defer { partial.deallocate() }
+            let shared = UncheckedSendable((base, out, partial))
+            Parallel.forRanges(count: blocks, workPerItem: block) { r in
+                let (base, out, partial) = shared.value
+                for b in r {
+                    let start = b * block
+                    partial[b] = fakeQuantizeBlock(base + start, out.map { $0 + start }, count: min(block, vectorized - start),
+                                                   scale: scale, zeroPoint: zeroPoint, range: range)
+                }
             }
-            s += Double(ps.sum()); n += Double(pn.sum())
+            for b in 0..<blocks { s += partial[b].0; n += partial[b].1 }
         }
-        while i < count {
-            let x = v[i]
-            i += 1
-            guard !x.isNaN else { continue }
-            let t = min(max(x / scale, Float(range.qmin) - z), Float(range.qmax) - z)
-            let d = x - t.rounded(.toNearestOrEven) * scale
+        let z = Float(zeroPoint), lo = Float(range.qmin) - z, hi = Float(range.qmax) - z
+        let magic: Float = 12_582_912
+        for i in vectorized..<count {
+            let x = base[i]
+            guard !x.isNaN else { out?[i] = 0; continue }
+            let t = min(max(x / scale, lo), hi)
+            let q = ((t + magic) - magic) * scale
+            out?[i] = q
+            let d = x - q
             s += Double(x * x); n += Double(d * d)
         }
         return (s, n)
+    }
+
+    /// One block of `fakeQuantize` (`count` a multiple of 8).
+    @inline(__always)
+    static func fakeQuantizeBlock(_ p: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>?, count: Int,
+                                  scale: Float, zeroPoint: Int, range: QuantRange) -> (Double, Double) {
+        let z = Float(zeroPoint)
+        let lo = SIMD8<Float>(repeating: Float(range.qmin) - z), hi = SIMD8<Float>(repeating: Float(range.qmax) - z)
+        let magic = SIMD8<Float>(repeating: 12_582_912), s8 = SIMD8<Float>(repeating: scale)
+        let raw = UnsafeRawPointer(p)
+        var ps = SIMD8<Float>(), pn = SIMD8<Float>()
+        var i = 0
+        while i < count {
+            var x = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+            x.replace(with: 0, where: .!(x .== x))
+            var t = x / s8
+            t.replace(with: lo, where: t .< lo)
+            t.replace(with: hi, where: t .> hi)
+            let q = ((t + magic) - magic) * s8
+            if let out { UnsafeMutableRawPointer(out).storeBytes(of: q, toByteOffset: i * 4, as: SIMD8<Float>.self) }
+            let d = x - q
+            ps += x * x
+            pn += d * d
+            i += 8
+        }
+        return (Double(ps.sum()), Double(pn.sum()))
+    }
+
+    /// Adds the sums of one tensor measured elsewhere (`fakeQuantize`).
+    mutating func add(_ name: String, signal s: Double, noise n: Double) {
+        signal[name, default: 0] += s
+        noise[name, default: 0] += n
     }
 
     /// nil when there is no noise (or the tensor was never seen).
@@ -122,35 +162,135 @@ public struct QualityResult: Sendable {
 /// Runs the quantized model (QDQ simulated in float by compress's executor, constant
 /// DequantizeLinear folded) over samples, measuring each activation's QDQ noise in it and its
 /// outputs against the float reference outputs.
+///
+/// Each activation's QuantizeLinear → DequantizeLinear pair (per-tensor int8/uint8, the
+/// quantized value read only by its DequantizeLinear) runs as one internal fake-quantize step
+/// (`QualityPass.fakeQuantize`): the same x̂ bit for bit, in one pass over x that also takes
+/// the pair's noise sums, instead of an int8 tensor, a float copy and a third pass for the noise.
+/// Pairs of another form (a QOperator model's QuantizeLinear feeding QLinear operators) run as
+/// written, their input observed by a hook.
 public struct QualityPass {
     public let executor: Executor
     let params: [String: QuantParams]
     let range: QuantRange
     let outputs: [String]
+    /// Activations whose noise a hook measures (their QuantizeLinear was not fused).
+    let hooked: Set<String>
+    let sink: FakeQuantSink
+
+    /// The internal domain and operator of a fused QuantizeLinear → DequantizeLinear pair: inputs
+    /// (x, scale, zero point) as QuantizeLinear's, output DequantizeLinear's. Never written out.
+    public static let fakeQuantizeDomain = "compress.internal", fakeQuantize = "FakeQuantize"
 
     /// `activations`: name → the scale and zero point the quantized model uses for it.
     public init(quantized q: Model, activations: [String: QuantParams], range: QuantRange) throws {
-        let folded = Quantizer.withConstantDequantizeFolded(q)
+        var folded = Quantizer.withConstantDequantizeFolded(q)
         // Only float values the quantized model computes (a QOperator model keeps many of the
         // activations in integers inside its QLinear operators: no QDQ noise to measure there).
         var present = Set(folded.graph.inputs.map(\.name))
         for n in folded.graph.nodes where n.opType == "QuantizeLinear" && !n.inputs.isEmpty { present.insert(n.inputs[0]) }
         let observed = activations.filter { present.contains($0.key) }
-        executor = try Quantizer.observing(folded, names: Array(observed.keys))
+        let fused = Self.fusePairs(&folded)
+        let sink = FakeQuantSink(params: observed, range: range)
+        let registry = OpRegistry.standard.copy()
+        registry.register(Self.fakeQuantize, domain: Self.fakeQuantizeDomain, since: 1, kernel: { inputs, ctx in
+            try sink.run(inputs, ctx)
+        }, infer: { types, _, ctx in [try ctx.required(types, 0)] })
+        hooked = Set(observed.keys).subtracting(fused)
+        executor = try Quantizer.observing(folded, names: Array(hooked), registry: registry)
         params = observed
         self.range = range
+        self.sink = sink
         outputs = q.graph.outputs.map(\.name)
+    }
+
+    /// Replaces each per-tensor QuantizeLinear → DequantizeLinear pair whose quantized value only
+    /// that DequantizeLinear reads (same scale and zero point, int8 or uint8, no attributes) by one
+    /// fake-quantize node at the QuantizeLinear's place. Returns the inputs (x) of the fused pairs.
+    static func fusePairs(_ m: inout Model) -> Set<String> {
+        let g = m.graph
+        let index = UseDefIndex(g)
+        var drop = Set<Int>(), fusedInputs = Set<String>()
+        var nodes = g.nodes
+        for (i, n) in g.nodes.enumerated() where n.isDefaultDomain && n.opType == "QuantizeLinear" && n.inputs.count == 3 && n.outputs.count == 1 {
+            let qv = n.outputs[0]
+            guard n.attributes.isEmpty, !index.isGraphOutput(qv), index.readCount(of: qv) == 1,
+                  let r = index.readers(of: qv).first, r.slot == 0, !drop.contains(r.node) else { continue }
+            let dq = g.nodes[r.node]
+            guard dq.isDefaultDomain, dq.opType == "DequantizeLinear", dq.attributes.isEmpty, dq.inputs.count == 3, dq.outputs.count == 1,
+                  dq.inputs[1] == n.inputs[1], dq.inputs[2] == n.inputs[2],
+                  let s = g.constantTensor(named: n.inputs[1]), s.dtype == .float32, s.count == 1,
+                  let z = g.constantTensor(named: n.inputs[2]), z.dtype == .int8 || z.dtype == .uint8, z.count == 1 else { continue }
+            nodes[i] = Node(name: n.name, opType: fakeQuantize, domain: fakeQuantizeDomain, inputs: n.inputs, outputs: dq.outputs)
+            drop.insert(r.node)
+            fusedInputs.insert(n.inputs[0])
+        }
+        guard !drop.isEmpty else { return [] }
+        m.graph.nodes = nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element)
+        m.opsetImports.append(OpsetImport(domain: fakeQuantizeDomain, version: 1))
+        return fusedInputs
     }
 
     /// One sample: `reference` are the float model's outputs in graph-output order.
     public func add(_ feeds: [String: Tensor], reference: [Tensor], label: Int?, into r: inout QualityResult, perTensor: Bool = true) throws {
         var noise = r.tensors
-        let names = perTensor ? Set(params.keys) : []
+        let names = perTensor ? hooked : []
+        sink.begin(measuring: perTensor)
+        defer { sink.end() }
         let out = try executor.run(feeds, hooks: ExecutionHooks(names: names) { name, t in
             if let p = params[name] { noise.add(name, t, scale: p.scale, zeroPoint: p.zeroPoint, range: range) }
         })
+        for (name, sums) in sink.sums { noise.add(name, signal: sums.0, noise: sums.1) }
         r.tensors = noise
         r.output.add(reference: reference, candidate: outputs.map { out[$0]! }, label: label)
+    }
+}
+
+/// The fused fake-quantize kernel of one `QualityPass`, and the noise sums it took during the
+/// current run (one entry per activation, the first fused pair reading it: a hook too sees a
+/// value once per run).
+final class FakeQuantSink: @unchecked Sendable {
+    let params: [String: QuantParams]
+    let range: QuantRange
+    private(set) var sums: [(String, (Double, Double))] = []
+    private var seen: Set<String> = []
+    private var measuring = false
+
+    init(params: [String: QuantParams], range: QuantRange) {
+        self.params = params
+        self.range = range
+    }
+
+    func begin(measuring m: Bool) { measuring = m; sums = []; seen = [] }
+    func end() { measuring = false }
+
+    func run(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
+        let x0 = try ctx.required(inputs, 0), st = try ctx.required(inputs, 1), zt = try ctx.required(inputs, 2)
+        // (The quantized activations are float32; a float16 one widens exactly.)
+        let x = x0.dtype == .float32 ? x0 : x0.converted(to: .float32)
+        guard x0.dtype.isFloatingPoint, st.dtype == .float32, st.count == 1, zt.dtype == .int8 || zt.dtype == .uint8, zt.count == 1 else {
+            throw ctx.error("fused QuantizeLinear → DequantizeLinear takes float32 data with one float32 scale and one int8/uint8 zero point")
+        }
+        let scale = st.withUnsafeBufferPointer(as: Float.self) { $0[0] }
+        let zero = zt.dtype == .int8 ? Int(zt.withUnsafeBufferPointer(as: Int8.self) { $0[0] }) : Int(zt.withUnsafeBufferPointer(as: UInt8.self) { $0[0] })
+        // QuantizeLinear saturates to the whole integer type.
+        let full = zt.dtype == .int8 ? QuantRange(dtype: .int8, qmin: -128, qmax: 127) : QuantRange(dtype: .uint8, qmin: 0, qmax: 255)
+        let name = ctx.node.inputs[0]
+        var y = Tensor(uninitialized: .float32, shape: x.shape)
+        let measured = y.withUnsafeMutableBufferPointer(as: Float.self) { out in
+            x.withUnsafeBufferPointer(as: Float.self) { QDQNoise.fakeQuantize($0, into: out.baseAddress, scale: scale, zeroPoint: zero, range: full) }
+        }
+        if measuring, let p = params[name], !seen.contains(name) {
+            seen.insert(name)
+            if p.scale.bitPattern == scale.bitPattern && p.zeroPoint == zero && range == full {
+                sums.append((name, measured))
+            } else {
+                // The report's parameters differ from the model's here: measure with the report's.
+                let other = x.withUnsafeBufferPointer(as: Float.self) { QDQNoise.noise($0, scale: p.scale, zeroPoint: p.zeroPoint, range: range) }
+                sums.append((name, other))
+            }
+        }
+        return [y]
     }
 }
 

@@ -186,6 +186,14 @@ public final class OpRegistry: @unchecked Sendable {
         table[Self.key(domain, op)]?.last { $0.sinceVersion <= opset }
     }
 
+    /// A registry with the same implementations, to which more can be added without changing this
+    /// one (compress's internal operators, registered for one executor).
+    public func copy() -> OpRegistry {
+        let r = OpRegistry()
+        r.table = table
+        return r
+    }
+
     /// What is supported: (domain, op, sinceVersions), sorted.
     public var supported: [(domain: String, op: String, versions: [Int])] {
         table.map { k, v in
