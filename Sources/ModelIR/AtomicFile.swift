@@ -75,11 +75,23 @@ public enum AtomicFile {
             }
         }
 
-        /// Flushes the bytes (when `durable`), renames the file into place and flushes the folder.
-        public func commit(durable: Bool = true) throws {
-            guard !durable || fsync(fd) == 0 else {
+        /// Whether `flush` has put the bytes written so far on disk.
+        private var flushed = false
+
+        /// Puts the bytes written so far on disk (fsync) without moving the file into place, so
+        /// the flush can overlap other work (`compress fuse` verifies meanwhile); `commit` then
+        /// only renames and flushes the folder. Write nothing after it.
+        public func flush() throws {
+            guard fsync(fd) == 0 else {
                 throw ModelError(destination.path, "fsync failed: \(String(cString: strerror(errno)))")
             }
+            flushed = true
+        }
+
+        /// Flushes the bytes (when `durable`, unless `flush` did), renames the file into place and
+        /// flushes the folder.
+        public func commit(durable: Bool = true) throws {
+            if durable && !flushed { try flush() }
             pauseBeforeRenameForTests()
             let tmp: URL
             if let named {

@@ -27,6 +27,40 @@ public enum ModelWriter {
     /// Serializes and atomically writes `model` to `url` (and its external-data file, if any).
     /// - Throws: `ModelError` naming the file; no partial output is left behind.
     public static func write(_ model: Model, to url: URL, layout: DataLayout = .inline) throws {
+        let staged = try stage(model, to: url, layout: layout)
+        do { try staged.commit() } catch {
+            staged.abandon()
+            throw error
+        }
+    }
+
+    /// A model written in full to temporary files beside its destination and flushed to disk
+    /// (fsync), not yet in place: `commit` renames it (the external-data file first) and
+    /// flushes the folder; `abandon` drops it, leaving nothing. Lets the write and its flush
+    /// overlap other work (`BackgroundWrite`).
+    public final class Staged {
+        let file: AtomicFile.Pending
+        let sink: ExternalSink?
+        init(file: AtomicFile.Pending, sink: ExternalSink?) {
+            self.file = file
+            self.sink = sink
+        }
+
+        /// Moves the files into place: the data file before the model that points into it.
+        public func commit() throws {
+            try sink?.finish()
+            try file.commit()
+        }
+
+        public func abandon() {
+            sink?.abandon()
+            file.abandon()
+        }
+    }
+
+    /// Serializes `model` for `url` into temporary files, flushed, that `Staged.commit` puts
+    /// in place. - Throws: `ModelError` naming the file; nothing is left behind on error.
+    public static func stage(_ model: Model, to url: URL, layout: DataLayout = .inline) throws -> Staged {
         var layout = layout
         if layout == .inline && model.graph.initializers.reduce(0, { $0 + $1.tensor.byteCount }) > inlineLimit {
             layout = .external(location: nil, threshold: 1024)
@@ -36,10 +70,7 @@ public enum ModelWriter {
             let loc = location ?? (url.lastPathComponent + ".data")
             sink = try ExternalSink(location: loc, target: url.deletingLastPathComponent().appendingPathComponent(loc), threshold: threshold)
         }
-        if sink == nil {
-            try writeStreaming(model, to: url)
-            return
-        }
+        guard let sink else { return Staged(file: try writeStreaming(model, to: url), sink: nil) }
         do {
             let proto = try modelProto(model, sink: sink)
             let bytes: Data
@@ -47,14 +78,65 @@ public enum ModelWriter {
                 throw ModelError(url.path, "cannot serialize the model: \(error)")
             }
             let file = try AtomicFile.Pending(for: url)
-            defer { file.abandon() }
-            try file.write(bytes)
-            // The data file is in place before the model that points into it.
-            try sink?.finish()
-            try file.commit()
+            do {
+                try file.write(bytes)
+                try sink.flush()
+                try file.flush()
+            } catch {
+                file.abandon()
+                throw error
+            }
+            return Staged(file: file, sink: sink)
         } catch {
-            sink?.abandon()
+            sink.abandon()
             throw error
+        }
+    }
+
+    /// A model written and flushed on a thread of its own while the caller does other work
+    /// (`compress fuse` verifies meanwhile): `commit` waits for it and puts the file in place,
+    /// `abandon` waits and drops it. Exactly one of the two must be called; until then nothing
+    /// is visible at the destination (the temporary file has no name where the filesystem
+    /// allows, `.NAME.tmp-PID-RANDOM` elsewhere).
+    public final class BackgroundWrite: @unchecked Sendable {
+        private let done = DispatchSemaphore(value: 0)
+        private var result: Result<Staged, Error>?
+        private var finished = false
+
+        /// Starts writing `model` to `url` (see `stage`). The model's tensors are only read.
+        public init(_ model: Model, to url: URL, layout: DataLayout = .inline) {
+            let job = Job(model: model, url: url, layout: layout)
+            Thread.detachNewThread { [self] in
+                result = Result { try ModelWriter.stage(job.model, to: job.url, layout: job.layout) }
+                done.signal()
+            }
+        }
+
+        /// The inputs the writing thread reads (immutable once handed over).
+        private struct Job: @unchecked Sendable {
+            let model: Model
+            let url: URL
+            let layout: DataLayout
+        }
+
+        private func wait() -> Result<Staged, Error> {
+            if !finished { done.wait(); finished = true }
+            return result!
+        }
+
+        /// Waits for the write and its flush, then moves the file into place.
+        /// - Throws: the write's error, or the commit's (nothing is left behind either way).
+        public func commit() throws {
+            let staged = try wait().get()
+            do { try staged.commit() } catch {
+                staged.abandon()
+                throw error
+            }
+        }
+
+        /// Waits for the write, then drops it.
+        public func abandon() {
+            if case .success(let staged) = wait() { staged.abandon() }
         }
     }
 
@@ -119,8 +201,9 @@ public enum ModelWriter {
     /// the model's later fields. An unchanged initializer's message is copied from the mapped
     /// input file as it was (never decoded); a changed or new one is its fields up to `name` (8),
     /// a raw_data field (9) written from the tensor's own bytes, then its later fields. The
-    /// weights are copied once, by write(2), instead of decoded, encoded and buffered.
-    static func writeStreaming(_ model: Model, to url: URL) throws {
+    /// weights are copied once, by write(2), instead of decoded, encoded and buffered. Returns
+    /// the temporary file, written and flushed, for the caller to commit or abandon.
+    static func writeStreaming(_ model: Model, to url: URL) throws -> AtomicFile.Pending {
         var pieces: [InitializerPiece] = []
         pieces.reserveCapacity(model.graph.initializers.count)
         for i in model.graph.initializers {
@@ -191,7 +274,8 @@ public enum ModelWriter {
             buffer.append(gTail)
             buffer.append(try modelTail.serializedBytes())
             try flush()
-            try file.commit()
+            try file.flush()
+            return file
         } catch {
             file.abandon()
             throw error
@@ -359,6 +443,9 @@ final class ExternalSink {
         offset += t.byteCount
         return (start, t.byteCount)
     }
+
+    /// Flushes the side file's bytes to disk (before `finish`).
+    func flush() throws { if offset > 0 { try file.flush() } }
 
     /// Puts the side file in place (flushed); when no tensor went to it, none is written.
     func finish() throws {

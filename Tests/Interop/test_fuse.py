@@ -147,13 +147,28 @@ def test_skip_and_passes(tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_verification_gate(tmp_path):
+@pytest.mark.parametrize("named", [False, True], ids=["unnamed-temporary", "named-temporary"])
+def test_verification_gate(named, tmp_path):
+    # The output is written and flushed while verification runs (Docs/fuse.md): a failed
+    # verification must still leave nothing — no output, no temporary file (also where
+    # temporaries have names, COMPRESS_TEST_NAMED_TEMPORARIES) — and an existing file untouched.
+    import os
+    env = {**os.environ, **({"COMPRESS_TEST_NAMED_TEMPORARIES": "1"} if named else {})}
     src, out = FIXTURES / "digits_cnn_bn.onnx", tmp_path / "f.onnx"
-    r = run_compress("fuse", src, "-o", out, "--rtol", 0, "--atol", 0)
+    r = run_compress("fuse", src, "-o", out, "--rtol", 0, "--atol", 0, env=env)
     assert r.returncode == 3 and "verification failed" in r.stderr and "nothing written" in r.stderr
-    assert "DIFFERENT" in r.stdout and not out.exists()
-    r = run_compress("fuse", src, "-o", out, "--rtol", 0, "--atol", 0, "--force")
-    assert r.returncode == 3 and out.exists()
+    assert "DIFFERENT" in r.stdout and not out.exists() and list(tmp_path.iterdir()) == []
+    out.write_bytes(b"previous")
+    r = run_compress("fuse", src, "-o", out, "--rtol", 0, "--atol", 0, env=env)
+    assert r.returncode == 3 and out.read_bytes() == b"previous" and list(tmp_path.iterdir()) == [out]
+    r = run_compress("fuse", src, "-o", out, "--rtol", 0, "--atol", 0, "--force", env=env)
+    assert r.returncode == 3 and list(tmp_path.iterdir()) == [out]
+    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+    # Verification passes: the file written during it is the one put in place, byte-identical
+    # from run to run.
+    again = tmp_path / "g.onnx"
+    ok("fuse", src, "-o", again)
+    assert again.read_bytes() == out.read_bytes() and sorted(tmp_path.iterdir()) == [out, again]
 
 
 def test_conv_read_twice_keeps_its_batchnorm(tmp_path):

@@ -50,4 +50,37 @@ final class AtomicFileTests: XCTestCase {
             XCTAssertFalse("\(e)".contains(".tmp-"), "\(e)")
         }
     }
+
+    /// A model written in the background (`compress fuse` verifies meanwhile) is invisible until
+    /// committed, gives the same bytes as a plain write, and leaves nothing when abandoned — with
+    /// inline and with external data.
+    func testBackgroundWriteCommitsOrLeavesNothing() throws {
+        let m = smallDenseModel()
+        let plain = folder.appendingPathComponent("plain.onnx")
+        try ModelWriter.write(m, to: plain)
+        let target = folder.appendingPathComponent("bg.onnx")
+        try Data("old".utf8).write(to: target)
+        let kept = ModelWriter.BackgroundWrite(m, to: target)
+        kept.abandon()
+        XCTAssertEqual(try Data(contentsOf: target), Data("old".utf8))
+        XCTAssertEqual(try listing(), ["bg.onnx", "plain.onnx"])
+        let put = ModelWriter.BackgroundWrite(m, to: target)
+        try put.commit()
+        XCTAssertEqual(try Data(contentsOf: target), try Data(contentsOf: plain))
+        XCTAssertEqual(try listing(), ["bg.onnx", "plain.onnx"])
+
+        let external = folder.appendingPathComponent("ext.onnx")
+        ModelWriter.BackgroundWrite(m, to: external, layout: .external(location: nil, threshold: 1)).abandon()
+        XCTAssertEqual(try listing(), ["bg.onnx", "plain.onnx"], "neither the model nor its data file")
+        try ModelWriter.BackgroundWrite(m, to: external, layout: .external(location: nil, threshold: 1)).commit()
+        XCTAssertEqual(try listing(), ["bg.onnx", "ext.onnx", "ext.onnx.data", "plain.onnx"])
+        XCTAssertEqual(try ModelReader.read(path: external.path).graph.initializer(named: "W")?.tensor.scalars(as: Float.self), [1, -2, 3, -4, 5, -6])
+
+        // A write that cannot start (no such folder) fails at commit, naming the destination.
+        let missing = folder.appendingPathComponent("no/such/m.onnx")
+        XCTAssertThrowsError(try ModelWriter.BackgroundWrite(m, to: missing).commit()) { e in
+            XCTAssertTrue("\(e)".hasPrefix(missing.path), "\(e)")
+        }
+        ModelWriter.BackgroundWrite(m, to: missing).abandon()
+    }
 }

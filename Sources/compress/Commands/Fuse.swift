@@ -75,10 +75,17 @@ struct FuseCommand: ParsableCommand {
             inputFiles.add(model: m, path: model)
             let result = try Fuser.fuse(m, passes: passes.isEmpty ? nil : passes, skip: skip, pins: pins)
             let fused = result.model, applied = result.applied
+            let source = try data.map { try DataSource(directory: $0, graph: m.graph, pins: pins) }
+            if let source { inputFiles.add(source) }
+            try inputFiles.check(output, flag: "-o", force: force)
+            // The output is written and flushed (fsync) on a thread of its own while both graphs
+            // run; it is put in place only once verification passed (or with --force), and
+            // dropped otherwise: until then it is an unnamed temporary file (see AtomicFile).
+            let writing = ModelWriter.BackgroundWrite(fused, to: URL(fileURLWithPath: output))
+            var settled = false
+            defer { if !settled { writing.abandon() } }
             let feeds: [[String: Tensor]]
-            if let data {
-                let source = try DataSource(directory: data, graph: m.graph, pins: pins)
-                inputFiles.add(source)
+            if let data, let source {
                 feeds = try source.entries.prefix(samples ?? 4).map { e in
                     try source.load(e).inputs  // (its errors name the file)
                 }
@@ -92,8 +99,8 @@ struct FuseCommand: ParsableCommand {
             }
             let ok = checks.allSatisfy(\.within)
             let before = try ModelProfile(model: m, pins: pins).totals, after = try ModelProfile(model: fused, pins: pins).totals
-            try inputFiles.check(output, flag: "-o", force: force)
-            if ok || force { try ModelWriter.write(fused, to: URL(fileURLWithPath: output)) }
+            settled = true
+            if ok || force { try writing.commit() } else { writing.abandon() }
             let report = Report(model: model, output: ok || force ? output : nil, passes: applied, left_alone: result.leftAlone, nodes_before: m.graph.nodes.count,
                                 nodes_after: fused.graph.nodes.count, traffic_bytes_before: before.trafficBytes,
                                 traffic_bytes_after: after.trafficBytes, verification_samples: feeds.count, rtol: rtol, atol: atol,
