@@ -55,6 +55,18 @@ final class AtomicFileTests: XCTestCase {
     /// committed, gives the same bytes as a plain write, and leaves nothing when abandoned — with
     /// inline and with external data.
     func testBackgroundWriteCommitsOrLeavesNothing() throws {
+        try backgroundWriteCommitsOrLeavesNothing()
+    }
+
+    /// The same where the filesystem has no O_TMPFILE: the temporaries are named files in the
+    /// folder, so an abandon or a commit that forgot one would show in the listing.
+    func testBackgroundWriteWithNamedTemporaries() throws {
+        setenv("COMPRESS_TEST_NAMED_TEMPORARIES", "1", 1)
+        defer { unsetenv("COMPRESS_TEST_NAMED_TEMPORARIES") }
+        try backgroundWriteCommitsOrLeavesNothing()
+    }
+
+    func backgroundWriteCommitsOrLeavesNothing() throws {
         let m = smallDenseModel()
         let plain = folder.appendingPathComponent("plain.onnx")
         try ModelWriter.write(m, to: plain)
@@ -65,6 +77,7 @@ final class AtomicFileTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: target), Data("old".utf8))
         XCTAssertEqual(try listing(), ["bg.onnx", "plain.onnx"])
         let put = ModelWriter.BackgroundWrite(m, to: target)
+        XCTAssertEqual(try Data(contentsOf: target), Data("old".utf8), "not in place before the commit")
         try put.commit()
         XCTAssertEqual(try Data(contentsOf: target), try Data(contentsOf: plain))
         XCTAssertEqual(try listing(), ["bg.onnx", "plain.onnx"])

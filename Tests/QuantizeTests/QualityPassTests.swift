@@ -9,9 +9,9 @@ import XCTest
 /// executor's QuantizeLinear/DequantizeLinear kernels, checked against ONNX Runtime elsewhere),
 /// and its noise sums those of x against that output.
 final class QualityPassTests: XCTestCase {
-    /// x → Relu → Q/DQ (int8, zero point 0) → Add ← Q/DQ (int8, zero point 37) ← x: y (uint8 pairs: the
-    /// --asymmetric cases of Tests/Interop/test_quantize_report.py).
-    func model(count: Int) -> Model {
+    /// x → Relu → Q/DQ (zero point 0) → Add ← Q/DQ (zero point 37, or 128 for uint8) ← x: y, the pairs
+    /// int8 or (`unsigned`, as --asymmetric writes them) uint8.
+    func model(count: Int, unsigned: Bool = false) -> Model {
         let v = { (n: String) in ValueInfo(n, .float32, [.fixed(count)]) }
         var g = Graph(nodes: [
             Node(name: "relu", opType: "Relu", inputs: ["x"], outputs: ["r"]),
@@ -22,13 +22,21 @@ final class QualityPassTests: XCTestCase {
             Node(name: "add", opType: "Add", inputs: ["rdq", "xdq"], outputs: ["y"]),
         ], inputs: [v("x")], outputs: [v("y")])
         g.addInitializer(Initializer(name: "s1", tensor: Tensor(scalar: Float(0.0123))))
-        g.addInitializer(Initializer(name: "z1", tensor: Tensor(scalar: Int8(0))))
+        g.addInitializer(Initializer(name: "z1", tensor: unsigned ? Tensor(scalar: UInt8(0)) : Tensor(scalar: Int8(0))))
         g.addInitializer(Initializer(name: "s2", tensor: Tensor(scalar: Float(0.031))))
-        g.addInitializer(Initializer(name: "z2", tensor: Tensor(scalar: Int8(37))))
+        g.addInitializer(Initializer(name: "z2", tensor: unsigned ? Tensor(scalar: UInt8(128)) : Tensor(scalar: Int8(37))))
         return Model(graph: g, opsetImports: [OpsetImport(domain: "", version: 13)])
     }
 
     func testFusedPairsEqualTheOperatorsBitForBit() throws {
+        try fusedPairsEqualTheOperators(unsigned: false)
+    }
+
+    func testFusedUInt8PairsEqualTheOperatorsBitForBit() throws {
+        try fusedPairsEqualTheOperators(unsigned: true)
+    }
+
+    func fusedPairsEqualTheOperators(unsigned: Bool) throws {
         // Random values over and beyond both ranges, exact ties, NaN, ±infinity, −0; a length that
         // is not a multiple of 8 (the scalar tail) and spans several 512-value blocks.
         var rng = SeededGenerator(seed: 7)
@@ -36,9 +44,9 @@ final class QualityPassTests: XCTestCase {
         xs[0] = .nan; xs[1] = .infinity; xs[2] = -.infinity; xs[3] = -0.0
         xs[4] = 0.0123 * 2.5; xs[5] = 0.031 * -3.5; xs[6] = 0.031 * 90.5
         xs[4097] = .nan; xs[4098] = 0.0123 * 0.5
-        let m = model(count: xs.count)
-        let params = ["r": QuantParams(scale: 0.0123, zeroPoint: 0), "x": QuantParams(scale: 0.031, zeroPoint: 37)]
-        let pass = try QualityPass(quantized: m, activations: params, range: .of(.int8, symmetric: false))
+        let m = model(count: xs.count, unsigned: unsigned)
+        let params = ["r": QuantParams(scale: 0.0123, zeroPoint: 0), "x": QuantParams(scale: 0.031, zeroPoint: unsigned ? 128 : 37)]
+        let pass = try QualityPass(quantized: m, activations: params, range: .of(unsigned ? .uint8 : .int8, symmetric: false))
         XCTAssertEqual(pass.executor.steps.filter { $0.opType == QualityPass.fakeQuantize }.count, 2)
         XCTAssertFalse(pass.executor.steps.contains { $0.opType == "QuantizeLinear" || $0.opType == "DequantizeLinear" })
 
@@ -78,10 +86,17 @@ final class QualityPassTests: XCTestCase {
         XCTAssertTrue(pass.executor.steps.contains { $0.opType == "QuantizeLinear" })
         let x = Tensor(shape: [16], scalars: (0..<16).map { Float($0) * 0.37 - 2.9 })
         var r = QualityResult()
-        let ref = try Executor(model: m, passes: .none).run(["x": x])
+        var seen: [String: Tensor] = [:]
+        let ref = try Executor(model: m, passes: .none).run(["x": x], hooks: ExecutionHooks(names: ["r", "rdq"]) { seen[$0] = $1 })
         try pass.add(["x": x], reference: m.graph.outputs.map { ref[$0.name]! }, label: nil, into: &r)
         XCTAssertNil(r.output.sqnrDB)
-        XCTAssertNotNil(r.tensors.sqnr("r"))  // measured by the hook
+        // Measured by the hook on the unfused pair: Σr² / Σ(r − r̂)², r̂ the DequantizeLinear output.
+        var sig = 0.0, noise = 0.0
+        for (u, v) in zip(seen["r"]!.scalars(as: Float.self), seen["rdq"]!.scalars(as: Float.self)) {
+            sig += Double(u) * Double(u); noise += (Double(u) - Double(v)) * (Double(u) - Double(v))
+        }
+        XCTAssertGreaterThan(noise, 0)
+        XCTAssertEqual(try XCTUnwrap(r.tensors.sqnr("r")), 10 * log10(sig / noise), accuracy: 1e-4)
     }
 }
 
