@@ -540,17 +540,35 @@ size_t ck_depthwise_c8_scratch(ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t oh, ptrdiff
         for (ptrdiff_t j = 0; j < iw0 + pw; j++) st(row + 8 * j, splat(0));                    \
         for (ptrdiff_t j = iw1 + pw; j < colsP; j++) st(row + 8 * j, splat(0));                \
         ptrdiff_t iw = iw0;                                                                    \
-        if (nc == 8)                                                                           \
+        if (nc == 8) {                                                                         \
             for (; iw + 8 <= iw1; iw += 8) {                                                   \
                 v8 v[8];                                                                       \
                 for (int c = 0; c < 8; c++) v[c] = ld(x + c * plane + ih * w + iw);            \
                 TRANSPOSE8(v);                                                                 \
                 for (int i = 0; i < 8; i++) st(row + 8 * (iw + pw + i), v[i]);                 \
             }                                                                                  \
+            if (iw < iw1) { /* the row's last n < 8 columns: partial loads, same transpose */  \
+                ptrdiff_t n_ = iw1 - iw;                                                       \
+                v8 v[8];                                                                       \
+                for (int c = 0; c < 8; c++) v[c] = DWK_LOADN(x + c * plane + ih * w + iw, n_); \
+                TRANSPOSE8(v);                                                                 \
+                for (ptrdiff_t i = 0; i < n_; i++) st(row + 8 * (iw + pw + i), v[i]);          \
+                iw = iw1;                                                                      \
+            }                                                                                  \
+        }                                                                                      \
         for (; iw < iw1; iw++)                                                                 \
             for (int c = 0; c < 8; c++) row[8 * (iw + pw) + c] = c < nc ? x[c * plane + ih * w + iw] : 0; \
     }                                                                                          \
-    for (ptrdiff_t t = 0; t < taps; t++)                                                       \
+    ptrdiff_t t0_ = 0;                                                                         \
+    if (nc == 8) /* weights [channel][tap] -> [tap][channel], eight taps per transpose */      \
+        for (; t0_ < taps; t0_ += 8) {                                                         \
+            ptrdiff_t n_ = taps - t0_ < 8 ? taps - t0_ : 8;                                    \
+            v8 v[8];                                                                           \
+            for (int c = 0; c < 8; c++) v[c] = DWK_LOADN(wk + taps * c + t0_, n_);             \
+            TRANSPOSE8(v);                                                                     \
+            for (ptrdiff_t i = 0; i < n_; i++) st(K + 8 * (t0_ + i), v[i]);                    \
+        }                                                                                      \
+    for (ptrdiff_t t = t0_; t < taps; t++)                                                     \
         for (int c = 0; c < 8; c++) K[8 * t + c] = c < nc ? wk[taps * c + t] : 0;              \
     float bt[8] = {0};                                                                         \
     if (bias) for (int c = 0; c < nc; c++) bt[c] = bias[c];                                    \
@@ -582,13 +600,22 @@ size_t ck_depthwise_c8_scratch(ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t oh, ptrdiff
             st(R + 8 * q, activate(acc, act));                                                 \
         }                                                                                      \
         ptrdiff_t p = 0;                                                                       \
-        if (nc == 8)                                                                           \
+        if (nc == 8) {                                                                         \
             for (; p + 8 <= ow; p += 8) {                                                      \
                 v8 v[8];                                                                       \
                 for (int i = 0; i < 8; i++) v[i] = ld(R + 8 * (p + i));                        \
                 TRANSPOSE8(v);                                                                 \
                 for (int c = 0; c < 8; c++) st(y + c * oplane + o * ow + p, v[c]);             \
             }                                                                                  \
+            if (p < ow) { /* the row's last n < 8 positions: partial stores */                 \
+                ptrdiff_t n_ = ow - p;                                                         \
+                v8 v[8];                                                                       \
+                for (int i = 0; i < 8; i++) v[i] = i < n_ ? ld(R + 8 * (p + i)) : splat(0);    \
+                TRANSPOSE8(v);                                                                 \
+                for (int c = 0; c < 8; c++) DWK_STOREN(y + c * oplane + o * ow + p, v[c], n_); \
+                p = ow;                                                                        \
+            }                                                                                  \
+        }                                                                                      \
         for (; p < ow; p++)                                                                    \
             for (int c = 0; c < nc; c++) y[c * oplane + o * ow + p] = R[8 * p + c];            \
     }
@@ -597,6 +624,13 @@ size_t ck_depthwise_c8_scratch(ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t oh, ptrdiff
     ptrdiff_t kh, ptrdiff_t kw, const float *wk, const float *bias, float *y, ptrdiff_t oplane,   \
     ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw,           \
     ptrdiff_t ph, ptrdiff_t pw, ck_activation act, float *scratch
+
+// The first n (0 < n ≤ 8) floats at p, the other lanes zero; and their store. Portable here;
+// the AVX2 instantiation below redefines them as masked loads and stores.
+#define DWK_LOADN(p, n) ({ float ln_t_[8] = {0}; const float *ln_p_ = (p);                     \
+    for (ptrdiff_t ln_i_ = 0; ln_i_ < (n); ln_i_++) ln_t_[ln_i_] = ln_p_[ln_i_]; ld(ln_t_); })
+#define DWK_STOREN(p, v, n) do { float sn_t_[8]; float *sn_p_ = (p); st(sn_t_, (v));           \
+    for (ptrdiff_t sn_i_ = 0; sn_i_ < (n); sn_i_++) sn_p_[sn_i_] = sn_t_[sn_i_]; } while (0)
 
 static void dwk_base(DWK_PARAMS) { DWK_BODY }
 
@@ -618,11 +652,18 @@ static void dwk_base(DWK_PARAMS) { DWK_BODY }
 static void scale_base(SCALE_PARAMS) { SCALE_BODY }
 
 #if defined(__x86_64__)
+#include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma")))
 AVX2 static void gemm_avx2(GEMM_PARAMS) { GEMM_BODY }
 AVX2 static void map_avx2(MAP_PARAMS) { MAP_BODY }
 AVX2 static void dw_avx2(DW_PARAMS) { DW_BODY }
 AVX2 static void dw8_avx2(DW8_PARAMS) { DW8_BODY }
+#undef DWK_LOADN
+#undef DWK_STOREN
+#define DWK_MASK(n) ({ int mk_n_ = (int)(n); vi8 mk_i_ = {0, 1, 2, 3, 4, 5, 6, 7};                \
+    vi8 mk_v_ = {mk_n_, mk_n_, mk_n_, mk_n_, mk_n_, mk_n_, mk_n_, mk_n_}; (__m256i)(mk_i_ < mk_v_); })
+#define DWK_LOADN(p, n) ((v8)_mm256_maskload_ps((p), DWK_MASK(n)))
+#define DWK_STOREN(p, v, n) _mm256_maskstore_ps((p), DWK_MASK(n), (__m256)(v))
 AVX2 static void dwk_avx2(DWK_PARAMS) { DWK_BODY }
 AVX2 static void scale_avx2(SCALE_PARAMS) { SCALE_BODY }
 

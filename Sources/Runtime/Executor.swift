@@ -37,13 +37,23 @@ public final class Executor {
     public let model: Model
     public let registry: OpRegistry
 
+    /// One step of the plan. Values live in numbered slots of the run's environment (numbered
+    /// once, when planning), so a run indexes an array instead of hashing names.
     struct Step {
         let node: Node
         let impl: OpImplementation
         let opset: Int
         let fused: FusedActivation?
-        /// Values whose last reader is this step (or, never read, that it produced).
-        var release: [String] = []
+        /// The context handed to the kernel (made once; a run adds `runSubgraph` only for steps
+        /// whose node has subgraph attributes).
+        let context: KernelContext
+        /// Slot of each input (-1: omitted optional input) and output (-1: unnamed output).
+        var inputSlots: [Int] = []
+        var outputSlots: [Int] = []
+        /// Whether the node has subgraphs (If/Loop/Scan bodies), which read outer values by name.
+        let hasSubgraphs: Bool
+        /// Slots of the values whose last reader is this step (or, never read, that it produced).
+        var release: [Int] = []
     }
 
     /// One step of the plan, for inspection: the node it runs and the activation fused into it.
@@ -59,6 +69,14 @@ public final class Executor {
     }
 
     private var plan: [Step] = []
+    /// The slot of every value the plan names (graph inputs, initializers, step outputs).
+    private var slotOf: [String: Int] = [:]
+    /// The environment a run starts from: initializers in their slots, every other slot empty.
+    private var initialEnvironment: [Tensor?] = []
+    /// Graph inputs the caller feeds (not initializers), with their slots.
+    private var runtimeInputSlots: [(info: ValueInfo, slot: Int)] = []
+    /// Graph outputs with their slots.
+    private var outputSlots: [(name: String, slot: Int)] = []
     /// The graph the plan runs: the model's graph rewritten by the passes.
     public private(set) var optimizedGraph: Graph
     /// Values of the model's graph the passes removed, with where each went.
@@ -107,6 +125,14 @@ public final class Executor {
     /// One step per node; the activation `ActivationFusion` recorded on a node is handed to its
     /// kernel. Each value is released after its last reader (graph outputs and initializers are kept).
     private func makePlan(_ g: Graph) throws -> [Step] {
+        var slots: [String: Int] = [:]
+        func slot(_ name: String) -> Int {
+            if let s = slots[name] { return s }
+            slots[name] = slots.count
+            return slots.count - 1
+        }
+        for i in g.initializers { _ = slot(i.name) }
+        for v in g.inputs { _ = slot(v.name) }
         var steps: [Step] = []
         steps.reserveCapacity(g.nodes.count)
         for n in g.nodes {
@@ -114,15 +140,30 @@ public final class Executor {
             guard let impl = registry.implementation(n.opType, domain: n.domain, opset: opset) else {
                 throw RuntimeError.unsupported(op: n.opType, domain: n.domain, opset: opset, node: n.label)
             }
-            steps.append(Step(node: n, impl: impl, opset: opset, fused: n.fusedActivation.map(FusedActivation.init)))
+            let fused = n.fusedActivation.map(FusedActivation.init)
+            let hasSubgraphs = n.attributes.contains { a in
+                switch a.value { case .graph, .graphs: return true; default: return false }
+            }
+            var step = Step(node: n, impl: impl, opset: opset, fused: fused,
+                            context: KernelContext(node: n, opset: opset, fusedActivation: fused), hasSubgraphs: hasSubgraphs)
+            step.inputSlots = n.inputs.map { $0.isEmpty ? -1 : slot($0) }
+            step.outputSlots = n.outputs.map { $0.isEmpty ? -1 : slot($0) }
+            steps.append(step)
         }
         let index = UseDefIndex(g)
         for (i, n) in g.nodes.enumerated() {
             for o in n.outputs where !o.isEmpty && !index.isGraphOutput(o) {
                 let last = index.readers(of: o).last?.node ?? i
-                steps[max(last, i)].release.append(o)
+                steps[max(last, i)].release.append(slots[o]!)
             }
         }
+        for o in g.outputs { _ = slot(o.name) }
+        var initial = [Tensor?](repeating: nil, count: slots.count)
+        for i in g.initializers { initial[slots[i.name]!] = i.tensor }
+        initialEnvironment = initial
+        slotOf = slots
+        runtimeInputSlots = g.runtimeInputs.map { ($0, slots[$0.name]!) }
+        outputSlots = g.outputs.map { ($0.name, slots[$0.name]!) }
         return steps
     }
 
@@ -147,52 +188,67 @@ public final class Executor {
     public func run(_ feeds: [String: Tensor], hooks: ExecutionHooks? = nil, stepDone: ((Node) -> Void)? = nil) throws -> [String: Tensor] {
         if let names = hooks?.names { try checkObservable(names) }
         let g = optimizedGraph
-        var env: [String: Tensor] = [:]
-        env.reserveCapacity(g.nodes.count * 2)
+        var env = initialEnvironment
         // A feed for a name the model has no input of would otherwise be dropped silently
         // (and the caller believe it was used).
         if let unknown = feeds.keys.filter({ !modelInputNames.contains($0) }).sorted().first {
             let all = model.graph.inputs.map { "'\($0.name)'" }.joined(separator: ", ")
             throw RuntimeError.badInput("a value was given for '\(unknown)', which is not an input of the model (its inputs: \(all.isEmpty ? "none" : all))")
         }
-        for i in g.initializers { env[i.name] = i.tensor }
-        for v in g.runtimeInputs {
+        for (v, slot) in runtimeInputSlots {
             guard let t = feeds[v.name] else { throw RuntimeError.missingInput(v.name) }
             try Executor.checkFeed(t, against: v)
-            env[v.name] = t
+            env[slot] = t
         }
         if let h = hooks {
             // Graph inputs (without names: the fed ones), then initializers asked for by name.
             let listed = Set(g.inputs.map(\.name))
-            for v in g.inputs where h.names?.contains(v.name) ?? !g.isInitializer(v.name) { if let t = env[v.name] { h.observe(v.name, t) } }
+            for v in g.inputs where h.names?.contains(v.name) ?? !g.isInitializer(v.name) { if let t = env[slotOf[v.name]!] { h.observe(v.name, t) } }
             if let names = h.names {
                 for i in g.initializers where names.contains(i.name) && !listed.contains(i.name) { h.observe(i.name, i.tensor) }
             }
         }
+        var inputs: [Tensor?] = []
         for step in plan {
-            let inputs: [Tensor?] = step.node.inputs.map { $0.isEmpty ? nil : env[$0] }
-            for (k, name) in step.node.inputs.enumerated() where !name.isEmpty && inputs[k] == nil {
-                throw RuntimeError.node(step.node.label, step.node.opType, "input '\(name)' has no value (graph not in topological order?)")
+            inputs.removeAll(keepingCapacity: true)
+            for (k, slot) in step.inputSlots.enumerated() {
+                guard slot >= 0 else { inputs.append(nil); continue }
+                guard let t = env[slot] else {
+                    throw RuntimeError.node(step.node.label, step.node.opType, "input '\(step.node.inputs[k])' has no value (graph not in topological order?)")
+                }
+                inputs.append(t)
             }
-            let ctx = KernelContext(node: step.node, opset: step.opset, fusedActivation: step.fused,
-                                    runSubgraph: { [unowned self] sub, bound in try self.runSubgraph(sub, bound: bound, outer: env) })
+            var ctx = step.context
+            if step.hasSubgraphs {
+                // Bodies read outer values by name: hand them the environment as it is now.
+                let outer = namedEnvironment(env)
+                ctx.runSubgraph = { [unowned self] sub, bound in try self.runSubgraph(sub, bound: bound, outer: outer) }
+            }
             let outs: [Tensor]
             do { outs = try step.impl.kernel(inputs, ctx) } catch let e as RuntimeError { throw e } catch {
                 throw RuntimeError.node(step.node.label, step.node.opType, "\(error)")
             }
-            for (k, name) in step.node.outputs.enumerated() where !name.isEmpty && k < outs.count {
-                env[name] = outs[k]
-                if let h = hooks, h.names?.contains(name) ?? true { h.observe(name, outs[k]) }
+            for (k, slot) in step.outputSlots.enumerated() where slot >= 0 && k < outs.count {
+                env[slot] = outs[k]
+                if let h = hooks { let name = step.node.outputs[k]; if h.names?.contains(name) ?? true { h.observe(name, outs[k]) } }
             }
-            for name in step.release { env[name] = nil }
+            for slot in step.release { env[slot] = nil }
             stepDone?(step.node)
         }
         var result: [String: Tensor] = [:]
-        for o in g.outputs {
-            guard let t = env[o.name] else { throw RuntimeError.badInput("graph output '\(o.name)' was not produced") }
-            result[o.name] = t
+        for (name, slot) in outputSlots {
+            guard let t = env[slot] else { throw RuntimeError.badInput("graph output '\(name)' was not produced") }
+            result[name] = t
         }
         return result
+    }
+
+    /// The values a run holds now, by name (what subgraph bodies see of the outer scope).
+    private func namedEnvironment(_ env: [Tensor?]) -> [String: Tensor] {
+        var named: [String: Tensor] = [:]
+        named.reserveCapacity(slotOf.count)
+        for (name, slot) in slotOf { if let t = env[slot] { named[name] = t } }
+        return named
     }
 
     /// Throws when a hook asks for values the plan does not compute, naming where each went.

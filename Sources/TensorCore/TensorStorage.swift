@@ -14,7 +14,10 @@ public final class TensorStorage: @unchecked Sendable {
     public let isOwned: Bool
     private let owner: AnyObject?
     private var alignedCopy: UnsafeMutableRawPointer?
-    private let lock = NSLock()
+    /// Guards `alignedCopy` of every storage: the copy is rare (misaligned borrowed ranges only),
+    /// and one shared lock spares each tensor a lock object of its own (an allocation and a
+    /// mutex set up and torn down per intermediate tensor of every run).
+    private static let alignedCopyLock = NSLock()
 
     /// Maximum alignment any element type needs (complex128 / SIMD loads).
     public static let alignment = 64
@@ -58,7 +61,7 @@ public final class TensorStorage: @unchecked Sendable {
     /// A pointer aligned for elements of `alignment` bytes, copying a misaligned borrowed range once.
     public func alignedBase(_ alignment: Int) -> UnsafeMutableRawPointer {
         if Int(bitPattern: base) % max(alignment, 1) == 0 { return base }
-        lock.lock(); defer { lock.unlock() }
+        Self.alignedCopyLock.lock(); defer { Self.alignedCopyLock.unlock() }
         if let c = alignedCopy { return c }
         let c = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: Self.alignment)
         c.copyMemory(from: base, byteCount: byteCount)
