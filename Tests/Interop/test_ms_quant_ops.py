@@ -29,7 +29,19 @@ import onnxruntime as ort  # required: a missing ONNX Runtime fails the module i
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import COMPRESS_BIN, crash_description
+from conftest import COMPRESS_BIN, ORT_INT8_EXACT, crash_description
+
+
+def ort_exact(a_type, b_type):
+    """Whether ONNX Runtime computes a (a_type activations × b_type weights) product exactly here:
+    its uint8 × int8 kernels saturate on x86 without VNNI (conftest.ORT_INT8_EXACT); the tests then
+    check that pair against their NumPy reference only."""
+    return ORT_INT8_EXACT or not (np.dtype(a_type) == np.uint8 and np.dtype(b_type) == np.int8)
+
+
+# The weights of the ORT-only LSTM tests: int8 where ORT's u8s8 kernels are exact, else uint8
+# (zero point 128), which ORT computes exactly everywhere.
+LSTM_W = (np.int8, 0) if ORT_INT8_EXACT else (np.uint8, 128)
 
 MS = "com.microsoft"
 ROOT = Path(__file__).resolve().parents[2]
@@ -444,7 +456,8 @@ def test_qgemm(a_type, b_type, case, tmp_path):
         mult = (mult / f32(sy)).astype(f32)
         ref = requantize_direct_cols(acc, mult, zy, a_type)
         assert_exact(got, ref, "QGemm vs NumPy")
-        assert_exact(got, want, "QGemm vs ORT")
+        if ort_exact(a_type, b_type):
+            assert_exact(got, want, "QGemm vs ORT")
     else:
         ref = (acc.astype(f32) * mult[None, :]).astype(f32)
         # Float output: one float32 multiply of the same int32 accumulator; MLAS and compress agree
@@ -452,7 +465,8 @@ def test_qgemm(a_type, b_type, case, tmp_path):
         tol = float(np.spacing(np.abs(ref).max()))
         assert got.dtype == np.float32 and got.shape == want.shape
         np.testing.assert_allclose(got, ref, rtol=0, atol=tol)
-        np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+        if ort_exact(a_type, b_type):
+            np.testing.assert_allclose(got, want, rtol=0, atol=tol)
 
 
 def requantize_direct_cols(acc, mult, zp, dtype):
@@ -510,6 +524,8 @@ def test_matmul_integer_to_float(a_type, b_type, a_shape, per_column, with_bias,
     np.testing.assert_allclose(got, ref, rtol=0, atol=float_tol(ref))
     if (np.dtype(a_type), np.dtype(b_type)) in MATMUL_INT_TO_FLOAT_NOT_IN_ORT:
         return  # no ORT kernel for this type pair: the NumPy comparison above is the check
+    if not ort_exact(a_type, b_type):
+        return  # ORT's u8s8 kernels saturate on this CPU: the NumPy comparison above is the check
     want = run_ort(model, {"a": A, "b": B})[0]
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=float_tol(ref))
@@ -551,6 +567,8 @@ def test_dynamic_quantize_matmul(b_type, a_shape, per_column, with_bias, positiv
     np.testing.assert_allclose(got, ref, rtol=0, atol=float_tol(ref))
     # ORT 1.32 has a kernel for every variant here (A is always uint8): an ORT error fails the test.
     want = run_ort(model, {"a": A, "b": B})[0]
+    if not ort_exact(np.uint8, b_type):
+        return  # ORT's u8s8 kernels saturate on this CPU: the NumPy comparison above is the check
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=float_tol(ref))
 
@@ -647,7 +665,8 @@ def test_dynamic_quantize_lstm(w_type, direction, per_column, lengths, y_wanted,
     for g, r, w, name in zip(got, ref, want, ["Y", "Y_h", "Y_c"] if y_wanted else ["Y_h", "Y_c"]):
         assert g.shape == r.shape == w.shape, name
         np.testing.assert_allclose(g, r, rtol=0, atol=2e-5, err_msg=f"{name} vs NumPy")
-        np.testing.assert_allclose(g, w, rtol=0, atol=2e-5, err_msg=f"{name} vs ORT")
+        if ort_exact(np.uint8, w_type):  # (the hidden state is quantized to uint8)
+            np.testing.assert_allclose(g, w, rtol=0, atol=2e-5, err_msg=f"{name} vs ORT")
 
 
 # ---- fixtures written by ONNX Runtime's quantizers --------------------------------------------------
@@ -668,10 +687,11 @@ def test_dynamic_quantize_lstm_peepholes(tmp_path):
     rng = np.random.default_rng(77)
     seq, batch, inp, H, D = 5, 2, 3, 4, 2
     X = rng.standard_normal((seq, batch, inp)).astype(f32)
-    inits = {"W": rand_q(rng, np.int8, [D, inp, 4 * H]), "R": rand_q(rng, np.int8, [D, H, 4 * H]),
+    wt, wz = LSTM_W
+    inits = {"W": rand_q(rng, wt, [D, inp, 4 * H]), "R": rand_q(rng, wt, [D, H, 4 * H]),
              "B": (rng.standard_normal((D, 8 * H)) * 0.1).astype(f32), "P": (rng.standard_normal((D, 3 * H)) * 0.5).astype(f32),
-             "ws": rng.uniform(0.002, 0.01, [D]).astype(f32), "wz": np.zeros([D], np.int8),
-             "rs": rng.uniform(0.002, 0.01, [D]).astype(f32), "rz": np.zeros([D], np.int8)}
+             "ws": rng.uniform(0.002, 0.01, [D]).astype(f32), "wz": np.full([D], wz, wt),
+             "rs": rng.uniform(0.002, 0.01, [D]).astype(f32), "rz": np.full([D], wz, wt)}
     node = helper.make_node("DynamicQuantizeLSTM", ["x", "W", "R", "B", "", "", "", "P", "ws", "wz", "rs", "rz"], ["y", "yh", "yc"],
                             domain=MS, hidden_size=H, direction="bidirectional")
     model = build([node], {"x": X}, inits, ["y", "yh", "yc"])
@@ -691,9 +711,10 @@ def test_dynamic_quantize_lstm_attributes(attrs, tmp_path):
     rng = np.random.default_rng(len(str(attrs)))
     seq, batch, inp, H = 6, 3, 4, 5
     X = (rng.standard_normal((seq, batch, inp)) * 2).astype(f32)
-    inits = {"W": rand_q(rng, np.int8, [1, inp, 4 * H]), "R": rand_q(rng, np.int8, [1, H, 4 * H]),
+    wt, wz = LSTM_W
+    inits = {"W": rand_q(rng, wt, [1, inp, 4 * H]), "R": rand_q(rng, wt, [1, H, 4 * H]),
              "B": (rng.standard_normal((1, 8 * H)) * 0.3).astype(f32),
-             "ws": np.array([0.02], f32), "wz": np.zeros([1], np.int8), "rs": np.array([0.01], f32), "rz": np.zeros([1], np.int8)}
+             "ws": np.array([0.02], f32), "wz": np.full([1], wz, wt), "rs": np.array([0.01], f32), "rz": np.full([1], wz, wt)}
     node = helper.make_node("DynamicQuantizeLSTM", ["x", "W", "R", "B", "", "", "", "", "ws", "wz", "rs", "rz"], ["y", "yh", "yc"],
                             domain=MS, hidden_size=H, **attrs)
     model = build([node], {"x": X}, inits, ["y", "yh", "yc"])
@@ -708,6 +729,9 @@ def test_qoperator_fixture_matches_ort(tmp_path):
     digits samples. The float output is DequantizeLinear(QGemm's uint8 output): every value is a
     multiple of that DequantizeLinear's scale, so one quantization step is that scale; the test asks
     for equality within one step and, since the arithmetic is ORT's, exact equality."""
+    if not ORT_INT8_EXACT:
+        pytest.skip("ORT's uint8 x int8 kernels saturate on this CPU (conftest.ORT_INT8_EXACT): the operators' own tests "
+                    "(this file, test_seq_quant_ops.py) check their arithmetic")
     path = FIXTURES / "digits_cnn_qoperator.onnx"
     assert {"QLinearAdd", "QLinearConcat", "QGemm"} <= ms_ops(path)
     model = onnx.load(str(path))
