@@ -17,8 +17,7 @@ public struct QDQNoise: Sendable {
         guard t.dtype.isFloatingPoint else { return }
         let f = t.dtype == .float32 ? t : t.converted(to: .float32)
         let (s, n) = f.withUnsafeBufferPointer(as: Float.self) { Self.noise($0, scale: scale, zeroPoint: zeroPoint, range: range) }
-        signal[name, default: 0] += s
-        noise[name, default: 0] += n
+        add(name, signal: s, noise: n)
     }
 
     /// Σx² and Σ(x − x̂)² of one buffer, eight lanes at a time (`fakeQuantize` without an output).
