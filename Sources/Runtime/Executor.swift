@@ -69,6 +69,7 @@ public final class Executor {
     }
 
     private var plan: [Step] = []
+    private let packWeights: Bool
     /// The slot of every value the plan names (graph inputs, initializers, step outputs).
     private var slotOf: [String: Int] = [:]
     /// The environment a run starts from: initializers in their slots, every other slot empty.
@@ -94,9 +95,13 @@ public final class Executor {
     /// Plans `model`.
     /// - Parameter passes: the rewrites applied to a copy of the graph before planning
     ///   (`PassPipeline.none` runs the graph as written).
+    /// - Parameter packWeights: let kernels keep repacked constant weights for later runs; pass
+    ///   false when the plan runs only once or twice (see `KernelContext.packWeights`).
     /// - Throws: `RuntimeError.unsupported` for the first operator the registry lacks.
-    public init(model: Model, registry: OpRegistry = .standard, passes: PassPipeline = .executorDefault) throws {
+    public init(model: Model, registry: OpRegistry = .standard, passes: PassPipeline = .executorDefault,
+                packWeights: Bool = true) throws {
         self.model = model
+        self.packWeights = packWeights
         self.registry = registry
         optimizedGraph = model.graph
         modelInputNames = Set(model.graph.inputs.map(\.name))
@@ -144,8 +149,9 @@ public final class Executor {
             let hasSubgraphs = n.attributes.contains { a in
                 switch a.value { case .graph, .graphs: return true; default: return false }
             }
-            var step = Step(node: n, impl: impl, opset: opset, fused: fused,
-                            context: KernelContext(node: n, opset: opset, fusedActivation: fused), hasSubgraphs: hasSubgraphs)
+            var context = KernelContext(node: n, opset: opset, fusedActivation: fused)
+            context.packWeights = packWeights
+            var step = Step(node: n, impl: impl, opset: opset, fused: fused, context: context, hasSubgraphs: hasSubgraphs)
             step.inputSlots = n.inputs.map { $0.isEmpty ? -1 : slot($0) }
             step.outputSlots = n.outputs.map { $0.isEmpty ? -1 : slot($0) }
             steps.append(step)

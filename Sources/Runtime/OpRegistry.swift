@@ -55,6 +55,10 @@ public struct KernelContext {
     /// Runs a subgraph (If/Loop/Scan bodies) with the given inputs bound by name, returning its
     /// outputs in order. Outer-scope values the body reads are resolved by the executor.
     public var runSubgraph: ((Graph, [String: Tensor]) throws -> [Tensor])?
+    /// Whether kernels may keep a repacked copy of constant weights for later runs (`PackedWeights`).
+    /// False for a plan that runs once or twice (`compress fuse`'s verification), where packing
+    /// 100 MB of convolution weights costs more than the packed layout saves.
+    public var packWeights = true
 
     public init(node: Node, opset: Int, fusedActivation: FusedActivation? = nil,
                 runSubgraph: ((Graph, [String: Tensor]) throws -> [Tensor])? = nil) {

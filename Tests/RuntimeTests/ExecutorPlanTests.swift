@@ -103,6 +103,38 @@ final class ExecutorPlanTests: XCTestCase {
         XCTAssertEqual(model.graph.nodes.count, 7, "the model is untouched")
     }
 
+    /// `packWeights: false` (a plan that runs once, as fuse's verification) leaves the convolution
+    /// weights unpacked and computes what the packed plan computes.
+    func testUnpackedWeightsGiveThePackedResult() throws {
+        var g = Graph(name: "pointwise")
+        g.inputs = [ValueInfo("x", .float32, [.fixed(1), .fixed(24), .fixed(9), .fixed(9)])]
+        g.outputs = [ValueInfo("y", .float32, [])]
+        let w = random([20, 24, 1, 1])
+        g.addInitializer(Initializer(name: "W", tensor: w))
+        g.nodes = [Node(name: "conv", opType: "Conv", inputs: ["x", "W"], outputs: ["y"])]
+        let x = random([1, 24, 9, 9])
+        let plain = try Executor(model: Model(graph: g), packWeights: false)
+        let got = try XCTUnwrap(plain.run(["x": x])["y"])
+        let weights = try XCTUnwrap(plain.optimizedGraph.initializers.first { $0.name == "W" }).tensor
+        XCTAssertFalse(PackedWeights.holds(weights.storage), "no packed copy kept")
+        // The reference: the 1x1 convolution as a plain sum in Double.
+        let xs = x.floatValues(), ws = w.floatValues(), ys = got.floatValues()
+        XCTAssertEqual(got.shape, [1, 20, 9, 9])
+        for o in 0..<20 {
+            for p in 0..<81 {
+                var sum = 0.0
+                for c in 0..<24 { sum += Double(ws[o * 24 + c]) * Double(xs[c * 81 + p]) }
+                XCTAssertEqual(Double(ys[o * 81 + p]), sum, accuracy: 1e-4, "y[\(o), \(p)]")
+            }
+        }
+        if !Convolution.convolutionsThroughBLAS {
+            let packed = try Executor(model: Model(graph: g))
+            XCTAssertEqual(try XCTUnwrap(packed.run(["x": x])["y"]).floatValues(), ys, "the packed plan computes the same")
+            let kept = try XCTUnwrap(packed.optimizedGraph.initializers.first { $0.name == "W" }).tensor
+            XCTAssertTrue(PackedWeights.holds(kept.storage), "the default plan keeps the packed copy")
+        }
+    }
+
     func testAnnotateWritesInferredTypesIntoValueInfo() throws {
         var model = convBNModel()
         model.graph.outputs = [ValueInfo(name: "y", type: TensorType(elementType: .float32, shape: nil))]

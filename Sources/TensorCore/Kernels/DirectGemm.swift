@@ -257,4 +257,11 @@ public enum PackedWeights {
         entries[key] = e
         return UnsafePointer(e.buffer)
     }
+
+    /// Whether a packed copy of weights held in `storage` is kept.
+    public static func holds(_ storage: TensorStorage) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return entries.values.contains { $0.owner === storage }
+    }
 }
