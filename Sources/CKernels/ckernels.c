@@ -651,6 +651,54 @@ static void dwk_base(DWK_PARAMS) { DWK_BODY }
 
 static void scale_base(SCALE_PARAMS) { SCALE_BODY }
 
+// Fake quantization (QuantizeLinear then DequantizeLinear, one pass) of n floats, n a multiple
+// of 8: NaN → 0, t = clamp(x / scale, lo, hi), round half to even by adding and subtracting
+// 1.5·2²³ (exact for |t| < 2²²), y = round(t)·scale; sums[0] = Σ x², sums[1] = Σ (x − y)², taken
+// in eight float lanes added in lane order in double. No contraction into fused multiply-adds,
+// so every build and CPU gives the same bits.
+#define FQ_PARAMS const float *x, float *y, ptrdiff_t n, float scale, float lo, float hi, double *sums
+#define FQ_BODY                                                                                \
+    _Pragma("clang fp contract(off)")                                                          \
+    v8 vs = splat(scale), vlo = splat(lo), vhi = splat(hi), magic = splat(12582912.0f);        \
+    v8 ps = splat(0.0f), pn = splat(0.0f);                                                     \
+    for (ptrdiff_t i = 0; i + 8 <= n; i += 8) {                                                \
+        v8 v = ld(x + i);                                                                      \
+        v = (v8)((vi8)v & (vi8)(v == v));                                                      \
+        v8 t = v / vs;                                                                         \
+        t = sel((vi8)(t < vlo), vlo, t);                                                       \
+        t = sel((vi8)(t > vhi), vhi, t);                                                       \
+        v8 r = (t + magic) - magic;                                                            \
+        v8 q = r * vs;                                                                         \
+        if (y) st(y + i, q);                                                                   \
+        v8 d = v - q;                                                                          \
+        v8 vv = v * v, dd = d * d;                                                             \
+        ps += vv;                                                                              \
+        pn += dd;                                                                              \
+    }                                                                                          \
+    double s_ = 0, m_ = 0;                                                                     \
+    for (int l = 0; l < 8; l++) { s_ += ps[l]; m_ += pn[l]; }                                  \
+    sums[0] = s_;                                                                              \
+    sums[1] = m_;
+
+// The smallest and largest of n floats (NaN ignored; +inf, -inf when there are none).
+#define MM_PARAMS const float *x, ptrdiff_t n, float *out
+#define MM_BODY                                                                                \
+    v8 lo = splat(__builtin_inff()), hi = splat(-__builtin_inff());                            \
+    ptrdiff_t i = 0;                                                                           \
+    for (; i + 8 <= n; i += 8) {                                                               \
+        v8 v = ld(x + i);                                                                      \
+        lo = sel((vi8)(v < lo), v, lo);                                                        \
+        hi = sel((vi8)(v > hi), v, hi);                                                        \
+    }                                                                                          \
+    float a_ = lo[0], b_ = hi[0];                                                              \
+    for (int l = 1; l < 8; l++) { if (lo[l] < a_) a_ = lo[l]; if (hi[l] > b_) b_ = hi[l]; }    \
+    for (; i < n; i++) { if (x[i] < a_) a_ = x[i]; if (x[i] > b_) b_ = x[i]; }                 \
+    out[0] = a_;                                                                               \
+    out[1] = b_;
+
+static void fq_base(FQ_PARAMS) { FQ_BODY }
+static void mm_base(MM_PARAMS) { MM_BODY }
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,fma")))
@@ -666,6 +714,8 @@ AVX2 static void dw8_avx2(DW8_PARAMS) { DW8_BODY }
 #define DWK_STOREN(p, v, n) _mm256_maskstore_ps((p), DWK_MASK(n), (__m256)(v))
 AVX2 static void dwk_avx2(DWK_PARAMS) { DWK_BODY }
 AVX2 static void scale_avx2(SCALE_PARAMS) { SCALE_BODY }
+AVX2 static void fq_avx2(FQ_PARAMS) { FQ_BODY }
+AVX2 static void mm_avx2(MM_PARAMS) { MM_BODY }
 
 // ---------------------------------------------------------------------------------------------
 // GEMM with AVX-512: a 12 × 32 register tile (24 of the 32 zmm registers accumulate; each k step
@@ -915,6 +965,20 @@ void ck_scale_rows(SCALE_PARAMS) {
     if (ck_uses_avx2()) { scale_avx2(x, s, y, rows, len); return; }
 #endif
     scale_base(x, s, y, rows, len);
+}
+
+void ck_fake_quantize(FQ_PARAMS) {
+#if defined(__x86_64__)
+    if (ck_uses_avx2()) { fq_avx2(x, y, n, scale, lo, hi, sums); return; }
+#endif
+    fq_base(x, y, n, scale, lo, hi, sums);
+}
+
+void ck_min_max(MM_PARAMS) {
+#if defined(__x86_64__)
+    if (ck_uses_avx2()) { mm_avx2(x, n, out); return; }
+#endif
+    mm_base(x, n, out);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -97,21 +97,9 @@ public struct ActivationStats: Sendable, Equatable {
 
     /// Smallest and largest value of a buffer, eight lanes at a time; NaN never moves them.
     static func minMax(_ v: UnsafeBufferPointer<Float>) -> (Float, Float) {
-        var vlo = SIMD8<Float>(repeating: .infinity), vhi = SIMD8<Float>(repeating: -.infinity)
-        let n = v.count
-        var i = 0
-        if let base = v.baseAddress {
-            let raw = UnsafeRawPointer(base)
-            while i + 8 <= n {
-                let x = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-                vlo.replace(with: x, where: x .< vlo)
-                vhi.replace(with: x, where: x .> vhi)
-                i += 8
-            }
-        }
-        var lo = vlo.min(), hi = vhi.max()
-        while i < n { let x = v[i]; if x < lo { lo = x }; if x > hi { hi = x }; i += 1 }
-        return (lo, hi)
+        guard let base = v.baseAddress, v.count > 0 else { return (.infinity, -.infinity) }
+        let r = QuantizationKernels.minMax(base, count: v.count)
+        return (r.min, r.max)
     }
 }
 

@@ -69,30 +69,14 @@ public struct QDQNoise: Sendable {
         return (s, n)
     }
 
-    /// One block of `fakeQuantize` (`count` a multiple of 8).
+    /// One block of `fakeQuantize` (`count` a multiple of 8), in CKernels (AVX2 where there is).
     @inline(__always)
     static func fakeQuantizeBlock(_ p: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>?, count: Int,
                                   scale: Float, zeroPoint: Int, range: QuantRange) -> (Double, Double) {
         let z = Float(zeroPoint)
-        let lo = SIMD8<Float>(repeating: Float(range.qmin) - z), hi = SIMD8<Float>(repeating: Float(range.qmax) - z)
-        let magic = SIMD8<Float>(repeating: 12_582_912), s8 = SIMD8<Float>(repeating: scale)
-        let raw = UnsafeRawPointer(p)
-        var ps = SIMD8<Float>(), pn = SIMD8<Float>()
-        var i = 0
-        while i < count {
-            var x = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-            x.replace(with: 0, where: .!(x .== x))
-            var t = x / s8
-            t.replace(with: lo, where: t .< lo)
-            t.replace(with: hi, where: t .> hi)
-            let q = ((t + magic) - magic) * s8
-            if let out { UnsafeMutableRawPointer(out).storeBytes(of: q, toByteOffset: i * 4, as: SIMD8<Float>.self) }
-            let d = x - q
-            ps += x * x
-            pn += d * d
-            i += 8
-        }
-        return (Double(ps.sum()), Double(pn.sum()))
+        let r = QuantizationKernels.fakeQuantize(p, into: out, count: count, scale: scale,
+                                                 lo: Float(range.qmin) - z, hi: Float(range.qmax) - z)
+        return (r.signal, r.noise)
     }
 
     /// Adds the sums of one tensor measured elsewhere (`fakeQuantize`).

@@ -1,4 +1,5 @@
 import Foundation
+import CKernels
 
 // Linear quantization kernels (ONNX QuantizeLinear / DequantizeLinear and the integer ops built
 // on them), plus element access for the low-precision types quantization produces: 16/8/4/2-bit
@@ -481,6 +482,30 @@ public enum Quantization {
 /// QLinearConv: operands are Int32 with their zero points already subtracted, products
 /// accumulate in Int32 (wrapping, as the int32 accumulators of ONNX Runtime and NumPy do).
 /// Written for exactness, not speed.
+/// Streaming kernels of calibration and the quality report (CKernels, AVX2 where the CPU has it,
+/// the same bits either way).
+public enum QuantizationKernels {
+    /// QuantizeLinear then DequantizeLinear of `count` floats (a multiple of 8) into `out` (when
+    /// given): NaN → 0, round(clamp(x / scale, lo, hi)) · scale, ties to even; returns
+    /// (Σ x², Σ (x − out)²), summed in eight float lanes added in double.
+    public static func fakeQuantize(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>?, count: Int,
+                                    scale: Float, lo: Float, hi: Float) -> (signal: Double, noise: Double) {
+        precondition(count % 8 == 0, "fakeQuantize takes a multiple of 8 values")
+        var sums: (Double, Double) = (0, 0)
+        withUnsafeMutablePointer(to: &sums) { p in
+            p.withMemoryRebound(to: Double.self, capacity: 2) { ck_fake_quantize(x, out, count, scale, lo, hi, $0) }
+        }
+        return sums
+    }
+
+    /// The smallest and largest of `count` floats, NaN ignored ((+inf, −inf) when there are none).
+    public static func minMax(_ x: UnsafePointer<Float>, count: Int) -> (min: Float, max: Float) {
+        var out: (Float, Float) = (0, 0)
+        withUnsafeMutablePointer(to: &out) { p in p.withMemoryRebound(to: Float.self, capacity: 2) { ck_min_max(x, count, $0) } }
+        return out
+    }
+}
+
 public enum IntegerKernels {
     /// C[m×n] = A[m×k] · B[k×n], row-major, contiguous.
     public static func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Int32>, b: UnsafePointer<Int32>, c: UnsafeMutablePointer<Int32>) {
