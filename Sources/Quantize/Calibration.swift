@@ -4,10 +4,16 @@ import TensorCore
 /// How an activation's threshold is chosen from what calibration saw. In the field's words:
 /// `minmax` is non-saturating (the threshold is the largest |x|, nothing is clipped); the others
 /// are saturating (a threshold below it; values beyond are clipped to trade range for resolution).
+/// `mean-minmax` takes the mean over samples of each sample's minimum and maximum (NNCF's
+/// MEAN_MINMAX, its default for per-tensor activations; TensorFlow's and PyTorch's moving-average
+/// observers): saturating without a histogram, robust to one sample's outlier.
 public enum CalibrationMethod: String, CaseIterable, Sendable, Codable {
     case minmax, percentile, entropy, mse
+    case meanMinMax = "mean-minmax"
 
     public var saturating: Bool { self != .minmax }
+    /// Whether the method reads the |x| histograms.
+    public var needsHistogram: Bool { self != .minmax && self != .meanMinMax }
 }
 
 /// A histogram of |x| over [0, range] in equal bins, as `ActivationStats` fills it sample by

@@ -16,6 +16,10 @@ import TensorCore
 public struct ActivationStats: Sendable, Equatable {
     public var min: Float = .infinity
     public var max: Float = -.infinity
+    /// Sums over samples (one per `add`) of each sample's minimum and maximum, and how many
+    /// samples were summed (`mean-minmax`). Samples without a finite value are not counted.
+    public var sumMin = 0.0, sumMax = 0.0
+    public var extremes = 0
     /// The histogram's range (0 until a non-zero finite |x| was seen), and its bin counts.
     public var histRange: Float = 0
     public var counts: [Double]
@@ -53,6 +57,7 @@ public struct ActivationStats: Sendable, Equatable {
         let (lo, hi) = Self.minMax(v)
         min = Swift.min(min, lo)
         max = Swift.max(max, hi)
+        if lo.isFinite && hi.isFinite { sumMin += Double(lo); sumMax += Double(hi); extremes += 1 }
         guard histogram, hasHistogram, v.count > 0 else { return }
         let top = Swift.max(abs(lo), abs(hi))
         if top.isFinite { grow(to: Self.powerOfTwoAbove(top)) }
@@ -79,6 +84,7 @@ public struct ActivationStats: Sendable, Equatable {
     public mutating func merge(_ other: ActivationStats) {
         min = Swift.min(min, other.min)
         max = Swift.max(max, other.max)
+        sumMin += other.sumMin; sumMax += other.sumMax; extremes += other.extremes
         guard hasHistogram, other.counts.count == counts.count else { counts = []; histRange = 0; return }
         var o = other
         let r = Swift.max(histRange, o.histRange)
@@ -90,6 +96,13 @@ public struct ActivationStats: Sendable, Equatable {
         }
         if o.histRange == 0 && r > 0 { o.histRange = r } else { o.grow(to: r) }
         for k in counts.indices { counts[k] += o.counts[k] }
+    }
+
+    /// The means over samples of each sample's minimum and maximum (nil when no sample had a
+    /// finite value, or the statistics were saved without them).
+    public var meanRange: (min: Float, max: Float)? {
+        guard extremes > 0 else { return nil }
+        return (Float(sumMin / Double(extremes)), Float(sumMax / Double(extremes)))
     }
 
     /// The histogram as the saturating methods read it.
@@ -144,6 +157,7 @@ public struct CalibrationStats: Sendable, Equatable {
         case .percentile: return h.percentileThreshold(percentile)
         case .entropy: return h.entropyThreshold()
         case .mse: return h.mseThreshold()
+        case .meanMinMax: return s.meanRange.map { Swift.max(abs($0.min), abs($0.max)) }
         case .minmax: return nil
         }
     }
@@ -159,7 +173,14 @@ public struct CalibrationStats: Sendable, Equatable {
             ranges[name] = (s.min, s.max)
         }
         var cal = MinMaxCalibrator(ranges: ranges, samples: samples)
-        if method.saturating {
+        if method == .meanMinMax {
+            for name in names {
+                guard let m = tensors[name]!.meanRange else {
+                    throw QuantizeError.invalid("no per-sample extremes for activation '\(name)' (statistics saved before mean-minmax existed?)")
+                }
+                cal.setRange(name, m, threshold: Swift.max(abs(m.min), abs(m.max)))
+            }
+        } else if method.saturating {
             let list = names
             let results = UnsafeMutableBufferPointer<Float>.allocate(capacity: list.count)
             defer { results.deallocate() }
@@ -184,6 +205,10 @@ public struct CalibrationStats: Sendable, Equatable {
             let max: Float
             let hist_range: Float
             let counts: [Double]?
+            /// Sums of per-sample extremes and their count (mean-minmax; absent in older files).
+            let sum_min: Double?
+            let sum_max: Double?
+            let extremes: Int?
         }
         let schema: String
         let bins: Int
@@ -193,7 +218,8 @@ public struct CalibrationStats: Sendable, Equatable {
 
     public func encoded() throws -> Data {
         let f = File(schema: Self.schema, bins: bins, samples: samples, tensors: order.compactMap { name in
-            tensors[name].map { File.Entry(name: name, min: $0.min, max: $0.max, hist_range: $0.histRange, counts: bins > 0 ? $0.counts : nil) }
+            tensors[name].map { File.Entry(name: name, min: $0.min, max: $0.max, hist_range: $0.histRange, counts: bins > 0 ? $0.counts : nil,
+                                       sum_min: $0.sumMin, sum_max: $0.sumMax, extremes: $0.extremes) }
         })
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
@@ -220,6 +246,10 @@ public struct CalibrationStats: Sendable, Equatable {
             var a = ActivationStats(bins: 0)
             a.min = e.min; a.max = e.max; a.histRange = e.hist_range
             a.counts = e.counts ?? []
+            a.sumMin = e.sum_min ?? 0; a.sumMax = e.sum_max ?? 0; a.extremes = e.extremes ?? 0
+            guard a.extremes >= 0, a.sumMin.isFinite, a.sumMax.isFinite else {
+                throw QuantizeError.invalid("--stats \(path): tensor '\(e.name)' has a negative sample count or non-finite sums of extremes")
+            }
             guard a.counts.count == f.bins, e.hist_range == 0 || (e.hist_range > 0 && e.hist_range.isFinite && e.hist_range.significand == 1) else {
                 throw QuantizeError.invalid("--stats \(path): tensor '\(e.name)' has \(a.counts.count) bins (file says \(f.bins)) or a range \(e.hist_range) that is not a power of two")
             }

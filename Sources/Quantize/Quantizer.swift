@@ -70,6 +70,13 @@ public struct MinMaxCalibrator: Sendable {
         ranges[name] = (max(r.min, -t), min(r.max, t))
     }
 
+    /// Sets a tensor's range outright (mean-minmax: the means of the per-sample extremes), the
+    /// threshold recorded for the report.
+    public mutating func setRange(_ name: String, _ r: (min: Float, max: Float), threshold t: Float) {
+        ranges[name] = r
+        thresholds[name] = t
+    }
+
     /// Thresholds chosen by a saturating method, by tensor (empty for minmax).
     public internal(set) var thresholds: [String: Float] = [:]
 }

@@ -63,9 +63,10 @@ def ort_quantize(source, out, files, per_channel, symmetric, reduce_range=False,
                     extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
 
 
-def ort_ranges(model, names, files, input_name):
+def ort_ranges(model, names, files, input_name, mean=False):
     """min and max of each named tensor of the float model over `files`, run by ONNX Runtime (the
-    calibration compress reports, computed independently)."""
+    calibration compress reports, computed independently); with `mean`, the means over the files
+    of each file's min and max instead (mean-minmax)."""
     m = onnx.load(str(model))
     have = {o.name for o in m.graph.output}
     for n in names:
@@ -79,8 +80,14 @@ def ort_ranges(model, names, files, input_name):
         vals = dict(zip(outs, sess.run(None, {input_name: x})))
         vals[input_name] = x
         for n in names:
-            lo[n] = min(lo.get(n, np.inf), float(vals[n].min()))
-            hi[n] = max(hi.get(n, -np.inf), float(vals[n].max()))
+            if mean:
+                lo.setdefault(n, []).append(float(vals[n].min()))
+                hi.setdefault(n, []).append(float(vals[n].max()))
+            else:
+                lo[n] = min(lo.get(n, np.inf), float(vals[n].min()))
+                hi[n] = max(hi.get(n, -np.inf), float(vals[n].max()))
+    if mean:
+        return {n: float(np.mean(v)) for n, v in lo.items()}, {n: float(np.mean(v)) for n, v in hi.items()}
     return lo, hi
 
 
@@ -397,6 +404,34 @@ def test_saturating_thresholds_equal_numpy(method, data, tmp_path):
     assert got["threshold"] <= hist_range and got["max"] == pytest.approx(min(float(top), got["threshold"]), rel=1e-6)
     if data == "heavy-tailed" and method != "mse":  # (MSE weighs the tail's clipping error and keeps most of it)
         assert got["threshold"] < 0.9 * top, "a long tail is cut"
+
+
+@pytest.mark.parametrize("asymmetric", [False, True])
+def test_mean_minmax_ranges_equal_onnxruntime_means(asymmetric, tmp_path):
+    """--method mean-minmax: each activation's range is the mean over the samples of each sample's
+    minimum and maximum, as ONNX Runtime's run of the float model gives them (NNCF's MEAN_MINMAX),
+    and its scale and zero point are ORT's compute_scale_zp of that range."""
+    files = FILES[:24]
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for f in files:
+        (calib / f.name).write_bytes(f.read_bytes())
+    p = run_compress("quantize", FOLDED, "--calib", calib, "-o", tmp_path / "q.onnx", "--method", "mean-minmax",
+                     "--format", "json", *(["--asymmetric"] if asymmetric else []))
+    assert p.returncode == 0, p.stderr
+    acts = json.loads(p.stdout)["summary"]["activations"]
+    lo, hi = ort_ranges(FOLDED, [a["name"] for a in acts], files, "input", mean=True)
+    glo, ghi = ort_ranges(FOLDED, [a["name"] for a in acts], files, "input")
+    cut = 0
+    for a in acts:
+        n = a["name"]
+        assert a["min"] == pytest.approx(lo[n], rel=1e-5, abs=1e-6) and a["max"] == pytest.approx(hi[n], rel=1e-5, abs=1e-6), (n, a, lo[n], hi[n])
+        assert a["threshold"] == pytest.approx(max(abs(lo[n]), abs(hi[n])), rel=1e-5), n
+        qmin, qmax = (np.uint8(0), np.uint8(255)) if asymmetric else (np.int8(-127), np.int8(127))
+        zp, scale = compute_scale_zp(np.float32(lo[n]), np.float32(hi[n]), qmin, qmax, symmetric=not asymmetric)
+        assert a["scale"] == pytest.approx(float(scale), rel=1e-5) and a["zero_point"] == int(zp), (n, a, scale, zp)
+        cut += hi[n] < ghi[n] * 0.999
+    assert cut > len(acts) // 2, "most ranges are below the largest value seen (saturating)"
 
 
 def test_quality_gate_exports_and_per_tensor_sqnr(tmp_path):

@@ -64,7 +64,7 @@ def np_sqnr(ref, got):
     return 10 * np.log10((ref ** 2).sum() / ((ref - got) ** 2).sum())
 
 
-@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile", "mean-minmax"])
 def test_stats_of_two_halves_merge_to_one_run(method, tmp_path):
     """Calibration split in two (--save-stats on each half), merged (--stats a b): every scale and
     zero point of the written model equals one run over all the samples, bit for bit (for the

@@ -48,7 +48,7 @@ struct QuantizeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Calibration samples: .npy/.pb files, images, class subfolders or test_data_set_N folders (optional with --stats).", valueName: "DIR"))
     var calib: String?
 
-    @Option(help: "Calibration: minmax (non-saturating: the threshold is the largest |x|), or saturating (a threshold below it, values beyond clipped): percentile, entropy (TensorRT's KL), mse.")
+    @Option(help: "Calibration: minmax (non-saturating: the threshold is the largest |x|), or saturating (a threshold below it, values beyond clipped): percentile, entropy (TensorRT's KL), mse, mean-minmax (the mean of each sample's min and max, NNCF's default).")
     var method: CalibrationMethod = .minmax
 
     @Option(help: "With --method percentile: the percentile of |x| kept.")

@@ -29,7 +29,7 @@ extension QuantizeCommand {
     /// activation's min, max and (for a saturating method, --save-stats or --stats) |x| histogram;
     /// merged with the --stats files; saved with --save-stats.
     func calibrate(_ calibSource: DataSource?, prepared: (model: Model, nodes: [Int], activations: [String])) throws -> Calibrated {
-        let keepHistograms = method.saturating || saveStats != nil || !statsFiles.isEmpty
+        let keepHistograms = method.needsHistogram || saveStats != nil || !statsFiles.isEmpty
         var stats = CalibrationStats(bins: keepHistograms ? bins : 0)
         var source: DataSource?
         var entries: [DataSource.Entry] = []
@@ -62,7 +62,7 @@ extension QuantizeCommand {
                 throw CLIError("--save-stats \(saveStats): cannot write (\(error))")
             }
         }
-        if method.saturating, stats.bins == 0 { throw CLIError("--method \(method.rawValue) needs histograms: the statistics were saved without them") }
+        if method.needsHistogram, stats.bins == 0 { throw CLIError("--method \(method.rawValue) needs histograms: the statistics were saved without them") }
         let cal: MinMaxCalibrator
         do { cal = try stats.calibrator(for: prepared.activations, method: method, percentile: percentile) } catch {
             throw CLIError("\(statsFiles.isEmpty ? "--calib" : "--stats") : \(error) (statistics of another model?)")
