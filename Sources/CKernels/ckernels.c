@@ -658,7 +658,7 @@ static void scale_base(SCALE_PARAMS) { SCALE_BODY }
 // so every build and CPU gives the same bits.
 #define FQ_PARAMS const float *x, float *y, ptrdiff_t n, float scale, float lo, float hi, double *sums
 #define FQ_BODY                                                                                \
-    _Pragma("clang fp contract(off)")                                                          \
+    _Pragma("clang fp contract(off)") _Pragma("clang fp reassociate(off)")                     \
     v8 vs = splat(scale), vlo = splat(lo), vhi = splat(hi), magic = splat(12582912.0f);        \
     v8 ps = splat(0.0f), pn = splat(0.0f);                                                     \
     for (ptrdiff_t i = 0; i + 8 <= n; i += 8) {                                                \

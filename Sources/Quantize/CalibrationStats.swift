@@ -16,10 +16,14 @@ import TensorCore
 public struct ActivationStats: Sendable, Equatable {
     public var min: Float = .infinity
     public var max: Float = -.infinity
-    /// Sums over samples (one per `add`) of each sample's minimum and maximum, and how many
-    /// samples were summed (`mean-minmax`). Samples without a finite value are not counted.
+    /// Sums over samples (one per `add`) of each sample's minimum and of its maximum, and how
+    /// many of each were summed (`mean-minmax`): a sample's minimum counts when finite, its
+    /// maximum likewise (an attention mask's −inf drops the minimum only).
     public var sumMin = 0.0, sumMax = 0.0
-    public var extremes = 0
+    public var minCount = 0, maxCount = 0
+    /// False when part of these statistics came from a file written before the sums existed:
+    /// the sums then cover only some samples, and `meanRange` is unknown.
+    public var extremesKnown = true
     /// The histogram's range (0 until a non-zero finite |x| was seen), and its bin counts.
     public var histRange: Float = 0
     public var counts: [Double]
@@ -57,7 +61,8 @@ public struct ActivationStats: Sendable, Equatable {
         let (lo, hi) = Self.minMax(v)
         min = Swift.min(min, lo)
         max = Swift.max(max, hi)
-        if lo.isFinite && hi.isFinite { sumMin += Double(lo); sumMax += Double(hi); extremes += 1 }
+        if lo.isFinite { sumMin += Double(lo); minCount += 1 }
+        if hi.isFinite { sumMax += Double(hi); maxCount += 1 }
         guard histogram, hasHistogram, v.count > 0 else { return }
         let top = Swift.max(abs(lo), abs(hi))
         if top.isFinite { grow(to: Self.powerOfTwoAbove(top)) }
@@ -84,7 +89,9 @@ public struct ActivationStats: Sendable, Equatable {
     public mutating func merge(_ other: ActivationStats) {
         min = Swift.min(min, other.min)
         max = Swift.max(max, other.max)
-        sumMin += other.sumMin; sumMax += other.sumMax; extremes += other.extremes
+        sumMin += other.sumMin; sumMax += other.sumMax
+        minCount += other.minCount; maxCount += other.maxCount
+        extremesKnown = extremesKnown && other.extremesKnown
         guard hasHistogram, other.counts.count == counts.count else { counts = []; histRange = 0; return }
         var o = other
         let r = Swift.max(histRange, o.histRange)
@@ -99,10 +106,10 @@ public struct ActivationStats: Sendable, Equatable {
     }
 
     /// The means over samples of each sample's minimum and maximum (nil when no sample had a
-    /// finite value, or the statistics were saved without them).
+    /// finite one, or part of the statistics was saved without them: `extremesKnown`).
     public var meanRange: (min: Float, max: Float)? {
-        guard extremes > 0 else { return nil }
-        return (Float(sumMin / Double(extremes)), Float(sumMax / Double(extremes)))
+        guard extremesKnown, minCount > 0, maxCount > 0 else { return nil }
+        return (Float(sumMin / Double(minCount)), Float(sumMax / Double(maxCount)))
     }
 
     /// The histogram as the saturating methods read it.
@@ -175,8 +182,11 @@ public struct CalibrationStats: Sendable, Equatable {
         var cal = MinMaxCalibrator(ranges: ranges, samples: samples)
         if method == .meanMinMax {
             for name in names {
-                guard let m = tensors[name]!.meanRange else {
-                    throw QuantizeError.invalid("no per-sample extremes for activation '\(name)' (statistics saved before mean-minmax existed?)")
+                let t = tensors[name]!
+                guard let m = t.meanRange else {
+                    throw QuantizeError.invalid(t.extremesKnown
+                        ? "mean-minmax: activation '\(name)' has no sample with a finite minimum and maximum"
+                        : "mean-minmax: the statistics of activation '\(name)' include a file saved without per-sample extremes (written before mean-minmax existed); recalibrate it")
                 }
                 cal.setRange(name, m, threshold: Swift.max(abs(m.min), abs(m.max)))
             }
@@ -205,10 +215,11 @@ public struct CalibrationStats: Sendable, Equatable {
             let max: Float
             let hist_range: Float
             let counts: [Double]?
-            /// Sums of per-sample extremes and their count (mean-minmax; absent in older files).
+            /// Sums of per-sample extremes and their counts (mean-minmax; absent in older files).
             let sum_min: Double?
             let sum_max: Double?
-            let extremes: Int?
+            let min_count: Int?
+            let max_count: Int?
         }
         let schema: String
         let bins: Int
@@ -219,7 +230,8 @@ public struct CalibrationStats: Sendable, Equatable {
     public func encoded() throws -> Data {
         let f = File(schema: Self.schema, bins: bins, samples: samples, tensors: order.compactMap { name in
             tensors[name].map { File.Entry(name: name, min: $0.min, max: $0.max, hist_range: $0.histRange, counts: bins > 0 ? $0.counts : nil,
-                                       sum_min: $0.sumMin, sum_max: $0.sumMax, extremes: $0.extremes) }
+                                       sum_min: $0.extremesKnown ? $0.sumMin : nil, sum_max: $0.extremesKnown ? $0.sumMax : nil,
+                                       min_count: $0.extremesKnown ? $0.minCount : nil, max_count: $0.extremesKnown ? $0.maxCount : nil) }
         })
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys]
@@ -246,9 +258,13 @@ public struct CalibrationStats: Sendable, Equatable {
             var a = ActivationStats(bins: 0)
             a.min = e.min; a.max = e.max; a.histRange = e.hist_range
             a.counts = e.counts ?? []
-            a.sumMin = e.sum_min ?? 0; a.sumMax = e.sum_max ?? 0; a.extremes = e.extremes ?? 0
-            guard a.extremes >= 0, a.sumMin.isFinite, a.sumMax.isFinite else {
-                throw QuantizeError.invalid("--stats \(path): tensor '\(e.name)' has a negative sample count or non-finite sums of extremes")
+            if let smin = e.sum_min, let smax = e.sum_max, let nmin = e.min_count, let nmax = e.max_count {
+                guard nmin >= 0, nmax >= 0, nmin <= f.samples, nmax <= f.samples, smin.isFinite, smax.isFinite else {
+                    throw QuantizeError.invalid("--stats \(path): tensor '\(e.name)' has sums of extremes over \(nmin)/\(nmax) samples (file: \(f.samples)) or non-finite sums")
+                }
+                a.sumMin = smin; a.sumMax = smax; a.minCount = nmin; a.maxCount = nmax
+            } else {
+                a.extremesKnown = false
             }
             guard a.counts.count == f.bins, e.hist_range == 0 || (e.hist_range > 0 && e.hist_range.isFinite && e.hist_range.significand == 1) else {
                 throw QuantizeError.invalid("--stats \(path): tensor '\(e.name)' has \(a.counts.count) bins (file says \(f.bins)) or a range \(e.hist_range) that is not a power of two")

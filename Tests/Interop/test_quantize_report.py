@@ -91,6 +91,30 @@ def test_stats_of_two_halves_merge_to_one_run(method, tmp_path):
     r = float(2.0 ** np.frexp(float(np.abs(v).max()))[1])
     assert t["hist_range"] == r
     np.testing.assert_array_equal(t["counts"], np.histogram(np.abs(v), bins=2048, range=(0, r))[0])
+    # The sums of per-sample extremes (mean-minmax) against NumPy's per-file min and max.
+    assert t["min_count"] == 48 and t["max_count"] == 48
+    assert t["sum_min"] == pytest.approx(sum(float(np.load(f).min()) for f in files), rel=1e-12)
+    assert t["sum_max"] == pytest.approx(sum(float(np.load(f).max()) for f in files), rel=1e-12)
+
+
+def test_mean_minmax_refuses_a_statistics_file_without_the_sums(tmp_path):
+    """A statistics file written before mean-minmax existed (no sums of per-sample extremes):
+    merged with a new one, mean-minmax is refused (its means would cover only part of the
+    samples) while minmax still quantizes from both."""
+    a, b = folder(tmp_path, "a", FILES[:8]), folder(tmp_path, "b", FILES[8:16])
+    quantize(BN, "--calib", a, "-o", tmp_path / "qa.onnx", "--save-stats", tmp_path / "a.json")
+    quantize(BN, "--calib", b, "-o", tmp_path / "qb.onnx", "--save-stats", tmp_path / "b.json")
+    old = json.loads((tmp_path / "a.json").read_text())
+    for t in old["tensors"]:
+        for k in ("sum_min", "sum_max", "min_count", "max_count"):
+            del t[k]
+    (tmp_path / "a.json").write_text(json.dumps(old))
+    r = run_compress("quantize", BN, "--stats", tmp_path / "a.json", tmp_path / "b.json", "-o", tmp_path / "q.onnx",
+                     "--method", "mean-minmax")
+    assert r.returncode == 1 and "saved without per-sample extremes" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "q.onnx").exists()
+    quantize(BN, "--stats", tmp_path / "a.json", tmp_path / "b.json", "-o", tmp_path / "q.onnx", "--method", "minmax")
+    assert (tmp_path / "q.onnx").exists()
 
 
 def test_report_against_onnxruntime(tmp_path):

@@ -104,34 +104,52 @@ final class ExecutorPlanTests: XCTestCase {
     }
 
     /// `packWeights: false` (a plan that runs once, as fuse's verification) leaves the convolution
-    /// weights unpacked and computes what the packed plan computes.
+    /// weights unpacked and computes what a plain sum computes; the default plan keeps the packed
+    /// copy of the same storage (so the storage checked is the one the kernel would pack). Cases:
+    /// 1×1 (direct product), 3×3 with padding (the implicit product), a batch of two 1×1 images.
     func testUnpackedWeightsGiveThePackedResult() throws {
-        var g = Graph(name: "pointwise")
-        g.inputs = [ValueInfo("x", .float32, [.fixed(1), .fixed(24), .fixed(9), .fixed(9)])]
-        g.outputs = [ValueInfo("y", .float32, [])]
-        let w = random([20, 24, 1, 1])
-        g.addInitializer(Initializer(name: "W", tensor: w))
-        g.nodes = [Node(name: "conv", opType: "Conv", inputs: ["x", "W"], outputs: ["y"])]
-        let x = random([1, 24, 9, 9])
-        let plain = try Executor(model: Model(graph: g), packWeights: false)
-        let got = try XCTUnwrap(plain.run(["x": x])["y"])
-        let weights = try XCTUnwrap(plain.optimizedGraph.initializers.first { $0.name == "W" }).tensor
-        XCTAssertFalse(PackedWeights.holds(weights.storage), "no packed copy kept")
-        // The reference: the 1x1 convolution as a plain sum in Double.
-        let xs = x.floatValues(), ws = w.floatValues(), ys = got.floatValues()
-        XCTAssertEqual(got.shape, [1, 20, 9, 9])
-        for o in 0..<20 {
-            for p in 0..<81 {
-                var sum = 0.0
-                for c in 0..<24 { sum += Double(ws[o * 24 + c]) * Double(xs[c * 81 + p]) }
-                XCTAssertEqual(Double(ys[o * 81 + p]), sum, accuracy: 1e-4, "y[\(o), \(p)]")
+        if Convolution.convolutionsThroughBLAS { throw XCTSkip("COMPRESS_CONV_GEMM=blas: no convolution packs its weights") }
+        for (batch, c, k, o, pad) in [(1, 24, 1, 20, 0), (1, 5, 3, 7, 1), (2, 16, 1, 9, 0)] {
+            let h = 9
+            var g = Graph(name: "conv")
+            g.inputs = [ValueInfo("x", .float32, [.fixed(batch), .fixed(c), .fixed(h), .fixed(h)])]
+            g.outputs = [ValueInfo("y", .float32, [])]
+            let w = random([o, c, k, k])
+            g.addInitializer(Initializer(name: "W", tensor: w))
+            g.nodes = [Node(name: "conv", opType: "Conv", inputs: ["x", "W"], outputs: ["y"],
+                            attributes: [Attribute(name: "pads", value: .ints([Int64](repeating: Int64(pad), count: 4)))])]
+            let x = random([batch, c, h, h])
+            let plain = try Executor(model: Model(graph: g), packWeights: false)
+            let got = try XCTUnwrap(plain.run(["x": x])["y"])
+            let weights = try XCTUnwrap(plain.optimizedGraph.initializers.first { $0.name == "W" }).tensor
+            XCTAssertFalse(PackedWeights.holds(weights.storage), "no packed copy kept (\(k)x\(k), batch \(batch))")
+            // The reference: the convolution as a plain sum in Double (stride 1, same size out).
+            let xs = x.floatValues(), ws = w.floatValues(), ys = got.floatValues()
+            XCTAssertEqual(got.shape, [batch, o, h, h])
+            for n in 0..<batch {
+                for oc in 0..<o {
+                    for yy in 0..<h {
+                        for xx in 0..<h {
+                            var sum = 0.0
+                            for ic in 0..<c {
+                                for ky in 0..<k {
+                                    for kx in 0..<k {
+                                        let iy = yy + ky - pad, ix = xx + kx - pad
+                                        guard iy >= 0, iy < h, ix >= 0, ix < h else { continue }
+                                        sum += Double(ws[((oc * c + ic) * k + ky) * k + kx]) * Double(xs[((n * c + ic) * h + iy) * h + ix])
+                                    }
+                                }
+                            }
+                            XCTAssertEqual(Double(ys[((n * o + oc) * h + yy) * h + xx]), sum, accuracy: 1e-4, "y[\(n), \(oc), \(yy), \(xx)] \(k)x\(k)")
+                        }
+                    }
+                }
             }
-        }
-        if !Convolution.convolutionsThroughBLAS {
             let packed = try Executor(model: Model(graph: g))
-            XCTAssertEqual(try XCTUnwrap(packed.run(["x": x])["y"]).floatValues(), ys, "the packed plan computes the same")
+            let again = try XCTUnwrap(packed.run(["x": x])["y"]).floatValues()
+            for (a, b) in zip(again, ys) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b)), "the packed plan computes the same") }
             let kept = try XCTUnwrap(packed.optimizedGraph.initializers.first { $0.name == "W" }).tensor
-            XCTAssertTrue(PackedWeights.holds(kept.storage), "the default plan keeps the packed copy")
+            XCTAssertTrue(PackedWeights.holds(kept.storage), "the default plan keeps the packed copy (\(k)x\(k), batch \(batch))")
         }
     }
 

@@ -34,24 +34,49 @@ final class QuantizationKernelTests: XCTestCase {
                 XCTAssertEqual(y[0], 2 * scale, "2.5 steps round to even (2)")
                 XCTAssertEqual(y[2], 4 * scale, "3.5 steps round to even (4)")
                 XCTAssertEqual(y[3], 0, "NaN gives the zero point")
-                // Infinities make the sums infinite; the finite part is checked on its own below.
+                // Infinities make the sums infinite; finite sums are checked exactly in the next test.
                 XCTAssertEqual(sums.signal, .infinity)
             }
         }
-        // Finite values only: the sums equal Double sums to float accuracy.
-        let x = (0..<1024).map { _ in rng.uniform() * 3 }
+    }
+
+    /// A scale that is not a power of two (x / s is not x · (1/s), r · s rounds): the output bit
+    /// for bit as the operators compute it in Float, and the sums exactly as the kernel documents
+    /// them (lane i % 8 in Float, then the lanes added in order in Double), on both variants.
+    func testFakeQuantizeAtAnInexactScaleIsExactOnBothVariants() {
+        var rng = SplitMixForTests(seed: 23)
+        let scale: Float = 0.0123, count = 2048
+        let x = (0..<count).map { _ in rng.uniform() * 1.7 }
+        // The reference, in the kernel's documented order.
+        var want = [Float](repeating: 0, count: count)
+        var laneS = [Float](repeating: 0, count: 8), laneN = [Float](repeating: 0, count: 8)
+        for (i, v) in x.enumerated() {
+            let t = min(max(v / scale, -128), 127)
+            let q = Float(Double(t).rounded(.toNearestOrEven)) * scale
+            want[i] = q
+            let d = v - q
+            laneS[i % 8] += v * v
+            laneN[i % 8] += d * d
+        }
+        var signal = 0.0, noise = 0.0
+        for l in 0..<8 { signal += Double(laneS[l]); noise += Double(laneN[l]) }
+        var results: [(Double, Double)] = []
         for baseline in [false, true] {
             DirectGemm.forceBaseline(baseline)
-            let sums = x.withUnsafeBufferPointer { QuantizationKernels.fakeQuantize($0.baseAddress!, into: nil, count: x.count, scale: 0.03, lo: -127, hi: 127) }
-            var signal = 0.0, noise = 0.0
-            for v in x {
-                let q = Float(min(max(Double(v / 0.03).rounded(.toNearestOrEven), -127), 127)) * 0.03
-                signal += Double(v) * Double(v); noise += Double(v - q) * Double(v - q)
+            var y = [Float](repeating: .nan, count: count)
+            let sums = x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    QuantizationKernels.fakeQuantize(xp.baseAddress!, into: yp.baseAddress!, count: count, scale: scale, lo: -128, hi: 127)
+                }
             }
-            XCTAssertEqual(sums.signal, signal, accuracy: signal * 1e-5)
-            XCTAssertEqual(sums.noise, noise, accuracy: noise * 1e-4)
-            XCTAssertGreaterThan(sums.noise, 0)
+            XCTAssertEqual(y, want, "baseline \(baseline)")
+            XCTAssertEqual(sums.signal, signal, "baseline \(baseline)")
+            XCTAssertEqual(sums.noise, noise, "baseline \(baseline)")
+            results.append((sums.signal, sums.noise))
         }
+        XCTAssertEqual(results[0].0, results[1].0, "AVX2 and baseline sums are the same bits")
+        XCTAssertEqual(results[0].1, results[1].1)
+        XCTAssertGreaterThan(noise, 0)
     }
 
     func testMinMaxIgnoresNaNAndCoversTheTail() {
@@ -68,6 +93,19 @@ final class QuantizationKernelTests: XCTestCase {
                 XCTAssertEqual(r.min, finite.min()!, "count \(count) baseline \(baseline)")
                 XCTAssertEqual(r.max, 5, "count \(count) baseline \(baseline)")
             }
+        }
+        // Infinities are extremes like any value; a NaN in the scalar tail moves nothing.
+        var v: [Float] = [1, -.infinity, 3, 2, 0.5, 7, -1, 4, .infinity, 2, .nan]
+        for baseline in [false, true] {
+            DirectGemm.forceBaseline(baseline)
+            let r = v.withUnsafeBufferPointer { QuantizationKernels.minMax($0.baseAddress!, count: $0.count) }
+            XCTAssertEqual(r.min, -.infinity)
+            XCTAssertEqual(r.max, .infinity)
+            v[1] = -3; v[8] = 6
+            let s = v.withUnsafeBufferPointer { QuantizationKernels.minMax($0.baseAddress!, count: $0.count) }
+            XCTAssertEqual(s.min, -3, "baseline \(baseline)")
+            XCTAssertEqual(s.max, 7, "baseline \(baseline)")
+            v[1] = -.infinity; v[8] = .infinity
         }
         let nans = [Float](repeating: .nan, count: 16)
         let r = nans.withUnsafeBufferPointer { QuantizationKernels.minMax($0.baseAddress!, count: 16) }

@@ -478,10 +478,6 @@ public enum Quantization {
     }
 }
 
-/// Integer matrix multiply and convolution for MatMulInteger, ConvInteger, QLinearMatMul and
-/// QLinearConv: operands are Int32 with their zero points already subtracted, products
-/// accumulate in Int32 (wrapping, as the int32 accumulators of ONNX Runtime and NumPy do).
-/// Written for exactness, not speed.
 /// Streaming kernels of calibration and the quality report (CKernels, AVX2 where the CPU has it,
 /// the same bits either way).
 public enum QuantizationKernels {
@@ -506,6 +502,10 @@ public enum QuantizationKernels {
     }
 }
 
+/// Integer matrix multiply and convolution for MatMulInteger, ConvInteger, QLinearMatMul and
+/// QLinearConv: operands are Int32 with their zero points already subtracted, products
+/// accumulate in Int32 (wrapping, as the int32 accumulators of ONNX Runtime and NumPy do).
+/// Written for exactness, not speed.
 public enum IntegerKernels {
     /// C[m×n] = A[m×k] · B[k×n], row-major, contiguous.
     public static func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Int32>, b: UnsafePointer<Int32>, c: UnsafeMutablePointer<Int32>) {
