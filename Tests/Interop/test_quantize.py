@@ -657,9 +657,77 @@ def single_node_model(m, node, values):
     return helper.make_model(g, opset_imports=list(m.opset_import)), ins
 
 
-def per_op_agreement(path, feeds, tmp_path):
+def np_requantize(acc, multiplier, zp, dtype):
+    """int32 accumulators to the output type: round half to even of acc · multiplier (float32, as
+    ONNX Runtime's requantization multiplies), plus the zero point, saturated."""
+    info = np.iinfo(dtype)
+    y = np.rint(acc.astype(np.float32) * np.float32(multiplier).astype(np.float32)) + np.int64(zp)
+    return np.clip(y, info.min, info.max).astype(dtype)
+
+
+def np_conv_int32(x, w, group, pads, strides, dilations):
+    """Integer convolution of int64 operands (NCHW, OIHW), accumulated in int64 (exact)."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    x = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    oh = (x.shape[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
+    ow = (x.shape[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
+    out = np.zeros((n, o, oh, ow), np.int64)
+    og = o // group
+    for g in range(group):
+        xs = x[:, g * cg:(g + 1) * cg]
+        for ky in range(kh):
+            for kx in range(kw):
+                y0, x0 = ky * dilations[0], kx * dilations[1]
+                patch = xs[:, :, y0:y0 + strides[0] * (oh - 1) + 1:strides[0], x0:x0 + strides[1] * (ow - 1) + 1:strides[1]]
+                out[:, g * og:(g + 1) * og] += np.einsum("nchw,oc->nohw", patch, w[g * og:(g + 1) * og, :, ky, kx])
+    return out
+
+
+def np_integer_op(node, v):
+    """NumPy reference of the uint8/int8 product operators (QLinearConv, QLinearMatMul, QGemm),
+    exact integer products, for CPUs where ONNX Runtime's uint8 × int8 kernels saturate."""
+    a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
+    i = [v[n] if n else None for n in node.input]
+    if node.op_type == "QLinearConv":
+        x, xs, xz, w, ws, wz, ys, yz = i[:8]
+        rank = x.ndim - 2
+        assert rank == 2 and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+        acc = np_conv_int32(x.astype(np.int64) - np.int64(xz), w.astype(np.int64) - np.asarray(wz, np.int64).reshape(-1, 1, 1, 1),
+                            a.get("group", 1), a.get("pads", [0] * 4), a.get("strides", [1, 1]), a.get("dilations", [1, 1]))
+        if len(i) > 8 and i[8] is not None:
+            acc += i[8].astype(np.int64).reshape(1, -1, 1, 1)
+        mult = (np.float32(xs) * np.asarray(ws, np.float32) / np.float32(ys)).astype(np.float32).reshape(1, -1, 1, 1)
+        return np_requantize(acc, mult, yz, yz.dtype)
+    if node.op_type == "QLinearMatMul":
+        x, xs, xz, w, ws, wz, ys, yz = i
+        acc = np.matmul(x.astype(np.int64) - np.int64(xz), w.astype(np.int64) - np.asarray(wz, np.int64))
+        return np_requantize(acc, np.float32(xs) * np.asarray(ws, np.float32) / np.float32(ys), yz, yz.dtype)
+    if node.op_type == "QGemm":
+        x, xs, xz, w, ws, wz = i[:6]
+        c = i[6] if len(i) > 6 else None
+        ys = i[7] if len(i) > 7 else None
+        yz = i[8] if len(i) > 8 else None
+        xa = x.astype(np.int64) - np.int64(xz)
+        wa = w.astype(np.int64) - np.asarray(wz, np.int64).reshape(-1, 1) if a.get("transB", 0) else w.astype(np.int64) - np.asarray(wz, np.int64)
+        acc = np.matmul(xa.T if a.get("transA", 0) else xa, wa.T if a.get("transB", 0) else wa)
+        if c is not None:
+            acc = acc + c.astype(np.int64)
+        scale = np.float32(a.get("alpha", 1.0)) * np.float32(xs) * np.asarray(ws, np.float32)
+        if ys is None:
+            return (acc.astype(np.float32) * scale).astype(np.float32)
+        return np_requantize(acc, (scale / np.float32(ys)).astype(np.float32), yz, yz.dtype)
+    raise AssertionError(node.op_type)
+
+
+NUMPY_INTEGER_OPS = {"QLinearConv", "QLinearMatMul", "QGemm"}
+
+
+def per_op_agreement(path, feeds, tmp_path, numpy_products=False):
     """Runs every integer operator of `path` alone, on the inputs ONNX Runtime computed for it, in
-    ONNX Runtime and in compress; returns {op: largest |difference| in quantization steps}."""
+    ONNX Runtime and in compress; returns {op: largest |difference| in quantization steps}. With
+    `numpy_products`, QLinearConv, QLinearMatMul and QGemm are compared with `np_integer_op`
+    instead of ONNX Runtime (whose uint8 × int8 kernels saturate on CPUs without VNNI)."""
     m = onnx.load(str(path))
     all_out = onnx.load(str(path))
     outputs = {o.name for o in all_out.graph.output}
@@ -677,7 +745,11 @@ def per_op_agreement(path, feeds, tmp_path):
         if n.op_type not in INTEGER_OPS:
             continue
         one, ins = single_node_model(m, n, values)
-        want = ort.InferenceSession(one.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {i: values[i] for i in ins})[0]
+        if numpy_products and n.op_type in NUMPY_INTEGER_OPS:
+            inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+            want = np_integer_op(n, {**inits, **values})
+        else:
+            want = ort.InferenceSession(one.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, {i: values[i] for i in ins})[0]
         d = tmp_path / f"op{k}"
         d.mkdir()
         onnx.save(one, str(d / "m.onnx"))
@@ -747,6 +819,58 @@ def test_qoperator_runs_in_both_and_agrees_per_op(which, symmetric, ops_fixture,
         (report["top1_agreement"], top1, report["output_sqnr_db"], sqnr)
     if which == "digits":
         assert (y.argmax(1) == ref.argmax(1)).mean() >= 0.75 and top1 >= 0.9
+
+
+@pytest.mark.parametrize("which", ["digits", "ops"])
+def test_qoperator_8bit_asymmetric_products_equal_numpy(which, ops_fixture, tmp_path):
+    """The asymmetric QOperator model with 8-bit weights (uint8 activations × int8 weights, no
+    --reduce-range), which ONNX Runtime computes exactly only on CPUs with VNNI: each QLinearConv,
+    QLinearMatMul and QGemm against exact integer products in NumPy, the other operators against
+    ONNX Runtime, on the same inputs; every element within one quantization step."""
+    if which == "digits":
+        model, calib, name, n = FOLDED, FIXTURES / "digits", "input", 32
+    else:
+        model, calib, name, n = ops_fixture / "ops.onnx", ops_fixture / "calib", "x", 12
+    out = tmp_path / "q.onnx"
+    p = run_compress("quantize", model, "--calib", calib, "--max-samples", n, "-o", out, "--quant-format", "qoperator",
+                     "--asymmetric", "--quiet")
+    assert p.returncode == 0, p.stderr
+    m = onnx.load(str(out))
+    onnx.checker.check_model(m, full_check=True)
+    products = [nd for nd in m.graph.node if nd.op_type in NUMPY_INTEGER_OPS]
+    assert {nd.op_type for nd in products} >= ({"QLinearConv", "QGemm"} if which == "digits" else {"QLinearConv", "QGemm", "QLinearMatMul"})
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    weights = [inits[nd.input[3]] for nd in products if nd.input[3] in inits]
+    assert weights and all(w.dtype == np.int8 for w in weights) and max(int(np.abs(w).max()) for w in weights) > 63, \
+        "8-bit weights (beyond the 7 bits --reduce-range keeps)"
+    x = np.concatenate([np.load(f) for f in sorted(calib.glob("*.npy"))[:4]]) if which == "digits" else np.load(sorted(calib.glob("*.npy"))[0])
+    steps = per_op_agreement(out, {name: x}, tmp_path, numpy_products=True)
+    assert len(steps) == len([nd for nd in m.graph.node if nd.op_type in INTEGER_OPS])
+    assert max(steps.values()) <= 1, steps
+    # The NumPy reference itself against ONNX Runtime where ORT is exact on every x86 CPU: the same
+    # model with 7-bit weights (--reduce-range) and with int8 activations (symmetric).
+    for flags in (["--asymmetric", "--reduce-range"], []):
+        ref = tmp_path / f"r{len(flags)}.onnx"
+        p = run_compress("quantize", model, "--calib", calib, "--max-samples", n, "-o", ref, "--quant-format", "qoperator", "--quiet", *flags)
+        assert p.returncode == 0, p.stderr
+        rm = onnx.load(str(ref))
+        everything = onnx.load(str(ref))
+        for nd in everything.graph.node:
+            everything.graph.output.extend(helper.make_empty_tensor_value_info(o) for o in nd.output if o)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(everything.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        values = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {name: x})))
+        values[name] = x
+        values.update({t.name: numpy_helper.to_array(t) for t in rm.graph.initializer})
+        checked = 0
+        for nd in rm.graph.node:
+            if nd.op_type in NUMPY_INTEGER_OPS:
+                got, want = np_integer_op(nd, values), values[nd.output[0]]
+                assert got.dtype == want.dtype and got.shape == want.shape, nd.name
+                assert np.abs(got.astype(np.float64) - want.astype(np.float64)).max() <= (1 if got.dtype != np.float32 else 1e-4 * np.abs(want).max()), nd.name
+                checked += 1
+        assert checked == len(products), (flags, checked)
 
 
 # ---- cross-layer equalization and bias correction --------------------------------------------------
