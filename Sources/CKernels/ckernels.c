@@ -651,11 +651,11 @@ static void dwk_base(DWK_PARAMS) { DWK_BODY }
 
 static void scale_base(SCALE_PARAMS) { SCALE_BODY }
 
-// Fake quantization (QuantizeLinear then DequantizeLinear, one pass) of n floats, n a multiple
-// of 8: NaN → 0, t = clamp(x / scale, lo, hi), round half to even by adding and subtracting
-// 1.5·2²³ (exact for |t| < 2²²), y = round(t)·scale; sums[0] = Σ x², sums[1] = Σ (x − y)², taken
-// in eight float lanes added in lane order in double. No contraction into fused multiply-adds,
-// so every build and CPU gives the same bits.
+// Fake quantization (QuantizeLinear then DequantizeLinear, one pass) of n floats: NaN → 0,
+// t = clamp(x / scale, lo, hi), round half to even by adding and subtracting 1.5·2²³ (exact for
+// |t| < 2²²), y = round(t)·scale; sums[0] = Σ x², sums[1] = Σ (x − y)², the first n − n % 8
+// values in eight float lanes added in lane order in double, then the last n % 8 one by one in
+// double. No contraction into fused multiply-adds, so every build and CPU gives the same bits.
 #define FQ_PARAMS const float *x, float *y, ptrdiff_t n, float scale, float lo, float hi, double *sums
 #define FQ_BODY                                                                                \
     _Pragma("clang fp contract(off)") _Pragma("clang fp reassociate(off)")                     \
@@ -677,6 +677,19 @@ static void scale_base(SCALE_PARAMS) { SCALE_BODY }
     }                                                                                          \
     double s_ = 0, m_ = 0;                                                                     \
     for (int l = 0; l < 8; l++) { s_ += ps[l]; m_ += pn[l]; }                                  \
+    for (ptrdiff_t i = n - n % 8; i < n; i++) {                                                \
+        float v = x[i] == x[i] ? x[i] : 0.0f;                                                  \
+        float t = v / scale;                                                                   \
+        t = t < lo ? lo : t;                                                                   \
+        t = t > hi ? hi : t;                                                                   \
+        float r = (t + 12582912.0f) - 12582912.0f;                                             \
+        float q = r * scale;                                                                   \
+        if (y) y[i] = q;                                                                       \
+        float d = v - q;                                                                       \
+        float vv = v * v, dd = d * d;                                                          \
+        s_ += vv;                                                                              \
+        m_ += dd;                                                                              \
+    }                                                                                          \
     sums[0] = s_;                                                                              \
     sums[1] = m_;
 

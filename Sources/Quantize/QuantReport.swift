@@ -38,45 +38,23 @@ public struct QDQNoise: Sendable {
         let count = v.count
         guard let base = v.baseAddress, count > 0 else { return (0, 0) }
         let block = 512
-        let vectorized = count - count % 8
-        let blocks = (vectorized + block - 1) / block
-        var s = 0.0, n = 0.0
-        if blocks > 0 {
-            let partial = UnsafeMutablePointer<(Double, Double)>.allocate(capacity: blocks)
-            defer { partial.deallocate() }
-            let shared = UncheckedSendable((base, out, partial))
-            Parallel.forRanges(count: blocks, workPerItem: block) { r in
-                let (base, out, partial) = shared.value
-                for b in r {
-                    let start = b * block
-                    partial[b] = fakeQuantizeBlock(base + start, out.map { $0 + start }, count: min(block, vectorized - start),
-                                                   scale: scale, zeroPoint: zeroPoint, range: range)
-                }
-            }
-            for b in 0..<blocks { s += partial[b].0; n += partial[b].1 }
-        }
+        let blocks = (count + block - 1) / block
         let z = Float(zeroPoint), lo = Float(range.qmin) - z, hi = Float(range.qmax) - z
-        let magic: Float = 12_582_912
-        for i in vectorized..<count {
-            let x = base[i]
-            guard !x.isNaN else { out?[i] = 0; continue }
-            let t = min(max(x / scale, lo), hi)
-            let q = ((t + magic) - magic) * scale
-            out?[i] = q
-            let d = x - q
-            s += Double(x * x); n += Double(d * d)
+        let partial = UnsafeMutablePointer<(Double, Double)>.allocate(capacity: blocks)
+        defer { partial.deallocate() }
+        let shared = UncheckedSendable((base, out, partial))
+        Parallel.forRanges(count: blocks, workPerItem: block) { r in
+            let (base, out, partial) = shared.value
+            for b in r {
+                let start = b * block
+                let sums = QuantizationKernels.fakeQuantize(base + start, into: out.map { $0 + start }, count: min(block, count - start),
+                                                            scale: scale, lo: lo, hi: hi)
+                partial[b] = (sums.signal, sums.noise)
+            }
         }
+        var s = 0.0, n = 0.0
+        for b in 0..<blocks { s += partial[b].0; n += partial[b].1 }
         return (s, n)
-    }
-
-    /// One block of `fakeQuantize` (`count` a multiple of 8), in CKernels (AVX2 where there is).
-    @inline(__always)
-    static func fakeQuantizeBlock(_ p: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>?, count: Int,
-                                  scale: Float, zeroPoint: Int, range: QuantRange) -> (Double, Double) {
-        let z = Float(zeroPoint)
-        let r = QuantizationKernels.fakeQuantize(p, into: out, count: count, scale: scale,
-                                                 lo: Float(range.qmin) - z, hi: Float(range.qmax) - z)
-        return (r.signal, r.noise)
     }
 
     /// Adds the sums of one tensor measured elsewhere (`fakeQuantize`).

@@ -42,41 +42,54 @@ final class QuantizationKernelTests: XCTestCase {
 
     /// A scale that is not a power of two (x / s is not x · (1/s), r · s rounds): the output bit
     /// for bit as the operators compute it in Float, and the sums exactly as the kernel documents
-    /// them (lane i % 8 in Float, then the lanes added in order in Double), on both variants.
+    /// them (lane i % 8 in Float, the lanes added in order in Double, then the last count % 8
+    /// values one by one in Double), on both variants; with and without a scalar tail.
     func testFakeQuantizeAtAnInexactScaleIsExactOnBothVariants() {
-        var rng = SplitMixForTests(seed: 23)
-        let scale: Float = 0.0123, count = 2048
-        let x = (0..<count).map { _ in rng.uniform() * 1.7 }
-        // The reference, in the kernel's documented order.
-        var want = [Float](repeating: 0, count: count)
-        var laneS = [Float](repeating: 0, count: 8), laneN = [Float](repeating: 0, count: 8)
-        for (i, v) in x.enumerated() {
-            let t = min(max(v / scale, -128), 127)
-            let q = Float(Double(t).rounded(.toNearestOrEven)) * scale
-            want[i] = q
-            let d = v - q
-            laneS[i % 8] += v * v
-            laneN[i % 8] += d * d
-        }
-        var signal = 0.0, noise = 0.0
-        for l in 0..<8 { signal += Double(laneS[l]); noise += Double(laneN[l]) }
-        var results: [(Double, Double)] = []
-        for baseline in [false, true] {
-            DirectGemm.forceBaseline(baseline)
-            var y = [Float](repeating: .nan, count: count)
-            let sums = x.withUnsafeBufferPointer { xp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    QuantizationKernels.fakeQuantize(xp.baseAddress!, into: yp.baseAddress!, count: count, scale: scale, lo: -128, hi: 127)
+        for count in [2048, 2045, 5] {
+            var rng = SplitMixForTests(seed: 23)
+            let scale: Float = 0.0123
+            var x = (0..<count).map { _ in rng.uniform() * 1.7 }
+            x[count - 1] = .nan   // in the tail (or the vector part) alike: 0 out, nothing summed
+            // The reference, in the kernel's documented order.
+            var want = [Float](repeating: 0, count: count)
+            var laneS = [Float](repeating: 0, count: 8), laneN = [Float](repeating: 0, count: 8)
+            var tailS = [Float](), tailN = [Float]()
+            let vectorized = count - count % 8
+            for (i, x) in x.enumerated() {
+                let v = x.isNaN ? 0 : x
+                let t = min(max(v / scale, -128), 127)
+                let q = Float(Double(t).rounded(.toNearestOrEven)) * scale
+                want[i] = q
+                let d = v - q
+                if i < vectorized {
+                    laneS[i % 8] += v * v
+                    laneN[i % 8] += d * d
+                } else {
+                    tailS.append(v * v); tailN.append(d * d)
                 }
             }
-            XCTAssertEqual(y, want, "baseline \(baseline)")
-            XCTAssertEqual(sums.signal, signal, "baseline \(baseline)")
-            XCTAssertEqual(sums.noise, noise, "baseline \(baseline)")
-            results.append((sums.signal, sums.noise))
+            var signal = 0.0, noise = 0.0
+            for l in 0..<8 { signal += Double(laneS[l]); noise += Double(laneN[l]) }
+            for (a, b) in zip(tailS, tailN) { signal += Double(a); noise += Double(b) }
+            XCTAssertEqual(want[count - 1], 0)
+            var results: [(Double, Double)] = []
+            for baseline in [false, true] {
+                DirectGemm.forceBaseline(baseline)
+                var y = [Float](repeating: .nan, count: count)
+                let sums = x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        QuantizationKernels.fakeQuantize(xp.baseAddress!, into: yp.baseAddress!, count: count, scale: scale, lo: -128, hi: 127)
+                    }
+                }
+                XCTAssertEqual(y, want, "count \(count), baseline \(baseline)")
+                XCTAssertEqual(sums.signal, signal, "baseline \(baseline)")
+                XCTAssertEqual(sums.noise, noise, "baseline \(baseline)")
+                results.append((sums.signal, sums.noise))
+            }
+            XCTAssertEqual(results[0].0, results[1].0, "AVX2 and baseline sums are the same bits")
+            XCTAssertEqual(results[0].1, results[1].1)
+            XCTAssertGreaterThan(noise, 0)
         }
-        XCTAssertEqual(results[0].0, results[1].0, "AVX2 and baseline sums are the same bits")
-        XCTAssertEqual(results[0].1, results[1].1)
-        XCTAssertGreaterThan(noise, 0)
     }
 
     func testMinMaxIgnoresNaNAndCoversTheTail() {

@@ -108,9 +108,10 @@ void ck_depthwise_c8(const float *x, ptrdiff_t plane, int nc, ptrdiff_t h, ptrdi
 /// a channel-broadcast product, x[N, C, H, W] · s[N, C, 1, 1].
 void ck_scale_rows(const float *x, const float *s, float *y, ptrdiff_t rows, ptrdiff_t len);
 
-/// QuantizeLinear then DequantizeLinear of n floats (n a multiple of 8) into y (when not NULL):
-/// NaN → 0, round(clamp(x / scale, lo, hi)) · scale, round half to even. sums[0] = Σ x²,
-/// sums[1] = Σ (x − y)² (float lanes, added in double). Bit-identical on every CPU.
+/// QuantizeLinear then DequantizeLinear of n floats into y (when not NULL): NaN → 0,
+/// round(clamp(x / scale, lo, hi)) · scale, round half to even. sums[0] = Σ x², sums[1] =
+/// Σ (x − y)² (eight float lanes added in double, then the last n % 8 in double). Bit-identical
+/// on every CPU.
 void ck_fake_quantize(const float *x, float *y, ptrdiff_t n, float scale, float lo, float hi, double *sums);
 
 /// out[0] = min, out[1] = max of n floats, NaN ignored (+inf, -inf when none).

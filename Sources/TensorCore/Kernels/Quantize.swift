@@ -481,12 +481,12 @@ public enum Quantization {
 /// Streaming kernels of calibration and the quality report (CKernels, AVX2 where the CPU has it,
 /// the same bits either way).
 public enum QuantizationKernels {
-    /// QuantizeLinear then DequantizeLinear of `count` floats (a multiple of 8) into `out` (when
-    /// given): NaN → 0, round(clamp(x / scale, lo, hi)) · scale, ties to even; returns
-    /// (Σ x², Σ (x − out)²), summed in eight float lanes added in double.
+    /// QuantizeLinear then DequantizeLinear of `count` floats into `out` (when given): NaN → 0,
+    /// round(clamp(x / scale, lo, hi)) · scale, ties to even; returns (Σ x², Σ (x − out)²),
+    /// the first count − count % 8 values summed in eight float lanes added in double, then the
+    /// rest one by one in double.
     public static func fakeQuantize(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>?, count: Int,
                                     scale: Float, lo: Float, hi: Float) -> (signal: Double, noise: Double) {
-        precondition(count % 8 == 0, "fakeQuantize takes a multiple of 8 values")
         var sums: (Double, Double) = (0, 0)
         withUnsafeMutablePointer(to: &sums) { p in
             p.withMemoryRebound(to: Double.self, capacity: 2) { ck_fake_quantize(x, out, count, scale, lo, hi, $0) }
