@@ -147,16 +147,9 @@ public enum Fuser {
     public static func randomSamples(_ model: Model, pins: [String: [Int]], count: Int, seed: UInt64) throws -> [[String: Tensor]] {
         let types = try InputShapes.resolve(graph: model.graph, pins: pins)
         for (name, info) in types { try InputShapes.checkSynthesizable(info, input: name) }
-        var state = seed &+ 0x9E37_79B9_7F4A_7C15
-        func next() -> Float {
-            // splitmix64
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            return Float(z >> 40) / Float(1 << 24) * 2 - 1
-        }
+        // (The offset seed keeps the inputs of earlier versions: the same values, bit for bit.)
+        var rng = SplitMix64(seed: seed &+ 0x9E37_79B9_7F4A_7C15)
+        func next() -> Float { rng.uniform(-1, 1) }
         return (0..<count).map { _ in
             var feeds: [String: Tensor] = [:]
             for (name, info) in types.sorted(by: { $0.key < $1.key }) {

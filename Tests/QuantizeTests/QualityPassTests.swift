@@ -39,7 +39,7 @@ final class QualityPassTests: XCTestCase {
     func fusedPairsEqualTheOperators(unsigned: Bool) throws {
         // Random values over and beyond both ranges, exact ties, NaN, ±infinity, −0; a length that
         // is not a multiple of 8 (the scalar tail) and spans several 512-value blocks.
-        var rng = SeededGenerator(seed: 7)
+        var rng = SplitMix64(seed: 7)
         var xs: [Float] = (0..<4099).map { _ in Float.random(in: -6...6, using: &rng) }
         xs[0] = .nan; xs[1] = .infinity; xs[2] = -.infinity; xs[3] = -0.0
         xs[4] = 0.0123 * 2.5; xs[5] = 0.031 * -3.5; xs[6] = 0.031 * 90.5
@@ -97,18 +97,5 @@ final class QualityPassTests: XCTestCase {
         }
         XCTAssertGreaterThan(noise, 0)
         XCTAssertEqual(try XCTUnwrap(r.tensors.sqnr("r")), 10 * log10(sig / noise), accuracy: 1e-4)
-    }
-}
-
-/// SplitMix64, for reproducible test data.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -82,13 +82,13 @@ struct EvalNode: ParsableCommand {
             let runtimeInputs = m.graph.runtimeInputs
             var feeds: [String: Tensor] = [:]
             let shapes = try InputShapes.parse(randomInput)
-            var rng = SplitMix(seed: seed)
+            var rng = SplitMix64(seed: seed)
             for (name, dims) in shapes {
                 guard let v = runtimeInputs.first(where: { $0.name == name }) else {
                     throw CLIError("--random-input \(name)=…: the model has no input '\(name)' (inputs: \(runtimeInputs.map(\.name).joined(separator: ", ")))")
                 }
                 let count = dims.reduce(1, *)
-                let values = (0..<count).map { _ in Float(rng.nextUnit() * 2 - 1) }
+                let values = (0..<count).map { _ in rng.uniform(-1, 1) }
                 let t = Tensor(shape: dims, scalars: values)
                 feeds[name] = t.converted(to: v.type?.elementType ?? .float32)
             }
@@ -158,19 +158,4 @@ extension EvalNode {
             FileHandle.standardError.write(Data((padded + String(format: "%8.2f ms/run\n", t / Double(runs))).utf8))
         }
     }
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): a small seeded generator for reproducible test data.
-fileprivate struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1330_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1) with 53 random bits.
-    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
 }
