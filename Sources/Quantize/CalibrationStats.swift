@@ -64,8 +64,15 @@ public struct ActivationStats: Sendable, Equatable {
         if lo.isFinite { sumMin += Double(lo); minCount += 1 }
         if hi.isFinite { sumMax += Double(hi); maxCount += 1 }
         guard histogram, hasHistogram, v.count > 0 else { return }
-        let top = Swift.max(abs(lo), abs(hi))
-        if top.isFinite { grow(to: Self.powerOfTwoAbove(top)) }
+        var top = Swift.max(abs(lo), abs(hi))
+        if !top.isFinite {
+            // An infinity (or only NaN): the range must still cover the finite values, whatever
+            // range earlier samples left (a sample's statistics alone must merge into what one
+            // pass gives).
+            top = 0
+            for x in v where x.isFinite { top = Swift.max(top, abs(x)) }
+        }
+        grow(to: Self.powerOfTwoAbove(top))
         let n = counts.count
         guard histRange > 0 else {
             // Every value is 0 (or NaN): all in the first bin.

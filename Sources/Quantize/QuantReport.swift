@@ -63,6 +63,12 @@ public struct QDQNoise: Sendable {
         noise[name, default: 0] += n
     }
 
+    /// Adds the sums of other samples.
+    public mutating func merge(_ other: QDQNoise) {
+        for (name, s) in other.signal { signal[name, default: 0] += s }
+        for (name, n) in other.noise { noise[name, default: 0] += n }
+    }
+
     /// nil when there is no noise (or the tensor was never seen).
     public func sqnr(_ name: String) -> Double? {
         guard let n = noise[name], n > 0, let s = signal[name] else { return nil }
@@ -105,6 +111,14 @@ public struct OutputQuality: Sendable {
         }
     }
 
+    /// Adds the figures of other samples.
+    public mutating func merge(_ o: OutputQuality) {
+        signal += o.signal; noise += o.noise; cosineSum += o.cosineSum; samples += o.samples
+        same += o.same; rows += o.rows; labelled += o.labelled
+        floatCorrect += o.floatCorrect; quantCorrect += o.quantCorrect
+        classifier = classifier && o.classifier
+    }
+
     /// nil when the outputs are identical (infinite SQNR).
     public var sqnrDB: Double? { noise > 0 ? 10 * log10(max(signal, .leastNormalMagnitude) / noise) : nil }
     public var cosine: Double? { samples > 0 ? cosineSum / Double(samples) : nil }
@@ -118,6 +132,12 @@ public struct QualityResult: Sendable {
     public var output = OutputQuality()
     public var tensors = QDQNoise()
     public init() {}
+
+    /// Adds the result of other samples (the report adds each sample's in sample order).
+    public mutating func merge(_ other: QualityResult) {
+        output.merge(other.output)
+        tensors.merge(other.tensors)
+    }
 }
 
 /// Runs the quantized model (QDQ simulated in float by compress's executor, constant
@@ -194,16 +214,24 @@ public struct QualityPass {
 
     /// One sample: `reference` are the float model's outputs in graph-output order.
     public func add(_ feeds: [String: Tensor], reference: [Tensor], label: Int?, into r: inout QualityResult, perTensor: Bool = true) throws {
-        var noise = r.tensors
+        r.merge(try measure(feeds, reference: reference, label: label, perTensor: perTensor))
+    }
+
+    /// One sample's result alone (`QualityResult.merge` adds it to others'). Safe to call from
+    /// several threads at once: each run's noise sums are kept apart (`FakeQuantSink`).
+    public func measure(_ feeds: [String: Tensor], reference: [Tensor], label: Int?, perTensor: Bool = true) throws -> QualityResult {
+        var r = QualityResult()
+        var noise = QDQNoise()
         let names = perTensor ? hooked : []
-        sink.begin(measuring: perTensor)
-        defer { sink.end() }
+        let run = sink.begin(measuring: perTensor)
+        defer { sink.end(run) }
         let out = try executor.run(feeds, hooks: ExecutionHooks(names: names) { name, t in
             if let p = params[name] { noise.add(name, t, scale: p.scale, zeroPoint: p.zeroPoint, range: range) }
         })
-        for (name, sums) in sink.sums { noise.add(name, signal: sums.0, noise: sums.1) }
+        for (name, sums) in run.sums { noise.add(name, signal: sums.0, noise: sums.1) }
         r.tensors = noise
         r.output.add(reference: reference, candidate: outputs.map { out[$0]! }, label: label)
+        return r
     }
 }
 
@@ -213,17 +241,37 @@ public struct QualityPass {
 final class FakeQuantSink: @unchecked Sendable {
     let params: [String: QuantParams]
     let range: QuantRange
-    private(set) var sums: [(String, (Double, Double))] = []
-    private var seen: Set<String> = []
-    private var measuring = false
+
+    /// One run's sums; the kernel finds its run by the thread it is called on (a plan's steps
+    /// run on the thread that called `Executor.run`), so runs on different threads stay apart.
+    final class Run {
+        let measuring: Bool
+        fileprivate(set) var sums: [(String, (Double, Double))] = []
+        fileprivate var seen: Set<String> = []
+        init(measuring: Bool) { self.measuring = measuring }
+    }
+    private let lock = NSLock()
+    private var runs: [pthread_t: Run] = [:]
 
     init(params: [String: QuantParams], range: QuantRange) {
         self.params = params
         self.range = range
     }
 
-    func begin(measuring m: Bool) { measuring = m; sums = []; seen = [] }
-    func end() { measuring = false }
+    func begin(measuring m: Bool) -> Run {
+        let r = Run(measuring: m)
+        lock.lock(); runs[pthread_self()] = r; lock.unlock()
+        return r
+    }
+
+    func end(_ r: Run) {
+        lock.lock(); if runs[pthread_self()] === r { runs[pthread_self()] = nil }; lock.unlock()
+    }
+
+    private func current() -> Run? {
+        lock.lock(); defer { lock.unlock() }
+        return runs[pthread_self()]
+    }
 
     func run(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
         let x0 = try ctx.required(inputs, 0), st = try ctx.required(inputs, 1), zt = try ctx.required(inputs, 2)
@@ -241,14 +289,14 @@ final class FakeQuantSink: @unchecked Sendable {
         let measured = y.withUnsafeMutableBufferPointer(as: Float.self) { out in
             x.withUnsafeBufferPointer(as: Float.self) { QDQNoise.fakeQuantize($0, into: out.baseAddress, scale: scale, zeroPoint: zero, range: full) }
         }
-        if measuring, let p = params[name], !seen.contains(name) {
-            seen.insert(name)
+        if let run = current(), run.measuring, let p = params[name], !run.seen.contains(name) {
+            run.seen.insert(name)
             if p.scale.bitPattern == scale.bitPattern && p.zeroPoint == zero && range == full {
-                sums.append((name, measured))
+                run.sums.append((name, measured))
             } else {
                 // The report's parameters differ from the model's here: measure with the report's.
                 let other = x.withUnsafeBufferPointer(as: Float.self) { QDQNoise.noise($0, scale: p.scale, zeroPoint: p.zeroPoint, range: range) }
-                sums.append((name, other))
+                run.sums.append((name, other))
             }
         }
         return [y]

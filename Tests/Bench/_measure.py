@@ -21,11 +21,12 @@ BIN = os.environ.get("COMPRESS_BIN", os.path.join(ROOT, ".build", "release", "co
 # wait4), peak RssAnon (KiB, sampled every 0.5 ms) and the exit status.
 MEASURE = r"""
 import os, subprocess, sys, time
+sample = sys.argv[1] == "1"
 t = time.perf_counter()
-p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+p = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL)
 anon = 0
 while True:
-    pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+    pid, status, usage = os.wait4(p.pid, 0 if not sample else os.WNOHANG)
     if pid == p.pid:
         break
     try:
@@ -40,10 +41,12 @@ print(wall, usage.ru_maxrss, anon, os.waitstatus_to_exitcode(status))
 """
 
 
-def measure(cmd):
+def measure(cmd, sample_anon=True):
     """One run of cmd under MEASURE: (wall seconds, peak RSS bytes, peak private bytes).
-    Exits with a message if cmd fails."""
-    out = subprocess.check_output([sys.executable, "-c", MEASURE, *cmd], text=True).split()
+    Exits with a message if cmd fails. `sample_anon=False`: no RssAnon sampling (peak private
+    bytes 0), only wait4 — the sampling loop wakes every 0.5 ms and takes CPU time from a
+    command that keeps every core busy (on a 2-core machine, a tenth of its speed)."""
+    out = subprocess.check_output([sys.executable, "-c", MEASURE, "1" if sample_anon else "0", *cmd], text=True).split()
     wall, rss_kib, anon_kib, rc = float(out[0]), int(out[1]), int(out[2]), int(out[3])
     if rc != 0:
         raise SystemExit(f"{' '.join(cmd)} exited with status {rc}")

@@ -46,7 +46,7 @@ def main():
         runs = {name: [] for name, _, _ in tools}
         for _ in range(ROUNDS):
             for name, cmd, out in tools:
-                runs[name].append(measure(cmd(out)))
+                runs[name].append(measure(cmd(out), sample_anon=False))  # (wait4 peak RSS; no /proc sampling)
         rows = []
         for name, _, out in tools:
             nodes = len(onnx.load(out, load_external_data=False).graph.node)

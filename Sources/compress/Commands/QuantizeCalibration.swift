@@ -44,11 +44,18 @@ extension QuantizeCommand {
             let keep = eval == nil
             let bar = ProgressBar(total: entries.count, label: "calibrate", enabled: !quiet && ProgressBar.stderrIsTerminal)
             let loader = s.prefetching(entries)
-            while let sample = try loader.next() {
-                let feeds = sample.inputs  // (load errors name the file)
-                let out = try exec.run(feeds, hooks: ExecutionHooks(names: names) { name, t in stats.observe(name, t) })
-                stats.samples += 1
-                if keep { kept.keep(outputs.map { out[$0]! }) }
+            // Samples run concurrently, each into its own statistics, merged in sample order:
+            // the same statistics, bit for bit, as one sample after another (the histograms add
+            // exactly, the sums in the same order). Load errors name the file.
+            let bins = stats.bins
+            try loader.forEachConcurrently(workers: loader.defaultWorkers) { _, sample in
+                var one = CalibrationStats(bins: bins)
+                let out = try exec.run(sample.inputs, hooks: ExecutionHooks(names: names) { name, t in one.observe(name, t) })
+                one.samples = 1
+                return (one, keep ? outputs.map { out[$0]! } : [])
+            } consume: { (_, r: (CalibrationStats, [Tensor])) in
+                try stats.merge(r.0)
+                if keep { kept.keep(r.1) }
                 bar.advance()
             }
             bar.finish()
@@ -101,9 +108,8 @@ extension QuantizeCommand {
         let range = options.symmetricActivations ? QuantRange.of(.int8, symmetric: false) : QuantRange.of(.uint8, symmetric: false)
         let outputs = prepared.model.graph.outputs.map(\.name)
         var floatExec: Executor?
-        func reference(_ k: Int, _ feeds: [String: Tensor]) throws -> [Tensor] {
+        func reference(_ k: Int, _ feeds: [String: Tensor], references: [[Tensor]]?) throws -> [Tensor] {
             if let references { return references[k] }
-            if floatExec == nil { floatExec = try Executor(model: prepared.model) }
             let out = try floatExec!.run(feeds)
             return outputs.map { out[$0]! }
         }
@@ -117,12 +123,16 @@ extension QuantizeCommand {
             let bar = ProgressBar(total: entries.count, label: progress ?? "", enabled: progress != nil && !quiet && ProgressBar.stderrIsTerminal)
             defer { bar.finish() }
             let loader = source.prefetching(entries)
-            var k = 0
-            while let sample = try loader.next() {
-                defer { k += 1 }
-                let ref = try reference(k, sample.inputs)
-                if mixedPrecision && references == nil && progress != nil { keptRefs.keep(ref) }
-                try pass.add(sample.inputs, reference: ref, label: sample.label, into: &r, perTensor: perTensor)
+            if references == nil && floatExec == nil { floatExec = try Executor(model: prepared.model) }
+            let refs = references, keepRefs = mixedPrecision && references == nil && progress != nil
+            // Samples run concurrently (the float reference and the quantized model), their
+            // results added in sample order.
+            try loader.forEachConcurrently(workers: loader.defaultWorkers) { k, sample in
+                let ref = try reference(k, sample.inputs, references: refs)
+                return (ref, try pass.measure(sample.inputs, reference: ref, label: sample.label, perTensor: perTensor))
+            } consume: { _, one in
+                if keepRefs { keptRefs.keep(one.0) }
+                r.merge(one.1)
                 bar.advance()
             }
             if mixedPrecision && references == nil && progress != nil && keptRefs.complete { references = keptRefs.kept }
