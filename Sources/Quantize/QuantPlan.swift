@@ -15,6 +15,11 @@ import TensorCore
 ///   quantized op, or by a Relu/Clip or pass-through op whose input is, or read by a quantized op).
 /// Pairs are placed where a quantized node reads (consumers quantize their inputs), never on a
 /// Conv's output before the Relu/Clip it feeds; every pair placed is one ONNX Runtime places too.
+/// Nor, unless `quantizeEpilogues`, before the activation function a weighted op feeds (its
+/// fused epilogue in TensorRT and in compress's executor; `epilogueNodes`): Sigmoid, HardSigmoid,
+/// HardSwish and LeakyRelu reading a weighted op's output, and SiLU's Mul(x, Sigmoid(x)) /
+/// HardSwish's Mul(x, HardSigmoid(x)) over such an output, stay in float; whatever reads their
+/// output quantizes it as usual.
 public struct QuantPlan: Sendable {
     public enum Role: Sendable { case weighted, activation, passThrough }
     public var roles: [Int: Role] = [:]
@@ -50,6 +55,44 @@ extension QuantizeOptions {
 }
 
 extension Quantizer {
+    /// The activation-function nodes that are a weighted op's epilogue: a Sigmoid, HardSigmoid,
+    /// HardSwish or LeakyRelu whose input is the output of a Conv, ConvTranspose, Gemm or MatMul
+    /// (x), and a Mul of x with such a Sigmoid/HardSigmoid of x (SiLU, HardSwish written out),
+    /// when every reader of x is one of these nodes (a Conv output also read elsewhere is
+    /// quantized there anyway, so its epilogue gains nothing).
+    public static func epilogueNodes(_ g: Graph) -> Set<Int> {
+        let index = UseDefIndex(g)
+        let unary: Set<String> = ["Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu"]
+        var out = Set<Int>()
+        for p in g.nodes where p.isDefaultDomain && QuantizeOptions.weightedOps.contains(p.opType) && !p.outputs.isEmpty {
+            let x = p.outputs[0]
+            guard !x.isEmpty, !index.isGraphOutput(x) else { continue }
+            let readers = index.readers(of: x).map(\.node)
+            guard !readers.isEmpty else { continue }
+            var found = Set<Int>()
+            var ok = true
+            for r in Set(readers) {
+                let n = g.nodes[r]
+                guard n.isDefaultDomain else { ok = false; break }
+                if unary.contains(n.opType), n.inputs.first == x {
+                    found.insert(r)
+                } else if n.opType == "Mul", n.inputs.count == 2, n.inputs.contains(x) {
+                    // The other factor: a Sigmoid/HardSigmoid of x itself.
+                    let other = n.inputs[0] == x ? n.inputs[1] : n.inputs[0]
+                    guard let si = index.producer(of: other), ["Sigmoid", "HardSigmoid"].contains(g.nodes[si].opType),
+                          g.nodes[si].isDefaultDomain, g.nodes[si].inputs.first == x,
+                          index.readers(of: other).allSatisfy({ $0.node == r }) else { ok = false; break }
+                    found.insert(r)
+                } else {
+                    ok = false
+                    break
+                }
+            }
+            if ok { out.formUnion(found) }
+        }
+        return out
+    }
+
     /// The float32 values of the graph (shape inference over the deployed model, falling back on
     /// its value_info): only those are quantized.
     static func floatValues(_ m: Model) -> Set<String> {
@@ -73,6 +116,7 @@ extension Quantizer {
             if p.readers[t] == nil { p.tensors.append(t) }
             p.readers[t, default: []].append(.init(node: i, slot: slot))
         }
+        let epilogues = options.quantizeEpilogues ? [] : epilogueNodes(g)
         var passCandidates = Set<Int>()
         // Nodes whose output ORT quantizes, `only` aside: a layer kept in float does not change
         // which pass-through ops share scales, so the calibrated set stays the full plan's.
@@ -94,6 +138,7 @@ extension Quantizer {
                 p.roles[i] = .weighted
                 need(n.inputs[0], i, 0)
             } else if QuantizeOptions.activationOps.contains(n.opType) {
+                if epilogues.contains(i) { continue }
                 let slots: [Int]
                 switch n.opType {
                 case "Add", "Mul": slots = [0, 1]

@@ -24,6 +24,11 @@ public struct QuantizeOptions: Sendable {
     public var ops: Set<String> = QuantizeOptions.allOps
     /// Glob patterns on node names left in float.
     public var exclude: [String] = []
+    /// Quantize the activation functions a weighted op feeds (SiLU's Sigmoid and Mul, HardSwish,
+    /// HardSigmoid, LeakyRelu, Sigmoid) at their inputs as ONNX Runtime's registry does. Off by
+    /// default: like a Relu/Clip they are left in float as the Conv's fused epilogue (TensorRT
+    /// and compress's executor fuse them), so no rounding point sits inside a Conv → SiLU.
+    public var quantizeEpilogues = false
     public init() {}
 
     var activationRange: QuantRange { QuantRange.of(symmetricActivations ? .int8 : .uint8, symmetric: symmetricActivations) }

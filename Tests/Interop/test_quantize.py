@@ -578,7 +578,8 @@ def test_other_ops_equal_onnxruntime(ops_fixture, per_channel, symmetric, reduce
     files = sorted(calib.glob("*.npy"))
     mine, theirs = tmp_path / "mine.onnx", tmp_path / "ort.onnx"
     flags = ([] if per_channel else ["--per-tensor"]) + ([] if symmetric else ["--asymmetric"]) + (["--reduce-range"] if reduce_range else [])
-    p = run_compress("quantize", model, "--calib", calib, "-o", mine, "--format", "json", *flags)
+    # (--quantize-epilogues: ONNX Runtime's placement of the HardSwish after c2 too.)
+    p = run_compress("quantize", model, "--calib", calib, "-o", mine, "--format", "json", "--quantize-epilogues", *flags)
     assert p.returncode == 0, p.stderr
     report = json.loads(p.stdout)
     ort_quantize(model, theirs, files, per_channel, symmetric, reduce_range, name="x")
@@ -639,6 +640,96 @@ def test_other_ops_equal_onnxruntime(ops_fixture, per_channel, symmetric, reduce
     got = numpy_helper.to_array(onnx.load_tensor(str(tmp_path / "output_0.pb")))
     np.testing.assert_allclose(got, got_ort, rtol=1e-4, atol=1e-5)
     assert len(names) > 40
+
+
+# ---- activation functions after a Conv: the layer's fused epilogue, left in float ---------------
+
+def epilogue_model(path):
+    """Each activation-function pattern a Conv feeds: SiLU written out (Sigmoid·Mul), HardSwish,
+    HardSigmoid·x, LeakyRelu, a Sigmoid alone (read by a Concat), and a SiLU whose Conv output an
+    Add also reads (not an epilogue: quantized where the Add reads it, as before)."""
+    rng = np.random.default_rng(5)
+
+    def w(name, *shape, scale=0.4):
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+
+    N = helper.make_node
+    inits, nodes = [], []
+    for k in range(6):
+        inits += [w(f"c{k}.w", 4, 4, 3, 3), w(f"c{k}.b", 4, scale=0.1)]
+    nodes += [
+        N("Conv", ["x", "c0.w", "c0.b"], ["c0"], name="c0", pads=[1, 1, 1, 1]),
+        N("Sigmoid", ["c0"], ["s0"], name="s0"), N("Mul", ["c0", "s0"], ["silu0"], name="silu0"),
+        N("Conv", ["silu0", "c1.w", "c1.b"], ["c1"], name="c1", pads=[1, 1, 1, 1]),
+        N("HardSwish", ["c1"], ["hs1"], name="hs1"),
+        N("Conv", ["hs1", "c2.w", "c2.b"], ["c2"], name="c2", pads=[1, 1, 1, 1]),
+        N("HardSigmoid", ["c2"], ["hg2"], name="hg2"), N("Mul", ["hg2", "c2"], ["hm2"], name="hm2"),
+        N("Conv", ["hm2", "c3.w", "c3.b"], ["c3"], name="c3", pads=[1, 1, 1, 1]),
+        N("LeakyRelu", ["c3"], ["lr3"], name="lr3", alpha=0.1),
+        N("Conv", ["lr3", "c4.w", "c4.b"], ["c4"], name="c4", pads=[1, 1, 1, 1]),
+        N("Sigmoid", ["c4"], ["s4"], name="s4"), N("Mul", ["c4", "s4"], ["silu4"], name="silu4"),
+        N("Add", ["c4", "silu4"], ["res"], name="res"),
+        N("Conv", ["res", "c5.w", "c5.b"], ["c5"], name="c5", pads=[1, 1, 1, 1]),
+        N("Sigmoid", ["c5"], ["s5"], name="s5"),
+        N("Concat", ["s5", "res"], ["y"], name="cat", axis=1),
+    ]
+    g = helper.make_graph(nodes, "epilogues", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 12, 12])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 12, 12])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, str(path))
+
+
+def quantized_activations(path):
+    """The activations a QuantizeLinear reads (weights aside)."""
+    m = onnx.load(str(path))
+    inits = {t.name for t in m.graph.initializer}
+    return {n.input[0] for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits}
+
+
+def test_activation_functions_after_a_conv_stay_in_float_as_its_epilogue(tmp_path):
+    model = tmp_path / "epi.onnx"
+    epilogue_model(model)
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(9)
+    for k in range(8):
+        np.save(calib / f"s{k}.npy", rng.standard_normal((1, 4, 12, 12)).astype(np.float32))
+    default, ort_like, theirs = tmp_path / "d.onnx", tmp_path / "o.onnx", tmp_path / "ort.onnx"
+    p = run_compress("quantize", model, "--calib", calib, "-o", default, "--format", "json")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    # Default: only what a Conv, the Add and the Concat read; nothing inside Conv → activation,
+    # but c4, which the Add reads too, is quantized there (and so for its Sigmoid and Mul).
+    assert quantized_activations(default) == {"x", "silu0", "hs1", "hm2", "lr3", "c4", "s4", "silu4", "res", "s5"}
+    assert set(report["summary"]["nodes"]) == {"c0", "c1", "c2", "c3", "c4", "c5", "s4", "silu4", "res", "cat"}
+    # --quantize-epilogues: ONNX Runtime's placement, every scale ONNX Runtime's own.
+    p = run_compress("quantize", model, "--calib", calib, "-o", ort_like, "--quantize-epilogues")
+    assert p.returncode == 0, p.stderr
+    ort_quantize(model, theirs, sorted(calib.glob("*.npy")), True, True, name="x")
+    assert quantized_activations(ort_like) == {"x", "c0", "s0", "silu0", "c1", "hs1", "c2", "hg2", "hm2", "c3", "lr3", "c4", "s4",
+                                               "silu4", "res", "c5", "s5"}
+    assert quantized_activations(ort_like) <= quantized_activations(theirs)
+    compare_with_ort(ort_like, theirs, model, {f"c{k}.w" for k in range(6)}, maxulp=8)  # (two executors: see the ops test)
+    # Both run in ONNX Runtime and agree with compress's executor; fewer rounding points, closer
+    # to the float model on these samples.
+    x = np.load(calib / "s0.npy")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    errs = {}
+    for q in (default, ort_like):
+        onnx.checker.check_model(onnx.load(str(q)), full_check=True)
+        got = ort.InferenceSession(str(q), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        ort.InferenceSession(str(q), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+        xp = tmp_path / "x.pb"
+        xp.write_bytes(numpy_helper.from_array(x).SerializeToString())
+        r = conformance._eval(str(q), [str(xp)], str(tmp_path))
+        assert r.returncode == 0, r.stderr
+        mine = numpy_helper.to_array(onnx.load_tensor(str(tmp_path / "output_0.pb")))
+        np.testing.assert_allclose(mine, got, rtol=1e-4, atol=1e-5)
+        errs[q.name] = float(((got - ref) ** 2).sum())
+    assert errs["d.onnx"] < errs["o.onnx"], errs
 
 
 # ---- QOperator ------------------------------------------------------------------------------------

@@ -94,6 +94,9 @@ struct QuantizeCommand: ParsableCommand {
     @Option(name: .customLong("op-types"), help: ArgumentHelp("Quantize only these operator types (comma-separated; default all: Conv, ConvTranspose, Gemm, MatMul, Add, Mul, Concat, GlobalAveragePool, Sigmoid, HardSigmoid, HardSwish, LeakyRelu, Softmax and the pass-through Reshape, Transpose, Squeeze, Unsqueeze, Flatten, MaxPool, AveragePool, Resize), as ONNX Runtime's op_types_to_quantize.", valueName: "OPS"))
     var opTypes: String?
 
+    @Flag(name: .customLong("quantize-epilogues"), help: "Also quantize the activation functions a Conv/Gemm/MatMul feeds (SiLU's Sigmoid and Mul, HardSwish, HardSigmoid, LeakyRelu, Sigmoid) at their inputs, as ONNX Runtime's quantize_static does. By default they stay in float as the layer's fused epilogue, like a Relu (TensorRT fuses them; fewer rounding points).")
+    var quantizeEpilogues = false
+
     @Flag(name: .customLong("bias-correction"), help: "Subtract each int8 weight's expected output shift, (W_q − W)·E[x] per output channel with E[x] the input's channel means on --calib, from the bias (Conv, ConvTranspose, Gemm; one more pass over the samples).")
     var biasCorrection = false
 
@@ -147,6 +150,7 @@ struct QuantizeCommand: ParsableCommand {
             options.perChannel = !perTensor
             options.symmetricActivations = !asymmetric
             options.exclude = exclude
+            options.quantizeEpilogues = quantizeEpilogues
             options.format = quantFormat
             options.reduceRange = reduceRange
             options.equalize = equalize
