@@ -995,15 +995,17 @@ void ck_min_max(MM_PARAMS) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Convolution as an implicit product (AVX-512, stride 1 or 2 across): each k × 32 panel of B is
-// gathered straight from the input planes instead of from an im2col matrix, so the column
-// matrix is never written or read back (on ResNet-18 the im2col pass, its copies and the packing
-// reads of the 7 MB matrix took about a quarter of the convolution time). The panel's 32
-// output positions fall into at most 16 runs per 16 lanes, each run one output row; with stride
-// 1 across, a tap reads each run as consecutive input values, so a row of the panel is a few
-// masked loads (the mask drops the padding) per 16 lanes; with stride 2, two masked loads of 32
+// Convolution as an implicit product (AVX-512 or AVX2, stride 1 or 2 across): each panel of B
+// (k × 32 with AVX-512, k × 16 with AVX2) is gathered straight from the input planes instead of
+// from an im2col matrix, so the column matrix is never written or read back (on ResNet-18 the
+// im2col pass, its copies and the packing reads of the 7 MB matrix took about a quarter of the
+// convolution time). The panel's output positions fall into runs, each run one output row, at
+// most one run per lane of a vector (16 lanes with AVX-512, 8 with AVX2); with stride 1 across,
+// a tap reads each run as consecutive input values, so a row of the panel is a few masked loads
+// (the mask drops the padding) per vector; with stride 2, two masked loads of twice the vector's
 // consecutive values and a permute keeping the even ones. Row r of B is (c, kh, kw) in the
-// weights' order; the multiply is `tile32`, so the results equal the explicit path's bit for bit.
+// weights' order; the multiply is the GEMM's own tile (`tile32`, or `tile` / `tile8`), so the
+// results equal the explicit path's bit for bit.
 
 #define CONV_PARAMS ptrdiff_t m, const ck_conv2d *g, const float *x, const float *a, ptrdiff_t lda,                \
     const float *packed_a, float *y, const float *bias, ck_activation act, ptrdiff_t j0, ptrdiff_t j1, float *scratch
@@ -1090,20 +1092,154 @@ AVX512 static void conv_avx512(CONV_PARAMS) {
         }
     }
 }
+
+// The AVX2 variant: k × 16 panels (the layout `pack_b` writes), each row two halves of eight
+// lanes, multiplied by the AVX2 GEMM's 6 × 16 `tile` (`tile8` for panels of at most 8 columns,
+// as `GEMM_TILE` does). A half's lanes fall into at most `per` runs (the output rows it spans);
+// each (tap, half) slot gets exactly `per` masked loads, padded with empty masks (a load with
+// an all-zero mask reads nothing and gives zeros), so a channel's slots are one flat loop with
+// no per-slot counts. The masks are int32 lanes loaded unaligned (the scratch need not be
+// 32-byte aligned).
+typedef struct {
+    ptrdiff_t off[CONV_MAX_TAPS * 2 * 8];    // slot s = 2·tap + half, its runs r < per at s·per + r:
+                                             // input offset (within a channel plane) of the half's lane 0
+    int32_t mask[CONV_MAX_TAPS * 2 * 8][16]; // stride 1: lanes 0–7, the lanes the run fills; stride 2:
+                                             // which of the 16 values loaded from `off` its lanes read
+    int count[CONV_MAX_TAPS * 2];
+} conv_runs8;
+
+// Fills `t` for the panel at column j; returns `per`.
+AVX2 static int conv_panel_runs8(const ck_conv2d *g, ptrdiff_t j, ptrdiff_t cols, conv_runs8 *t) {
+    ptrdiff_t slots = 2 * g->kh * g->kw, sw = g->sw;
+    int per = 1;
+    for (int half = 0; half < 2; half++) {   // runs per half: the output rows its lanes span
+        int n = 0;
+        for (ptrdiff_t a = 8 * half, l1 = cols < a + 8 ? cols : a + 8; a < l1; n++) {
+            ptrdiff_t q = j + a;
+            a += g->ow - q % g->ow;
+        }
+        if (n > per) per = n;
+    }
+    for (ptrdiff_t s = 0; s < slots; s++) t->count[s] = 0;
+    const vi8 i0 = {0, 1, 2, 3, 4, 5, 6, 7}, i1 = i0 + 8;
+    const vi8 every = (i0 & (int32_t)(sw - 1)) == 0;   // stride 2: the even values only
+    for (int half = 0; half < 2; half++) {
+        ptrdiff_t l0 = 8 * half, l1 = cols < l0 + 8 ? cols : l0 + 8;
+        for (ptrdiff_t a = l0; a < l1;) {
+            ptrdiff_t q = j + a, oh = q / g->ow, ow0 = q - oh * g->ow;
+            ptrdiff_t b = a + (g->ow - ow0) < l1 ? a + (g->ow - ow0) : l1;   // the run: lanes [a, b)
+            for (ptrdiff_t u = 0; u < g->kh; u++) {
+                ptrdiff_t ih = oh * g->sh - g->ph + u * g->dh;
+                if (ih < 0 || ih >= g->h) continue;
+                for (ptrdiff_t v = 0; v < g->kw; v++) {
+                    // lane l reads column iw = (ow0 + l − a)·sw − pw + v·dw = sw·l + shift (as above)
+                    ptrdiff_t shift = (ow0 - a) * sw - g->pw + v * g->dw;
+                    ptrdiff_t first = -shift <= 0 ? -((shift) / sw) : (-shift + sw - 1) / sw;
+                    ptrdiff_t end = g->w - shift <= 0 ? -((shift - g->w) / sw) : (g->w - shift + sw - 1) / sw;
+                    ptrdiff_t lo = first > a ? first : a, hi = end < b ? end : b;
+                    if (hi <= lo) continue;
+                    ptrdiff_t s = 2 * (u * g->kw + v) + half, e = s * per + t->count[s]++;
+                    t->off[e] = ih * g->w + shift + sw * l0;
+                    // lane i of the half reads value sw·i: values sw·(lo − l0) … sw·(hi − 1 − l0)
+                    int32_t f = (int32_t)(sw * (lo - l0)), z = (int32_t)(sw * (hi - 1 - l0));
+                    vi8 fv = {f, f, f, f, f, f, f, f}, zv = {z, z, z, z, z, z, z, z};
+                    vi8 m0 = (i0 >= fv) & (i0 <= zv) & every, m1 = (i1 >= fv) & (i1 <= zv) & every;
+                    memcpy(t->mask[e], &m0, sizeof m0);
+                    memcpy(t->mask[e] + 8, &m1, sizeof m1);
+                }
+            }
+            a = b;
+        }
+    }
+    const vi8 none = i0 & 0;
+    for (ptrdiff_t s = 0; s < slots; s++)
+        for (ptrdiff_t e = s * per + t->count[s]; e < (s + 1) * per; e++) {
+            t->off[e] = 0;
+            memcpy(t->mask[e], &none, sizeof none);
+            memcpy(t->mask[e] + 8, &none, sizeof none);
+        }
+    return per;
+}
+
+#define CONV8_MASK(e, h) _mm256_loadu_si256((const __m256i *)(t->mask[e] + 8 * (h)))
+#define CONV8_LOAD(e) _mm256_maskload_ps(xc + t->off[e], CONV8_MASK(e, 0))
+// Stride 2: 16 consecutive values from the run's offset, the even ones kept.
+#define CONV8_LOAD2(e) ({                                                                      \
+    const float *p_ = xc + t->off[e];                                                          \
+    __m256 ev_ = _mm256_shuffle_ps(_mm256_maskload_ps(p_, CONV8_MASK(e, 0)),                   \
+                                   _mm256_maskload_ps(p_ + 8, CONV8_MASK(e, 1)),               \
+                                   _MM_SHUFFLE(2, 0, 2, 0));   /* 0 2 8 10 | 4 6 12 14 */       \
+    _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev_), _MM_SHUFFLE(3, 1, 2, 0))); })
+
+// One row of tiles over the gathered panel `scratch` (columns [j, j + cols) of y).
+#define CONV8_TILE(rows)                                                                       \
+    do {                                                                                       \
+        const float *bi_ = bias ? bias + i : 0;                                                \
+        const float *ap_ = packed_a ? packed_a + i * k : 0;                                    \
+        if (cols <= 8) tile8(rows, k, a + i * lda, lda, ap_, scratch, y + i * ldc + j, ldc, cols, bi_, act); \
+        else tile(rows, k, a + i * lda, lda, ap_, scratch, y + i * ldc + j, ldc, cols, bi_, act); \
+    } while (0)
+
+AVX2 static void conv_avx2(CONV_PARAMS) {
+    ptrdiff_t taps = g->kh * g->kw, k = g->c * taps, plane = g->h * g->w, ldc = g->oh * g->ow, slots = 2 * taps;
+    conv_runs8 *t = (conv_runs8 *)(scratch + k * NR);
+    for (ptrdiff_t j = j0; j < j1; j += NR) {
+        ptrdiff_t cols = j1 - j < NR ? j1 - j : NR;
+        int per = conv_panel_runs8(g, j, cols, t);
+        for (ptrdiff_t ch = 0; ch < g->c; ch++) {
+            const float *xc = x + ch * plane;
+            float *d = scratch + ch * taps * NR;   // slot s of this channel: d + 8·s
+            if (g->sw == 1 && per == 1) {
+                for (ptrdiff_t s = 0; s < slots; s++) _mm256_storeu_ps(d + 8 * s, CONV8_LOAD(s));
+            } else if (g->sw == 1 && per == 2) {
+                for (ptrdiff_t s = 0; s < slots; s++)
+                    _mm256_storeu_ps(d + 8 * s, _mm256_or_ps(CONV8_LOAD(2 * s), CONV8_LOAD(2 * s + 1)));
+            } else if (g->sw == 1) {
+                for (ptrdiff_t s = 0; s < slots; s++) {
+                    __m256 v = CONV8_LOAD(s * per);
+                    for (int r = 1; r < per; r++) v = _mm256_or_ps(v, CONV8_LOAD(s * per + r));   // disjoint lanes
+                    _mm256_storeu_ps(d + 8 * s, v);
+                }
+            } else if (per == 1) {
+                for (ptrdiff_t s = 0; s < slots; s++) _mm256_storeu_ps(d + 8 * s, CONV8_LOAD2(s));
+            } else {
+                for (ptrdiff_t s = 0; s < slots; s++) {
+                    __m256 v = CONV8_LOAD2(s * per);
+                    for (int r = 1; r < per; r++) v = _mm256_or_ps(v, CONV8_LOAD2(s * per + r));
+                    _mm256_storeu_ps(d + 8 * s, v);
+                }
+            }
+        }
+        ptrdiff_t i = 0;
+        for (; i + MR <= m; i += MR) CONV8_TILE(MR);
+        switch (m - i) {
+        case 5: CONV8_TILE(5); break;
+        case 4: CONV8_TILE(4); break;
+        case 3: CONV8_TILE(3); break;
+        case 2: CONV8_TILE(2); break;
+        case 1: CONV8_TILE(1); break;
+        default: break;
+        }
+    }
+}
 #endif
 
 int ck_conv_implicit(const ck_conv2d *g) {
 #if defined(__x86_64__)
-    return ck_uses_avx512() && (g->sw == 1 || g->sw == 2) && g->kh * g->kw <= CONV_MAX_TAPS && g->c > 0 && g->ow > 0;
+    return ck_uses_avx2() && (g->sw == 1 || g->sw == 2) && g->kh * g->kw <= CONV_MAX_TAPS && g->c > 0 && g->ow > 0;
 #else
     (void)g;
     return 0;
 #endif
 }
 
+// Enough for either variant (the level may be forced between this call and the product).
 size_t ck_conv_scratch(const ck_conv2d *g) {
 #if defined(__x86_64__)
-    return (size_t)(g->c * g->kh * g->kw * NR5) + (sizeof(conv_runs) + sizeof(float) - 1) / sizeof(float);
+    size_t k = (size_t)(g->c * g->kh * g->kw);
+    size_t s512 = k * NR5 + (sizeof(conv_runs) + sizeof(float) - 1) / sizeof(float);
+    size_t s2 = k * NR + (sizeof(conv_runs8) + sizeof(float) - 1) / sizeof(float);
+    return s512 > s2 ? s512 : s2;
 #else
     (void)g;
     return 0;
@@ -1112,7 +1248,11 @@ size_t ck_conv_scratch(const ck_conv2d *g) {
 
 void ck_conv_columns(CONV_PARAMS) {
 #if defined(__x86_64__)
-    if (ck_conv_implicit(g)) { conv_avx512(m, g, x, a, lda, packed_a, y, bias, act, j0, j1, scratch); return; }
+    if (ck_conv_implicit(g)) {
+        if (ck_uses_avx512()) conv_avx512(m, g, x, a, lda, packed_a, y, bias, act, j0, j1, scratch);
+        else conv_avx2(m, g, x, a, lda, packed_a, y, bias, act, j0, j1, scratch);
+        return;
+    }
 #endif
     (void)m; (void)x; (void)a; (void)lda; (void)packed_a; (void)y; (void)bias; (void)act; (void)j0; (void)j1; (void)scratch;
     abort();   // callers check ck_conv_implicit first

@@ -2,13 +2,16 @@ import XCTest
 @testable import TensorCore
 
 /// Dense 2-d convolutions through `Convolution.forward` against a float64 loop, with the implicit
-/// product (`ck_conv_columns`: B gathered from the input, AVX-512) and with the im2col path;
-/// the two must also agree bit for bit. Windows 1×2 to 7×7, strides down 1–2 (across 1, and 2
-/// where the im2col path takes over), dilations, asymmetric pads (wider than the input too),
-/// output rows of 1–40 positions (runs crossing the 16-lane halves and 32-column panels), groups,
-/// batch 2, output channels not a multiple of the 12-row tile, fused activations and a row
-/// epilogue. On a CPU without AVX-512 the implicit kernel does not run; the test then checks
-/// that it declines and that the im2col path is right.
+/// product (`ck_conv_columns`: B gathered from the input; AVX-512 k × 32 panels, AVX2 k × 16)
+/// and with the im2col path, for every variant the CPU has; the two paths must agree bit for bit,
+/// and the AVX2 and AVX-512 variants with each other. Windows 1×2 to 8×8 (64 taps, the most the
+/// kernel takes; 9×9 declines), strides down 1–2 (across 1, and 2 where the im2col path takes
+/// over), dilations, asymmetric pads (wider than the input too), one input channel, output rows
+/// of 1–40 positions (runs crossing the 8- and 16-lane halves and the 16- and 32-column panels,
+/// panels of at most 8 columns), groups, batch 2, output channels not a multiple of the 6- or
+/// 12-row tile, packed and in-place weights, fused activations and a row epilogue. The baseline
+/// variant (and a CPU without AVX2) has no implicit kernel: the test then checks that it
+/// declines and that the im2col path is right.
 final class ImplicitConvTests: XCTestCase {
     override func tearDown() { Convolution.implicitProducts = true; DirectGemm.force(nil) }
 
@@ -32,6 +35,16 @@ final class ImplicitConvTests: XCTestCase {
         Case(n: 1, c: 2, m: 7, groups: 1, h: 3, w: 3, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pt: 2, pl: 2, pb: 2, pr: 2),
         Case(n: 1, c: 6, m: 12, groups: 2, h: 17, w: 6, kh: 2, kw: 2, sh: 1, sw: 2, dh: 1, dw: 1, pt: 0, pl: 0, pb: 0, pr: 1),
         Case(n: 1, c: 3, m: 8, groups: 1, h: 10, w: 19, kh: 3, kw: 3, sh: 1, sw: 3, dh: 1, dw: 1, pt: 1, pl: 1, pb: 1, pr: 1),
+        // One channel, 5×5 with stride 2 (output rows of 12 and of 5: panels of 16 over several rows).
+        Case(n: 1, c: 1, m: 7, groups: 1, h: 21, w: 23, kh: 5, kw: 5, sh: 2, sw: 2, dh: 1, dw: 1, pt: 2, pl: 2, pb: 2, pr: 2),
+        Case(n: 1, c: 1, m: 11, groups: 1, h: 11, w: 9, kh: 5, kw: 5, sh: 2, sw: 2, dh: 1, dw: 1, pt: 2, pl: 2, pb: 2, pr: 2),
+        // Output rows of one position (every lane its own run) and of 7 (runs across the 8-lane halves).
+        Case(n: 1, c: 2, m: 19, groups: 1, h: 20, w: 1, kh: 3, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pt: 1, pl: 0, pb: 1, pr: 0),
+        Case(n: 1, c: 3, m: 14, groups: 1, h: 13, w: 7, kh: 3, kw: 3, sh: 1, sw: 1, dh: 2, dw: 1, pt: 2, pl: 1, pb: 2, pr: 1),
+        Case(n: 1, c: 4, m: 6, groups: 1, h: 9, w: 14, kh: 3, kw: 3, sh: 1, sw: 2, dh: 1, dw: 2, pt: 1, pl: 3, pb: 0, pr: 0),
+        // 64 taps (the most the implicit kernel takes) and 81 (im2col).
+        Case(n: 1, c: 1, m: 3, groups: 1, h: 10, w: 12, kh: 8, kw: 8, sh: 1, sw: 1, dh: 1, dw: 1, pt: 3, pl: 4, pb: 4, pr: 3),
+        Case(n: 1, c: 2, m: 5, groups: 1, h: 9, w: 9, kh: 9, kw: 9, sh: 1, sw: 1, dh: 1, dw: 1, pt: 4, pl: 4, pb: 4, pr: 4),
     ]
 
     static func act(_ kind: Int, _ v: Double) -> Double {
@@ -46,7 +59,8 @@ final class ImplicitConvTests: XCTestCase {
         var rng = SplitMixForTests(seed: 47)
         let epilogues: [(Int, ConvEpilogue)] = [(0, .bias), (1, .activation(.relu)), (2, .activation(.clip(min: -0.5, max: 0.75))),
                                                 (1, .rows({ p, n, b in for i in 0..<n { p[i] = max(p[i] + b, 0) } }))]
-        var implicitRuns = 0
+        let variants = DirectGemm.availableVariants
+        var implicitRuns: [DirectGemm.Variant: Int] = [:]
         var sink = [Float](repeating: 0, count: 1)
         for c in Self.cases {
             let oh = (c.h + c.pt + c.pb - ((c.kh - 1) * c.dh + 1)) / c.sh + 1
@@ -80,46 +94,73 @@ final class ImplicitConvTests: XCTestCase {
                                                                  into: pp.baseAddress! + gi * DirectGemm.packedSize(m: mg, k: k)) }
                 }
             }
-            for (kind, epilogue) in epilogues {
-                for usePacked in [false, true] {
-                    var outputs: [[Float]] = []
-                    for implicit in [true, false] {
-                        Convolution.implicitProducts = implicit
-                        var y = [Float](repeating: .nan, count: ref.count)
-                        x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
-                            packed.withUnsafeBufferPointer { pp in y.withUnsafeMutableBufferPointer { yp in
-                                Convolution.forward(x: xp.baseAddress!, w: wp.baseAddress!, bias: bp.baseAddress!, y: yp.baseAddress!,
-                                                    shape: shape, epilogue: epilogue, packedWeights: usePacked ? pp.baseAddress! : nil)
-                            } }
-                        } } }
-                        for i in 0..<ref.count {
-                            XCTAssertEqual(Double(y[i]), Self.act(kind, ref[i]), accuracy: 4 * Double(k + 1) * 0x1p-24 * mag[i] + 1e-30,
-                                           "\(c) act \(kind) packed \(usePacked) implicit \(implicit) at \(i)")
+            // The first fused-multiply-add variant's implicit results, per epilogue and packing:
+            // the other one (AVX2 / AVX-512) must give the same bits.
+            var fmaResults: [String: (DirectGemm.Variant, [Float])] = [:]
+            for variant in variants {
+                DirectGemm.force(variant)
+                for (e, (kind, epilogue)) in epilogues.enumerated() {
+                    for usePacked in [false, true] {
+                        var outputs: [[Float]] = []
+                        for implicit in [true, false] {
+                            Convolution.implicitProducts = implicit
+                            defer { Convolution.implicitProducts = true }
+                            var y = [Float](repeating: .nan, count: ref.count)
+                            x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+                                packed.withUnsafeBufferPointer { pp in y.withUnsafeMutableBufferPointer { yp in
+                                    Convolution.forward(x: xp.baseAddress!, w: wp.baseAddress!, bias: bp.baseAddress!, y: yp.baseAddress!,
+                                                        shape: shape, epilogue: epilogue, packedWeights: usePacked ? pp.baseAddress! : nil)
+                                } }
+                            } } }
+                            for i in 0..<ref.count {
+                                XCTAssertEqual(Double(y[i]), Self.act(kind, ref[i]), accuracy: 4 * Double(k + 1) * 0x1p-24 * mag[i] + 1e-30,
+                                               "\(c) \(variant) act \(kind) packed \(usePacked) implicit \(implicit) at \(i)")
+                            }
+                            outputs.append(y)
                         }
-                        outputs.append(y)
+                        XCTAssertEqual(outputs[0].map(\.bitPattern), outputs[1].map(\.bitPattern),
+                                       "\(c) \(variant) act \(kind) packed \(usePacked): implicit differs from im2col")
+                        if variant != .baseline {
+                            let key = "\(e) \(usePacked)"
+                            if let (first, y) = fmaResults[key] {
+                                XCTAssertEqual(outputs[0].map(\.bitPattern), y.map(\.bitPattern),
+                                               "\(c) act \(kind) packed \(usePacked): \(variant) differs from \(first)")
+                            } else {
+                                fmaResults[key] = (variant, outputs[0])
+                            }
+                        }
                     }
-                    XCTAssertEqual(outputs[0].map(\.bitPattern), outputs[1].map(\.bitPattern), "\(c) act \(kind): implicit differs from im2col")
                 }
+                // Whether the implicit kernel takes this geometry: AVX2 (or AVX-512), stride 1 or 2
+                // across, at most 64 taps.
+                let takes = DirectGemm.convolveImplicitly(
+                    m: mg, channels: cg, input: (c.h, c.w), kernel: (c.kh, c.kw), strides: (c.sh, c.sw), dilations: (c.dh, c.dw),
+                    padsBegin: (c.pt, c.pl), output: (oh, ow), x: x, w: w, packedW: nil,
+                    y: &sink, bias: nil, activation: .none, dryRun: true)
+                XCTAssertEqual(takes, DirectGemm.usesAVX2 && c.sw <= 2 && c.kh * c.kw <= 64, "\(c) \(variant)")
+                if takes { implicitRuns[variant, default: 0] += 1 }
             }
-            // Whether the implicit kernel takes this geometry: AVX-512 and stride 1 or 2 across.
-            let takes = DirectGemm.convolveImplicitly(
-                m: mg, channels: cg, input: (c.h, c.w), kernel: (c.kh, c.kw), strides: (c.sh, c.sw), dilations: (c.dh, c.dw),
-                padsBegin: (c.pt, c.pl), output: (oh, ow), x: x, w: w, packedW: nil,
-                y: &sink, bias: nil, activation: .none, dryRun: true)
-            XCTAssertEqual(takes, DirectGemm.usesAVX512 && c.sw <= 2, "\(c)")
-            if takes { implicitRuns += 1 }
+            DirectGemm.force(nil)
         }
-        XCTAssertEqual(implicitRuns > 0, DirectGemm.usesAVX512)
+        for variant in variants {
+            DirectGemm.force(variant)
+            XCTAssertEqual(implicitRuns[variant, default: 0] > 0, DirectGemm.usesAVX2, "\(variant)")
+        }
+        DirectGemm.force(nil)
     }
 
-    /// With the AVX2 variant forced (what a CPU without AVX-512 runs) the implicit kernel declines.
-    func testImplicitKernelNeedsAVX512() {
-        DirectGemm.force(.avx2)
+    /// The implicit kernel runs with the AVX2 variant (what a CPU without AVX-512 runs) as with
+    /// AVX-512, and declines with the baseline one.
+    func testImplicitKernelNeedsAVX2() {
         let x = [Float](repeating: 1, count: 16), w = [Float](repeating: 1, count: 9)
         var y = [Float](repeating: 0, count: 16)
-        let ran = DirectGemm.convolveImplicitly(m: 1, channels: 1, input: (4, 4), kernel: (3, 3), strides: (1, 1), dilations: (1, 1),
-                                                padsBegin: (1, 1), output: (4, 4), x: x, w: w, packedW: nil,
-                                                y: &y, bias: nil, activation: .none, dryRun: true)
-        XCTAssertFalse(ran)
+        for variant in DirectGemm.availableVariants {
+            DirectGemm.force(variant)
+            let ran = DirectGemm.convolveImplicitly(m: 1, channels: 1, input: (4, 4), kernel: (3, 3), strides: (1, 1), dilations: (1, 1),
+                                                    padsBegin: (1, 1), output: (4, 4), x: x, w: w, packedW: nil,
+                                                    y: &y, bias: nil, activation: .none, dryRun: true)
+            XCTAssertEqual(ran, variant != .baseline, "\(variant)")
+        }
+        DirectGemm.force(nil)
     }
 }

@@ -123,7 +123,7 @@ typedef struct {
     ptrdiff_t c, h, w, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow;
 } ck_conv2d;
 
-/// Whether `ck_conv_columns` runs this geometry: the AVX-512 kernels are in use, stride 1 or 2 across,
+/// Whether `ck_conv_columns` runs this geometry: the AVX2 or AVX-512 kernels are in use, stride 1 or 2 across,
 /// at most 64 taps.
 int ck_conv_implicit(const ck_conv2d *g);
 

@@ -113,11 +113,12 @@ public enum DirectGemm {
 
     /// One group of a 2-d convolution (`x` its `channels` input planes of `input`, `w` its `m`
     /// filters `[m, channels, kh, kw]`, `y` its `m` output planes) as a product whose B panels are
-    /// gathered from the input as they are needed (`ck_conv_columns`), with no column matrix;
+    /// gathered from the input as they are needed (`ck_conv_columns`: k × 32 panels with AVX-512,
+    /// k × 16 with AVX2, each multiplied by that variant's GEMM tile), with no column matrix;
     /// bias and activation fused. Returns false, having done nothing, where that kernel does not
-    /// run (no AVX-512, a stride across above 2, more than 64 taps): the caller then takes
-    /// the im2col path, which gives the same results bit for bit. `dryRun`: only answer whether
-    /// it would run.
+    /// run (the baseline variant: no AVX2; a stride across above 2; more than 64 taps): the
+    /// caller then takes the im2col path, which gives the same results bit for bit. `dryRun`:
+    /// only answer whether it would run.
     public static func convolveImplicitly(m: Int, channels: Int, input: (Int, Int), kernel: (Int, Int), strides: (Int, Int),
                                           dilations: (Int, Int), padsBegin: (Int, Int), output: (Int, Int),
                                           x: UnsafePointer<Float>, w: UnsafePointer<Float>, packedW: UnsafePointer<Float>?,
