@@ -56,15 +56,18 @@ extension QuantizeOptions {
 
 extension Quantizer {
     /// The activation-function nodes that are a weighted op's epilogue: a Sigmoid, HardSigmoid,
-    /// HardSwish or LeakyRelu whose input is the output of a Conv, ConvTranspose, Gemm or MatMul
-    /// (x), and a Mul of x with such a Sigmoid/HardSigmoid of x (SiLU, HardSwish written out),
-    /// when every reader of x is one of these nodes (a Conv output also read elsewhere is
-    /// quantized there anyway, so its epilogue gains nothing).
-    public static func epilogueNodes(_ g: Graph) -> Set<Int> {
+    /// HardSwish or LeakyRelu whose input is the output x of one of `producers` (the nodes
+    /// quantized as weighted ops: Conv, ConvTranspose, Gemm or MatMul with a constant weight),
+    /// and a Mul of x with such a Sigmoid/HardSigmoid of x (SiLU, HardSwish written out), when
+    /// every reader of x is one of these nodes (a Conv output also read elsewhere is quantized
+    /// there anyway, so its epilogue gains nothing).
+    public static func epilogueNodes(_ g: Graph, producers: Set<Int>) -> Set<Int> {
         let index = UseDefIndex(g)
         let unary: Set<String> = ["Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu"]
         var out = Set<Int>()
-        for p in g.nodes where p.isDefaultDomain && QuantizeOptions.weightedOps.contains(p.opType) && !p.outputs.isEmpty {
+        for pi in producers.sorted() {
+            let p = g.nodes[pi]
+            guard !p.outputs.isEmpty else { continue }
             let x = p.outputs[0]
             guard !x.isEmpty, !index.isGraphOutput(x) else { continue }
             let readers = index.readers(of: x).map(\.node)
@@ -116,7 +119,20 @@ extension Quantizer {
             if p.readers[t] == nil { p.tensors.append(t) }
             p.readers[t, default: []].append(.init(node: i, slot: slot))
         }
-        let epilogues = options.quantizeEpilogues ? [] : epilogueNodes(g)
+        /// Whether node `n` is quantized as a weighted op (a constant float32 weight, op type and
+        /// name allowed), `only` aside.
+        func weightedOp(_ n: Node) -> Bool {
+            guard n.isDefaultDomain, QuantizeOptions.weightedOps.contains(n.opType), options.ops.contains(n.opType),
+                  !options.exclude.contains(where: { Glob.matches($0, n.name) }),
+                  n.inputs.count > 1, let w = g.constantTensor(named: n.inputs[1]), w.dtype == .float32, isActivation(n.inputs[0]) else { return false }
+            if n.opType == "Gemm", (n.int("transA") ?? 0) != 0 { return false }
+            if n.opType == "MatMul", w.rank != 2 { return false }
+            // ONNX Runtime quantizes a ConvTranspose weight along axis 1, which is the output
+            // channel only without groups (the int32 bias needs one scale per output channel).
+            if n.opType == "ConvTranspose", (n.int("group") ?? 1) != 1 { return false }
+            return true
+        }
+        let epilogues = options.quantizeEpilogues ? [] : epilogueNodes(g, producers: Set(g.nodes.indices.filter { weightedOp(g.nodes[$0]) }))
         var passCandidates = Set<Int>()
         // Nodes whose output ORT quantizes, `only` aside: a layer kept in float does not change
         // which pass-through ops share scales, so the calibrated set stays the full plan's.
@@ -127,12 +143,7 @@ extension Quantizer {
             if options.exclude.contains(where: { Glob.matches($0, n.name) }) { continue }
             let chosen = only == nil || only!.contains(i) || QuantizeOptions.passThroughOps.contains(n.opType)
             if QuantizeOptions.weightedOps.contains(n.opType) {
-                guard n.inputs.count > 1, let w = g.constantTensor(named: n.inputs[1]), w.dtype == .float32, isActivation(n.inputs[0]) else { continue }
-                if n.opType == "Gemm", (n.int("transA") ?? 0) != 0 { continue }
-                if n.opType == "MatMul", w.rank != 2 { continue }
-                // ONNX Runtime quantizes a ConvTranspose weight along axis 1, which is the output
-                // channel only without groups (the int32 bias needs one scale per output channel).
-                if n.opType == "ConvTranspose", (n.int("group") ?? 1) != 1 { continue }
+                guard weightedOp(n) else { continue }
                 outputQuantized.insert(i)
                 guard chosen else { continue }
                 p.roles[i] = .weighted

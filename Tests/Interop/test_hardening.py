@@ -364,6 +364,25 @@ def test_two_runs_give_identical_outputs(command, tmp_path, compress_bin):
             onnx.checker.check_model(m, full_check=True)
 
 
+@pytest.mark.parametrize("method", ["mean-minmax", "entropy"])
+def test_quantize_does_not_depend_on_how_many_samples_run_at_once(method, tmp_path, compress_bin):
+    """Calibration and the report run samples concurrently and merge their results in sample
+    order: one worker and three give the same model, statistics and report, byte for byte."""
+    data = _good_data(tmp_path / "data", n=9)
+    results = []
+    for workers in ("1", "3"):
+        o = tmp_path / workers
+        o.mkdir()
+        r = run_compress("quantize", MODEL, "--calib", data, "-o", o / "q.onnx", "--method", method, "--save-stats", o / "s.json",
+                         "--format", "json", env=dict(os.environ, COMPRESS_SAMPLE_WORKERS=workers))
+        assert r.returncode == 0, r.stderr
+        report = _without_timing(json.loads(r.stdout))
+        report.pop("output", None)
+        results.append((report, _files(o)))
+    assert results[0][1].keys() == {"q.onnx", "s.json"}
+    assert results[0] == results[1]
+
+
 # ---------------------------------------------------------------------------------------------
 # SIGKILL while writing: no output, or the previous one intact — and no temporary file
 

@@ -654,8 +654,8 @@ def epilogue_model(path):
         return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
 
     N = helper.make_node
-    inits, nodes = [], []
-    for k in range(6):
+    inits, nodes = [w("mm.w", 12, 5)], []
+    for k in range(9):
         inits += [w(f"c{k}.w", 4, 4, 3, 3), w(f"c{k}.b", 4, scale=0.1)]
     nodes += [
         N("Conv", ["x", "c0.w", "c0.b"], ["c0"], name="c0", pads=[1, 1, 1, 1]),
@@ -671,10 +671,23 @@ def epilogue_model(path):
         N("Add", ["c4", "silu4"], ["res"], name="res"),
         N("Conv", ["res", "c5.w", "c5.b"], ["c5"], name="c5", pads=[1, 1, 1, 1]),
         N("Sigmoid", ["c5"], ["s5"], name="s5"),
-        N("Concat", ["s5", "res"], ["y"], name="cat", axis=1),
+        # GLU-like: Mul(c6, Sigmoid(c7)) is no SiLU (the Sigmoid reads another Conv): only the
+        # Sigmoid is c7's epilogue, the Mul quantizes both its inputs.
+        N("Conv", ["res", "c6.w", "c6.b"], ["c6"], name="c6", pads=[1, 1, 1, 1]),
+        N("Conv", ["res", "c7.w", "c7.b"], ["c7"], name="c7", pads=[1, 1, 1, 1]),
+        N("Sigmoid", ["c7"], ["s7"], name="s7"), N("Mul", ["c6", "s7"], ["glu"], name="glu"),
+        # A SiLU whose Sigmoid output the Concat also reads: not an epilogue.
+        N("Conv", ["res", "c8.w", "c8.b"], ["c8"], name="c8", pads=[1, 1, 1, 1]),
+        N("Sigmoid", ["c8"], ["s8"], name="s8"), N("Mul", ["c8", "s8"], ["m8"], name="m8"),
+        N("Concat", ["s5", "res", "glu", "s8", "m8"], ["y"], name="cat", axis=1),
+        # A MatMul with a constant weight feeding a Sigmoid: its epilogue (output z, read by
+        # nothing quantized).
+        N("MatMul", ["res", "mm.w"], ["mm"], name="mm"),
+        N("Sigmoid", ["mm"], ["z"], name="sz"),
     ]
     g = helper.make_graph(nodes, "epilogues", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 12, 12])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 12, 12])], inits)
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 20, 12, 12]),
+                           helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 4, 12, 5])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
     onnx.checker.check_model(m, full_check=True)
     onnx.save(m, str(path))
@@ -701,35 +714,69 @@ def test_activation_functions_after_a_conv_stay_in_float_as_its_epilogue(tmp_pat
     report = json.loads(p.stdout)
     # Default: only what a Conv, the Add and the Concat read; nothing inside Conv → activation,
     # but c4, which the Add reads too, is quantized there (and so for its Sigmoid and Mul).
-    assert quantized_activations(default) == {"x", "silu0", "hs1", "hm2", "lr3", "c4", "s4", "silu4", "res", "s5"}
-    assert set(report["summary"]["nodes"]) == {"c0", "c1", "c2", "c3", "c4", "c5", "s4", "silu4", "res", "cat"}
+    assert quantized_activations(default) == {"x", "silu0", "hs1", "hm2", "lr3", "c4", "s4", "silu4", "res", "s5",
+                                              "c6", "s7", "glu", "c8", "s8", "m8"}
+    assert set(report["summary"]["nodes"]) == {"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "mm", "s4", "silu4", "res",
+                                               "glu", "s8", "m8", "cat"}
     # --quantize-epilogues: ONNX Runtime's placement, every scale ONNX Runtime's own.
     p = run_compress("quantize", model, "--calib", calib, "-o", ort_like, "--quantize-epilogues")
     assert p.returncode == 0, p.stderr
     ort_quantize(model, theirs, sorted(calib.glob("*.npy")), True, True, name="x")
     assert quantized_activations(ort_like) == {"x", "c0", "s0", "silu0", "c1", "hs1", "c2", "hg2", "hm2", "c3", "lr3", "c4", "s4",
-                                               "silu4", "res", "c5", "s5"}
+                                               "silu4", "res", "c5", "s5", "c6", "c7", "s7", "glu", "c8", "s8", "m8", "mm"}
     assert quantized_activations(ort_like) <= quantized_activations(theirs)
-    compare_with_ort(ort_like, theirs, model, {f"c{k}.w" for k in range(6)}, maxulp=8)  # (two executors: see the ops test)
+    compare_with_ort(ort_like, theirs, model, {f"c{k}.w" for k in range(9)} | {"mm.w"}, maxulp=8)  # (two executors: see the ops test)
     # Both run in ONNX Runtime and agree with compress's executor; fewer rounding points, closer
     # to the float model on these samples.
     x = np.load(calib / "s0.npy")
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    ref = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    ref = np.concatenate([o.ravel() for o in ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, {"x": x})])
     errs = {}
     for q in (default, ort_like):
         onnx.checker.check_model(onnx.load(str(q)), full_check=True)
-        got = ort.InferenceSession(str(q), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        got = np.concatenate([o.ravel() for o in ort.InferenceSession(str(q), so, providers=["CPUExecutionProvider"]).run(None, {"x": x})])
         ort.InferenceSession(str(q), providers=["CPUExecutionProvider"]).run(None, {"x": x})
         xp = tmp_path / "x.pb"
         xp.write_bytes(numpy_helper.from_array(x).SerializeToString())
         r = conformance._eval(str(q), [str(xp)], str(tmp_path))
         assert r.returncode == 0, r.stderr
-        mine = numpy_helper.to_array(onnx.load_tensor(str(tmp_path / "output_0.pb")))
+        mine = np.concatenate([numpy_helper.to_array(onnx.load_tensor(str(tmp_path / f"output_{k}.pb"))).ravel() for k in range(2)])
         np.testing.assert_allclose(mine, got, rtol=1e-4, atol=1e-5)
         errs[q.name] = float(((got - ref) ** 2).sum())
     assert errs["d.onnx"] < errs["o.onnx"], errs
+
+
+def test_an_activation_function_after_a_float_product_is_quantized_as_usual(tmp_path):
+    """Only a product compress quantizes as a weighted op has an epilogue: a Sigmoid after a
+    MatMul of two activations, or after a Conv left in float by --exclude, is an activation op
+    like any other (its input quantized)."""
+    rng = np.random.default_rng(2)
+    N = helper.make_node
+    inits = [numpy_helper.from_array((rng.standard_normal((4, 4, 3, 3)) * 0.4).astype(np.float32), n) for n in ("ca.w", "cb.w")]
+    nodes = [N("Transpose", ["x"], ["xt"], name="xt", perm=[0, 1, 3, 2]),
+             N("MatMul", ["x", "xt"], ["aa"], name="aa"),
+             N("Sigmoid", ["aa"], ["sa"], name="sa"),
+             N("Conv", ["sa", "ca.w"], ["ca"], name="ca", pads=[1, 1, 1, 1]),
+             N("Sigmoid", ["ca"], ["sc"], name="sc"),
+             N("Conv", ["sc", "cb.w"], ["y"], name="cb", pads=[1, 1, 1, 1])]
+    g = helper.make_graph(nodes, "act-matmul", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    model = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)]), str(model))
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for k in range(4):
+        np.save(calib / f"s{k}.npy", rng.standard_normal((1, 4, 8, 8)).astype(np.float32))
+    out = tmp_path / "q.onnx"
+    p = run_compress("quantize", model, "--calib", calib, "-o", out)
+    assert p.returncode == 0, p.stderr
+    assert quantized_activations(out) == {"aa", "sa", "sc"}  # ca's Sigmoid is its epilogue
+    p = run_compress("quantize", model, "--calib", calib, "-o", out, "--exclude", "ca")
+    assert p.returncode == 0, p.stderr
+    # ca in float: its Sigmoid quantized at its input (and sa, which only ca reads, not at all)
+    assert quantized_activations(out) == {"aa", "ca", "sc"}
+    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
 
 
 # ---- QOperator ------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ final class CalibrationStatsTests: XCTestCase {
             var a = (0..<257).map { _ in rng.uniform(-spread, spread) }
             a[5] = 0
             if k == 4 { a[9] = .nan }
-            if k == 7 { a[10] = .infinity }
+            if k == 0 { a[12] = -.infinity }  // an infinity before any range exists
+            if k == 7 { a[10] = .infinity; a[11] = -0.9 }  // its largest finite |x| negative, a power of two above the rest
             let b = (0..<33).map { _ in max(0, rng.uniform(-1, spread)) }  // Relu-like, zeros
             return ["a": Tensor(shape: [257], scalars: a), "b": Tensor(shape: [33], scalars: b)]
         }
@@ -32,14 +33,19 @@ final class CalibrationStatsTests: XCTestCase {
                 var one = CalibrationStats(bins: bins)
                 for name in ["a", "b"] { one.observe(name, s[name]!) }
                 one.samples = 1
+                if bins > 0 {  // each sample's own histogram holds its every finite value
+                    XCTAssertEqual(one.tensors["a"]!.counts.reduce(0, +), Double(s["a"]!.scalars(as: Float.self).filter(\.isFinite).count))
+                }
                 try merged.merge(one)
             }
             XCTAssertEqual(merged, sequential, "bins \(bins)")
             // And the values themselves, so equal-but-wrong statistics would not pass.
             let a = try XCTUnwrap(merged.tensors["a"])
             let all = samples.flatMap { $0["a"]!.scalars(as: Float.self) }.filter { $0.isFinite }
-            XCTAssertEqual(a.max, .infinity)  // the infinity of sample 7 is a value seen
-            XCTAssertEqual(a.min, all.min()!)
+            XCTAssertEqual(a.max, .infinity)  // the infinities of samples 0 and 7 are values seen
+            XCTAssertEqual(a.min, -.infinity)
+            XCTAssertEqual(a.minCount, 11)  // sample 0's minimum (−∞) is not summed for mean-minmax
+            XCTAssertEqual(a.maxCount, 11)  // nor sample 7's maximum (+∞)
             XCTAssertEqual(merged.samples, 12)
             if bins > 0 {
                 XCTAssertEqual(a.counts.reduce(0, +), Double(all.count), "every finite value lands in one bin")

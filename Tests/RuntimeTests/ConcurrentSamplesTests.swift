@@ -16,10 +16,14 @@ final class ConcurrentSamplesTests: XCTestCase {
     }
 
     func testResultsAreConsumedInOrderWhileItemsOverlap() throws {
+        let saved = Parallel.threads
+        defer { Parallel.setThreads(saved) }
+        Parallel.setThreads(3)  // (whatever this machine's core count: 1 must be seen inside the workers)
         for workers in [1, 2, 3, 8] {
             let loader = PrefetchingLoader(count: 40, depth: 2) { i -> Int in i }
             let tracker = Tracker()
             var order: [Int] = [], values: [Int] = []
+            let consuming = Tracker()
             try loader.forEachConcurrently(workers: workers) { i, item -> Int in
                 tracker.enter()
                 defer { tracker.leave() }
@@ -28,17 +32,24 @@ final class ConcurrentSamplesTests: XCTestCase {
                 XCTAssertEqual(i, item)
                 return item * 10
             } consume: { i, r in
+                consuming.enter()
+                usleep(200)
                 order.append(i)
                 values.append(r)
+                consuming.leave()
             }
             XCTAssertEqual(order, Array(0..<40), "workers \(workers)")
+            XCTAssertEqual(consuming.peak, 1, "consume must run one call at a time")
             XCTAssertEqual(values, (0..<40).map { $0 * 10 })
             if workers > 1 {
-                XCTAssertGreaterThan(tracker.peak, 1, "items never overlapped with \(workers) workers")
+                // (Dispatch runs at most one worker per core: overlap needs two cores.)
+                if ProcessInfo.processInfo.activeProcessorCount > 1 {
+                    XCTAssertGreaterThan(tracker.peak, 1, "items never overlapped with \(workers) workers")
+                }
                 XCTAssertEqual(tracker.threadsSeen, [1], "kernels must be single-threaded inside concurrent workers")
             } else {
                 XCTAssertEqual(tracker.peak, 1)
-                XCTAssertEqual(tracker.threadsSeen, [Parallel.threads])
+                XCTAssertEqual(tracker.threadsSeen, [3], "one worker: kernels as configured")
             }
         }
     }
@@ -87,12 +98,34 @@ final class ConcurrentSamplesTests: XCTestCase {
 
         let second = PrefetchingLoader(count: 20) { $0 }
         consumed = []
-        XCTAssertThrowsError(try second.forEachConcurrently(workers: 3) { _, x in x } consume: { i, _ in
+        // Item 4 finishes last, so later results wait when its consume fails: they are dropped.
+        XCTAssertThrowsError(try second.forEachConcurrently(workers: 3) { i, x in
+            if i == 4 { usleep(20_000) }
+            return x
+        } consume: { i, _ in
             if i == 4 { throw DataError("stats", "bins disagree") }
             consumed.append(i)
         }) { e in
             XCTAssertEqual("\(e)", "stats: bins disagree")
         }
         XCTAssertEqual(consumed, Array(0..<4))
+    }
+
+    func testWorkersStopTakingItemsAfterAFailure() throws {
+        final class Count: @unchecked Sendable {
+            private let lock = NSLock()
+            private var n = 0
+            func bump() { lock.lock(); n += 1; lock.unlock() }
+            var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+        }
+        let calls = Count()
+        let loader = PrefetchingLoader(count: 500) { $0 }
+        XCTAssertThrowsError(try loader.forEachConcurrently(workers: 2) { i, x -> Int in
+            calls.bump()
+            if i == 3 { throw DataError("s3.npy", "bad") }
+            usleep(100)
+            return x
+        } consume: { _, _ in })
+        XCTAssertLessThan(calls.value, 50, "the workers went on after item 3 failed")
     }
 }

@@ -28,6 +28,9 @@ final class ImplicitConvTests: XCTestCase {
         Case(n: 1, c: 8, m: 24, groups: 4, h: 11, w: 13, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pt: 1, pl: 0, pb: 1, pr: 2),
         Case(n: 1, c: 6, m: 16, groups: 1, h: 20, w: 33, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pt: 1, pl: 1, pb: 1, pr: 1),
         Case(n: 2, c: 4, m: 9, groups: 1, h: 12, w: 12, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pt: 1, pl: 1, pb: 1, pr: 1),
+        // Batch 2 with planes of 1156 positions (≥ 1024: each image through the implicit kernel,
+        // not side by side), groups.
+        Case(n: 2, c: 4, m: 6, groups: 2, h: 34, w: 34, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pt: 1, pl: 1, pb: 1, pr: 1),
         Case(n: 1, c: 3, m: 37, groups: 1, h: 15, w: 2, kh: 2, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pt: 0, pl: 2, pb: 1, pr: 1),
         Case(n: 1, c: 3, m: 16, groups: 1, h: 30, w: 37, kh: 7, kw: 7, sh: 2, sw: 2, dh: 1, dw: 1, pt: 3, pl: 3, pb: 3, pr: 3),
         Case(n: 1, c: 5, m: 13, groups: 1, h: 9, w: 11, kh: 3, kw: 3, sh: 1, sw: 2, dh: 1, dw: 1, pt: 0, pl: 2, pb: 0, pr: 1),
@@ -99,6 +102,9 @@ final class ImplicitConvTests: XCTestCase {
             var fmaResults: [String: (DirectGemm.Variant, [Float])] = [:]
             for variant in variants {
                 DirectGemm.force(variant)
+                XCTAssertEqual(DirectGemm.usesAVX512, variant == .avx512, "\(variant) not in use")
+                XCTAssertEqual(DirectGemm.usesAVX2, variant != .baseline, "\(variant) not in use")
+                var im2colBias: [Float] = []
                 for (e, (kind, epilogue)) in epilogues.enumerated() {
                     for usePacked in [false, true] {
                         var outputs: [[Float]] = []
@@ -120,6 +126,7 @@ final class ImplicitConvTests: XCTestCase {
                         }
                         XCTAssertEqual(outputs[0].map(\.bitPattern), outputs[1].map(\.bitPattern),
                                        "\(c) \(variant) act \(kind) packed \(usePacked): implicit differs from im2col")
+                        if e == 0 && !usePacked { im2colBias = outputs[1] }
                         if variant != .baseline {
                             let key = "\(e) \(usePacked)"
                             if let (first, y) = fmaResults[key] {
@@ -139,6 +146,28 @@ final class ImplicitConvTests: XCTestCase {
                     y: &sink, bias: nil, activation: .none, dryRun: true)
                 XCTAssertEqual(takes, DirectGemm.usesAVX2 && c.sw <= 2 && c.kh * c.kw <= 64, "\(c) \(variant)")
                 if takes { implicitRuns[variant, default: 0] += 1 }
+                // The kernel itself, called directly (so a forward that silently took im2col in both
+                // runs above would not pass for it): the im2col path's bits, with and without bias.
+                if takes && c.groups == 1 && c.n == 1 {
+                    for withBias in [true, false] {
+                        var yd = [Float](repeating: .nan, count: ref.count)
+                        let ran = x.withUnsafeBufferPointer { xp in w.withUnsafeBufferPointer { wp in bias.withUnsafeBufferPointer { bp in
+                            DirectGemm.convolveImplicitly(
+                                m: c.m, channels: c.c, input: (c.h, c.w), kernel: (c.kh, c.kw), strides: (c.sh, c.sw), dilations: (c.dh, c.dw),
+                                padsBegin: (c.pt, c.pl), output: (oh, ow), x: xp.baseAddress!, w: wp.baseAddress!, packedW: nil,
+                                y: &yd, bias: withBias ? bp.baseAddress! : nil, activation: .none)
+                        } } }
+                        XCTAssertTrue(ran, "\(c) \(variant)")
+                        if withBias {
+                            XCTAssertEqual(yd.map(\.bitPattern), im2colBias.map(\.bitPattern), "\(c) \(variant): kernel differs from im2col")
+                        } else {
+                            for i in 0..<ref.count {
+                                XCTAssertEqual(Double(yd[i]), ref[i] - Double(bias[i / (oh * ow)]), accuracy: 4 * Double(k + 1) * 0x1p-24 * mag[i] + 1e-30,
+                                               "\(c) \(variant) without bias at \(i)")
+                            }
+                        }
+                    }
+                }
             }
             DirectGemm.force(nil)
         }
