@@ -1257,3 +1257,174 @@ void ck_conv_columns(CONV_PARAMS) {
     (void)m; (void)x; (void)a; (void)lda; (void)packed_a; (void)y; (void)bias; (void)act; (void)j0; (void)j1; (void)scratch;
     abort();   // callers check ck_conv_implicit first
 }
+
+// ---------------------------------------------------------------------------------------------
+// Winograd F(2×2, 3×3) transforms (Lavin & Gray 2016), for 3×3 stride-1 convolutions: the
+// weights become 16 matrices U[ξ] = (G g Gᵀ)[ξ] of [oc × ic], each input tile (4 × 4, step 2)
+// 16 matrices V[ξ] = (Bᵀ d B)[ξ] of [ic × tiles], the products M[ξ] = U[ξ] · V[ξ] (the caller's
+// GEMM) and each tile's 2 × 2 outputs Aᵀ M A. The input and output transforms run along a row of
+// tiles, the even and odd input columns split apart so every step is a contiguous vector op
+// (left to the compiler's vectorizer, once for the baseline target and once with AVX2 + FMA).
+
+void ck_winograd_weights(ptrdiff_t oc, ptrdiff_t ic, const float *w, float *u) {
+    ptrdiff_t plane = oc * ic;
+    for (ptrdiff_t o = 0; o < oc; o++)
+        for (ptrdiff_t c = 0; c < ic; c++) {
+            const float *g = w + (o * ic + c) * 9;
+            float t[4][3];   // G g
+            for (int k = 0; k < 3; k++) {
+                float g0 = g[k], g1 = g[3 + k], g2 = g[6 + k];
+                t[0][k] = g0;
+                t[1][k] = 0.5f * (g0 + g1 + g2);
+                t[2][k] = 0.5f * (g0 - g1 + g2);
+                t[3][k] = g2;
+            }
+            for (int i = 0; i < 4; i++) {
+                float a = t[i][0], b = t[i][1], c2 = t[i][2];
+                float r[4] = {a, 0.5f * (a + b + c2), 0.5f * (a - b + c2), c2};
+                for (int j = 0; j < 4; j++) u[(i * 4 + j) * plane + o * ic + c] = r[j];
+            }
+        }
+}
+
+size_t ck_winograd_scratch(ptrdiff_t tw) { return (size_t)(24 * (tw + 9) + 64); }
+
+INLINE void wino_input(const float *restrict x, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t h, ptrdiff_t w,
+                       ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t th, ptrdiff_t tw, float *restrict v,
+                       ptrdiff_t ldv, ptrdiff_t vstride, float *restrict scratch) {
+    ptrdiff_t n = tw + 1;                 // even / odd columns per input row (one tile beyond)
+    ptrdiff_t ln = (tw + 8) & ~(ptrdiff_t)7;
+    float *eo = scratch;                   // E, O of one row: 2 · ln
+    float *hb = scratch + 2 * ln;          // rows q = 0..3, columns j = 0..3 of d·B: 16 · ln
+    for (ptrdiff_t c = c0; c < c1; c++) {
+        const float *xc = x + c * h * w;
+        for (ptrdiff_t r = 0; r < th; r++) {
+            for (int q = 0; q < 4; q++) {
+                ptrdiff_t ih = 2 * r - ph + q;
+                float *restrict e = eo, *restrict o = eo + ln;
+                if (ih < 0 || ih >= h) {
+                    for (ptrdiff_t t = 0; t < n; t++) { e[t] = 0; o[t] = 0; }
+                } else {
+                    const float *row = xc + ih * w;
+                    // Tiles whose two columns 2t − pw, 2t + 1 − pw both lie in the row: [lo, hi).
+                    ptrdiff_t lo = (pw + 1) / 2, hi = (w + pw - 1) / 2;
+                    if (hi > n) hi = n;
+                    if (lo > hi) lo = hi;
+                    for (ptrdiff_t t = 0; t < lo; t++) {
+                        ptrdiff_t a = 2 * t - pw, b = a + 1;
+                        e[t] = a >= 0 && a < w ? row[a] : 0;
+                        o[t] = b >= 0 && b < w ? row[b] : 0;
+                    }
+                    const float *restrict rp = row + 2 * lo - pw;
+                    for (ptrdiff_t t = 0; t < hi - lo; t++) {
+                        e[lo + t] = rp[2 * t];
+                        o[lo + t] = rp[2 * t + 1];
+                    }
+                    for (ptrdiff_t t = hi; t < n; t++) {
+                        ptrdiff_t a = 2 * t - pw, b = a + 1;
+                        e[t] = a >= 0 && a < w ? row[a] : 0;
+                        o[t] = b >= 0 && b < w ? row[b] : 0;
+                    }
+                }
+                float *restrict h0 = hb + (q * 4) * ln, *restrict h1 = h0 + ln, *restrict h2 = h1 + ln,
+                              *restrict h3 = h2 + ln;
+                for (ptrdiff_t t = 0; t < tw; t++) {
+                    float e0 = e[t], e1 = e[t + 1], o0 = o[t], o1 = o[t + 1];
+                    h0[t] = e0 - e1;
+                    h1[t] = o0 + e1;
+                    h2[t] = e1 - o0;
+                    h3[t] = o0 - o1;
+                }
+            }
+            float *dst = v + c * ldv + r * tw;
+            for (int j = 0; j < 4; j++) {
+                const float *restrict q0 = hb + j * ln, *restrict q1 = q0 + 4 * ln, *restrict q2 = q1 + 4 * ln,
+                            *restrict q3 = q2 + 4 * ln;
+                float *restrict v0 = dst + j * vstride, *restrict v1 = v0 + 4 * vstride,
+                      *restrict v2 = v1 + 4 * vstride, *restrict v3 = v2 + 4 * vstride;
+                for (ptrdiff_t t = 0; t < tw; t++) {
+                    float a = q0[t], b = q1[t], cc = q2[t], d = q3[t];
+                    v0[t] = a - cc;
+                    v1[t] = b + cc;
+                    v2[t] = cc - b;
+                    v3[t] = b - d;
+                }
+            }
+        }
+    }
+}
+
+INLINE void wino_output(const float *restrict mm, ptrdiff_t ldm, ptrdiff_t mstride, ptrdiff_t o0, ptrdiff_t o1,
+                        ptrdiff_t th, ptrdiff_t tw, float *restrict y, ptrdiff_t oh, ptrdiff_t ow,
+                        const float *bias, ck_activation act, float *restrict scratch) {
+    ptrdiff_t ln = (tw + 8) & ~(ptrdiff_t)7;
+    float *s = scratch;                     // s[a][j]: 8 · ln
+    float *row = scratch + 8 * ln;          // one interleaved output row: 2 · ln (+ 8)
+    for (ptrdiff_t oc = o0; oc < o1; oc++) {
+        float b = bias ? bias[oc] : 0;
+        for (ptrdiff_t r = 0; r < th; r++) {
+            const float *src = mm + oc * ldm + r * tw;
+            for (int j = 0; j < 4; j++) {
+                const float *restrict m0 = src + j * mstride, *restrict m1 = m0 + 4 * mstride,
+                            *restrict m2 = m1 + 4 * mstride, *restrict m3 = m2 + 4 * mstride;
+                float *restrict s0 = s + j * ln, *restrict s1 = s + (4 + j) * ln;
+                for (ptrdiff_t t = 0; t < tw; t++) {
+                    s0[t] = m0[t] + m1[t] + m2[t];
+                    s1[t] = m1[t] - m2[t] - m3[t];
+                }
+            }
+            for (int a = 0; a < 2; a++) {
+                ptrdiff_t oy = 2 * r + a;
+                if (oy >= oh) break;
+                const float *restrict p0 = s + (4 * a) * ln, *restrict p1 = p0 + ln, *restrict p2 = p1 + ln,
+                            *restrict p3 = p2 + ln;
+                float *restrict out = row;
+                for (ptrdiff_t t = 0; t < tw; t++) {
+                    out[2 * t] = b + p0[t] + p1[t] + p2[t];
+                    out[2 * t + 1] = b + p1[t] - p2[t] - p3[t];
+                }
+                float *yr = y + (oc * oh + oy) * ow;
+                ptrdiff_t i = 0;
+                if (act.kind == 0) {
+                    memcpy(yr, row, (size_t)ow * sizeof(float));
+                    continue;
+                }
+                for (; i + 8 <= ow; i += 8) st(yr + i, activate(ld(row + i), act));
+                if (i < ow) {
+                    v8 tail = activate(ld(row + i), act);   // row holds 2·tw ≥ ow values, 8 readable past
+                    float t8[8];
+                    st(t8, tail);
+                    for (ptrdiff_t k = 0; i + k < ow; k++) yr[i + k] = t8[k];
+                }
+            }
+        }
+    }
+}
+
+#define WINO_IN_PARAMS const float *x, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t h, ptrdiff_t w, ptrdiff_t ph, \
+    ptrdiff_t pw, ptrdiff_t th, ptrdiff_t tw, float *v, ptrdiff_t ldv, ptrdiff_t vstride, float *scratch
+#define WINO_IN_ARGS x, c0, c1, h, w, ph, pw, th, tw, v, ldv, vstride, scratch
+#define WINO_OUT_PARAMS const float *m, ptrdiff_t ldm, ptrdiff_t mstride, ptrdiff_t o0, ptrdiff_t o1, ptrdiff_t th, \
+    ptrdiff_t tw, float *y, ptrdiff_t oh, ptrdiff_t ow, const float *bias, ck_activation act, float *scratch
+#define WINO_OUT_ARGS m, ldm, mstride, o0, o1, th, tw, y, oh, ow, bias, act, scratch
+
+static void wino_in_base(WINO_IN_PARAMS) { wino_input(WINO_IN_ARGS); }
+static void wino_out_base(WINO_OUT_PARAMS) { wino_output(WINO_OUT_ARGS); }
+#if defined(__x86_64__)
+AVX2 static void wino_in_avx2(WINO_IN_PARAMS) { wino_input(WINO_IN_ARGS); }
+AVX2 static void wino_out_avx2(WINO_OUT_PARAMS) { wino_output(WINO_OUT_ARGS); }
+#endif
+
+void ck_winograd_input(WINO_IN_PARAMS) {
+#if defined(__x86_64__)
+    if (ck_uses_avx2()) { wino_in_avx2(WINO_IN_ARGS); return; }
+#endif
+    wino_in_base(WINO_IN_ARGS);
+}
+
+void ck_winograd_output(WINO_OUT_PARAMS) {
+#if defined(__x86_64__)
+    if (ck_uses_avx2()) { wino_out_avx2(WINO_OUT_ARGS); return; }
+#endif
+    wino_out_base(WINO_OUT_ARGS);
+}

@@ -147,4 +147,25 @@ typedef void (*ck_task)(void *ctx, ptrdiff_t index);
 /// loop's chunk, or while another thread's loop is running.
 void ck_parallel_run(ptrdiff_t chunks, int threads, ck_task fn, void *ctx);
 
+/// Winograd F(2×2, 3×3) weights: U[ξ][o][c] = (G g Gᵀ)[ξ] for the 3×3 filters w[oc][ic][3][3];
+/// u holds 16 · oc · ic floats, matrix ξ = 4i + j at ξ · oc · ic.
+void ck_winograd_weights(ptrdiff_t oc, ptrdiff_t ic, const float *w, float *u);
+
+/// Floats of scratch `ck_winograd_input` / `ck_winograd_output` need for rows of `tw` tiles.
+size_t ck_winograd_scratch(ptrdiff_t tw);
+
+/// Winograd input transform of channels [c0, c1) of x (planes h × w, leading pads ph, pw; zero
+/// outside): tile (r, t) (r < th, t < tw) is the 4 × 4 block at rows 2r − ph.., columns 2t − pw..;
+/// V[ξ][c][r · tw + t] = (Bᵀ d B)[ξ] at v + ξ · vstride + c · ldv + r · tw + t.
+void ck_winograd_input(const float *x, ptrdiff_t c0, ptrdiff_t c1, ptrdiff_t h, ptrdiff_t w, ptrdiff_t ph,
+                       ptrdiff_t pw, ptrdiff_t th, ptrdiff_t tw, float *v, ptrdiff_t ldv, ptrdiff_t vstride,
+                       float *scratch);
+
+/// Winograd output transform for output channels [o0, o1): M[ξ][o][tile] at m + ξ · mstride +
+/// o · ldm + tile; y[o][oy][ox] = act(bias[o] + (Aᵀ M A)) for the oh × ow outputs (tiles cropped at
+/// odd edges); bias may be NULL.
+void ck_winograd_output(const float *m, ptrdiff_t ldm, ptrdiff_t mstride, ptrdiff_t o0, ptrdiff_t o1,
+                        ptrdiff_t th, ptrdiff_t tw, float *y, ptrdiff_t oh, ptrdiff_t ow, const float *bias,
+                        ck_activation act, float *scratch);
+
 #endif

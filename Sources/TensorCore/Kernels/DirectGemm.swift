@@ -234,11 +234,14 @@ public enum PackedWeights {
     private final class Entry {
         weak var owner: TensorStorage?
         let buffer: UnsafeMutablePointer<Float>
+        /// Another form of the same weights (Winograd's transformed matrices), made on first use.
+        var derived: UnsafeMutablePointer<Float>?
+        var derivedCount = 0
         init(owner: TensorStorage, count: Int) {
             self.owner = owner
             buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
         }
-        deinit { buffer.deallocate() }
+        deinit { buffer.deallocate(); derived?.deallocate() }
     }
     nonisolated(unsafe) private static var entries: [Key: Entry] = [:]
     private static let lock = NSLock()
@@ -257,6 +260,23 @@ public enum PackedWeights {
         for g in 0..<groups { DirectGemm.packA(m: rows, k: k, a: base + g * rows * k, lda: k, into: e.buffer + g * per) }
         entries[key] = e
         return UnsafePointer(e.buffer)
+    }
+
+    /// Another form of the weights whose packed copy is `packed` (a buffer `packed(...)` returned,
+    /// its storage alive), `count` floats written by `make` on first use and kept with that entry
+    /// (freed with it). Nil when `packed` is no live entry's buffer.
+    public static func derived(from packed: UnsafePointer<Float>, count: Int,
+                               make: (UnsafeMutablePointer<Float>) -> Void) -> UnsafePointer<Float>? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let e = entries.values.first(where: { UnsafePointer($0.buffer) == packed && $0.owner != nil }) else { return nil }
+        if let d = e.derived, e.derivedCount == count { return UnsafePointer(d) }
+        e.derived?.deallocate()
+        let d = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+        make(d)
+        e.derived = d
+        e.derivedCount = count
+        return UnsafePointer(d)
     }
 
     /// Whether a packed copy of weights held in `storage` is kept.
