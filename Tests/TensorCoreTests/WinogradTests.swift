@@ -40,8 +40,21 @@ final class WinogradTests: XCTestCase {
         }
     }
 
-    func testWinogradMatchesFloat64Loop() {
-        var rng = SplitMixForTests(seed: 91)
+    func testWinogradMatchesFloat64Loop() throws {
+        try XCTSkipIf(Convolution.convolutionsThroughBLAS, "COMPRESS_CONV_GEMM=blas: convolutions do not take the direct kernels")
+        let savedThreads = Parallel.threads, savedBlock = Winograd.blockBytes
+        defer { Parallel.setThreads(savedThreads); Winograd.blockBytes = savedBlock }
+        // Three settings: as configured; 16 threads (row groups of the products split, offsets
+        // into the weights and products); blocks of one or two tile rows (a plane in pieces).
+        for (threads, block) in [(savedThreads, savedBlock), (16, savedBlock), (savedThreads, 1), (16, 16 * 24 * 5 * 4 * 2)] {
+            Parallel.setThreads(threads)
+            Winograd.blockBytes = block
+            try check(seed: 91)
+        }
+    }
+
+    func check(seed: UInt64) throws {
+        var rng = SplitMixForTests(seed: seed)
         let epilogues: [(Int, ConvEpilogue)] = [(0, .bias), (1, .activation(.relu)), (2, .activation(.clip(min: -0.5, max: 0.75))),
                                                 (1, .rows({ p, n, b in for i in 0..<n { p[i] = max(p[i] + b, 0) } }))]
         for c in Self.cases {
@@ -77,6 +90,8 @@ final class WinogradTests: XCTestCase {
                     for withBias in [true, false] {
                         for usePacked in [false, true] {
                             var y = [Float](repeating: .nan, count: ref.count)
+                            let before = Winograd.runs
+                            defer { XCTAssertEqual(Winograd.runs > before, variant != .baseline, "\(c) \(variant): Winograd path not taken") }
                             x.withUnsafeBufferPointer { xp in biasValues.withUnsafeBufferPointer { bp in
                                 y.withUnsafeMutableBufferPointer { yp in
                                     Convolution.forward(x: xp.baseAddress!, w: wBase, bias: withBias ? bp.baseAddress! : nil,
@@ -112,7 +127,7 @@ final class WinogradTests: XCTestCase {
         XCTAssertNotNil(a)
         XCTAssertEqual(a, b)
         XCTAssertEqual(made, 1)
-        var other = [Float](repeating: 0, count: 4)
+        let other = [Float](repeating: 0, count: 4)
         other.withUnsafeBufferPointer { p in
             XCTAssertNil(PackedWeights.derived(from: p.baseAddress!, count: count) { _ in made += 1 })
         }

@@ -270,8 +270,12 @@ public enum PackedWeights {
         lock.lock()
         defer { lock.unlock() }
         guard let e = entries.values.first(where: { UnsafePointer($0.buffer) == packed && $0.owner != nil }) else { return nil }
-        if let d = e.derived, e.derivedCount == count { return UnsafePointer(d) }
-        e.derived?.deallocate()
+        // (An entry's rows and k fix the count; one derived form per entry: another executor may
+        // be reading it, so it is never replaced while the entry lives.)
+        if let d = e.derived {
+            precondition(e.derivedCount == count, "PackedWeights.derived: a second derived form of one entry")
+            return UnsafePointer(d)
+        }
         let d = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
         make(d)
         e.derived = d

@@ -11,7 +11,8 @@ import CKernels
 /// parallel (`ck_winograd_input`); the 16 products M = U · V through the GEMM kernel in use, all
 /// 16 × column panels as one parallel loop; the output transform Aᵀ M A with bias and activation
 /// (`ck_winograd_output`), output channels in parallel. Results differ from the direct product by
-/// rounding only (a few 1e-6 of Σ|w·x|, WinogradTests).
+/// rounding only (a few 1e-6 of Σ|w·x|, WinogradTests), except that an infinite input can give
+/// NaN where the direct product gives ±inf (the transforms subtract it from itself).
 ///
 /// Measured (AMD EPYC, AVX-512, one thread, ResNet-18 3×3 layers with relu, C harness): 64 ch
 /// 56×56 1.08×, 128 ch 28×28 1.36×, 256 ch 14×14 1.43×, 512 ch 7×7 1.49× faster than the
@@ -23,6 +24,16 @@ public enum Winograd {
     /// Input and output channels below this take the implicit product instead (the transforms'
     /// share of the work grows as the products shrink). Tests lower it.
     nonisolated(unsafe) public static var minimumChannels = 64
+
+    /// Bytes the transformed input and products (16·(C + M) floats per tile) may take at once:
+    /// larger planes are done in blocks of tile rows, so memory does not grow with the plane (a
+    /// ResNet-18 or YOLOX layer at 416 fits in one to a few blocks). Tests lower it.
+    nonisolated(unsafe) public static var blockBytes = 16 << 20
+
+    /// Convolutions `forward` has run (tests check the path was taken).
+    static var runs: Int { runLock.lock(); defer { runLock.unlock() }; return runCount }
+    nonisolated(unsafe) private static var runCount = 0
+    private static let runLock = NSLock()
 
     /// Whether `forward` takes this convolution (one image at a time).
     static func applies(_ s: ConvShape, window g3: WindowGeometry) -> Bool {
@@ -50,6 +61,7 @@ public enum Winograd {
     static func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                         y: UnsafeMutablePointer<Float>, shape s: ConvShape, window g3: WindowGeometry,
                         activation: KernelActivation, packedWeights: UnsafePointer<Float>?) {
+        runLock.lock(); runCount += 1; runLock.unlock()
         let C = s.inChannels, M = s.outChannels
         let count = packedSize(outChannels: M, inChannels: C)
         if let pw = packedWeights,
@@ -69,13 +81,16 @@ public enum Winograd {
         let C = s.inChannels, M = s.outChannels
         let (H, W) = (g3.input[1], g3.input[2]), (OH, OW) = (g3.output[1], g3.output[2])
         let (ph, pw) = (g3.padsBegin[1], g3.padsBegin[2])
-        let th = (OH + 1) / 2, tw = (OW + 1) / 2, T = th * tw
+        let tw = (OW + 1) / 2
+        // Tile rows per block (the block's tiles are the products' columns).
+        let rowsPerBlock = max(1, min((OH + 1) / 2, blockBytes / max(1, 16 * (C + M) * tw * 4)))
+        let T = rowsPerBlock * tw
         let ps = DirectGemm.packedSize(m: M, k: C)
         let transformScratch = Int(ck_winograd_scratch(tw))
         let width = Int(ck_gemm_panel_width()), tile = Int(ck_gemm_row_tile())
-        let panels = (T + width - 1) / width
+        let maxPanels = (T + width - 1) / width
         let wanted = Parallel.threads * 4
-        let rowGroups = 16 * panels >= wanted ? 1 : min((M + tile - 1) / tile, max(1, wanted / (16 * panels)))
+        let rowGroups = 16 * maxPanels >= wanted ? 1 : min((M + tile - 1) / tile, max(1, wanted / (16 * maxPanels)))
         let rowsPer = ((M + rowGroups - 1) / rowGroups + tile - 1) / tile * tile
         let groups = (M + rowsPer - 1) / rowsPer
         let none = KernelActivation.none.raw, act = activation.raw
@@ -83,10 +98,16 @@ public enum Winograd {
         Scratch.withBuffer(count: 16 * C * T) { v in
             Scratch.withBuffer(count: 16 * M * T) { mm in
                 for n in 0..<s.batch {
-                    let xn = x + n * C * H * W, yn = y + n * M * OH * OW
+                  for r0 in stride(from: 0, to: (OH + 1) / 2, by: rowsPerBlock) {
+                    // This block: tile rows r0 ..< r0 + th, output rows from 2·r0 (input row
+                    // 2·(r0 + t) − ph: the same plane with the top pad moved up by 2·r0).
+                    let th = min(rowsPerBlock, (OH + 1) / 2 - r0), T = th * tw
+                    let panels = (T + width - 1) / width
+                    let bph = ph - 2 * r0, bOH = min(OH - 2 * r0, 2 * th)
+                    let xn = x + n * C * H * W, yn = y + n * M * OH * OW + 2 * r0 * OW
                     Parallel.forRanges(count: C, minimumWork: 1 << 15, workPerItem: 16 * T) { r in
                         Scratch.withBuffer(count: transformScratch) { buf in
-                            ck_winograd_input(xn, r.lowerBound, r.upperBound, H, W, ph, pw, th, tw, v, T, C * T, buf)
+                            ck_winograd_input(xn, r.lowerBound, r.upperBound, H, W, bph, pw, th, tw, v, T, C * T, buf)
                         }
                     }
                     Parallel.forRanges(count: 16 * groups * panels, minimumWork: 1 << 17,
@@ -104,9 +125,15 @@ public enum Winograd {
                     }
                     Parallel.forRanges(count: M, minimumWork: 1 << 15, workPerItem: 16 * T) { r in
                         Scratch.withBuffer(count: transformScratch) { buf in
-                            ck_winograd_output(mm, T, M * T, r.lowerBound, r.upperBound, th, tw, yn, OH, OW, bias, act, buf)
+                            // One channel a call: the kernel's planes are bOH × OW, a block of the
+                            // OH × OW plane (its channel stride would be bOH·OW).
+                            for oc in r {
+                                ck_winograd_output(mm + oc * T, T, M * T, 0, 1, th, tw, yn + oc * OH * OW, bOH, OW,
+                                                   bias.map { $0 + oc }, act, buf)
+                            }
                         }
                     }
+                  }
                 }
             }
         }
