@@ -1021,6 +1021,20 @@ typedef struct {
     int count[CONV_MAX_TAPS][2];
 } conv_runs;
 
+// The lanes [lo, hi) ⊆ [a, b) of a run (one output row, its first lane a at output column ow0)
+// whose input column for tap column v lies in the row: lane l reads iw = (ow0 + l − a)·sw − pw +
+// v·dw = sw·l + shift, valid while 0 ≤ iw < w, i.e. ceil(−shift / sw) ≤ l < ceil((w − shift) / sw).
+// Returns shift (the input column of lane 0); the run is empty when *hi ≤ *lo.
+INLINE ptrdiff_t conv_run_lanes(const ck_conv2d *g, ptrdiff_t ow0, ptrdiff_t a, ptrdiff_t b, ptrdiff_t v,
+                                ptrdiff_t *lo, ptrdiff_t *hi) {
+    ptrdiff_t sw = g->sw, shift = (ow0 - a) * sw - g->pw + v * g->dw;
+    ptrdiff_t first = -shift <= 0 ? -((shift) / sw) : (-shift + sw - 1) / sw;
+    ptrdiff_t end = g->w - shift <= 0 ? -((shift - g->w) / sw) : (g->w - shift + sw - 1) / sw;
+    *lo = first > a ? first : a;
+    *hi = end < b ? end : b;
+    return shift;
+}
+
 AVX512 static void conv_panel_runs(const ck_conv2d *g, ptrdiff_t j, ptrdiff_t cols, conv_runs *t) {
     ptrdiff_t taps = g->kh * g->kw;
     for (ptrdiff_t tap = 0; tap < taps; tap++) t->count[tap][0] = t->count[tap][1] = 0;
@@ -1033,12 +1047,7 @@ AVX512 static void conv_panel_runs(const ck_conv2d *g, ptrdiff_t j, ptrdiff_t co
                 ptrdiff_t ih = oh * g->sh - g->ph + u * g->dh;
                 if (ih < 0 || ih >= g->h) continue;
                 for (ptrdiff_t v = 0; v < g->kw; v++) {
-                    // lane l reads column iw = (ow0 + l − a)·sw − pw + v·dw = sw·l + shift;
-                    // valid while 0 ≤ iw < w, i.e. ceil(−shift / sw) ≤ l < ceil((w − shift) / sw).
-                    ptrdiff_t sw = g->sw, shift = (ow0 - a) * sw - g->pw + v * g->dw;
-                    ptrdiff_t first = -shift <= 0 ? -((shift) / sw) : (-shift + sw - 1) / sw;
-                    ptrdiff_t end = g->w - shift <= 0 ? -((shift - g->w) / sw) : (g->w - shift + sw - 1) / sw;
-                    ptrdiff_t lo = first > a ? first : a, hi = end < b ? end : b;
+                    ptrdiff_t sw = g->sw, lo, hi, shift = conv_run_lanes(g, ow0, a, b, v, &lo, &hi);
                     if (hi <= lo) continue;
                     ptrdiff_t tap = u * g->kw + v;
                     int n = t->count[tap][half]++;
@@ -1132,11 +1141,7 @@ AVX2 static int conv_panel_runs8(const ck_conv2d *g, ptrdiff_t j, ptrdiff_t cols
                 ptrdiff_t ih = oh * g->sh - g->ph + u * g->dh;
                 if (ih < 0 || ih >= g->h) continue;
                 for (ptrdiff_t v = 0; v < g->kw; v++) {
-                    // lane l reads column iw = (ow0 + l − a)·sw − pw + v·dw = sw·l + shift (as above)
-                    ptrdiff_t shift = (ow0 - a) * sw - g->pw + v * g->dw;
-                    ptrdiff_t first = -shift <= 0 ? -((shift) / sw) : (-shift + sw - 1) / sw;
-                    ptrdiff_t end = g->w - shift <= 0 ? -((shift - g->w) / sw) : (g->w - shift + sw - 1) / sw;
-                    ptrdiff_t lo = first > a ? first : a, hi = end < b ? end : b;
+                    ptrdiff_t lo, hi, shift = conv_run_lanes(g, ow0, a, b, v, &lo, &hi);
                     if (hi <= lo) continue;
                     ptrdiff_t s = 2 * (u * g->kw + v) + half, e = s * per + t->count[s]++;
                     t->off[e] = ih * g->w + shift + sw * l0;

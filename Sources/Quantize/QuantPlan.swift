@@ -61,8 +61,7 @@ extension Quantizer {
     /// and a Mul of x with such a Sigmoid/HardSigmoid of x (SiLU, HardSwish written out), when
     /// every reader of x is one of these nodes (a Conv output also read elsewhere is quantized
     /// there anyway, so its epilogue gains nothing).
-    public static func epilogueNodes(_ g: Graph, producers: Set<Int>) -> Set<Int> {
-        let index = UseDefIndex(g)
+    public static func epilogueNodes(_ g: Graph, index: UseDefIndex, producers: Set<Int>) -> Set<Int> {
         let unary: Set<String> = ["Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu"]
         var out = Set<Int>()
         for pi in producers.sorted() {
@@ -132,7 +131,8 @@ extension Quantizer {
             if n.opType == "ConvTranspose", (n.int("group") ?? 1) != 1 { return false }
             return true
         }
-        let epilogues = options.quantizeEpilogues ? [] : epilogueNodes(g, producers: Set(g.nodes.indices.filter { weightedOp(g.nodes[$0]) }))
+        let index = UseDefIndex(g)
+        let epilogues = options.quantizeEpilogues ? [] : epilogueNodes(g, index: index, producers: Set(g.nodes.indices.filter { weightedOp(g.nodes[$0]) }))
         var passCandidates = Set<Int>()
         // Nodes whose output ORT quantizes, `only` aside: a layer kept in float does not change
         // which pass-through ops share scales, so the calibrated set stays the full plan's.
@@ -168,7 +168,6 @@ extension Quantizer {
                 passCandidates.insert(i)
             }
         }
-        let index = UseDefIndex(g)
         func quantizedInORT(_ v: String, _ depth: Int = 0) -> Bool {
             if p.readers[v] != nil { return true }
             guard depth < 10_000, let pi = index.producer(of: v) else { return false }
