@@ -178,10 +178,16 @@ extension Quantizer {
             }
             return false
         }
+        // With `only`, a pass-through op shares its input's scale where the full plan has it
+        // share (and a quantized node reads its output): keeping a reader of its input in float
+        // must not turn its output into a tensor of its own, which calibration (run for the full
+        // plan) never observed.
+        let fullPassThrough: Set<Int>? = only == nil ? nil
+            : Set(plan(m, options: options).roles.filter { $0.value == .passThrough }.map(\.key))
         // Pass-through ops from the last: a reader downstream is settled before its producer.
         for i in passCandidates.sorted(by: >) {
             let n = g.nodes[i]
-            guard p.readers[n.outputs[0]] != nil, quantizedInORT(n.inputs[0]) else { continue }
+            guard p.readers[n.outputs[0]] != nil, fullPassThrough.map({ $0.contains(i) }) ?? quantizedInORT(n.inputs[0]) else { continue }
             p.roles[i] = .passThrough
             p.sharesWith[n.outputs[0]] = n.inputs[0]
             need(n.inputs[0], i, 0)
