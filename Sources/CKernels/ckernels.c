@@ -526,6 +526,36 @@ size_t ck_depthwise_c8_scratch(ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t oh, ptrdiff
     return (size_t)(8 * (rows * cols + (ow + 8) + kh * kw));
 }
 
+// N (≤ 8) consecutive output positions from q of output row o, stride across SW: N independent
+// accumulators, enough to hide the multiply-adds' latency (blocks of 6 and single positions left
+// a row of 7 with one position summing its taps in one dependent chain). Each position's sum is
+// the bias, then the taps in order, as before.
+#define DWK_BLOCK(N, SW)                                                                       \
+    do {                                                                                       \
+        v8 acc[N];                                                                             \
+        for (int i = 0; i < (N); i++) acc[i] = bv;                                             \
+        const float *kt = K;                                                                   \
+        for (ptrdiff_t a = 0; a < kh; a++) {                                                   \
+            const float *src = top + 8 * (a * dh * colsP + q * (SW));                          \
+            for (ptrdiff_t b = 0; b < kw; b++, kt += 8, src += 8 * dw) {                       \
+                v8 kv = ld(kt);                                                                \
+                for (int i = 0; i < (N); i++) acc[i] = acc[i] + kv * ld(src + 8 * i * (SW));   \
+            }                                                                                  \
+        }                                                                                      \
+        for (int i = 0; i < (N); i++) st(R + 8 * (q + i), activate(acc[i], act));             \
+    } while (0)
+#define DWK_TAIL(SW)                                                                           \
+    switch (ow - q) {                                                                          \
+    case 7: DWK_BLOCK(7, SW); break;                                                           \
+    case 6: DWK_BLOCK(6, SW); break;                                                           \
+    case 5: DWK_BLOCK(5, SW); break;                                                           \
+    case 4: DWK_BLOCK(4, SW); break;                                                           \
+    case 3: DWK_BLOCK(3, SW); break;                                                           \
+    case 2: DWK_BLOCK(2, SW); break;                                                           \
+    case 1: DWK_BLOCK(1, SW); break;                                                           \
+    default: break;                                                                            \
+    }
+
 #define DWK_BODY                                                                               \
     ptrdiff_t rowsP = (oh - 1) * sh + (kh - 1) * dh + 1, colsP = (ow - 1) * sw + (kw - 1) * dw + 1; \
     ptrdiff_t taps = kh * kw;                                                                  \
@@ -576,28 +606,15 @@ size_t ck_depthwise_c8_scratch(ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t oh, ptrdiff
     for (ptrdiff_t o = 0; o < oh; o++) {                                                       \
         const float *top = P + 8 * (o * sh) * colsP;                                           \
         ptrdiff_t q = 0;                                                                       \
-        for (; q + 6 <= ow; q += 6) {                                                          \
-            v8 acc[6];                                                                         \
-            for (int i = 0; i < 6; i++) acc[i] = bv;                                           \
-            const float *kt = K;                                                               \
-            for (ptrdiff_t a = 0; a < kh; a++) {                                               \
-                const float *src = top + 8 * (a * dh * colsP + q * sw);                        \
-                for (ptrdiff_t b = 0; b < kw; b++, kt += 8, src += 8 * dw) {                   \
-                    v8 kv = ld(kt);                                                            \
-                    for (int i = 0; i < 6; i++) acc[i] = acc[i] + kv * ld(src + 8 * i * sw);   \
-                }                                                                              \
-            }                                                                                  \
-            for (int i = 0; i < 6; i++) st(R + 8 * (q + i), activate(acc[i], act));            \
-        }                                                                                      \
-        for (; q < ow; q++) {                                                                  \
-            v8 acc = bv;                                                                       \
-            const float *kt = K;                                                               \
-            for (ptrdiff_t a = 0; a < kh; a++) {                                               \
-                const float *src = top + 8 * (a * dh * colsP + q * sw);                        \
-                for (ptrdiff_t b = 0; b < kw; b++, kt += 8, src += 8 * dw)                     \
-                    acc = acc + ld(kt) * ld(src);                                              \
-            }                                                                                  \
-            st(R + 8 * q, activate(acc, act));                                                 \
+        if (sw == 1) {                                                                         \
+            for (; q + 8 <= ow; q += 8) DWK_BLOCK(8, 1);                                       \
+            DWK_TAIL(1);                                                                       \
+        } else if (sw == 2) {                                                                  \
+            for (; q + 8 <= ow; q += 8) DWK_BLOCK(8, 2);                                       \
+            DWK_TAIL(2);                                                                       \
+        } else {                                                                               \
+            for (; q + 8 <= ow; q += 8) DWK_BLOCK(8, sw);                                      \
+            DWK_TAIL(sw);                                                                      \
         }                                                                                      \
         ptrdiff_t p = 0;                                                                       \
         if (nc == 8) {                                                                         \
@@ -612,7 +629,12 @@ size_t ck_depthwise_c8_scratch(ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t oh, ptrdiff
                 v8 v[8];                                                                       \
                 for (int i = 0; i < 8; i++) v[i] = i < n_ ? ld(R + 8 * (p + i)) : splat(0);    \
                 TRANSPOSE8(v);                                                                 \
-                for (int c = 0; c < 8; c++) DWK_STOREN(y + c * oplane + o * ow + p, v[c], n_); \
+                /* A full store that runs into the next rows of this call's output (written  \
+                   after this one) costs less than a masked one; the last row's is masked. */ \
+                if (o * ow + p + 8 <= oh * ow)                                                 \
+                    for (int c = 0; c < 8; c++) st(y + c * oplane + o * ow + p, v[c]);        \
+                else                                                                           \
+                    for (int c = 0; c < 8; c++) DWK_STOREN(y + c * oplane + o * ow + p, v[c], n_); \
                 p = ow;                                                                        \
             }                                                                                  \
         }                                                                                      \
@@ -709,6 +731,53 @@ static void scale_base(SCALE_PARAMS) { SCALE_BODY }
     out[0] = a_;                                                                               \
     out[1] = b_;
 
+// One column of C (n = 1: a squeeze-and-excitation 1×1 convolution on a 1×1 plane, a classifier
+// as a convolution) from the packed A: packing a k × 16 (or 32) panel of B for one column costs
+// more than the product. Each lane of an accumulator is one row of a 6-row group of the packed
+// layout (lanes 6 and 7 are ignored), four groups at a time; every row's sum is the bias, then
+// p = 0, 1, … one multiply-add each, the GEMM tiles' order, so the results are theirs bit for bit.
+#define GEMV_COL_PARAMS ptrdiff_t m, ptrdiff_t k, const float *packed_a, const float *x, ptrdiff_t incx, \
+    float *c, ptrdiff_t ldc, const float *bias, ck_activation act
+#define GEMV_COL_BODY                                                                          \
+    ptrdiff_t groups = (m + MR - 1) / MR;                                                      \
+    for (ptrdiff_t g0 = 0; g0 < groups; g0 += 4) {                                             \
+        int ng = groups - g0 < 4 ? (int)(groups - g0) : 4;                                     \
+        v8 acc[4];                                                                             \
+        for (int q = 0; q < 4; q++) {                                                          \
+            float t[8] = {0};                                                                  \
+            for (int r = 0; r < MR; r++) {                                                     \
+                ptrdiff_t row = (g0 + q) * MR + r;                                             \
+                t[r] = bias && q < ng && row < m ? bias[row] : 0;                              \
+            }                                                                                  \
+            acc[q] = ld(t);                                                                    \
+        }                                                                                      \
+        const float *ap = packed_a + g0 * MR * k;                                              \
+        ptrdiff_t last = g0 + ng == groups ? k - 1 : k;   /* the buffer's last 6: no 8-wide load */ \
+        for (ptrdiff_t p = 0; p < last; p++) {                                                 \
+            v8 xv = splat(x[p * incx]);                                                        \
+            for (int q = 0; q < 4; q++)                                                        \
+                if (q < ng) acc[q] = acc[q] + ld(ap + q * MR * k + p * MR) * xv;               \
+        }                                                                                      \
+        if (last < k) {                                                                        \
+            v8 xv = splat(x[last * incx]);                                                     \
+            for (int q = 0; q < ng; q++) {                                                     \
+                float t[8] = {0};                                                              \
+                memcpy(t, ap + q * MR * k + last * MR, sizeof(float) * MR);                    \
+                acc[q] = acc[q] + ld(t) * xv;                                                  \
+            }                                                                                  \
+        }                                                                                      \
+        for (int q = 0; q < ng; q++) {                                                         \
+            float t[8];                                                                        \
+            st(t, activate(acc[q], act));                                                      \
+            for (int r = 0; r < MR; r++) {                                                     \
+                ptrdiff_t row = (g0 + q) * MR + r;                                             \
+                if (row < m) c[row * ldc] = t[r];                                            \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+static void gemv_col_base(GEMV_COL_PARAMS) { GEMV_COL_BODY }
+
 static void fq_base(FQ_PARAMS) { FQ_BODY }
 static void mm_base(MM_PARAMS) { MM_BODY }
 
@@ -729,6 +798,7 @@ AVX2 static void dwk_avx2(DWK_PARAMS) { DWK_BODY }
 AVX2 static void scale_avx2(SCALE_PARAMS) { SCALE_BODY }
 AVX2 static void fq_avx2(FQ_PARAMS) { FQ_BODY }
 AVX2 static void mm_avx2(MM_PARAMS) { MM_BODY }
+AVX2 static void gemv_col_avx2(GEMV_COL_PARAMS) { GEMV_COL_BODY }
 
 // ---------------------------------------------------------------------------------------------
 // GEMM with AVX-512: a 12 × 32 register tile (24 of the 32 zmm registers accumulate; each k step
@@ -928,6 +998,16 @@ int ck_gemm_row_tile(void) { return level() >= 2 ? 12 : MR; }
 size_t ck_gemm_scratch(ptrdiff_t k) { return (size_t)((k > 0 ? k : 1) + 12) * 32; }
 
 void ck_gemm_columns(GEMM_PARAMS) {
+    if (j1 - j0 == 1 && packed_a && m > 0) {
+        ptrdiff_t per = bt.per > 0 ? bt.per : j1, img = j0 / per, pos = j0 - img * per;
+        const float *xb = b + img * bt.b_stride + pos;
+        float *cc = c + img * bt.c_stride + pos;
+#if defined(__x86_64__)
+        if (ck_uses_avx2()) { gemv_col_avx2(m, k, packed_a, xb, ldb, cc, ldc, bias, act); return; }
+#endif
+        gemv_col_base(m, k, packed_a, xb, ldb, cc, ldc, bias, act);
+        return;
+    }
 #if defined(__x86_64__)
     if (ck_uses_avx512()) { gemm_avx512(m, k, a, lda, packed_a, b, ldb, c, ldc, bias, act, bt, j0, j1, scratch); return; }
     if (ck_uses_avx2()) { gemm_avx2(m, k, a, lda, packed_a, b, ldb, c, ldc, bias, act, bt, j0, j1, scratch); return; }

@@ -98,6 +98,49 @@ final class DirectKernelTests: XCTestCase {
         DirectGemm.force(nil)
     }
 
+    /// One column of C with packed A (a squeeze-and-excitation 1×1 convolution on a 1×1 plane)
+    /// takes its own loop, not a packed panel of B: each value must equal the same column computed
+    /// by the tiles (column 0 of a two-column product, same variant) bit for bit, and the float64
+    /// loop within the tolerance. Rows not a multiple of 6 and of 24 (four groups a pass), k of 1,
+    /// a strided column (ldb > 1), every activation, with and without bias, every variant.
+    func testOneColumnEqualsTheTilesBitForBit() {
+        var rng = SplitMixForTests(seed: 61)
+        for variant in DirectGemm.availableVariants {
+            DirectGemm.force(variant)
+            for (m, k) in [(1, 1), (5, 7), (6, 1), (23, 40), (24, 144), (25, 3), (144, 576), (577, 13)] {
+                let a = (0..<(m * k)).map { _ in rng.uniform() }
+                let b2 = (0..<(k * 2)).map { _ in rng.uniform() }          // k × 2, row-major
+                let bias = (0..<m).map { _ in rng.uniform() }
+                var packed = [Float](repeating: .nan, count: DirectGemm.packedSize(m: m, k: k))
+                packed.withUnsafeMutableBufferPointer { DirectGemm.packA(m: m, k: k, a: a, lda: k, into: $0.baseAddress!) }
+                for (kind, activation) in (Self.activations + [.sigmoid, .hardSwish]).enumerated() {
+                    for useBias in [true, false] {
+                        var one = [Float](repeating: .nan, count: m * 3), two = [Float](repeating: .nan, count: m * 2)
+                        packed.withUnsafeBufferPointer { pp in
+                            bias.withUnsafeBufferPointer { bp in
+                                // column 0 of B read with ldb 2 (strided), written with ldc 3
+                                DirectGemm.multiply(m: m, n: 1, k: k, a: a, lda: k, b: b2, ldb: 2, c: &one, ldc: 3,
+                                                    bias: useBias ? bp.baseAddress! : nil, activation: activation, packedA: pp.baseAddress!)
+                                DirectGemm.multiply(m: m, n: 2, k: k, a: a, lda: k, b: b2, ldb: 2, c: &two, ldc: 2,
+                                                    bias: useBias ? bp.baseAddress! : nil, activation: activation, packedA: pp.baseAddress!)
+                            }
+                        }
+                        for i in 0..<m {
+                            XCTAssertEqual(one[i * 3].bitPattern, two[i * 2].bitPattern,
+                                           "m \(m) k \(k) \(activation) bias \(useBias) \(variant) row \(i): \(one[i * 3]) vs \(two[i * 2])")
+                            XCTAssert(one[i * 3 + 1].isNaN && one[i * 3 + 2].isNaN, "wrote outside column 0 at row \(i)")
+                            guard kind < Self.activations.count else { continue }
+                            var s = useBias ? Double(bias[i]) : 0, mag = abs(s)
+                            for p in 0..<k { let t = Double(a[i * k + p]) * Double(b2[p * 2]); s += t; mag += abs(t) }
+                            XCTAssertEqual(Double(one[i * 3]), Self.act(kind, s), accuracy: 4 * Double(k + 1) * 0x1p-24 * mag + 1e-30)
+                        }
+                    }
+                }
+            }
+        }
+        DirectGemm.force(nil)
+    }
+
     /// COMPRESS_NO_AVX512=1 leaves the AVX2 product (the variant CPUs without AVX-512 run).
     func testEnvironmentTurnsAVX512Off() {
         let had = DirectGemm.availableVariants
