@@ -18,31 +18,42 @@ typedef int32_t vi8 __attribute__((vector_size(32)));
 #define splat(f) ({ float sp_f_ = (f); (v8){sp_f_, sp_f_, sp_f_, sp_f_, sp_f_, sp_f_, sp_f_, sp_f_}; })
 #define sel(m, a, b) ((v8)((((vi8)(a)) & (m)) | (((vi8)(b)) & ~(m))))
 
+// e^x for -87.3 ≤ x ≤ 88.3 (or NaN): x = n·ln2 + r, n = floor(x·log2 e + 1/2), e^r by the
+// Cephes polynomial, 2^n through the exponent bits.
+#define vexp_core(xv) ({                                                                       \
+    v8 ec_x_ = (xv);                                                                           \
+    v8 ec_n_ = __builtin_elementwise_floor(ec_x_ * splat(1.44269504088896341f) + splat(0.5f)); \
+    vi8 ec_i_ = __builtin_convertvector(ec_n_, vi8);                                           \
+    ec_x_ = ec_x_ - ec_n_ * splat(0.693359375f) - ec_n_ * splat(-2.12194440e-4f);              \
+    v8 ec_y_ = splat(1.9875691500e-4f);                                                        \
+    ec_y_ = ec_y_ * ec_x_ + splat(1.3981999507e-3f);                                           \
+    ec_y_ = ec_y_ * ec_x_ + splat(8.3334519073e-3f);                                           \
+    ec_y_ = ec_y_ * ec_x_ + splat(4.1665795894e-2f);                                           \
+    ec_y_ = ec_y_ * ec_x_ + splat(1.6666665459e-1f);                                           \
+    ec_y_ = ec_y_ * ec_x_ + splat(5.0000001201e-1f);                                           \
+    ec_y_ = ec_y_ * (ec_x_ * ec_x_) + ec_x_ + splat(1.0f);                                     \
+    ec_y_ * (v8)((ec_i_ + 127) << 23); })
+
 // e^x for x ≤ 0 (Cephes expf: x = n·ln2 + r, |r| ≤ ln2/2, e^r by a degree-6 polynomial, 2^n
 // through the exponent bits; about 1 ulp). Below -87.3 (results under 2^-126) the argument is
 // shifted up by 64·ln2 and the result scaled by 2^-64, so subnormal results come out rounded
 // as by expf; below -131.7 the result is 0. NaN stays NaN.
+// (The subnormal handling runs only for vectors that need it.)
 #define vexp_nonpositive(xv) ({                                                                \
     v8 ex_x_ = (xv);                                                                           \
     vi8 ex_sub_ = (vi8)(ex_x_ < splat(-87.3f));                                                \
-    ex_x_ = sel(ex_sub_, ex_x_ + splat(44.3614195558365f), ex_x_);                             \
-    vi8 ex_zero_ = (vi8)(ex_x_ < splat(-87.3f));                                               \
-    ex_x_ = sel(ex_zero_, splat(-87.3f), ex_x_);                                               \
-    v8 ex_f_ = ex_x_ * splat(1.44269504088896341f) + splat(0.5f);                              \
-    vi8 ex_i_ = __builtin_convertvector(ex_f_, vi8);                                           \
-    ex_i_ = ex_i_ + (vi8)(__builtin_convertvector(ex_i_, v8) > ex_f_);   /* floor */           \
-    v8 ex_n_ = __builtin_convertvector(ex_i_, v8);                                             \
-    ex_x_ = ex_x_ - ex_n_ * splat(0.693359375f) - ex_n_ * splat(-2.12194440e-4f);              \
-    v8 ex_y_ = splat(1.9875691500e-4f);                                                        \
-    ex_y_ = ex_y_ * ex_x_ + splat(1.3981999507e-3f);                                           \
-    ex_y_ = ex_y_ * ex_x_ + splat(8.3334519073e-3f);                                           \
-    ex_y_ = ex_y_ * ex_x_ + splat(4.1665795894e-2f);                                           \
-    ex_y_ = ex_y_ * ex_x_ + splat(1.6666665459e-1f);                                           \
-    ex_y_ = ex_y_ * ex_x_ + splat(5.0000001201e-1f);                                           \
-    ex_y_ = ex_y_ * (ex_x_ * ex_x_) + ex_x_ + splat(1.0f);                                     \
-    ex_y_ = ex_y_ * (v8)((ex_i_ + 127) << 23);                                                 \
-    ex_y_ = sel(ex_sub_, ex_y_ * splat(0x1p-64f), ex_y_);                                      \
-    (v8)((vi8)ex_y_ & ~ex_zero_); })
+    v8 ex_y_;                                                                                  \
+    if (!__builtin_reduce_or(ex_sub_)) {   /* the usual case: no result under 2^-126 */        \
+        ex_y_ = vexp_core(ex_x_);                                                              \
+    } else {                                                                                   \
+        ex_x_ = sel(ex_sub_, ex_x_ + splat(44.3614195558365f), ex_x_);                         \
+        vi8 ex_zero_ = (vi8)(ex_x_ < splat(-87.3f));                                           \
+        ex_x_ = sel(ex_zero_, splat(-87.3f), ex_x_);                                           \
+        ex_y_ = vexp_core(ex_x_);                                                              \
+        ex_y_ = sel(ex_sub_, ex_y_ * splat(0x1p-64f), ex_y_);                                  \
+        ex_y_ = (v8)((vi8)ex_y_ & ~ex_zero_);                                                  \
+    }                                                                                          \
+    ex_y_; })
 
 // σ(x) as 1 / (1 + e) for x ≥ 0 and e / (1 + e) for x < 0 with e = e^-|x| (never overflows).
 #define vsigmoid(xv) ({                                                                        \
@@ -149,9 +160,18 @@ typedef int32_t vi8 __attribute__((vector_size(32)));
     ac_v_; })
 
 // An activation over an array, eight at a time.
+// The loop is written once per kind, with the kind a constant: `activate`'s switch then folds
+// away instead of running (an indirect jump and the constants loaded again) every eight values.
+#define MAP_LOOP(K)                                                                            \
+    { const ck_activation ak_ = {(K), act.p0, act.p1};                                         \
+      for (; i + 8 <= n; i += 8) st(y + i, activate(ld(x + i), ak_)); } break
 #define MAP_BODY                                                                               \
     ptrdiff_t i = 0;                                                                           \
-    for (; i + 8 <= n; i += 8) st(y + i, activate(ld(x + i), act));                            \
+    switch (act.kind) {                                                                        \
+    case 1: MAP_LOOP(1); case 2: MAP_LOOP(2); case 3: MAP_LOOP(3); case 4: MAP_LOOP(4);        \
+    case 5: MAP_LOOP(5); case 6: MAP_LOOP(6); case 7: MAP_LOOP(7); case 8: MAP_LOOP(8);        \
+    case 9: MAP_LOOP(9); case 10: MAP_LOOP(10); default: MAP_LOOP(0);                          \
+    }                                                                                          \
     if (i < n) {                                                                               \
         float t[8] = {0};                                                                      \
         for (ptrdiff_t j = 0; i + j < n; j++) t[j] = x[i + j];                                 \
