@@ -162,10 +162,15 @@ public enum DirectGemm {
         let scratch = scratch ?? Int(ck_gemm_scratch(k))
         Parallel.forRanges(count: panels * groups, minimumWork: 1 << 17, workPerItem: min(m, rowsPer) * width * max(k, 1)) { range in
             Scratch.withBuffer(count: scratch) { buf in
-                for t in range {
-                    let g = t / panels, pnl = t % panels
+                // Consecutive panels of one row group go as one call: the kernels pack several
+                // panels at a time and write longer runs of each C row (ck_gemm_scratch).
+                var t = range.lowerBound
+                while t < range.upperBound {
+                    let g = t / panels, first = t % panels
+                    let last = min(panels, first + (range.upperBound - t))
                     let i0 = g * rowsPer, i1 = min(m, i0 + rowsPer)
-                    body(i0, i1, pnl * width, min(n, pnl * width + width), buf)
+                    body(i0, i1, first * width, min(n, last * width), buf)
+                    t += last - first
                 }
             }
         }
