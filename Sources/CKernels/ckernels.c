@@ -901,6 +901,14 @@ AVX512 static inline void store16(float *dst, __m512 v, ptrdiff_t n, ck_activati
         v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
         break;
     }
+    case 6: case 7: {   // HardSigmoid, HardSwish: the eight-lane formulas (NaN kept), sixteen lanes at once
+        __m512 hs = act.kind == 6 ? _mm512_fmadd_ps(v, _mm512_set1_ps(act.p0), _mm512_set1_ps(act.p1))
+                                  : _mm512_fmadd_ps(v, _mm512_set1_ps(1.0f / 6), _mm512_set1_ps(0.5f));
+        hs = _mm512_mask_mov_ps(hs, _mm512_cmp_ps_mask(hs, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
+        hs = _mm512_mask_mov_ps(hs, _mm512_cmp_ps_mask(hs, _mm512_set1_ps(1.0f), _CMP_GT_OQ), _mm512_set1_ps(1.0f));
+        v = act.kind == 6 ? hs : _mm512_mul_ps(v, hs);
+        break;
+    }
     default: {
         float t[16];
         _mm512_storeu_ps(t, v);
@@ -1208,13 +1216,16 @@ AVX512 static void conv_panel_runs(const ck_conv2d *g, ptrdiff_t j, ptrdiff_t co
 
 AVX512 static void conv_avx512(CONV_PARAMS) {
     ptrdiff_t taps = g->kh * g->kw, k = g->c * taps, plane = g->h * g->w, ldc = g->oh * g->ow;
-    conv_runs *t = (conv_runs *)(scratch + k * NR5);
+    ptrdiff_t wb = gemm_block_panels(k);   // panels gathered per block, as the GEMM packs them
+    conv_runs *t = (conv_runs *)(scratch + k * NR5 * wb);
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-    for (ptrdiff_t j = j0; j < j1; j += NR5) {
-        ptrdiff_t cols = j1 - j < NR5 ? j1 - j : NR5;
+    for (ptrdiff_t jb = j0; jb < j1; jb += NR5 * wb) {
+      ptrdiff_t je = j1 - jb < NR5 * wb ? j1 : jb + NR5 * wb;
+      for (ptrdiff_t j = jb; j < je; j += NR5) {
+        ptrdiff_t cols = je - j < NR5 ? je - j : NR5;
         int halves = cols > 16 ? 2 : 1;
         conv_panel_runs(g, j, cols, t);
-        float *d = scratch;
+        float *d = scratch + ((j - jb) / NR5) * k * NR5;
         for (ptrdiff_t ch = 0; ch < g->c; ch++) {
             const float *xc = x + ch * plane;
             for (ptrdiff_t tap = 0; tap < taps; tap++, d += NR5) {
@@ -1235,11 +1246,15 @@ AVX512 static void conv_avx512(CONV_PARAMS) {
                 }
             }
         }
-        for (ptrdiff_t i = 0; i < m; i += MR5) {
-            int rows = m - i < MR5 ? (int)(m - i) : MR5;
-            tiles32[rows](cols > 16, k, a + i * lda, lda, packed_a ? packed_a + i * k : 0, scratch, y + i * ldc + j, ldc,
-                          cols, bias ? bias + i : 0, act);
+      }
+      for (ptrdiff_t i = 0; i < m; i += MR5) {
+        int rows = m - i < MR5 ? (int)(m - i) : MR5;
+        for (ptrdiff_t j = jb; j < je; j += NR5) {
+            ptrdiff_t cols = je - j < NR5 ? je - j : NR5;
+            tiles32[rows](cols > 16, k, a + i * lda, lda, packed_a ? packed_a + i * k : 0, scratch + ((j - jb) / NR5) * k * NR5,
+                          y + i * ldc + j, ldc, cols, bias ? bias + i : 0, act);
         }
+      }
     }
 }
 
@@ -1383,7 +1398,7 @@ int ck_conv_implicit(const ck_conv2d *g) {
 size_t ck_conv_scratch(const ck_conv2d *g) {
 #if defined(__x86_64__)
     size_t k = (size_t)(g->c * g->kh * g->kw);
-    size_t s512 = k * NR5 + (sizeof(conv_runs) + sizeof(float) - 1) / sizeof(float);
+    size_t s512 = k * NR5 * (size_t)gemm_block_panels((ptrdiff_t)k) + (sizeof(conv_runs) + sizeof(float) - 1) / sizeof(float);
     size_t s2 = k * NR + (sizeof(conv_runs8) + sizeof(float) - 1) / sizeof(float);
     return s512 > s2 ? s512 : s2;
 #else

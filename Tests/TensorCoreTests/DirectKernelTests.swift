@@ -76,7 +76,7 @@ final class DirectKernelTests: XCTestCase {
             let bias = (0..<m).map { _ in rng.uniform() }
             var packed = [Float](repeating: .nan, count: DirectGemm.packedSize(m: m, k: k))
             packed.withUnsafeMutableBufferPointer { DirectGemm.packA(m: m, k: k, a: a, lda: k, into: $0.baseAddress!) }
-            for activation in Self.activations + [.sigmoid, .hardSwish] {
+            for activation in Self.activations + [.sigmoid, .hardSwish, .hardSigmoid(alpha: 0.2, beta: 0.5), .silu] {
                 for usePacked in [false, true] {
                     var results: [[Float]] = []
                     for variant in variants {
