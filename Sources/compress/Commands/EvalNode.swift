@@ -48,6 +48,9 @@ struct EvalNode: ParsableCommand {
     @Flag(name: .long, help: "With --repeat: also print the wall time per operator type (stderr), of the plan as it runs (fused).")
     var profileOps = false
 
+    @Flag(name: .long, help: "With --profile-ops: also print the wall time per node of the plan (stderr), slowest first.")
+    var profileNodes = false
+
     func validate() throws {
         if repeatCount < 0 { throw ValidationError("--repeat must be ≥ 0") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be ≥ 1") }
@@ -145,13 +148,19 @@ extension EvalNode {
     /// run), attributing the wall time since the previous step to the step's op type.
     func printOpProfile(_ executor: Executor, _ m: Model, _ feeds: [String: Tensor], runs: Int) throws {
         var totals: [String: Double] = [:]
+        var perNode: [String: Double] = [:]
+        let nodesToo = profileNodes
         for _ in 0..<runs {
             var last = DispatchTime.now().uptimeNanoseconds
             _ = try executor.run(feeds, stepDone: { node in
                 let now = DispatchTime.now().uptimeNanoseconds
                 totals[Self.profileLabel(node, executor.optimizedGraph), default: 0] += Double(now - last) / 1e6
+                if nodesToo { perNode[node.name, default: 0] += Double(now - last) / 1e6 }
                 last = now
             })
+        }
+        for (name, t) in perNode.sorted(by: { $0.value > $1.value }) {
+            FileHandle.standardError.write(Data("node \(name) \(String(format: "%.4f", t / Double(runs))) ms/run\n".utf8))
         }
         for (op, t) in totals.sorted(by: { $0.value > $1.value }) {
             let padded = op.padding(toLength: 22, withPad: " ", startingAt: 0)
