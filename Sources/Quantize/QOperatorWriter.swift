@@ -43,6 +43,24 @@ enum QOperatorWriter {
         var calibrated: [String] = [], seen = Set<String>()
         func calibrate(_ v: String) { if seen.insert(v).inserted { calibrated.append(v) } }
         var quantized = Set<String>()   // values available as integers (ORT's quantized_value_map)
+        // With `only` (layers kept in float), a value the full plan passes through a direct op
+        // (Reshape, MaxPool, …) from an integer output may now be float where a quantized node
+        // reads it: it takes the range the full plan gives that chain's source, which
+        // calibration (run for the full plan) observed, not a range of its own.
+        var directInput: [String: String] = [:], fullRangeOf: [String: String] = [:]
+        if only != nil {
+            let full = plan(m, options: options)
+            for (i, k) in full.kinds where k == .direct { directInput[g.nodes[i].outputs[0]] = g.nodes[i].inputs[0] }
+            fullRangeOf = full.rangeOf
+        }
+        func calibrateInput(_ v: String) {
+            var src = v, hops = 0
+            while let s = directInput[src], hops < g.nodes.count { src = s; hops += 1 }
+            if src == v { calibrate(v); return }
+            let r = fullRangeOf[src] ?? src
+            p.rangeOf[v] = r
+            calibrate(r)
+        }
         for (i, n) in g.nodes.enumerated() where n.isDefaultDomain && options.ops.contains(n.opType) && !n.inputs.isEmpty && !n.outputs.isEmpty {
             if let only, !only.contains(i) { continue }
             if options.exclude.contains(where: { Glob.matches($0, n.name) }) { continue }
@@ -85,7 +103,7 @@ enum QOperatorWriter {
             }
             guard let kind else { continue }
             p.kinds[i] = kind
-            for v in inputs where !quantized.contains(v) { calibrate(v) }
+            for v in inputs where !quantized.contains(v) { calibrateInput(v) }
             quantized.insert(n.outputs[0])
             // A Relu/Clip alone reading the output gives it its range (ORT's adjust_tensor_ranges:
             // what lies below is cut by the Relu anyway); asymmetric, it is absorbed (uint8 with

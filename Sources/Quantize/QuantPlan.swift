@@ -193,7 +193,9 @@ extension Quantizer {
             need(n.inputs[0], i, 0)
         }
         for t in p.tensors where p.sharesWith[t] == nil {
-            if let pi = index.producer(of: t), p.roles[pi] == .activation, g.nodes[pi].opType == "Softmax" { p.fixedRanges[t] = 0...1 }
+            // (A Softmax kept in float by `only` still gives [0, 1]: its output is not calibrated.)
+            if let pi = index.producer(of: t), p.roles[pi] == .activation || outputQuantized.contains(pi),
+               g.nodes[pi].opType == "Softmax" { p.fixedRanges[t] = 0...1 }
         }
         // Order by first reader (a pass-through added last may read earlier than others).
         let first = Dictionary(uniqueKeysWithValues: p.tensors.map { ($0, p.readers[$0]!.map(\.node).min()!) })

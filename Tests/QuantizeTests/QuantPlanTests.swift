@@ -51,4 +51,73 @@ final class QuantPlanTests: XCTestCase {
             XCTAssertNoThrow(try Quantizer.write(m, nodes: Array(only), calibration: calib, options: QuantizeOptions()), "\(only)")
         }
     }
+
+    /// Every subset of the nodes a format quantizes, kept as `only`: the plan calibrates nothing
+    /// the full plan did not, and the model is written from the full plan's ranges alone.
+    func checkSubsets(_ m: Model, format: QuantFormat, file: StaticString = #filePath, line: UInt = #line) {
+        var options = QuantizeOptions()
+        options.format = format
+        let (fullCalibrated, chosen): ([String], [Int])
+        switch format {
+        case .qdq:
+            let full = Quantizer.plan(m, options: options)
+            (fullCalibrated, chosen) = (full.calibrated, full.roles.filter { $0.value != .passThrough }.map(\.key).sorted())
+        case .qoperator:
+            let full = QOperatorWriter.plan(m, options: options)
+            (fullCalibrated, chosen) = (full.calibrated, full.nodes)
+        }
+        XCTAssertFalse(chosen.isEmpty, file: file, line: line)
+        let calib = MinMaxCalibrator(ranges: Dictionary(uniqueKeysWithValues: fullCalibrated.map { ($0, (min: Float(-1), max: Float(2))) }), samples: 1)
+        for mask in 1..<(1 << chosen.count) {
+            let only = Set(chosen.indices.filter { mask & (1 << $0) != 0 }.map { chosen[$0] })
+            let calibrated = format == .qdq ? Quantizer.plan(m, options: options, only: only).calibrated
+                                            : QOperatorWriter.plan(m, options: options, only: only).calibrated
+            XCTAssertTrue(Set(calibrated).isSubset(of: Set(fullCalibrated)), "\(format) \(only): \(calibrated) vs \(fullCalibrated)", file: file, line: line)
+            XCTAssertNoThrow(try Quantizer.write(m, nodes: Array(only), calibration: calib, options: options), "\(format) \(only)", file: file, line: line)
+        }
+    }
+
+    func testEverySubsetOfThePoolModel() {
+        checkSubsets(model(), format: .qdq)
+        checkSubsets(model(), format: .qoperator)
+    }
+
+    /// x → Conv → Softmax → Conv: the Softmax output's range is [0, 1] (fixed, never calibrated),
+    /// also when the Softmax itself is kept in float and the second Conv quantizes its output.
+    func testSoftmaxKeptInFloatKeepsItsFixedRange() throws {
+        let b = GraphBuilder(seed: 5)
+        let x = b.input("x", .float32, [.fixed(1), .fixed(4), .fixed(6), .fixed(6)])
+        let a = b.conv(x, 4, 4, kernel: 1, bias: true, name: "conv1")
+        let sm = b.op("Softmax", [a], ["axis": .int(1)], name: "softmax")
+        b.output(b.conv(sm, 4, 3, kernel: 1, bias: true, name: "conv2"))
+        let m = b.build(opset: 17)
+        let conv2 = try XCTUnwrap(m.graph.nodes.firstIndex { $0.name == "conv2" })
+        let plan = Quantizer.plan(m, options: QuantizeOptions(), only: [conv2])
+        XCTAssertEqual(plan.fixedRanges[sm], 0...1)
+        XCTAssertFalse(plan.calibrated.contains(sm))
+        checkSubsets(m, format: .qdq)
+    }
+
+    /// x → Conv → Reshape → Conv in the QOperator format: the Reshape is a direct op of the full
+    /// plan (its output the first Conv's integers); with the first Conv kept in float its output
+    /// takes the first Conv's range instead of one calibration never observed.
+    func testQOperatorDirectOpAfterAFloatLayerTakesItsSourceRange() throws {
+        let b = GraphBuilder(seed: 9)
+        let x = b.input("x", .float32, [.fixed(1), .fixed(4), .fixed(6), .fixed(6)])
+        let a = b.conv(x, 4, 8, kernel: 1, bias: true, name: "conv1")
+        let shape = b.initializer("shape", Tensor(shape: [4], scalars: [Int64](arrayLiteral: 1, 4, 12, 6)))
+        let r = b.op("Reshape", [a, shape], name: "reshape")
+        b.output(b.conv(r, 4, 3, kernel: 1, bias: true, name: "conv2"))
+        let m = b.build(opset: 17)
+        let conv1 = try XCTUnwrap(m.graph.nodes.firstIndex { $0.name == "conv1" })
+        let conv2 = try XCTUnwrap(m.graph.nodes.firstIndex { $0.name == "conv2" })
+        var options = QuantizeOptions()
+        options.format = .qoperator
+        let full = QOperatorWriter.plan(m, options: options)
+        XCTAssertFalse(full.calibrated.contains(r))   // the full plan passes conv1's integers through
+        let mixed = QOperatorWriter.plan(m, options: options, only: [conv2])
+        XCTAssertNil(mixed.kinds[conv1])
+        XCTAssertEqual(mixed.rangeOf[r], m.graph.nodes[conv1].outputs[0])
+        checkSubsets(m, format: .qoperator)
+    }
 }
