@@ -1067,7 +1067,7 @@ size_t ck_gemm_scratch(ptrdiff_t k) {
 }
 
 void ck_gemm_columns(GEMM_PARAMS) {
-    if (j1 - j0 == 1 && packed_a && m > 0) {
+    if (j1 - j0 == 1 && packed_a && m > 0 && k > 0) {
         ptrdiff_t per = bt.per > 0 ? bt.per : j1, img = j0 / per, pos = j0 - img * per;
         const float *xb = b + img * bt.b_stride + pos;
         float *cc = c + img * bt.c_stride + pos;

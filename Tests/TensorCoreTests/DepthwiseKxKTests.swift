@@ -6,7 +6,10 @@ import XCTest
 /// asymmetric pads, 1–17 channels (tails of the eight-channel groups), batch 2, several row
 /// strips; AVX2 + FMA and baseline variants, fused activations and a row epilogue.
 final class DepthwiseKxKTests: XCTestCase {
-    override func tearDown() { DirectGemm.forceBaseline(false); Convolution.depthwiseThroughLoops = false }
+    override func tearDown() {
+        DirectGemm.forceBaseline(false); Convolution.depthwiseThroughLoops = false
+        Parallel.setThreads(ProcessInfo.processInfo.activeProcessorCount)
+    }
 
     struct Case { var n, c, h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr: Int }
 
@@ -25,6 +28,13 @@ final class DepthwiseKxKTests: XCTestCase {
         Case(n: 1, c: 11, h: 28, w: 27, kh: 5, kw: 5, sh: 2, sw: 2, dh: 1, dw: 1, pt: 1, pl: 2, pb: 2, pr: 1),
         Case(n: 1, c: 6, h: 12, w: 12, kh: 3, kw: 3, sh: 1, sw: 1, dh: 3, dw: 1, pt: 3, pl: 1, pb: 3, pr: 1),
         Case(n: 1, c: 10, h: 23, w: 9, kh: 4, kw: 2, sh: 1, sw: 3, dh: 1, dw: 2, pt: 1, pl: 1, pb: 2, pr: 0),
+        // Rows of 10 (a block of 8 and a tail of 2) at strides 1, 2 and 3; rows of 3 (the tail
+        // stored whole spills over the next rows) and of 18 (two blocks and a tail of 2).
+        Case(n: 1, c: 8, h: 6, w: 10, kh: 5, kw: 5, sh: 1, sw: 1, dh: 1, dw: 1, pt: 2, pl: 2, pb: 2, pr: 2),
+        Case(n: 1, c: 9, h: 9, w: 20, kh: 5, kw: 5, sh: 2, sw: 2, dh: 1, dw: 1, pt: 2, pl: 2, pb: 2, pr: 2),
+        Case(n: 1, c: 8, h: 7, w: 30, kh: 5, kw: 5, sh: 1, sw: 3, dh: 1, dw: 1, pt: 2, pl: 2, pb: 2, pr: 2),
+        Case(n: 1, c: 8, h: 8, w: 3, kh: 5, kw: 5, sh: 1, sw: 1, dh: 1, dw: 1, pt: 2, pl: 2, pb: 2, pr: 2),
+        Case(n: 1, c: 16, h: 5, w: 36, kh: 5, kw: 5, sh: 1, sw: 2, dh: 1, dw: 1, pt: 2, pl: 2, pb: 2, pr: 2),
     ]
 
     static func act(_ kind: Int, _ v: Double) -> Double {
@@ -64,7 +74,10 @@ final class DepthwiseKxKTests: XCTestCase {
                 let i = ((n * c.c + ch) * oh + o) * ow + q
                 ref[i] = s; mag[i] = m
             } } } }
-            for baseline in [false, true] {
+            // One thread: each eight-channel group is one call over every row; two or more:
+            // rows split into strips across calls (the tail stores must stay in their strip).
+            for (threads, baseline) in [(1, false), (2, false), (4, false), (2, true)] {
+                Parallel.setThreads(threads)
                 DirectGemm.forceBaseline(baseline)
                 for (kind, epilogue) in epilogues {
                     for useBias in [true, false] {
@@ -76,7 +89,7 @@ final class DepthwiseKxKTests: XCTestCase {
                             let ch = (i / (oh * ow)) % c.c
                             let r = ref[i] - (useBias ? 0 : Double(bias[ch]))
                             XCTAssertEqual(Double(y[i]), Self.act(kind, r), accuracy: 4 * Double(c.kh * c.kw + 1) * 0x1p-24 * mag[i] + 1e-30,
-                                           "\(c) act \(kind) bias \(useBias) baseline \(baseline) at \(i)")
+                                           "\(c) act \(kind) bias \(useBias) baseline \(baseline) threads \(threads) at \(i)")
                         }
                         XCTAssert(y[ref.count...].allSatisfy(\.isNaN), "\(c): wrote past the output")
                     }
@@ -90,7 +103,7 @@ final class DepthwiseKxKTests: XCTestCase {
         var rng = SplitMixForTests(seed: 33)
         let (h, w, kh, kw, sh, sw, dh, dw, ph, pw) = (11, 13, 5, 5, 2, 1, 1, 2, 2, 3)
         let oh = (h + 2 * ph - ((kh - 1) * dh + 1)) / sh + 1, ow = (w + 2 * pw - ((kw - 1) * dw + 1)) / sw + 1
-        let plane = h * w + 5, outPlane = oh * ow + 3
+        let plane = h * w + 5, outPlane = oh * ow + 9   // a gap wider than a whole-row store
         for baseline in [false, true] {
             DirectGemm.forceBaseline(baseline)
             for nc in 1...8 {

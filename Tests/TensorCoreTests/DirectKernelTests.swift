@@ -141,6 +141,40 @@ final class DirectKernelTests: XCTestCase {
         DirectGemm.force(nil)
     }
 
+    /// A lone last column of a batched product (three images of 11 columns: the last panel,
+    /// one column of the third image) taken by the one-column loop on its own thread, packed A.
+    func testOneColumnOfABatchedProduct() {
+        defer { Parallel.setThreads(ProcessInfo.processInfo.activeProcessorCount); DirectGemm.force(nil) }
+        Parallel.setThreads(2)
+        var rng = SplitMixForTests(seed: 67)
+        let (m, k, per, images) = (12, 400, 11, 3)
+        let bStride = k * per + 5, cStride = m * per + 3
+        let a = (0..<(m * k)).map { _ in rng.uniform() }
+        let b = (0..<(images * bStride)).map { _ in rng.uniform() }
+        let bias = (0..<m).map { _ in rng.uniform() }
+        var packed = [Float](repeating: .nan, count: DirectGemm.packedSize(m: m, k: k))
+        packed.withUnsafeMutableBufferPointer { DirectGemm.packA(m: m, k: k, a: a, lda: k, into: $0.baseAddress!) }
+        for variant in DirectGemm.availableVariants {
+            DirectGemm.force(variant)
+            var c = [Float](repeating: .nan, count: images * cStride)
+            packed.withUnsafeBufferPointer { pp in
+                DirectGemm.multiply(m: m, n: images * per, k: k, a: a, lda: k, b: b, ldb: per, c: &c, ldc: per, bias: bias,
+                                    activation: .none, images: (images, bStride, cStride), packedA: pp.baseAddress!)
+            }
+            for img in 0..<images {
+                for i in 0..<m {
+                    for j in 0..<per {
+                        var s = Double(bias[i]), mag = abs(s)
+                        for p in 0..<k { let t = Double(a[i * k + p]) * Double(b[img * bStride + p * per + j]); s += t; mag += abs(t) }
+                        XCTAssertEqual(Double(c[img * cStride + i * per + j]), s, accuracy: 4 * Double(k + 1) * 0x1p-24 * mag + 1e-30,
+                                       "\(variant) image \(img) row \(i) column \(j)")
+                    }
+                }
+                XCTAssert(c[(img * cStride + m * per)..<(img * cStride + cStride)].allSatisfy(\.isNaN), "wrote between images")
+            }
+        }
+    }
+
     /// COMPRESS_NO_AVX512=1 leaves the AVX2 product (the variant CPUs without AVX-512 run).
     func testEnvironmentTurnsAVX512Off() {
         let had = DirectGemm.availableVariants
