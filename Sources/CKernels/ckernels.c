@@ -18,12 +18,13 @@ typedef int32_t vi8 __attribute__((vector_size(32)));
 #define splat(f) ({ float sp_f_ = (f); (v8){sp_f_, sp_f_, sp_f_, sp_f_, sp_f_, sp_f_, sp_f_, sp_f_}; })
 #define sel(m, a, b) ((v8)((((vi8)(a)) & (m)) | (((vi8)(b)) & ~(m))))
 
-// e^x for -87.3 ≤ x ≤ 88.3 (or NaN): x = n·ln2 + r, n = floor(x·log2 e + 1/2), e^r by the
-// Cephes polynomial, 2^n through the exponent bits.
-#define vexp_core(xv) ({                                                                       \
+// The reduction and polynomial both exponentials share: for x in [-104, 88.8] (or NaN) sets
+// the vi8 `iv` to n = floor(x·log2 e + 1/2) and returns e^r, r = x − n·ln2 (Cody–Waite, two
+// constants), by the Cephes degree-6 polynomial; e^x = e^r·2^n.
+#define vexp_reduce(xv, iv) ({                                                                 \
     v8 ec_x_ = (xv);                                                                           \
     v8 ec_n_ = __builtin_elementwise_floor(ec_x_ * splat(1.44269504088896341f) + splat(0.5f)); \
-    vi8 ec_i_ = __builtin_convertvector(ec_n_, vi8);                                           \
+    (iv) = __builtin_convertvector(ec_n_, vi8);                                                \
     ec_x_ = ec_x_ - ec_n_ * splat(0.693359375f) - ec_n_ * splat(-2.12194440e-4f);              \
     v8 ec_y_ = splat(1.9875691500e-4f);                                                        \
     ec_y_ = ec_y_ * ec_x_ + splat(1.3981999507e-3f);                                           \
@@ -31,8 +32,10 @@ typedef int32_t vi8 __attribute__((vector_size(32)));
     ec_y_ = ec_y_ * ec_x_ + splat(4.1665795894e-2f);                                           \
     ec_y_ = ec_y_ * ec_x_ + splat(1.6666665459e-1f);                                           \
     ec_y_ = ec_y_ * ec_x_ + splat(5.0000001201e-1f);                                           \
-    ec_y_ = ec_y_ * (ec_x_ * ec_x_) + ec_x_ + splat(1.0f);                                     \
-    ec_y_ * (v8)((ec_i_ + 127) << 23); })
+    ec_y_ * (ec_x_ * ec_x_) + ec_x_ + splat(1.0f); })
+
+// e^x for -87.3 ≤ x ≤ 88.3 (or NaN): 2^n through the exponent bits.
+#define vexp_core(xv) ({ vi8 ek_i_; v8 ek_y_ = vexp_reduce((xv), ek_i_); ek_y_ * (v8)((ek_i_ + 127) << 23); })
 
 // e^x for x ≤ 0 (Cephes expf: x = n·ln2 + r, |r| ≤ ln2/2, e^r by a degree-6 polynomial, 2^n
 // through the exponent bits; about 1 ulp). Below -87.3 (results under 2^-126) the argument is
@@ -71,18 +74,8 @@ typedef int32_t vi8 __attribute__((vector_size(32)));
     v8 xe_x_ = sel((vi8)(xe_in_ < splat(-104.0f)), splat(-104.0f), xe_in_);                    \
     xe_x_ = sel((vi8)(xe_x_ > splat(88.8f)), splat(88.8f), xe_x_);                             \
     xe_x_ = sel((vi8)(xe_x_ == xe_x_), xe_x_, splat(0));                                       \
-    v8 xe_f_ = xe_x_ * splat(1.44269504088896341f) + splat(0.5f);                              \
-    vi8 xe_i_ = __builtin_convertvector(xe_f_, vi8);                                           \
-    xe_i_ = xe_i_ + (vi8)(__builtin_convertvector(xe_i_, v8) > xe_f_);   /* floor */           \
-    v8 xe_n_ = __builtin_convertvector(xe_i_, v8);                                             \
-    xe_x_ = xe_x_ - xe_n_ * splat(0.693359375f) - xe_n_ * splat(-2.12194440e-4f);              \
-    v8 xe_y_ = splat(1.9875691500e-4f);                                                        \
-    xe_y_ = xe_y_ * xe_x_ + splat(1.3981999507e-3f);                                           \
-    xe_y_ = xe_y_ * xe_x_ + splat(8.3334519073e-3f);                                           \
-    xe_y_ = xe_y_ * xe_x_ + splat(4.1665795894e-2f);                                           \
-    xe_y_ = xe_y_ * xe_x_ + splat(1.6666665459e-1f);                                           \
-    xe_y_ = xe_y_ * xe_x_ + splat(5.0000001201e-1f);                                           \
-    xe_y_ = xe_y_ * (xe_x_ * xe_x_) + xe_x_ + splat(1.0f);                                     \
+    vi8 xe_i_;                                                                                 \
+    v8 xe_y_ = vexp_reduce(xe_x_, xe_i_);                                                      \
     vi8 xe_h_ = xe_i_ >> 1;                                                                    \
     xe_y_ = xe_y_ * (v8)((xe_h_ + 127) << 23) * (v8)((xe_i_ - xe_h_ + 127) << 23);             \
     xe_y_ = (v8)((vi8)xe_y_ & ~(vi8)(xe_in_ < splat(-104.0f)));                                \
