@@ -894,6 +894,27 @@ AVX512 static inline void store16(float *dst, __m512 v, ptrdiff_t n, ck_activati
         v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
         break;
     }
+    case 4: case 5: {   // Sigmoid, SiLU: vsigmoid's operations on sixteen lanes, in its order (same bits)
+        __m512 nx = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000)));   // -|x|
+        if (_mm512_cmp_ps_mask(nx, _mm512_set1_ps(-87.3f), _CMP_LT_OQ)) goto halves;   // subnormal e: the eight-lane path
+        __m512 n = _mm512_roundscale_ps(_mm512_fmadd_ps(nx, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+                                        _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        __m512i ni = _mm512_cvttps_epi32(n);
+        __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), nx);
+        r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+        __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+        y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+        y = _mm512_add_ps(_mm512_fmadd_ps(y, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+        __m512 e = _mm512_mul_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(ni, _mm512_set1_epi32(127)), 23)));
+        __m512 q = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+        __m512 sg = _mm512_mask_mov_ps(_mm512_mul_ps(e, q), _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ), q);
+        v = act.kind == 4 ? sg : _mm512_mul_ps(v, sg);
+        break;
+    }
     case 6: case 7: {   // HardSigmoid, HardSwish: the eight-lane formulas (NaN kept), sixteen lanes at once
         __m512 hs = act.kind == 6 ? _mm512_fmadd_ps(v, _mm512_set1_ps(act.p0), _mm512_set1_ps(act.p1))
                                   : _mm512_fmadd_ps(v, _mm512_set1_ps(1.0f / 6), _mm512_set1_ps(0.5f));
@@ -902,7 +923,8 @@ AVX512 static inline void store16(float *dst, __m512 v, ptrdiff_t n, ck_activati
         v = act.kind == 6 ? hs : _mm512_mul_ps(v, hs);
         break;
     }
-    default: {
+    default:
+    halves: {
         float t[16];
         _mm512_storeu_ps(t, v);
         st(t, activate(ld(t), act));
