@@ -310,11 +310,18 @@ INLINE void scatter_tile(const float *t, int rows, float *c, ptrdiff_t ldc, ck_b
         }                                                                                      \
     } while (0)
 
-// Panels of B packed per block (see gemm_block_panels: twice as many 16-column panels).
-static inline ptrdiff_t gemm_block_panels16(ptrdiff_t k) {
-    ptrdiff_t w = 1024 / (k > 0 ? k : 1);
-    return w > 16 ? 16 : w < 1 ? 1 : w;
+// Panels of B packed per block: up to 8 (256 columns) while the block stays ≤ 512·32 floats, so
+// each row tile writes 1 KB of a C row at a time instead of 128 B: with few inner terms (a 1×1
+// convolution of 16–64 channels) the product is bound by storing C, and 64 rows each advancing
+// by two cache lines at a time defeat the prefetchers (16 → 64 channels on 112×112, C not in
+// cache: ~1200 → ~650 µs with AVX-512, ~810 → ~650 µs with AVX2 on a 2-core EPYC).
+static inline ptrdiff_t gemm_block_panels(ptrdiff_t k) {   // 32-column panels (AVX-512)
+    ptrdiff_t w = 512 / (k > 0 ? k : 1);
+    return w > 8 ? 8 : w < 1 ? 1 : w;
 }
+
+// The same block in 16-column panels (the AVX2 and baseline products): the same bytes.
+static inline ptrdiff_t gemm_block_panels16(ptrdiff_t k) { return 2 * gemm_block_panels(k); }
 
 // The panel loop shared by the products: PACK fills `panel` with the k × 16 panel of B at
 // columns [j, j + cols); a block of panels is packed, then tiles of 6 rows multiply each.
@@ -987,16 +994,6 @@ typedef void (*tile32_fn)(int, ptrdiff_t, const float *, ptrdiff_t, const float 
 static const tile32_fn tiles32[MR5 + 1] = {0, tile32_1, tile32_2, tile32_3, tile32_4, tile32_5, tile32_6,
                                            tile32_7, tile32_8, tile32_9, tile32_10, tile32_11, tile32_12};
 
-// Panels of B packed per block: up to 8 (256 columns) while the block stays ≤ 512·32 floats, so
-// each row tile writes 1 KB of a C row at a time instead of 128 B: with few inner terms (a 1×1
-// convolution of 16–64 channels) the product is bound by storing C, and 64 rows each advancing
-// by two cache lines at a time defeat the prefetchers (16 → 64 channels on 112×112, C not in
-// cache: ~1200 → ~650 µs with AVX-512, ~810 → ~650 µs with AVX2 on a 2-core EPYC).
-static inline ptrdiff_t gemm_block_panels(ptrdiff_t k) {
-    ptrdiff_t w = 512 / (k > 0 ? k : 1);
-    return w > 8 ? 8 : w < 1 ? 1 : w;
-}
-
 AVX512 static void gemm_avx512(GEMM_PARAMS) {
     if (bt.per <= 0) bt.per = j1;
     ptrdiff_t wb = gemm_block_panels(k);
@@ -1075,10 +1072,9 @@ int ck_gemm_panel_width(void) { return level() >= 2 ? 32 : NR; }
 
 int ck_gemm_row_tile(void) { return level() >= 2 ? 12 : MR; }
 
-// Enough for either variant: a block of panels of B (gemm_block_panels, gemm_block_panels16) and a 12 × 32 tile.
+// Enough for either variant: a block of panels of B (the same bytes in both) and a 12 × 32 tile.
 size_t ck_gemm_scratch(ptrdiff_t k) {
-    ptrdiff_t k1 = k > 0 ? k : 1, w5 = k1 * 32 * gemm_block_panels(k), w2 = k1 * 16 * gemm_block_panels16(k);
-    return (size_t)((w5 > w2 ? w5 : w2) + 12 * 32);
+    return (size_t)((k > 0 ? k : 1) * 32 * gemm_block_panels(k) + 12 * 32);
 }
 
 void ck_gemm_columns(GEMM_PARAMS) {

@@ -54,6 +54,7 @@ struct EvalNode: ParsableCommand {
     func validate() throws {
         if repeatCount < 0 { throw ValidationError("--repeat must be ≥ 0") }
         if let t = threads, t < 1 { throw ValidationError("--threads must be ≥ 1") }
+        if profileNodes && !profileOps { throw ValidationError("--profile-nodes needs --profile-ops (and --repeat)") }
     }
 
     struct Timing: Encodable {
@@ -149,13 +150,12 @@ extension EvalNode {
     func printOpProfile(_ executor: Executor, _ m: Model, _ feeds: [String: Tensor], runs: Int) throws {
         var totals: [String: Double] = [:]
         var perNode: [String: Double] = [:]
-        let nodesToo = profileNodes
         for _ in 0..<runs {
             var last = DispatchTime.now().uptimeNanoseconds
             _ = try executor.run(feeds, stepDone: { node in
                 let now = DispatchTime.now().uptimeNanoseconds
                 totals[Self.profileLabel(node, executor.optimizedGraph), default: 0] += Double(now - last) / 1e6
-                if nodesToo { perNode[node.name, default: 0] += Double(now - last) / 1e6 }
+                if profileNodes { perNode[node.name, default: 0] += Double(now - last) / 1e6 }
                 last = now
             })
         }
