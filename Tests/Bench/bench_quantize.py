@@ -110,7 +110,7 @@ def top1(ref, got, classes):
     return float(np.mean([a[:classes].argmax() == b[:classes].argmax() for a, b in zip(ref, got)]))
 
 
-def ort_variant(model, out, calib, name, method, symmetric):
+def ort_variant(model, out, calib, name, method, symmetric, op_types=None):
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -127,7 +127,7 @@ def ort_variant(model, out, calib, name, method, symmetric):
         extra.update({"CalibNumBins": 2048, "CalibNumQuantizedBins": 128})
     quantize_static(str(model), str(out), R(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    op_types_to_quantize=["Conv", "Gemm", "MatMul"], calibrate_method=getattr(CalibrationMethod, method),
+                    op_types_to_quantize=op_types, calibrate_method=getattr(CalibrationMethod, method),
                     extra_options=extra)
 
 
@@ -176,12 +176,16 @@ def fidelity(label, model, name, calib, evals, classes, d):
     import io
     import logging
     logging.getLogger().setLevel(logging.ERROR)
-    for method in ("MinMax", "Entropy", "Percentile"):
-        for symmetric in (True, False):
-            out = os.path.join(d, f"{label}-ort-{method}-{symmetric}.onnx")
-            with contextlib.redirect_stdout(io.StringIO()):  # (quantize_static prints its progress)
-                ort_variant(model, out, calib, name, method, symmetric)
-            add(f"ORT {method} {'sym int8' if symmetric else 'asym uint8'}", out)
+    # ORT with its own default op set (every op of its QDQ registry: the reference) and
+    # restricted to the weighted ops (fewer rounding points; better on some models, worse on
+    # others): its best variant is the best of both.
+    for ops, suffix in ((None, ""), (["Conv", "Gemm", "MatMul"], " (Conv/Gemm/MatMul)")):
+        for method in ("MinMax", "Entropy", "Percentile"):
+            for symmetric in (True, False):
+                out = os.path.join(d, f"{label}-ort-{method}-{symmetric}-{len(ops or [])}.onnx")
+                with contextlib.redirect_stdout(io.StringIO()):  # (quantize_static prints its progress)
+                    ort_variant(model, out, calib, name, method, symmetric, ops)
+                add(f"ORT {method} {'sym int8' if symmetric else 'asym uint8'}{suffix}", out)
     for preset in ("PERFORMANCE", "MIXED"):
         out = os.path.join(d, f"{label}-nncf-{preset}.onnx")
         err = nncf_variant(model, out, calib, name, preset)
@@ -190,12 +194,12 @@ def fidelity(label, model, name, calib, evals, classes, d):
         else:
             add(f"NNCF {preset}" + (" (default)" if preset == "PERFORMANCE" else ""), out)
     print(f"\n{label}: {len(calib)} calibration samples, {len(evals)} evaluation samples; output SQNR vs float (dB)")
-    print(f"{'tool / settings':28s} {'simulated':>10s} {'ORT-exec':>9s} {'top-1 sim':>10s} {'top-1 exec':>11s}  note")
+    print(f"{'tool / settings':45s} {'simulated':>10s} {'ORT-exec':>9s} {'top-1 sim':>10s} {'top-1 exec':>11s}  note")
 
     def f(x, pct=False):
         return "-" if x is None else (f"{100 * x:.1f}%" if pct else f"{x:.2f}")
     for r in rows:
-        print(f"{r[0]:28s} {f(r[1]):>10s} {f(r[2]):>9s} {f(r[3], True):>10s} {f(r[4], True):>11s}  {r[5]}")
+        print(f"{r[0]:45s} {f(r[1]):>10s} {f(r[2]):>9s} {f(r[3], True):>10s} {f(r[4], True):>11s}  {r[5]}")
     c = rows[0]
     ort_default = next(r for r in rows if r[0] == "ORT MinMax sym int8")
     for col, what in ((1, "simulated"), (2, "ORT-executed")):
