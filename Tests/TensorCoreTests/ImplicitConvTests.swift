@@ -9,7 +9,9 @@ import XCTest
 /// over), dilations, asymmetric pads (wider than the input too), one input channel, output rows
 /// of 1–40 positions (runs crossing the 8- and 16-lane halves and the 16- and 32-column panels,
 /// panels of at most 8 columns), groups, batch 2, output channels not a multiple of the 6- or
-/// 12-row tile, packed and in-place weights, fused activations and a row epilogue. The baseline
+/// 12-row tile, packed and in-place weights, fused activations and a row epilogue. With AVX-512,
+/// at most 4 input channels and output rows of 16 or more take the direct blocks (no panels),
+/// whose row groups of 16 and row tails the stem cases cover. The baseline
 /// variant (and a CPU without AVX2) has no implicit kernel: the test then checks that it
 /// declines and that the im2col path is right.
 final class ImplicitConvTests: XCTestCase {
@@ -45,6 +47,10 @@ final class ImplicitConvTests: XCTestCase {
         Case(n: 1, c: 2, m: 19, groups: 1, h: 20, w: 1, kh: 3, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1, pt: 1, pl: 0, pb: 1, pr: 0),
         Case(n: 1, c: 3, m: 14, groups: 1, h: 13, w: 7, kh: 3, kw: 3, sh: 1, sw: 1, dh: 2, dw: 1, pt: 2, pl: 1, pb: 2, pr: 1),
         Case(n: 1, c: 4, m: 6, groups: 1, h: 9, w: 14, kh: 3, kw: 3, sh: 1, sw: 2, dh: 1, dw: 2, pt: 1, pl: 3, pb: 0, pr: 0),
+        // An RGB stem (3×3 stride 2, 32 filters: two 16-row groups of the AVX-512 direct blocks
+        // for at most 4 channels; output rows of 35 = 16 + 16 + 3) and output rows of exactly 16.
+        Case(n: 1, c: 3, m: 32, groups: 1, h: 70, w: 70, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pt: 1, pl: 1, pb: 1, pr: 1),
+        Case(n: 1, c: 4, m: 17, groups: 1, h: 32, w: 32, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pt: 0, pl: 1, pb: 1, pr: 0),
         // 64 taps (the most the implicit kernel takes) and 81 (im2col).
         Case(n: 1, c: 1, m: 3, groups: 1, h: 10, w: 12, kh: 8, kw: 8, sh: 1, sw: 1, dh: 1, dw: 1, pt: 3, pl: 4, pb: 4, pr: 3),
         Case(n: 1, c: 2, m: 5, groups: 1, h: 9, w: 9, kh: 9, kw: 9, sh: 1, sw: 1, dh: 1, dw: 1, pt: 4, pl: 4, pb: 4, pr: 4),
