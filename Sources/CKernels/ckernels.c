@@ -1318,10 +1318,11 @@ AVX512 static void conv_direct512(ptrdiff_t m, const ck_conv2d *g, const float *
                         _mm_prefetch((const char *)q, _MM_HINT_T0);
                 }
         }
-        // And the output two blocks ahead, for writing (its lines are read before they are written).
-        if (j + 32 < j1) for (ptrdiff_t i = 0; i < m; i++) __builtin_prefetch(y + i * ldc + j + 32, 1, 3);
         for (ptrdiff_t i = 0; i < m; i += DIRECT_ROWS) {
             int rows = m - i < DIRECT_ROWS ? (int)(m - i) : DIRECT_ROWS;
+            // And the group's output two blocks ahead, for writing (its lines are read before
+            // they are written), just before the group's stores.
+            if (j + 32 < j1) for (int r = 0; r < rows; r++) __builtin_prefetch(y + (i + r) * ldc + j + 32, 1, 3);
             conv_directs[rows](g, x, a + i * lda, lda, y + i * ldc + j, ldc, bias ? bias + i : 0, act, oh, cols, mlo, mhi, shift);
         }
         j += cols;
