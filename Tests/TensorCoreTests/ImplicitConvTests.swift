@@ -11,11 +11,13 @@ import XCTest
 /// panels of at most 8 columns), groups, batch 2, output channels not a multiple of the 6- or
 /// 12-row tile, packed and in-place weights, fused activations and a row epilogue. With AVX-512,
 /// at most 4 input channels and output rows of 16 or more take the direct blocks (no panels),
-/// whose row groups of 16 and row tails the stem cases cover. The baseline
+/// whose row groups of 16 and row tails the stem cases cover; every case runs on one thread and
+/// on the pool's threads (which split a product's rows and panels into tasks). The baseline
 /// variant (and a CPU without AVX2) has no implicit kernel: the test then checks that it
 /// declines and that the im2col path is right.
 final class ImplicitConvTests: XCTestCase {
-    override func tearDown() { Convolution.implicitProducts = true; DirectGemm.force(nil) }
+    static let poolThreads = Parallel.threads
+    override func tearDown() { Convolution.implicitProducts = true; DirectGemm.force(nil); Parallel.threads = Self.poolThreads }
 
     struct Case { var n, c, m, groups, h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr: Int }
 
@@ -51,6 +53,8 @@ final class ImplicitConvTests: XCTestCase {
         // for at most 4 channels; output rows of 35 = 16 + 16 + 3) and output rows of exactly 16.
         Case(n: 1, c: 3, m: 32, groups: 1, h: 70, w: 70, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pt: 1, pl: 1, pb: 1, pr: 1),
         Case(n: 1, c: 4, m: 17, groups: 1, h: 32, w: 32, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pt: 0, pl: 1, pb: 1, pr: 0),
+        // Stride 1, dilated across and down, one image (the direct blocks; output rows of 30).
+        Case(n: 1, c: 3, m: 20, groups: 1, h: 9, w: 30, kh: 3, kw: 3, sh: 1, sw: 1, dh: 2, dw: 2, pt: 2, pl: 2, pb: 1, pr: 2),
         // 64 taps (the most the implicit kernel takes) and 81 (im2col).
         Case(n: 1, c: 1, m: 3, groups: 1, h: 10, w: 12, kh: 8, kw: 8, sh: 1, sw: 1, dh: 1, dw: 1, pt: 3, pl: 4, pb: 4, pr: 3),
         Case(n: 1, c: 2, m: 5, groups: 1, h: 9, w: 9, kh: 9, kw: 9, sh: 1, sw: 1, dh: 1, dw: 1, pt: 4, pl: 4, pb: 4, pr: 4),
@@ -71,7 +75,11 @@ final class ImplicitConvTests: XCTestCase {
         let variants = DirectGemm.availableVariants
         var implicitRuns: [DirectGemm.Variant: Int] = [:]
         var sink = [Float](repeating: 0, count: 1)
-        for c in Self.cases {
+        // One thread (every row of a task in one call: the direct blocks' 16-row groups and their
+        // remainders whatever the machine) and the pool's threads (tasks split by rows and panels).
+        let threadCounts = Array(Set([1, Self.poolThreads])).sorted()
+        for (c, threads) in Self.cases.flatMap({ c in threadCounts.map { (c, $0) } }) {
+            Parallel.threads = threads
             let oh = (c.h + c.pt + c.pb - ((c.kh - 1) * c.dh + 1)) / c.sh + 1
             let ow = (c.w + c.pl + c.pr - ((c.kw - 1) * c.dw + 1)) / c.sw + 1
             XCTAssert(oh > 0 && ow > 0)
@@ -126,12 +134,12 @@ final class ImplicitConvTests: XCTestCase {
                             } } }
                             for i in 0..<ref.count {
                                 XCTAssertEqual(Double(y[i]), Self.act(kind, ref[i]), accuracy: 4 * Double(k + 1) * 0x1p-24 * mag[i] + 1e-30,
-                                               "\(c) \(variant) act \(kind) packed \(usePacked) implicit \(implicit) at \(i)")
+                                               "\(c) threads \(threads) \(variant) act \(kind) packed \(usePacked) implicit \(implicit) at \(i)")
                             }
                             outputs.append(y)
                         }
                         XCTAssertEqual(outputs[0].map(\.bitPattern), outputs[1].map(\.bitPattern),
-                                       "\(c) \(variant) act \(kind) packed \(usePacked): implicit differs from im2col")
+                                       "\(c) threads \(threads) \(variant) act \(kind) packed \(usePacked): implicit differs from im2col")
                         if e == 0 && !usePacked { im2colBias = outputs[1] }
                         if variant != .baseline {
                             let key = "\(e) \(usePacked)"

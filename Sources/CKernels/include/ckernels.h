@@ -133,8 +133,10 @@ size_t ck_conv_scratch(const ck_conv2d *g);
 /// Convolution as a product without a column matrix: output rows 0..<m (channels; `y` the first,
 /// rows oh·ow floats apart), output positions j in [j0, j1) (flattened oh·ow + ow):
 /// y[i, j] = act(bias[i] + Σ_r A[i, r] · X(r, j)), r = (c, kh, kw) in the weights' order, X the
-/// input value that tap reads (zero in the padding). A as for `ck_gemm_columns` (`packed_a` or
-/// `a` with `lda`). Only where `ck_conv_implicit(g)`; aborts otherwise.
+/// input value that tap reads (zero in the padding). A is `a` with `lda`, always read (the
+/// AVX-512 direct blocks for at most 4 input channels take it even when `packed_a` is given);
+/// `packed_a`, when not NULL, is `ck_pack_a`'s layout of the same rows, read by the panel path.
+/// Only where `ck_conv_implicit(g)`; aborts otherwise.
 void ck_conv_columns(ptrdiff_t m, const ck_conv2d *g, const float *x, const float *a, ptrdiff_t lda,
                      const float *packed_a, float *y, const float *bias, ck_activation act, ptrdiff_t j0,
                      ptrdiff_t j1, float *scratch);
