@@ -111,7 +111,9 @@ final class DirectKernelTests: XCTestCase {
                 let a = (0..<(m * k)).map { _ in rng.uniform() }
                 let b2 = (0..<(k * 2)).map { _ in rng.uniform() }          // k × 2, row-major
                 let bias = (0..<m).map { _ in rng.uniform() }
-                var packed = [Float](repeating: .nan, count: DirectGemm.packedSize(m: m, k: k))
+                // Packed A followed by 64 NaNs: a kernel that read past it into a kept row would
+                // give NaN there (caught below against the tiles and the float64 sums).
+                var packed = [Float](repeating: .nan, count: DirectGemm.packedSize(m: m, k: k) + 64)
                 packed.withUnsafeMutableBufferPointer { DirectGemm.packA(m: m, k: k, a: a, lda: k, into: $0.baseAddress!) }
                 for (kind, activation) in (Self.activations + [.sigmoid, .hardSwish]).enumerated() {
                     for useBias in [true, false] {
@@ -126,6 +128,7 @@ final class DirectKernelTests: XCTestCase {
                             }
                         }
                         for i in 0..<m {
+                            XCTAssertFalse(one[i * 3].isNaN, "m \(m) k \(k) \(activation) \(variant) row \(i): NaN (read past packed A?)")
                             XCTAssertEqual(one[i * 3].bitPattern, two[i * 2].bitPattern,
                                            "m \(m) k \(k) \(activation) bias \(useBias) \(variant) row \(i): \(one[i * 3]) vs \(two[i * 2])")
                             XCTAssert(one[i * 3 + 1].isNaN && one[i * 3 + 2].isNaN, "wrote outside column 0 at row \(i)")
