@@ -1196,6 +1196,14 @@ INLINE ptrdiff_t conv_run_lanes(const ck_conv2d *g, ptrdiff_t ow0, ptrdiff_t a, 
     return shift;
 }
 
+// Stride 2: lanes [lo, hi) (0 ≤ lo < hi ≤ 16) read the even values 2·lo … 2·(hi − 1) of 32
+// loaded at once; the two 16-lane load masks of those values.
+static inline void conv_even_masks(ptrdiff_t lo, ptrdiff_t hi, __mmask16 *m0, __mmask16 *m1) {
+    uint32_t spread = (uint32_t)((((uint64_t)1 << (2 * hi)) - ((uint64_t)1 << (2 * lo))) & 0x55555555u);
+    *m0 = (__mmask16)(spread & 0xFFFF);
+    *m1 = (__mmask16)(spread >> 16);
+}
+
 AVX512 static void conv_panel_runs(const ck_conv2d *g, ptrdiff_t j, ptrdiff_t cols, conv_runs *t) {
     ptrdiff_t taps = g->kh * g->kw;
     for (ptrdiff_t tap = 0; tap < taps; tap++) t->count[tap][0] = t->count[tap][1] = 0;
@@ -1215,10 +1223,7 @@ AVX512 static void conv_panel_runs(const ck_conv2d *g, ptrdiff_t j, ptrdiff_t co
                     __mmask16 mk = (__mmask16)(lanes(hi - l0) & ~lanes(lo - l0));
                     t->off[tap][half][n] = ih * g->w + shift + sw * l0;
                     t->mask[tap][half][n] = mk;
-                    // lane i reads input value 2i of the 32 loaded (stride 2): bits 2i, i in [lo, hi)
-                    uint32_t spread = (uint32_t)((((uint64_t)1 << (2 * (hi - l0))) - ((uint64_t)1 << (2 * (lo - l0)))) & 0x55555555u);
-                    t->src[tap][half][n][0] = (__mmask16)(spread & 0xFFFF);
-                    t->src[tap][half][n][1] = (__mmask16)(spread >> 16);
+                    conv_even_masks(lo - l0, hi - l0, &t->src[tap][half][n][0], &t->src[tap][half][n][1]);
                 }
             }
             a = b;
@@ -1298,9 +1303,7 @@ AVX512 static void conv_direct512(ptrdiff_t m, const ck_conv2d *g, const float *
             shift[v] = conv_run_lanes(g, ow0, 0, cols, v, &lo, &hi);
             if (hi <= lo) { mlo[v] = mhi[v] = 0; continue; }
             if (g->sw == 1) { mlo[v] = (__mmask16)(lanes(hi) & ~lanes(lo)); continue; }
-            uint32_t spread = (uint32_t)((((uint64_t)1 << (2 * hi)) - ((uint64_t)1 << (2 * lo))) & 0x55555555u);
-            mlo[v] = (__mmask16)(spread & 0xFFFF);
-            mhi[v] = (__mmask16)(spread >> 16);
+            conv_even_masks(lo, hi, &mlo[v], &mhi[v]);
         }
         // The input this block's columns read for output row oh + PF_ROWS, fetched ahead: the
         // first layer's input comes from memory, and its masked loads alone leave the

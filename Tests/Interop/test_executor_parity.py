@@ -144,3 +144,35 @@ def test_outputs_match_onnxruntime(cid, model, feeds, tmp_path):
         err = float(np.abs(got.astype(np.float64) - ref.astype(np.float64)).max())
         assert np.isfinite(got).all() and err <= REL_BOUND * scale, \
             f"{cid} output '{name}': max abs error {err:.3g} > {REL_BOUND:g} x max|ref| ({scale:.4g})"
+
+
+def test_profile_nodes_reports_each_step_of_the_fused_plan(tmp_path):
+    """`_eval --profile-ops --profile-nodes`: one line per step of the plan as it runs, slowest first,
+    an unnamed node by its label, a Relu fused into its Conv not timed apart, the per-node times
+    adding up to the per-operator-type ones; without --profile-ops it refuses."""
+    from onnx import TensorProto, helper
+    rng = np.random.default_rng(5)
+    w = numpy_helper.from_array(rng.standard_normal((3, 3, 3, 3)).astype(np.float32), "w")
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], name="c1", pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"], name="r1"),
+         helper.make_node("Add", ["r", "x"], ["y"]),           # unnamed: reported by its label
+         helper.make_node("Sigmoid", ["y"], ["z"], name="s1")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3, 16, 16])], [w])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    base = [COMPRESS, "_eval", str(path), "--random-input", "x=1x3x16x16", "--repeat", "20", "--threads", "1"]
+    r = subprocess.run(base + ["--profile-ops", "--profile-nodes"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    nodes = [ln.split() for ln in r.stderr.splitlines() if ln.startswith("node ")]
+    names, times = [n[1] for n in nodes], [float(n[2]) for n in nodes]
+    assert all(n[3] == "ms/run" for n in nodes)
+    assert sorted(names) == sorted(["c1", "Add(y)", "s1"]), names   # r1 runs inside c1
+    assert times == sorted(times, reverse=True) and all(t >= 0 for t in times)
+    per_type = [ln for ln in r.stderr.splitlines() if ln.endswith("ms/run") and not ln.startswith("node ")]
+    type_total = sum(float(ln.split()[-2]) for ln in per_type)
+    assert len(per_type) == 3, per_type   # Conv, Add, Sigmoid
+    assert abs(sum(times) - type_total) <= 0.01 * len(per_type) + 1e-9, (times, per_type)
+    refused = subprocess.run(base + ["--profile-nodes"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "--profile-nodes needs --profile-ops" in refused.stderr

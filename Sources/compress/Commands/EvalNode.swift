@@ -155,7 +155,7 @@ extension EvalNode {
             _ = try executor.run(feeds, stepDone: { node in
                 let now = DispatchTime.now().uptimeNanoseconds
                 totals[Self.profileLabel(node, executor.optimizedGraph), default: 0] += Double(now - last) / 1e6
-                if profileNodes { perNode[node.name, default: 0] += Double(now - last) / 1e6 }
+                if profileNodes { perNode[node.label, default: 0] += Double(now - last) / 1e6 }
                 last = now
             })
         }
