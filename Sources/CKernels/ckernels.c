@@ -891,7 +891,7 @@ static void scatter_tile32(const float *t, int rows, float *c, ptrdiff_t ldc, ck
 // Bias and activation on one 16-lane accumulator, stored to the first `n` lanes of `dst`.
 // Relu and Clip keep NaN (a false comparison leaves the lane); the other kinds go through the
 // eight-lane `activate`, as in the AVX2 kernel.
-AVX512 static inline void store16(float *dst, __m512 v, ptrdiff_t n, ck_activation act) {
+AVX512 static inline __m512 act16(__m512 v, ck_activation act) {
     switch (act.kind) {
     case 0: break;
     case 1: v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps()); break;
@@ -940,6 +940,11 @@ AVX512 static inline void store16(float *dst, __m512 v, ptrdiff_t n, ck_activati
         break;
     }
     }
+    return v;
+}
+
+AVX512 static inline void store16(float *dst, __m512 v, ptrdiff_t n, ck_activation act) {
+    v = act16(v, act);
     if (n >= 16) _mm512_storeu_ps(dst, v); else _mm512_mask_storeu_ps(dst, lanes(n), v);
 }
 
@@ -1023,6 +1028,105 @@ AVX512 static void gemm_avx512(GEMM_PARAMS) {
                     tiles32[rows](cols > 16, k, a + i * lda, lda, ap, panel, c + img * bt.c_stride + pos + i * ldc, ldc, cols, bi, act);
                 }
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The product transposed, for 1×1 convolutions over few positions: C^T = B^T·A^T, the vector
+// along A's rows (output channels, 32 a panel) and the register tile's rows along B's columns
+// (positions). A 7×7 plane's 49 columns fill only 49 of the column tiles' 64 lanes; here every
+// lane is a channel. Each value is the bias, then the k products added in order by fused
+// multiply-adds, then the activation by `store16`: the same operations as `tile32`, so the same
+// bits. The tile is transposed back through a small buffer (one gather per channel).
+
+size_t ck_packed_at_size(ptrdiff_t m, ptrdiff_t k) { return (size_t)((m + 31) / 32 * 32 * k); }
+
+// A as k-major panels of 32 rows: panel q holds A[32q + l, p] at [q][p][l] (zero past m).
+void ck_pack_at(ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, float *out) {
+    for (ptrdiff_t i = 0; i < m; i += 32)
+        for (ptrdiff_t p = 0; p < k; p++)
+            for (ptrdiff_t l = 0; l < 32; l++)
+                *out++ = i + l < m ? a[(i + l) * lda + p] : 0;
+}
+
+// Rows 0..<rows of a 16 × 16 block (the rest taken as zero) transposed, and the first `chans`
+// of the transposed rows stored `ldc` apart, lanes `mask`: four butterfly stages, each swapping
+// one bit of the row index with the same bit of the lane index.
+AVX512 static inline __attribute__((always_inline)) void transpose_store(
+        const __m512 *in, const int rows, float *c, ptrdiff_t ldc, ptrdiff_t chans, __mmask16 mask) {
+    __m512 v[16];
+    for (int r = 0; r < 16; r++) v[r] = r < rows ? in[r] : _mm512_setzero_ps();
+    for (int s = 1; s < 16; s <<= 1) {
+        int ia[16], ib[16];
+        for (int j = 0; j < 16; j++) {
+            ia[j] = (j & s) ? 16 + j - s : j;
+            ib[j] = (j & s) ? 16 + j : j + s;
+        }
+        const __m512i xa = _mm512_loadu_si512(ia), xb = _mm512_loadu_si512(ib);
+        for (int i = 0; i < 16; i++) {
+            if (i & s) continue;
+            __m512 a = v[i], b = v[i + s];
+            v[i] = _mm512_permutex2var_ps(a, xa, b);
+            v[i + s] = _mm512_permutex2var_ps(a, xb, b);
+        }
+    }
+    for (ptrdiff_t ch = 0; ch < chans; ch++) _mm512_mask_storeu_ps(c + ch * ldc, mask, v[ch]);
+}
+
+AVX512 static inline __attribute__((always_inline)) void tile_t(
+        const int rows, const int wide, ptrdiff_t k, const float *x, ptrdiff_t ldb, const float *wp,
+        float *c, ptrdiff_t ldc, ptrdiff_t chans, const float *bias, ck_activation act) {
+    __m512 acc0[MR5], acc1[MR5];
+    __m512 z0 = bias ? _mm512_maskz_loadu_ps(lanes(chans), bias) : _mm512_setzero_ps();
+    __m512 z1 = bias && wide ? _mm512_maskz_loadu_ps(lanes(chans - 16), bias + 16) : _mm512_setzero_ps();
+    for (int r = 0; r < rows; r++) { acc0[r] = z0; acc1[r] = z1; }
+    for (ptrdiff_t p = 0; p < k; p++, x += ldb, wp += 32) {
+        __m512 w0 = _mm512_loadu_ps(wp), w1 = wide ? _mm512_loadu_ps(wp + 16) : w0;
+        for (int r = 0; r < rows; r++) {
+            __m512 av = _mm512_set1_ps(x[r]);
+            acc0[r] = _mm512_fmadd_ps(av, w0, acc0[r]);
+            if (wide) acc1[r] = _mm512_fmadd_ps(av, w1, acc1[r]);
+        }
+    }
+    for (int r = 0; r < rows; r++) {
+        acc0[r] = act16(acc0[r], act);
+        if (wide) acc1[r] = act16(acc1[r], act);
+    }
+    const __mmask16 mask = lanes(rows);
+    transpose_store(acc0, rows, c, ldc, chans < 16 ? chans : 16, mask);
+    if (wide) transpose_store(acc1, rows, c + 16 * ldc, ldc, chans - 16, mask);
+}
+
+#define TILE_T_FN(R)                                                                           \
+    AVX512 static void tile_t_##R(int wide, ptrdiff_t k, const float *x, ptrdiff_t ldb, const float *wp, \
+                                  float *c, ptrdiff_t ldc, ptrdiff_t chans, const float *bias, ck_activation act) { \
+        if (wide) tile_t(R, 1, k, x, ldb, wp, c, ldc, chans, bias, act);                         \
+        else tile_t(R, 0, k, x, ldb, wp, c, ldc, chans, bias, act);                              \
+    }
+TILE_T_FN(1) TILE_T_FN(2) TILE_T_FN(3) TILE_T_FN(4) TILE_T_FN(5) TILE_T_FN(6)
+TILE_T_FN(7) TILE_T_FN(8) TILE_T_FN(9) TILE_T_FN(10) TILE_T_FN(11) TILE_T_FN(12)
+
+typedef void (*tile_t_fn)(int, ptrdiff_t, const float *, ptrdiff_t, const float *, float *, ptrdiff_t, ptrdiff_t,
+                          const float *, ck_activation);
+static const tile_t_fn tiles_t[MR5 + 1] = {0, tile_t_1, tile_t_2, tile_t_3, tile_t_4, tile_t_5, tile_t_6,
+                                           tile_t_7, tile_t_8, tile_t_9, tile_t_10, tile_t_11, tile_t_12};
+
+int ck_gemm_t_available(void) { return ck_uses_avx512(); }
+
+void ck_gemm_t_columns(ptrdiff_t m, ptrdiff_t k, const float *packed_at, const float *b, ptrdiff_t ldb, float *c,
+                       ptrdiff_t ldc, const float *bias, ck_activation act, ptrdiff_t i0, ptrdiff_t i1,
+                       ptrdiff_t j0, ptrdiff_t j1) {
+    if (!ck_uses_avx512() || j1 <= j0) return;
+    ptrdiff_t n = j1 - j0, tiles = (n + MR5 - 1) / MR5;
+    for (ptrdiff_t q = i0; q < i1 && q < m; q += 32) {
+        ptrdiff_t chans = m - q < 32 ? m - q : 32;
+        const float *wp = packed_at + (q / 32) * 32 * k;
+        // positions in `tiles` tiles of nearly equal rows (49 → 10, 10, 10, 10, 9)
+        for (ptrdiff_t t = 0, j = j0; t < tiles; t++) {
+            ptrdiff_t rows = (n - (j - j0)) / (tiles - t);
+            tiles_t[rows](chans > 16, k, b + j, ldb, wp, c + q * ldc + j, ldc, chans, bias ? bias + q : 0, act);
+            j += rows;
         }
     }
 }

@@ -64,6 +64,24 @@ void ck_gemm_columns(ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, co
                      const float *bias, ck_activation act, ck_batch batch, ptrdiff_t j0, ptrdiff_t j1,
                      float *scratch);
 
+/// Whether `ck_gemm_t_columns` runs on this CPU (the AVX-512 variant is in use).
+int ck_gemm_t_available(void);
+
+/// Floats `ck_pack_at` writes for an m × k matrix.
+size_t ck_packed_at_size(ptrdiff_t m, ptrdiff_t k);
+
+/// A as k-major panels of 32 rows for `ck_gemm_t_columns`: panel q holds A[32q + l, p] at
+/// [q][p][l], rows past m zero.
+void ck_pack_at(ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, float *out);
+
+/// `ck_gemm_columns` (one image, packed A) computed transposed: the vector along A's rows (32
+/// a panel) and the register tile along B's columns, for products with few columns (a 1×1
+/// convolution on a 7×7 plane). Rows [i0, i1) (i0 a multiple of 32), columns [j0, j1). Every
+/// value equals `ck_gemm_columns`' bit for bit. Does nothing unless `ck_gemm_t_available()`.
+void ck_gemm_t_columns(ptrdiff_t m, ptrdiff_t k, const float *packed_at, const float *b, ptrdiff_t ldb, float *c,
+                       ptrdiff_t ldc, const float *bias, ck_activation act, ptrdiff_t i0, ptrdiff_t i1,
+                       ptrdiff_t j0, ptrdiff_t j1);
+
 /// Floats `ck_pack_a` writes for an m × k matrix.
 size_t ck_packed_a_size(ptrdiff_t m, ptrdiff_t k);
 

@@ -151,6 +151,20 @@ public enum Convolution {
                             (b, ldb) = (UnsafePointer(col), cols)
                         }
                         let yc = yg + c0
+                        if direct && pointwise && transposedProducts && s.groups == 1 && cols == outS, let pw = packedWeights,
+                           DirectGemm.prefersTransposed(m: mg, n: cols),
+                           let pt = PackedWeights.derived(from: pw, count: DirectGemm.packedTransposedSize(m: mg, k: k),
+                                                          make: { DirectGemm.packAT(m: mg, k: k, a: wg, lda: k, into: $0) }) {
+                            // Few positions (a 7×7 plane): the vector along the channels instead.
+                            DirectGemm.multiplyTransposed(m: mg, n: cols, k: k, packedAT: pt, b: b, ldb: ldb, c: yc, ldc: outS,
+                                                          bias: bias, activation: act)
+                            if let rows {
+                                Parallel.forRanges(count: mg, minimumWork: 1 << 16, workPerItem: cols) { ms in
+                                    for m in ms { rows(yc + m * outS, cols, 0) }
+                                }
+                            }
+                            continue
+                        }
                         if direct {
                             DirectGemm.multiply(m: mg, n: cols, k: k, a: wg, lda: k, b: b, ldb: ldb, c: yc, ldc: outS,
                                                 bias: bias.map { $0 + g * mg }, activation: act, packedA: packed(g))
@@ -462,6 +476,10 @@ public enum Convolution {
             }
         }
     }
+
+    /// Tests and measurements: `COMPRESS_POINTWISE=columns` keeps 1×1 convolutions over few
+    /// positions on the column tiles instead of `DirectGemm.multiplyTransposed` (same bits).
+    nonisolated(unsafe) public static var transposedProducts = ProcessInfo.processInfo.environment["COMPRESS_POINTWISE"] != "columns"
 
     /// Tests and measurements: `COMPRESS_DEPTHWISE=loops` sends depthwise windows other than
     /// 3×3 to the scalar tap-by-tap loops instead of `depthwiseKxK`.

@@ -139,6 +139,49 @@ public enum DirectGemm {
         return true
     }
 
+    /// Whether `multiplyTransposed` should take an `m × n` product (one image, packed A): the
+    /// AVX-512 kernel runs, and n columns fill the column tiles' 16-lane vectors markedly worse
+    /// (7×7 = 49 columns: 64 lanes, 77 %) than m rows fill the transposed kernel's (1152
+    /// channels: 100 %). On a 2-core EPYC, one thread: m 1152 k 192 n 49 279 → 231 µs, m 160
+    /// k 960 n 49 180 → 134 µs; m 672 k 112 n 196 (98 % either way) 330 → 327 µs.
+    public static func prefersTransposed(m: Int, n: Int) -> Bool {
+        guard m >= 16, n > 0, n <= 512, ck_gemm_t_available() != 0 else { return false }
+        func fill(_ x: Int) -> Double { Double(x) / Double((x + 15) / 16 * 16) }
+        return fill(n) < 0.9 && fill(m) > fill(n) + 0.05
+    }
+
+    /// Tests: how many products `multiplyTransposed` has run (a convolution test checks that
+    /// its case took that path).
+    static var transposedRuns: Int { transposedLock.lock(); defer { transposedLock.unlock() }; return transposedCount }
+    nonisolated(unsafe) private static var transposedCount = 0
+    private static let transposedLock = NSLock()
+
+    /// Floats of an `m × k` matrix in `multiplyTransposed`'s layout (`packAT`).
+    public static func packedTransposedSize(m: Int, k: Int) -> Int { Int(ck_packed_at_size(m, k)) }
+
+    /// Writes `m × k` A (row stride `lda`) as k-major panels of 32 rows (`packedTransposedSize`
+    /// floats), the layout `multiplyTransposed` reads.
+    public static func packAT(m: Int, k: Int, a: UnsafePointer<Float>, lda: Int, into out: UnsafeMutablePointer<Float>) {
+        ck_pack_at(m, k, a, lda, out)
+    }
+
+    /// `multiply` (one image) computed transposed by the AVX-512 kernel (`ck_gemm_t_columns`):
+    /// the vector along A's rows, the register tile along B's columns; the same values bit for
+    /// bit. `packedAT`: A as `packAT` lays it out. Only where `ck_gemm_t_available()` (the caller
+    /// asks `prefersTransposed`); work split over panels of 32 rows.
+    public static func multiplyTransposed(m: Int, n: Int, k: Int, packedAT: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                          ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?,
+                                          activation: KernelActivation) {
+        precondition(ck_gemm_t_available() != 0, "multiplyTransposed: the AVX-512 kernel is not in use")
+        guard m > 0, n > 0 else { return }
+        transposedLock.lock(); transposedCount += 1; transposedLock.unlock()
+        let panels = (m + 31) / 32
+        Parallel.forRanges(count: panels, minimumWork: 1 << 17, workPerItem: 32 * n * max(k, 1)) { range in
+            ck_gemm_t_columns(m, k, packedAT, b, ldb, c, ldc, bias, activation.raw, range.lowerBound * 32,
+                              min(m, range.upperBound * 32), 0, n)
+        }
+    }
+
     /// Floats of an `m × k` matrix in the packed layout (`packA`).
     public static func packedSize(m: Int, k: Int) -> Int { Int(ck_packed_a_size(m, k)) }
 
