@@ -54,6 +54,12 @@ public enum Pooling {
         let (pd, ph, pw) = (g.padsBegin[0], g.padsBegin[1], g.padsBegin[2])
         let ranges = (0..<KW).map { kw in Convolution.validRange(offset: kw * dw - pw, stride: sw, inCount: W, outCount: OW) }
         let inPlane = D * H * W, outPlane = OD * OH * OW
+        // A 2-d window whose row-then-column maxima take markedly fewer comparisons (SPP's 5×5,
+        // 9×9 and 13×13 at stride 1: 10, 18 and 26 per output instead of 25, 81 and 169).
+        if separableMax && separates(g) {
+            maxSeparable(x: x, y: y, planes: planes, g: g, lowest: lowest, ranges: ranges)
+            return
+        }
         Parallel.forRanges(count: planes, minimumWork: 1 << 15, workPerItem: outPlane * KD * KH * KW) { range in
             for p in range {
                 let xp = x + p * inPlane, yp = y + p * outPlane
@@ -79,6 +85,67 @@ public enum Pooling {
                                     }
                                 }
                             }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tests and measurements: `COMPRESS_MAXPOOL=direct` keeps every window on the tap-by-tap
+    /// loops instead of `maxSeparable`.
+    nonisolated(unsafe) public static var separableMax = ProcessInfo.processInfo.environment["COMPRESS_MAXPOOL"] != "direct"
+
+    /// Whether `maxSeparable` takes a (rank-3 lifted) window: 2-d, and its row and column
+    /// passes compare under ¾ as often as the taps do.
+    static func separates(_ g: WindowGeometry) -> Bool {
+        let (D, H) = (g.input[0], g.input[1])
+        let (OD, OH, OW) = (g.output[0], g.output[1], g.output[2])
+        let (KD, KH, KW) = (g.kernel[0], g.kernel[1], g.kernel[2])
+        return D == 1 && OD == 1 && KD == 1 && H * OW * KW + OH * OW * KH < (OH * OW * KH * KW) * 3 / 4
+    }
+
+    /// 2-d max pooling as the maximum over the window's rows of each row's maximum: first, for
+    /// every input row, the maximum over the window's columns at each output column; then, for
+    /// each output, the maximum of those over the window's rows. The same value as the tap-by-tap
+    /// loops: both keep the first tap (rows in order, columns in order within a row) holding the
+    /// window's greatest value, skip NaN and padding, and give `lowest` to a window with neither.
+    static func maxSeparable<T: Comparable>(x: UnsafePointer<T>, y: UnsafeMutablePointer<T>, planes: Int, g: WindowGeometry, lowest: T,
+                                            ranges: [(Int, Int)]) {
+        let (H, W) = (g.input[1], g.input[2])
+        let (OH, OW) = (g.output[1], g.output[2])
+        let (KH, KW) = (g.kernel[1], g.kernel[2])
+        let (sh, sw) = (g.strides[1], g.strides[2])
+        let (dh, dw) = (g.dilations[1], g.dilations[2])
+        let (ph, pw) = (g.padsBegin[1], g.padsBegin[2])
+        let inPlane = H * W, outPlane = OH * OW
+        Parallel.forRanges(count: planes, minimumWork: 1 << 15, workPerItem: H * OW * KW + outPlane * KH) { range in
+            var rowMax = [T](repeating: lowest, count: H * OW)
+            rowMax.withUnsafeMutableBufferPointer { rb in
+                let r = rb.baseAddress!
+                for p in range {
+                    let xp = x + p * inPlane, yp = y + p * outPlane
+                    for ih in 0..<H {
+                        let rrow = r + ih * OW, irow = xp + ih * W
+                        rrow.update(repeating: lowest, count: OW)
+                        for kw in 0..<KW {
+                            let (lo, hi) = ranges[kw]
+                            let src = irow + (kw * dw - pw)
+                            if sw == 1 {
+                                for ow in lo..<hi { let v = src[ow], o = rrow[ow]; rrow[ow] = v > o ? v : o }
+                            } else {
+                                for ow in lo..<hi { let v = src[ow * sw], o = rrow[ow]; rrow[ow] = v > o ? v : o }
+                            }
+                        }
+                    }
+                    for oh in 0..<OH {
+                        let orow = yp + oh * OW
+                        orow.update(repeating: lowest, count: OW)
+                        for kh in 0..<KH {
+                            let ih = oh * sh + kh * dh - ph
+                            if ih < 0 || ih >= H { continue }
+                            let rrow = r + ih * OW
+                            for ow in 0..<OW { let v = rrow[ow], o = orow[ow]; orow[ow] = v > o ? v : o }
                         }
                     }
                 }
