@@ -46,6 +46,41 @@ final class DepthwiseKxKTests: XCTestCase {
         }
     }
 
+    /// Sigmoid, SiLU and Tanh are applied over each finished output row of the eight-channel
+    /// kernels (3×3 and k×k) instead of in their blocks: the fused result must equal the
+    /// unfused convolution followed by the activation over the array, bit for bit, in every
+    /// variant, on one thread and in strips; HardSwish (applied in the blocks) likewise.
+    func testRowActivationsEqualTheUnfusedPassBitForBit() {
+        var rng = SplitMixForTests(seed: 44)
+        let shapes: [(c: Int, h: Int, w: Int, k: Int, s: Int)] = [(20, 9, 11, 3, 1), (16, 12, 7, 3, 2), (20, 10, 9, 5, 1), (13, 14, 14, 5, 2)]
+        for t in shapes {
+            let oh = (t.h + 2 * (t.k / 2) - t.k) / t.s + 1, ow = (t.w + 2 * (t.k / 2) - t.k) / t.s + 1
+            let g = WindowGeometry(input: [t.h, t.w], kernel: [t.k, t.k], strides: [t.s, t.s], dilations: [1, 1],
+                                   padsBegin: [t.k / 2, t.k / 2], padsEnd: [t.k / 2, t.k / 2], output: [oh, ow])
+            let shape = ConvShape(batch: 1, inChannels: t.c, outChannels: t.c, groups: t.c, window: g)
+            // Wide values, so the sigmoid's both branches and its far tails are reached.
+            let x = (0..<(t.c * t.h * t.w)).map { _ in rng.uniform() * 12 }
+            let k = (0..<(t.c * t.k * t.k)).map { _ in rng.uniform() }
+            let bias = (0..<t.c).map { _ in rng.uniform() }
+            for variant in DirectGemm.availableVariants {
+                DirectGemm.force(variant)
+                for threads in [1, 2] {
+                    Parallel.setThreads(threads)
+                    var plain = [Float](repeating: .nan, count: t.c * oh * ow)
+                    Convolution.forward(x: x, w: k, bias: bias, y: &plain, shape: shape, epilogue: .bias)
+                    for act in [KernelActivation.sigmoid, .silu, .tanh, .hardSwish] {
+                        var fused = [Float](repeating: .nan, count: plain.count), after = fused
+                        Convolution.forward(x: x, w: k, bias: bias, y: &fused, shape: shape, epilogue: .activation(act))
+                        plain.withUnsafeBufferPointer { pp in after.withUnsafeMutableBufferPointer { act.apply(pp.baseAddress!, into: $0.baseAddress!, count: pp.count) } }
+                        let bad = (0..<fused.count).filter { fused[$0].bitPattern != after[$0].bitPattern }
+                        XCTAssert(bad.isEmpty, "\(t) \(act) \(variant) threads \(threads): \(bad.count) differ, first at \(bad.first ?? -1): \(bad.first.map { "\(fused[$0]) vs \(after[$0])" } ?? "")")
+                    }
+                }
+            }
+            DirectGemm.force(nil)
+        }
+    }
+
     func testDepthwiseKxKMatchesFloat64Loop() {
         var rng = SplitMixForTests(seed: 21)
         let epilogues: [(Int, ConvEpilogue)] = [(0, .bias), (1, .activation(.relu)), (2, .activation(.clip(min: -0.5, max: 0.75))),

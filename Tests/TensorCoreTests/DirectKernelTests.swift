@@ -328,6 +328,8 @@ final class DirectKernelTests: XCTestCase {
     /// Sigmoid and SiLU (vectorized e^x) against float64 over [-100, 100], NaN kept, and both
     /// fused into a product's store.
     func testSigmoidAndSiLU() {
+        // Each variant's results, to compare the AVX-512 loop (sixteen lanes) with the AVX2 one.
+        var results: [String: [UInt32]] = [:]
         for variant in DirectGemm.availableVariants {
             DirectGemm.force(variant)
             let n = 20_003
@@ -336,6 +338,7 @@ final class DirectKernelTests: XCTestCase {
             var y = [Float](repeating: 0, count: x.count)
             for (act, f) in [(KernelActivation.sigmoid, { (v: Double) in 1 / (1 + exp(-v)) }), (.silu, { (v: Double) in v / (1 + exp(-v)) })] {
                 x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { act.apply(xp.baseAddress!, into: $0.baseAddress!, count: x.count) } }
+                results["\(variant) \(act.raw.kind)"] = y.map(\.bitPattern)
                 for i in 0..<n {
                     let ref = f(Double(x[i]))
                     // Subnormal results (under 2^-126) carry an absolute error of up to 2^-149.
@@ -354,6 +357,10 @@ final class DirectKernelTests: XCTestCase {
                     XCTAssertEqual(Double(c[i * 20 + j]), 1 / (1 + exp(-s)), accuracy: 1e-6)
                 }
             }
+        }
+        if DirectGemm.availableVariants.contains(.avx512) { XCTAssertNotNil(results["avx512 4"], "\(results.keys.sorted())") }
+        for kind in [4, 5] where results["avx512 \(kind)"] != nil {
+            XCTAssertEqual(results["avx512 \(kind)"], results["avx2 \(kind)"], "kind \(kind): AVX-512 and AVX2 loops differ")
         }
     }
 
