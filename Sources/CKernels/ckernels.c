@@ -1145,9 +1145,9 @@ void ck_gemm_t_columns(ptrdiff_t m, ptrdiff_t k, const float *packed_at, const f
                        ptrdiff_t ldc, const float *bias, ck_activation act, ptrdiff_t i0, ptrdiff_t i1,
                        ptrdiff_t j0, ptrdiff_t j1) {
     if (!ck_uses_avx512() || j1 <= j0) return;
-    ptrdiff_t n = j1 - j0, tiles = (n + MR5 - 1) / MR5;
-    for (ptrdiff_t q = i0; q < i1 && q < m; q += 32) {
-        ptrdiff_t chans = m - q < 32 ? m - q : 32;
+    ptrdiff_t n = j1 - j0, tiles = (n + MR5 - 1) / MR5, end = i1 < m ? i1 : m;
+    for (ptrdiff_t q = i0; q < end; q += 32) {
+        ptrdiff_t chans = end - q < 32 ? end - q : 32;
         const float *wp = packed_at + (q / 32) * 32 * k;
         // positions in `tiles` tiles of nearly equal rows (49 → 10, 10, 10, 10, 9)
         for (ptrdiff_t t = 0, j = j0; t < tiles; t++) {

@@ -59,6 +59,9 @@ public struct KernelContext {
     /// False for a plan that runs once or twice (`compress fuse`'s verification), where packing
     /// 100 MB of convolution weights costs more than the packed layout saves.
     public var packWeights = true
+    /// Inputs (by position) that are the graph's initializers: the same tensor on every run, so a
+    /// repacked copy stays valid (Gemm's weights for `PackedWeights`). Empty outside an executor plan.
+    public var constantInputs: Set<Int> = []
 
     public init(node: Node, opset: Int, fusedActivation: FusedActivation? = nil,
                 runSubgraph: ((Graph, [String: Tensor]) throws -> [Tensor])? = nil) {

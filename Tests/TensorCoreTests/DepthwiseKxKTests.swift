@@ -49,7 +49,11 @@ final class DepthwiseKxKTests: XCTestCase {
     /// Sigmoid, SiLU and Tanh are applied over each finished output row of the eight-channel
     /// kernels (3×3 and k×k) instead of in their blocks: the fused result must equal the
     /// unfused convolution followed by the activation over the array, bit for bit, in every
-    /// variant, on one thread and in strips; HardSwish (applied in the blocks) likewise.
+    /// variant, on one thread and in strips; HardSwish (applied in the blocks) likewise. The
+    /// reference applies the same `ck_activate` the row pass calls, so this checks that every
+    /// row, channel, strip and tail is activated once (the tail channels of the 3×3 shapes go
+    /// through the one-plane kernel, which activates in its blocks); the activation's values
+    /// are checked against float64 in DirectKernelTests and ActivationAccuracyTests.
     func testRowActivationsEqualTheUnfusedPassBitForBit() {
         var rng = SplitMixForTests(seed: 44)
         let shapes: [(c: Int, h: Int, w: Int, k: Int, s: Int)] = [(20, 9, 11, 3, 1), (16, 12, 7, 3, 2), (20, 10, 9, 5, 1), (13, 14, 14, 5, 2)]

@@ -7,12 +7,22 @@ import XCTest
 /// is none), bit for bit: NaN inputs, +0 and −0 in one window, padding on every side, strides,
 /// dilations, float32, uint8 and int8.
 final class MaxPoolTests: XCTestCase {
-    override func tearDown() { Pooling.separableMax = true }
+    private var savedSeparable = true, savedThreads = 1
+    override func setUp() { savedSeparable = Pooling.separableMax; savedThreads = Parallel.threads }
+    override func tearDown() { Pooling.separableMax = savedSeparable; Parallel.setThreads(savedThreads) }
 
     struct Case {
         let h, w, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr: Int
-        var oh: Int { (h + pt + pb - ((kh - 1) * dh + 1)) / sh + 1 }
-        var ow: Int { (w + pl + pr - ((kw - 1) * dw + 1)) / sw + 1 }
+        /// ceil_mode: one more output where the last window starts inside the padded input.
+        var ceil = false
+        var oh: Int { extent(h, pt, pb, kh, sh, dh) }
+        var ow: Int { extent(w, pl, pr, kw, sw, dw) }
+        func extent(_ n: Int, _ begin: Int, _ end: Int, _ k: Int, _ s: Int, _ d: Int) -> Int {
+            let span = n + begin + end - ((k - 1) * d + 1)
+            guard ceil else { return span / s + 1 }
+            let out = (span + s - 1) / s + 1
+            return (out - 1) * s >= n + begin ? out - 1 : out   // no window starting in the end padding
+        }
         var geometry: WindowGeometry {
             WindowGeometry(input: [h, w], kernel: [kh, kw], strides: [sh, sw], dilations: [dh, dw], padsBegin: [pt, pl],
                            padsEnd: [pb, pr], output: [oh, ow])
@@ -27,6 +37,8 @@ final class MaxPoolTests: XCTestCase {
         // uneven: rectangular plane and window, asymmetric padding, stride and dilation
         Case(h: 11, w: 17, kh: 7, kw: 4, sh: 1, sw: 2, dh: 1, dw: 2, pt: 3, pl: 1, pb: 0, pr: 3),
         Case(h: 20, w: 9, kh: 6, kw: 6, sh: 2, sw: 1, dh: 2, dw: 1, pt: 5, pl: 0, pb: 4, pr: 5),
+        // ceil_mode: the last row and column of windows run past the end padding
+        Case(h: 14, w: 12, kh: 5, kw: 4, sh: 2, sw: 3, dh: 1, dw: 1, pt: 2, pl: 1, pb: 2, pr: 1, ceil: true),
         // ResNet's 3×3 stride 2 (the loops keep it)
         Case(h: 16, w: 16, kh: 3, kw: 3, sh: 2, sw: 2, dh: 1, dw: 1, pt: 1, pl: 1, pb: 1, pr: 1),
     ]
@@ -65,8 +77,9 @@ final class MaxPoolTests: XCTestCase {
 
     func testFloatMatchesTheDefinitionBitForBit() {
         var rng = SplitMixForTests(seed: 91)
-        for c in Self.cases {
-            let planes = 5
+        for (ci, c) in Self.cases.enumerated() {
+            Parallel.setThreads(ci % 2 == 0 ? 2 : 1)
+            let planes = 40   // 13×13 outputs × 5×5 taps × 40 planes: past the pool's minimum work
             // Few distinct values, so windows hold ties: +0 and −0 both, and NaN now and then.
             var x = (0..<(planes * c.h * c.w)).map { _ in Float(Int((rng.uniform() + 1) * 3) - 3) * 0.5 }
             for i in x.indices where i % 7 == 3 { x[i] = x[i] == 0 ? -0.0 : x[i] }
@@ -83,13 +96,18 @@ final class MaxPoolTests: XCTestCase {
             }
         }
         // The SPP windows take the row-then-column path; ResNet's 3×3 stride 2 does not.
-        for c in Self.cases.prefix(3) { XCTAssert(Pooling.separates(Convolution.lifted(c.geometry)), "\(c)") }
-        XCTAssertFalse(Pooling.separates(Convolution.lifted(Self.cases[5].geometry)))
+        // Every case but ResNet's takes the row-then-column path (the uneven ones reach its strided
+        // and dilated loops); ResNet's 3×3 stride 2 does not.
+        for c in Self.cases.dropLast() { XCTAssert(Pooling.separates(Convolution.lifted(c.geometry)), "\(c)") }
+        XCTAssertFalse(Pooling.separates(Convolution.lifted(Self.cases.last!.geometry)))
+        // ceil mode adds a row and a column of windows: 8 × 5 where the floor gives 7 × 4
+        XCTAssertEqual([Self.cases[5].oh, Self.cases[5].ow], [8, 5])
     }
 
     func testIntegersMatchTheDefinition() {
         var rng = SplitMixForTests(seed: 92)
-        for c in Self.cases {
+        for (ci, c) in Self.cases.enumerated() {
+            Parallel.setThreads(ci % 2 == 0 ? 1 : 2)
             let planes = 3
             let u = (0..<(planes * c.h * c.w)).map { _ in UInt8(Int((rng.uniform() + 1) * 127.5)) }
             let s = (0..<(planes * c.h * c.w)).map { _ in Int8(Int((rng.uniform() + 1) * 127.5) - 128) }

@@ -6,9 +6,12 @@ import XCTest
 /// values as the column tiles bit for bit, every activation, and within the float64 tolerance.
 /// It runs only where the AVX-512 variant does; elsewhere these tests check that nothing prefers it.
 final class TransposedProductTests: XCTestCase {
+    private var savedTransposed = true, savedThreads = 1
+    override func setUp() { savedTransposed = Convolution.transposedProducts; savedThreads = Parallel.threads }
     override func tearDown() {
         DirectGemm.force(nil)
-        Convolution.transposedProducts = true
+        Convolution.transposedProducts = savedTransposed
+        Parallel.setThreads(savedThreads)
     }
 
     private var hasAVX512: Bool { DirectGemm.availableVariants.contains(.avx512) }
@@ -30,8 +33,9 @@ final class TransposedProductTests: XCTestCase {
     }
 
     /// Rows not a multiple of 16 or 32 (one and several panels, a last panel of 1 and of 17 rows),
-    /// columns 1, 13, 36, 49 and 100 (tiles of 1 to 12 positions), k of 1; B and C with padded
-    /// strides, C's padding left untouched; every activation, with and without bias.
+    /// columns 1–5, 8, 12, 13, 25, 36, 49 and 100 (tiles of every size from 1 to 12 positions), k
+    /// of 1; B and C with padded strides, C's padding and the rows after C left untouched; every
+    /// activation, with and without bias; one thread and the panels split over two and four.
     func testEqualsTheColumnTilesBitForBit() throws {
         guard hasAVX512 else {
             XCTAssertFalse(DirectGemm.prefersTransposed(m: 1152, n: 49))
@@ -40,7 +44,18 @@ final class TransposedProductTests: XCTestCase {
         DirectGemm.force(.avx512)
         var rng = SplitMixForTests(seed: 73)
         let activations = DirectKernelTests.activations + [.sigmoid, .silu, .hardSwish, .hardSigmoid(alpha: 0.2, beta: 0.5), .tanh]
-        for (m, n, k) in [(17, 49, 7), (33, 49, 40), (160, 49, 96), (64, 1, 13), (40, 13, 5), (97, 36, 1), (16, 100, 20), (49, 12, 300)] {
+        let shapes = [(17, 49, 7), (33, 49, 40), (160, 49, 96), (64, 1, 13), (40, 13, 5), (97, 36, 1), (16, 100, 20), (49, 12, 300),
+                      (70, 2, 9), (35, 3, 16), (96, 4, 33), (20, 5, 2), (48, 8, 64), (130, 25, 24)]
+        // Which tile heights the shapes reach (positions split as ck_gemm_t_columns splits them).
+        var heights = Set<Int>()
+        for (_, n, _) in shapes {
+            let tiles = (n + 11) / 12
+            var done = 0
+            for t in 0..<tiles { let rows = (n - done) / (tiles - t); heights.insert(rows); done += rows }
+        }
+        XCTAssertEqual(heights, Set(1...12), "tile heights reached")
+        for (si, (m, n, k)) in shapes.enumerated() {
+            Parallel.setThreads([1, 2, 4][si % 3])
             let ldb = n + 3, ldc = n + 2
             let a = (0..<(m * k)).map { _ in rng.uniform() }
             let b = (0..<(k * ldb)).map { _ in rng.uniform() }
@@ -52,7 +67,8 @@ final class TransposedProductTests: XCTestCase {
             XCTAssertFalse(packedT.contains { $0.isNaN }, "packAT left floats unwritten")
             for (kind, activation) in activations.enumerated() {
                 for useBias in [true, false] {
-                    var tiles = [Float](repeating: .nan, count: m * ldc), trans = tiles
+                    // Two rows of NaN after C: a store past row m − 1 would show there.
+                    var tiles = [Float](repeating: .nan, count: (m + 2) * ldc), trans = tiles
                     packed.withUnsafeBufferPointer { pp in packedT.withUnsafeBufferPointer { tp in
                         b.withUnsafeBufferPointer { bp in bias.withUnsafeBufferPointer { biasp in
                             DirectGemm.multiply(m: m, n: n, k: k, a: a, lda: k, b: bp.baseAddress!, ldb: ldb, c: &tiles, ldc: ldc,
@@ -64,6 +80,7 @@ final class TransposedProductTests: XCTestCase {
                             }
                         } }
                     } }
+                    XCTAssert(trans[(m * ldc)...].allSatisfy(\.isNaN), "m \(m) n \(n): wrote past row \(m - 1)")
                     for i in 0..<m {
                         for j in 0..<ldc {
                             let v = trans[i * ldc + j]

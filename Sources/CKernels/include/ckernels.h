@@ -76,7 +76,7 @@ void ck_pack_at(ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, float *
 
 /// `ck_gemm_columns` (one image, packed A) computed transposed: the vector along A's rows (32
 /// a panel) and the register tile along B's columns, for products with few columns (a 1×1
-/// convolution on a 7×7 plane). Rows [i0, i1) (i0 a multiple of 32), columns [j0, j1). Every
+/// convolution on a 7×7 plane). Rows [i0, min(i1, m)) (i0 a multiple of 32), columns [j0, j1). Every
 /// value equals `ck_gemm_columns`' bit for bit. Does nothing unless `ck_gemm_t_available()`.
 void ck_gemm_t_columns(ptrdiff_t m, ptrdiff_t k, const float *packed_at, const float *b, ptrdiff_t ldb, float *c,
                        ptrdiff_t ldc, const float *bias, ck_activation act, ptrdiff_t i0, ptrdiff_t i1,

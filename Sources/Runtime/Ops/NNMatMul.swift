@@ -1,3 +1,4 @@
+import Foundation
 import ModelIR
 import TensorCore
 
@@ -61,6 +62,11 @@ enum GemmOp {
             let a1 = a.count == 0 ? Tensor(dtype: .float32, shape: [1]) : a
             let b1 = b.count == 0 ? Tensor(dtype: .float32, shape: [1]) : b
             let act = ctx.fusedActivation
+            if gemvApplies(p, a: a, b: b, c: c, alpha: alpha, beta: beta, ctx) {
+                gemv(p, a: a, b: b, c: c, into: &y)
+                if let act { y.withUnsafeMutableBufferPointer(as: Float.self) { act.apply($0.baseAddress!, count: $0.count) } }
+                return [y]
+            }
             func run(_ cArg: (UnsafePointer<Float>, [Int])?) {
                 a1.withUnsafeBufferPointer(as: Float.self) { ap in
                     b1.withUnsafeBufferPointer(as: Float.self) { bp in
@@ -78,6 +84,44 @@ enum GemmOp {
                 run(nil)
             }
             return [y]
+        }
+    }
+}
+
+extension GemmOp {
+    /// Tests and measurements: `COMPRESS_GEMM_GEMV=0` keeps one-row products on OpenBLAS.
+    nonisolated(unsafe) static var gemvEnabled = ProcessInfo.processInfo.environment["COMPRESS_GEMM_GEMV"] != "0"
+
+    /// Whether a Gemm takes `gemv`: one row of A (a classifier at batch 1), B the graph's constant
+    /// weights `[N, K]` (transB = 1, as PyTorch exports Linear), alpha 1, and C absent or N
+    /// values added with beta 1; weights packed once (`KernelContext.packWeights`).
+    static func gemvApplies(_ p: Plan, a: Tensor, b: Tensor, c: Tensor?, alpha: Float, beta: Float, _ ctx: KernelContext) -> Bool {
+        guard gemvEnabled, p.m == 1, p.k > 0, p.n > 0, !p.transA, p.transB, alpha == 1, ctx.packWeights,
+              ctx.constantInputs.contains(1), !Convolution.convolutionsThroughBLAS else { return false }
+        if let c, c.count > 0 { return beta == 1 && c.count == p.n }
+        return true
+    }
+
+    /// `Y[0, j] = C[j] + Σ_p A[0, p] · B[j, p]`: the weights as the product's A (`PackedWeights`,
+    /// packed on first use and kept), A's row as its one column: the one-column loop over
+    /// contiguous packed rows, split over row groups, instead of OpenBLAS's sgemm, which
+    /// repacked the whole weight matrix on every call.
+    static func gemv(_ p: Plan, a: Tensor, b: Tensor, c: Tensor?, into y: inout Tensor) {
+        a.withUnsafeBufferPointer(as: Float.self) { ap in
+            b.withUnsafeBufferPointer(as: Float.self) { bp in
+                let packed = PackedWeights.packed(storage: b.storage, base: bp.baseAddress!, groups: 1, rows: p.n, k: p.k)
+                y.withUnsafeMutableBufferPointer(as: Float.self) { yp in
+                    func multiply(_ bias: UnsafePointer<Float>?) {
+                        DirectGemm.multiply(m: p.n, n: 1, k: p.k, a: bp.baseAddress!, lda: p.k, b: ap.baseAddress!, ldb: 1,
+                                            c: yp.baseAddress!, ldc: 1, bias: bias, activation: .none, packedA: packed)
+                    }
+                    if let c, c.count > 0 {
+                        c.withUnsafeBufferPointer(as: Float.self) { multiply($0.baseAddress!) }
+                    } else {
+                        multiply(nil)
+                    }
+                }
+            }
         }
     }
 }
