@@ -20,6 +20,7 @@
 #define MAX_WORKERS 256
 #define SPIN_PAUSES 2048      // busy-wait rounds before yielding
 #define SPIN_YIELDS 400       // sched_yield rounds before sleeping
+#define MAX_CLAIMED 256       // jobs up to this many chunks hand them out by position (run_chunks)
 
 typedef struct {
     _Atomic uint64_t gen;     // generation of the job in the slot; 0 while being written
@@ -30,6 +31,7 @@ typedef struct {
     int workers;              // workers allowed to join (index < workers)
     _Atomic ptrdiff_t next;
     _Atomic ptrdiff_t done;
+    _Atomic unsigned char claimed[MAX_CLAIMED];   // chunk i taken (jobs of at most MAX_CLAIMED chunks)
 } job_slot;
 
 static job_slot slots[SLOTS];
@@ -49,13 +51,31 @@ static inline void cpu_pause(void) {
 #endif
 }
 
-static void run_chunks(job_slot *s) {
+// Participant `id` (0 the submitting thread, 1… the workers) of `parties` first runs the chunks
+// of its own share, [chunks·id/parties, chunks·(id+1)/parties), then any still untaken after it,
+// wrapping around; each chunk is claimed once by an atomic exchange. So with threads that keep
+// up, thread t runs the same chunks of every loop: a layer's output rows, split the same way as
+// the next layer's input rows, stay in the cache of the core that wrote them (taking chunks in
+// arrival order from one counter sent them to either core at random). A late thread finds its
+// share taken and helps with what is left. Jobs of more chunks use the counter.
+static void run_chunks(job_slot *s, int id) {
     in_job = 1;
-    for (;;) {
-        ptrdiff_t i = atomic_fetch_add(&s->next, 1);
-        if (i >= s->chunks) break;
-        s->fn(s->ctx, i);
-        atomic_fetch_add(&s->done, 1);
+    ptrdiff_t n = s->chunks;
+    if (n <= MAX_CLAIMED) {
+        ptrdiff_t start = n * id / (s->workers + 1);
+        for (ptrdiff_t t = 0; t < n; t++) {
+            ptrdiff_t i = start + t < n ? start + t : start + t - n;
+            if (atomic_load_explicit(&s->claimed[i], memory_order_relaxed) || atomic_exchange(&s->claimed[i], 1)) continue;
+            s->fn(s->ctx, i);
+            atomic_fetch_add(&s->done, 1);
+        }
+    } else {
+        for (;;) {
+            ptrdiff_t i = atomic_fetch_add(&s->next, 1);
+            if (i >= n) break;
+            s->fn(s->ctx, i);
+            atomic_fetch_add(&s->done, 1);
+        }
     }
     in_job = 0;
 }
@@ -83,7 +103,7 @@ static void *worker_main(void *arg) {
         seen = g;
         job_slot *s = &slots[g % SLOTS];
         atomic_fetch_add(&s->refs, 1);
-        if (atomic_load(&s->gen) == g && index < s->workers) run_chunks(s);
+        if (atomic_load(&s->gen) == g && index < s->workers) run_chunks(s, index + 1);
         atomic_fetch_sub(&s->refs, 1);
     }
     return 0;
@@ -118,6 +138,7 @@ void ck_parallel_run(ptrdiff_t chunks, int threads, ck_task fn, void *ctx) {
     s->workers = workers;
     atomic_store(&s->next, 0);
     atomic_store(&s->done, 0);
+    for (ptrdiff_t i = 0; i < chunks && i < MAX_CLAIMED; i++) atomic_store_explicit(&s->claimed[i], 0, memory_order_relaxed);
     atomic_store(&s->gen, g);
     atomic_store(&published, g);
     if (atomic_load(&sleepers) > 0) {
@@ -125,7 +146,7 @@ void ck_parallel_run(ptrdiff_t chunks, int threads, ck_task fn, void *ctx) {
         pthread_cond_broadcast(&sleep_cond);
         pthread_mutex_unlock(&sleep_lock);
     }
-    run_chunks(s);
+    run_chunks(s, 0);
     // Wait for the chunks other threads took; yield the core if one of them was descheduled.
     for (int rounds = 0; atomic_load(&s->done) < chunks; rounds++) {
         if (rounds < SPIN_PAUSES) cpu_pause();

@@ -1,3 +1,4 @@
+import CKernels
 import XCTest
 @testable import TensorCore
 
@@ -400,5 +401,19 @@ final class DirectKernelTests: XCTestCase {
             sums[t] = local.reduce(0, +)
         }
         for t in 0..<8 { XCTAssertEqual(sums[t], 20 * (4999 * 5000 / 2)) }
+        // Straight through the pool: chunks are claimed by position up to 256 a job (each thread
+        // starting at its own share), by one counter beyond; both every chunk exactly once.
+        for chunks in [2, 3, 255, 256, 257, 1000] {
+            for threads: Int32 in [2, 3] {
+                var hits = [Int32](repeating: 0, count: chunks)
+                hits.withUnsafeMutableBufferPointer { h in
+                    ck_parallel_run(chunks, threads, { ctx, i in
+                        let p = ctx!.assumingMemoryBound(to: Int32.self) + i
+                        p.pointee += 1
+                    }, h.baseAddress!)
+                }
+                XCTAssertEqual(hits, [Int32](repeating: 1, count: chunks), "\(chunks) chunks on \(threads) threads")
+            }
+        }
     }
 }
