@@ -103,6 +103,37 @@ final class ExecutorPlanTests: XCTestCase {
         XCTAssertEqual(model.graph.nodes.count, 7, "the model is untouched")
     }
 
+    /// A plan marks which inputs of a step are the graph's initializers: a classifier Gemm at
+    /// batch 1 (weights an initializer) keeps a packed copy of its weights; the same Gemm with its
+    /// weights fed as a graph input keeps none; `packWeights: false` keeps none. Both results
+    /// against a plain sum in Double.
+    func testGemmWeightsThatAreInitializersArePacked() throws {
+        try XCTSkipIf(!GemmOp.gemvEnabled || Convolution.convolutionsThroughBLAS, "COMPRESS_GEMM_GEMV=0 or COMPRESS_CONV_GEMM=blas set")
+        let (n, k) = (12, 20)
+        for (asInitializer, pack) in [(true, true), (false, true), (true, false)] {
+            // New weights each case: a packed copy is kept as long as its storage lives.
+            let w = random([n, k]), bias = random([n])
+            var g = Graph(name: "fc")
+            g.inputs = [ValueInfo("x", .float32, [.fixed(1), .fixed(k)])] + (asInitializer ? [] : [ValueInfo("W", .float32, [.fixed(n), .fixed(k)])])
+            g.outputs = [ValueInfo("y", .float32, [])]
+            if asInitializer { g.addInitializer(Initializer(name: "W", tensor: w)) }
+            g.addInitializer(Initializer(name: "B", tensor: bias))
+            g.nodes = [Node(name: "fc", opType: "Gemm", inputs: ["x", "W", "B"], outputs: ["y"], attributes: [Attribute(name: "transB", value: .int(1))])]
+            let exec = try Executor(model: Model(graph: g), packWeights: pack)
+            let x = random([1, k])
+            let y = try XCTUnwrap(exec.run(asInitializer ? ["x": x] : ["x": x, "W": w])["y"])
+            let weights = asInitializer ? try XCTUnwrap(exec.optimizedGraph.initializers.first { $0.name == "W" }).tensor : w
+            XCTAssertEqual(PackedWeights.holds(weights.storage), asInitializer && pack, "initializer \(asInitializer) pack \(pack)")
+            let xs = x.floatValues(), ws = w.floatValues(), bs = bias.floatValues(), ys = y.floatValues()
+            XCTAssertEqual(y.shape, [1, n])
+            for j in 0..<n {
+                var sum = Double(bs[j])
+                for p in 0..<k { sum += Double(xs[p]) * Double(ws[j * k + p]) }
+                XCTAssertEqual(Double(ys[j]), sum, accuracy: 1e-5 * max(1, abs(sum)), "initializer \(asInitializer) pack \(pack) at \(j)")
+            }
+        }
+    }
+
     /// `packWeights: false` (a plan that runs once, as fuse's verification) leaves the convolution
     /// weights unpacked and computes what a plain sum computes; the default plan keeps the packed
     /// copy of the same storage (so the storage checked is the one the kernel would pack). Cases:

@@ -82,13 +82,13 @@ final class NNOpsTests: XCTestCase {
         XCTAssertEqual(y2.floatValues(), y.floatValues() + y.floatValues())
     }
 
-    /// Y = 2·A·Bᵀ + 0.5·C with A = [[1,2,3],[4,5,6]], B = [[1,0,1],[0,1,0]], C = [10, 20]:
-    /// A·Bᵀ = [[4,2],[10,5]] → [[13,14],[25,20]].
     /// A one-row Gemm whose B is the graph's constant `[N, K]` weights (a classifier at batch 1)
     /// takes the packed one-column product (`GemmOp.gemv`: its weights get a `PackedWeights`
-    /// entry); with B not constant, beta ≠ 1 or two rows it stays on OpenBLAS (no entry). Every
-    /// result against float64, fused Relu, C of [N] and [1, N] and none.
+    /// entry); with B not constant, beta ≠ 1, alpha ≠ 1, transA, C of one value broadcast, or two
+    /// rows it stays on OpenBLAS (no entry). Every result against float64, with a fused LeakyRelu
+    /// (applied twice or not at all, negative outputs would differ), C of [N], [1, N], [1] and none.
     func testGemmOneRowWithConstantWeights() throws {
+        try XCTSkipIf(!GemmOp.gemvEnabled || Convolution.convolutionsThroughBLAS, "COMPRESS_GEMM_GEMV=0 or COMPRESS_CONV_GEMM=blas set")
         var state: UInt64 = 17
         let (n, k) = (70, 37)
         func random(_ count: Int) -> [Float] {   // uniform in [-1, 1) from a 64-bit LCG's high bits
@@ -97,31 +97,40 @@ final class NNOpsTests: XCTestCase {
                 return Float(state >> 40) * 0x1p-23 - 1
             }
         }
-        for (rows, cShape, beta, constant, taken) in [(1, [n], Float(1), true, true), (1, [1, n], 1, true, true), (1, [], 1, true, true),
-                                                      (1, [n], 1, false, false), (1, [n], 0.5, true, false), (2, [n], 1, true, false)] {
-            let a = t([rows, k], random(rows * k)), b = t([n, k], random(n * k))
-            let c: Tensor? = cShape.isEmpty ? nil : t(cShape, random(n))
+        let cases: [(rows: Int, cShape: [Int], alpha: Float, beta: Float, transA: Bool, constant: Bool, taken: Bool)] = [
+            (1, [n], 1, 1, false, true, true), (1, [1, n], 1, 1, false, true, true), (1, [], 1, 1, false, true, true),
+            (1, [n], 1, 1, false, false, false), (1, [n], 1, 0.5, false, true, false), (2, [n], 1, 1, false, true, false),
+            (1, [1], 1, 1, false, true, false), (1, [n], 2, 1, false, true, false), (1, [n], 1, 1, true, true, false)]
+        for (rows, cShape, alpha, beta, transA, constant, taken) in cases {
+            let a = transA ? t([k, rows], random(rows * k)) : t([rows, k], random(rows * k)), b = t([n, k], random(n * k))
+            let c: Tensor? = cShape.isEmpty ? nil : t(cShape, random(cShape.reduce(1, *)))
             let node = Node(opType: "Gemm", inputs: ["a", "b"] + (c == nil ? [] : ["c"]), outputs: ["y"],
-                            attributes: [Attribute(name: "beta", value: .float(beta)), Attribute(name: "transB", value: .int(1))])
+                            attributes: [Attribute(name: "alpha", value: .float(alpha)), Attribute(name: "beta", value: .float(beta)),
+                                         Attribute(name: "transA", value: .int(transA ? 1 : 0)), Attribute(name: "transB", value: .int(1))])
             let impl = try XCTUnwrap(OpRegistry.standard.implementation("Gemm", domain: "", opset: 13))
-            var ctx = KernelContext(node: node, opset: 13, fusedActivation: .relu)
+            var ctx = KernelContext(node: node, opset: 13, fusedActivation: .leakyRelu(alpha: 0.1))
             ctx.constantInputs = constant ? [1] : []
             let y = try impl.kernel([a, b] + (c == nil ? [] : [c]), ctx)[0]
             XCTAssertEqual(y.shape, [rows, n])
-            XCTAssertEqual(PackedWeights.holds(b.storage), taken, "rows \(rows) C \(cShape) beta \(beta) constant \(constant)")
+            XCTAssertEqual(PackedWeights.holds(b.storage), taken, "rows \(rows) C \(cShape) α \(alpha) β \(beta) transA \(transA) constant \(constant)")
             let av = a.scalars(as: Float.self), bv = b.scalars(as: Float.self), cv = c?.scalars(as: Float.self) ?? []
             let yv = y.scalars(as: Float.self)
             for r in 0..<rows {
                 for j in 0..<n {
-                    var s = cv.isEmpty ? 0 : Double(beta) * Double(cv[j]), mag = abs(s)
-                    for p in 0..<k { let v = Double(av[r * k + p]) * Double(bv[j * k + p]); s += v; mag += abs(v) }
-                    XCTAssertEqual(Double(yv[r * n + j]), max(s, 0), accuracy: 4 * Double(k + 1) * 0x1p-24 * mag + 1e-30,
-                                   "rows \(rows) C \(cShape) at (\(r), \(j))")
+                    var s = cv.isEmpty ? 0 : Double(beta) * Double(cv[cv.count == 1 ? 0 : j]), mag = abs(s)
+                    for p in 0..<k {
+                        let v = Double(alpha) * Double(transA ? av[p * rows + r] : av[r * k + p]) * Double(bv[j * k + p])
+                        s += v; mag += abs(v)
+                    }
+                    XCTAssertEqual(Double(yv[r * n + j]), s >= 0 ? s : 0.1 * s, accuracy: 4 * Double(k + 1) * 0x1p-24 * mag + 1e-30,
+                                   "rows \(rows) C \(cShape) α \(alpha) transA \(transA) at (\(r), \(j))")
                 }
             }
         }
     }
 
+    /// Y = 2·A·Bᵀ + 0.5·C with A = [[1,2,3],[4,5,6]], B = [[1,0,1],[0,1,0]], C = [10, 20]:
+    /// A·Bᵀ = [[4,2],[10,5]] → [[13,14],[25,20]].
     func testGemmTransB() throws {
         let a = t([2, 3], [1, 2, 3, 4, 5, 6]), b = t([2, 3], [1, 0, 1, 0, 1, 0]), c = t([2], [10, 20])
         let y = try run("Gemm", opset: 13, [a, b, c], ["transB": .int(1), "alpha": .float(2), "beta": .float(0.5)])[0]

@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 import XCTest
 @testable import TensorCore
 
@@ -415,5 +416,25 @@ final class DirectKernelTests: XCTestCase {
                 XCTAssertEqual(hits, [Int32](repeating: 1, count: chunks), "\(chunks) chunks on \(threads) threads")
             }
         }
+        // With work in each chunk (a spin of some microseconds) a worker takes part: some chunk
+        // runs on a thread other than the submitting one, and still every chunk runs once (each
+        // records the thread that ran it). Up to five tries, for a worker descheduled by the OS.
+        let me = UInt(pthread_self())
+        var shared = false
+        for _ in 0..<5 where !shared {
+            var owners = [UInt](repeating: 0, count: 64)
+            owners.withUnsafeMutableBufferPointer { o in
+                ck_parallel_run(64, 2, { ctx, i in
+                    var x = 0.0
+                    for j in 0..<20_000 { x += Double(j & 7) }
+                    let p = ctx!.assumingMemoryBound(to: UInt.self) + i
+                    p.pointee = p.pointee != 0 ? UInt.max : x < 0 ? 0 : UInt(pthread_self())   // max: ran twice
+                }, o.baseAddress!)
+            }
+            XCTAssertFalse(owners.contains(0), "a chunk did not run")
+            XCTAssertFalse(owners.contains(UInt.max), "a chunk ran twice")
+            shared = owners.contains { $0 != me }
+        }
+        XCTAssertTrue(shared, "no chunk ran on a worker thread in five tries")
     }
 }
