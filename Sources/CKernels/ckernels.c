@@ -1064,8 +1064,8 @@ AVX512 static void gemm_avx512(GEMM_PARAMS) {
 // along A's rows (output channels, 32 a panel) and the register tile's rows along B's columns
 // (positions). A 7×7 plane's 49 columns fill only 49 of the column tiles' 64 lanes; here every
 // lane is a channel. Each value is the bias, then the k products added in order by fused
-// multiply-adds, then the activation by `store16`: the same operations as `tile32`, so the same
-// bits. The tile is transposed back through a small buffer (one gather per channel).
+// multiply-adds, then the activation by `act16`: the same operations as `tile32`, so the same
+// bits. The tile is transposed back in registers (`transpose_store`).
 
 size_t ck_packed_at_size(ptrdiff_t m, ptrdiff_t k) { return (size_t)((m + 31) / 32 * 32 * k); }
 

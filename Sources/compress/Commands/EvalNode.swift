@@ -150,9 +150,9 @@ extension EvalNode {
     func printOpProfile(_ executor: Executor, _ m: Model, _ feeds: [String: Tensor], runs: Int) throws {
         var totals: [String: Double] = [:]
         var perNode: [String: Double] = [:]
-        // Each node's op label worked out once, not between steps: looking the weights up by
-        // name on every step was timed as part of the next step (MobileNetV2 at two threads
-        // profiled at 11 ms a run against 6 ms unprofiled).
+        // Each node's op label worked out once, not between steps (it looks the weights up by
+        // name), and the clock read again after the bookkeeping, so neither is timed as part of
+        // the next step.
         let graph = executor.optimizedGraph
         var labels: [String: String] = [:]
         for n in graph.nodes { labels[n.label] = Self.profileLabel(n, graph) }
