@@ -900,22 +900,33 @@ static void scatter_tile32(const float *t, int rows, float *c, ptrdiff_t ldc, ck
     }
 }
 
-// Bias and activation on one 16-lane accumulator, stored to the first `n` lanes of `dst`.
-// Relu and Clip keep NaN (a false comparison leaves the lane); the other kinds go through the
-// eight-lane `activate`, as in the AVX2 kernel.
-AVX512 static inline __m512 act16(__m512 v, ck_activation act) {
-    switch (act.kind) {
-    case 0: break;
-    case 1: v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps()); break;
+// The eight-lane `activate` on each half of a sixteen-lane vector: LeakyRelu, Tanh, Exp, Erf,
+// and Sigmoid/SiLU where an exponent would be subnormal. Out of line: rarely taken, and large.
+AVX512 __attribute__((noinline)) static __m512 act16_halves(__m512 v, ck_activation act) {
+    float t[16];
+    _mm512_storeu_ps(t, v);
+    st(t, activate(ld(t), act));
+    st(t + 8, activate(ld(t + 8), act));
+    return _mm512_loadu_ps(t);
+}
+
+// The activation `kind` (act.kind, or a constant where the caller has switched on it) on one
+// 16-lane vector. Relu and Clip keep NaN (a false comparison leaves the lane); Sigmoid, SiLU,
+// HardSigmoid and HardSwish are the eight-lane formulas in their order (the same bits); the other
+// kinds go through `act16_halves`. Always inline: a call spills every live vector register (all
+// are caller-saved), and a register tile called it for each of its 24 accumulators.
+AVX512 static inline __attribute__((always_inline)) __m512 act16_kind(__m512 v, const int kind, ck_activation act) {
+    switch (kind) {
+    case 0: return v;
+    case 1: return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
     case 2: {
         __m512 lo = _mm512_set1_ps(act.p0), hi = _mm512_set1_ps(act.p1);
         v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
-        v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
-        break;
+        return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), hi);
     }
     case 4: case 5: {   // Sigmoid, SiLU: vsigmoid's operations on sixteen lanes, in its order (same bits)
         __m512 nx = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000)));   // -|x|
-        if (_mm512_cmp_ps_mask(nx, _mm512_set1_ps(-87.3f), _CMP_LT_OQ)) goto halves;   // subnormal e: the eight-lane path
+        if (_mm512_cmp_ps_mask(nx, _mm512_set1_ps(-87.3f), _CMP_LT_OQ)) return act16_halves(v, act);   // subnormal e
         __m512 n = _mm512_roundscale_ps(_mm512_fmadd_ps(nx, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
                                         _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
         __m512i ni = _mm512_cvttps_epi32(n);
@@ -931,32 +942,42 @@ AVX512 static inline __m512 act16(__m512 v, ck_activation act) {
         __m512 e = _mm512_mul_ps(y, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(ni, _mm512_set1_epi32(127)), 23)));
         __m512 q = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
         __m512 sg = _mm512_mask_mov_ps(_mm512_mul_ps(e, q), _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ), q);
-        v = act.kind == 4 ? sg : _mm512_mul_ps(v, sg);
-        break;
+        return kind == 4 ? sg : _mm512_mul_ps(v, sg);
     }
     case 6: case 7: {   // HardSigmoid, HardSwish: the eight-lane formulas (NaN kept), sixteen lanes at once
-        __m512 hs = act.kind == 6 ? _mm512_fmadd_ps(v, _mm512_set1_ps(act.p0), _mm512_set1_ps(act.p1))
-                                  : _mm512_fmadd_ps(v, _mm512_set1_ps(1.0f / 6), _mm512_set1_ps(0.5f));
+        __m512 hs = kind == 6 ? _mm512_fmadd_ps(v, _mm512_set1_ps(act.p0), _mm512_set1_ps(act.p1))
+                              : _mm512_fmadd_ps(v, _mm512_set1_ps(1.0f / 6), _mm512_set1_ps(0.5f));
         hs = _mm512_mask_mov_ps(hs, _mm512_cmp_ps_mask(hs, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
         hs = _mm512_mask_mov_ps(hs, _mm512_cmp_ps_mask(hs, _mm512_set1_ps(1.0f), _CMP_GT_OQ), _mm512_set1_ps(1.0f));
-        v = act.kind == 6 ? hs : _mm512_mul_ps(v, hs);
-        break;
+        return kind == 6 ? hs : _mm512_mul_ps(v, hs);
     }
-    default:
-    halves: {
-        float t[16];
-        _mm512_storeu_ps(t, v);
-        st(t, activate(ld(t), act));
-        st(t + 8, activate(ld(t + 8), act));
-        v = _mm512_loadu_ps(t);
-        break;
+    default: return act16_halves(v, act);
     }
-    }
-    return v;
 }
 
-AVX512 static inline void store16(float *dst, __m512 v, ptrdiff_t n, ck_activation act) {
-    v = act16(v, act);
+AVX512 static inline __attribute__((always_inline)) __m512 act16(__m512 v, ck_activation act) {
+    return act16_kind(v, act.kind, act);
+}
+
+// `act16` over a register tile's accumulators (`rows` of acc0, and of acc1 where `wide`), the
+// kind switched on once for the tile rather than per vector.
+#define ACT_TILE_CASE(K)                                                                           case K:                                                                                            for (int r_ = 0; r_ < rows; r_++) {                                                                acc0[r_] = act16_kind(acc0[r_], K, act);                                                       if (wide) acc1[r_] = act16_kind(acc1[r_], K, act);                                         }                                                                                              break;
+AVX512 static inline __attribute__((always_inline)) void act_tile16(__m512 *acc0, __m512 *acc1, const int rows,
+                                                                     const int wide, ck_activation act) {
+    switch (act.kind) {
+    case 0: break;
+    ACT_TILE_CASE(1) ACT_TILE_CASE(2) ACT_TILE_CASE(4) ACT_TILE_CASE(5) ACT_TILE_CASE(6) ACT_TILE_CASE(7)
+    default:
+        for (int r = 0; r < rows; r++) {
+            acc0[r] = act16_halves(acc0[r], act);
+            if (wide) acc1[r] = act16_halves(acc1[r], act);
+        }
+        break;
+    }
+}
+
+// The first `n` lanes of `v` stored to `dst` (all 16 where n ≥ 16).
+AVX512 static inline __attribute__((always_inline)) void store16(float *dst, __m512 v, ptrdiff_t n) {
     if (n >= 16) _mm512_storeu_ps(dst, v); else _mm512_mask_storeu_ps(dst, lanes(n), v);
 }
 
@@ -1005,9 +1026,10 @@ AVX512 static inline __attribute__((always_inline)) void tile32(
             }
         }
     }
+    act_tile16(acc0, acc1, rows, wide, act);
     for (int r = 0; r < rows; r++) {
-        store16(c + r * ldc, acc0[r], cols, act);
-        if (wide) store16(c + r * ldc + 16, acc1[r], cols - 16, act);
+        store16(c + r * ldc, acc0[r], cols);
+        if (wide) store16(c + r * ldc + 16, acc1[r], cols - 16);
     }
 }
 
@@ -1116,10 +1138,7 @@ AVX512 static inline __attribute__((always_inline)) void tile_t(
             if (wide) acc1[r] = _mm512_fmadd_ps(av, w1, acc1[r]);
         }
     }
-    for (int r = 0; r < rows; r++) {
-        acc0[r] = act16(acc0[r], act);
-        if (wide) acc1[r] = act16(acc1[r], act);
-    }
+    act_tile16(acc0, acc1, rows, wide, act);
     const __mmask16 mask = lanes(rows);
     transpose_store(acc0, rows, c, ldc, chans < 16 ? chans : 16, mask);
     if (wide) transpose_store(acc1, rows, c + 16 * ldc, ldc, chans - 16, mask);
@@ -1395,7 +1414,8 @@ AVX512 static inline __attribute__((always_inline)) void conv_direct_block(
                 for (int r = 0; r < rows; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[r * lda + p]), xv, acc[r]);
             }
         }
-    for (int r = 0; r < rows; r++) store16(y + r * ldc, acc[r], cols, act);
+    act_tile16(acc, acc, rows, 0, act);
+    for (int r = 0; r < rows; r++) store16(y + r * ldc, acc[r], cols);
 }
 
 #define DIRECT_FN(R)                                                                           \

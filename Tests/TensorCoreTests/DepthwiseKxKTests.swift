@@ -8,6 +8,7 @@ import XCTest
 final class DepthwiseKxKTests: XCTestCase {
     override func tearDown() {
         DirectGemm.forceBaseline(false); Convolution.depthwiseThroughLoops = false
+        Convolution.narrowDepthwiseThroughKxK = true
         Parallel.setThreads(ProcessInfo.processInfo.activeProcessorCount)
     }
 
@@ -172,6 +173,75 @@ final class DepthwiseKxKTests: XCTestCase {
                     }
                 }
             }
+        }
+    }
+
+    /// 3×3 windows on planes narrower than 16 outputs go to the k×k kernel: the same bits as the
+    /// 3×3 kernel in whole 8-channel groups (the last C mod 8 channels, which the 3×3 path runs
+    /// through its one-plane kernel in another order, are checked against float64), in every
+    /// variant, on one and two threads (strips), strides 1 and 2, with fused activations (Clip in
+    /// the blocks, SiLU over the rows) and a row epilogue; batch 2 and a channel count with a
+    /// tail of 5. Widths 7, 14 and 15 (one block of 7 positions, 8 + 6, 8 + 7).
+    func testNarrowThreeByThreeThroughKxKEqualsTheThreeByThreeKernel() {
+        var rng = SplitMixForTests(seed: 58)
+        let shapes: [(n: Int, c: Int, h: Int, w: Int, s: Int)] = [(1, 16, 7, 7, 1), (2, 13, 14, 14, 1), (1, 24, 14, 14, 2),
+                                                                  (1, 8, 9, 15, 1), (1, 21, 28, 28, 2)]
+        let epilogues: [(String, ConvEpilogue)] = [("bias", .bias), ("clip", .activation(.clip(min: 0, max: 6))),
+                                                   ("silu", .activation(.silu)),
+                                                   ("rows", .rows({ p, n, b in for i in 0..<n { p[i] = max(p[i] + b, 0) } }))]
+        for t in shapes {
+            let oh = (t.h + 2 - 3) / t.s + 1, ow = (t.w + 2 - 3) / t.s + 1
+            XCTAssert(ow < 16, "\(t): not a narrow plane")
+            let g = WindowGeometry(input: [t.h, t.w], kernel: [3, 3], strides: [t.s, t.s], dilations: [1, 1],
+                                   padsBegin: [1, 1], padsEnd: [1, 1], output: [oh, ow])
+            let shape = ConvShape(batch: t.n, inChannels: t.c, outChannels: t.c, groups: t.c, window: g)
+            let x = (0..<(t.n * t.c * t.h * t.w)).map { _ in rng.uniform() * 4 }
+            let k = (0..<(t.c * 9)).map { _ in rng.uniform() }
+            let bias = (0..<t.c).map { _ in rng.uniform() }
+            var ref = [Double](repeating: 0, count: t.n * t.c * oh * ow), mag = ref
+            for n in 0..<t.n { for ch in 0..<t.c { for o in 0..<oh { for q in 0..<ow {
+                var s = Double(bias[ch]), m = abs(s)
+                for a in 0..<3 { for b in 0..<3 {
+                    let ih = o * t.s - 1 + a, iw = q * t.s - 1 + b
+                    guard ih >= 0, ih < t.h, iw >= 0, iw < t.w else { continue }
+                    let v = Double(k[ch * 9 + a * 3 + b]) * Double(x[((n * t.c + ch) * t.h + ih) * t.w + iw]); s += v; m += abs(v)
+                } }
+                let i = ((n * t.c + ch) * oh + o) * ow + q
+                ref[i] = s; mag[i] = m
+            } } } }
+            for variant in DirectGemm.availableVariants {
+                DirectGemm.force(variant)
+                for threads in [1, 2] {
+                    Parallel.setThreads(threads)
+                    for (name, epilogue) in epilogues {
+                        var viaKxK = [Float](repeating: .nan, count: ref.count), via3x3 = viaKxK
+                        Convolution.narrowDepthwiseThroughKxK = true
+                        let runs = Convolution.kxkRuns
+                        Convolution.forward(x: x, w: k, bias: bias, y: &viaKxK, shape: shape, epilogue: epilogue)
+                        XCTAssertEqual(Convolution.kxkRuns, runs + 1, "\(t): the narrow plane did not take the k×k kernel")
+                        Convolution.narrowDepthwiseThroughKxK = false
+                        Convolution.forward(x: x, w: k, bias: bias, y: &via3x3, shape: shape, epilogue: epilogue)
+                        XCTAssertEqual(Convolution.kxkRuns, runs + 1, "\(t): the switch did not keep the 3×3 kernel")
+                        Convolution.narrowDepthwiseThroughKxK = true
+                        let grouped = t.c / 8 * 8
+                        let bad = (0..<ref.count).filter { ($0 / (oh * ow)) % t.c < grouped && viaKxK[$0].bitPattern != via3x3[$0].bitPattern }
+                        XCTAssert(bad.isEmpty, "\(t) \(name) \(variant) threads \(threads): \(bad.count) differ, first at \(bad.first ?? -1)")
+                        for i in 0..<ref.count {
+                            let r = ref[i]
+                            let want: Double
+                            switch name {
+                            case "clip": want = min(max(r, 0), 6)
+                            case "silu": want = r / (1 + exp(-r))
+                            case "rows": want = max(r, 0)
+                            default: want = r
+                            }
+                            XCTAssertEqual(Double(viaKxK[i]), want, accuracy: 40 * 0x1p-24 * (mag[i] + abs(want)) + 1e-30,
+                                           "\(t) \(name) \(variant) threads \(threads) at \(i)")
+                        }
+                    }
+                }
+            }
+            DirectGemm.force(nil)
         }
     }
 

@@ -371,7 +371,14 @@ public enum Convolution {
         let (ph, pw) = (g.padsBegin[1], g.padsBegin[2])
         let mult = s.outChannels / s.inChannels
         let planes = s.batch * s.outChannels
-        if KH == 3 && KW == 3 && dh == 1 && dw == 1 && (sw == 1 || sw == 2) {
+        // Narrow planes (7×7, 14×14 at the end of mobile networks) take the k×k kernel for 3×3
+        // too: its partial-row transposes and 8-position blocks beat the 3×3 kernel's
+        // one-value-at-a-time row ends there (one thread, 8 channels at a time: 960 × 7×7 49.8 →
+        // 43.1 µs, 576 × 14×14 stride 2 40.0 → 33.3 µs), while on wide planes the 3×3 kernel,
+        // its weights held in registers, is 4–5 % faster. The same bits either way for whole groups
+        // of 8 channels (the last C mod 8 go through masked lanes here, the one-plane kernel there).
+        let narrow = mult == 1 && OW < 16 && narrowDepthwiseThroughKxK && !depthwiseThroughLoops
+        if KH == 3 && KW == 3 && dh == 1 && dw == 1 && (sw == 1 || sw == 2) && !narrow {
             depthwise3x3(x: x, w: w, bias: bias, y: y, shape: s, window: g, epilogue: convEpilogue)
             return
         }
@@ -483,6 +490,15 @@ public enum Convolution {
 
     /// Tests and measurements: `COMPRESS_DEPTHWISE=loops` sends depthwise windows other than
     /// 3×3 to the scalar tap-by-tap loops instead of `depthwiseKxK`.
+    /// Tests: how many convolutions `depthwiseKxK` has run (a test checks which path a case took).
+    static var kxkRuns: Int { kxkLock.lock(); defer { kxkLock.unlock() }; return kxkCount }
+    nonisolated(unsafe) private static var kxkCount = 0
+    private static let kxkLock = NSLock()
+
+    /// Tests: false keeps 3×3 depthwise windows on narrow planes on `depthwise3x3` (the k×k
+    /// kernel takes them by default; the same bits).
+    nonisolated(unsafe) public static var narrowDepthwiseThroughKxK = true
+
     nonisolated(unsafe) public static var depthwiseThroughLoops = ProcessInfo.processInfo.environment["COMPRESS_DEPTHWISE"] == "loops"
 
     /// Depthwise convolution with channel multiplier 1 and any window, stride and dilation (5×5
@@ -505,6 +521,7 @@ public enum Convolution {
         case .rows(let f): (activation, rows) = (.none, f)
         }
         let C = s.outChannels
+        kxkLock.lock(); kxkCount += 1; kxkLock.unlock()
         let groups = (C + 7) / 8
         let units = s.batch * groups
         let wanted = Parallel.threads * 4
