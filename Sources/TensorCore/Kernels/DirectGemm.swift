@@ -175,10 +175,21 @@ public enum DirectGemm {
         precondition(ck_gemm_t_available() != 0, "multiplyTransposed: the AVX-512 kernel is not in use")
         guard m > 0, n > 0 else { return }
         transposedLock.lock(); transposedCount += 1; transposedLock.unlock()
+        // Few panels (160 channels: 5) shared by two threads left one idle for a fifth of the
+        // product: each panel's positions are then split into parts of at least one full tile.
         let panels = (m + 31) / 32
-        Parallel.forRanges(count: panels, minimumWork: 1 << 17, workPerItem: 32 * n * max(k, 1)) { range in
-            ck_gemm_t_columns(m, k, packedAT, b, ldb, c, ldc, bias, activation.raw, range.lowerBound * 32,
-                              min(m, range.upperBound * 32), 0, n)
+        let wanted = Parallel.threads * 4
+        let parts = panels >= wanted ? 1 : max(1, min(n / 12, (wanted + panels - 1) / panels))
+        Parallel.forRanges(count: panels * parts, minimumWork: 1 << 17, workPerItem: 32 * ((n + parts - 1) / parts) * max(k, 1)) { range in
+            // Consecutive parts of one panel go as one call.
+            var t = range.lowerBound
+            while t < range.upperBound {
+                let panel = t / parts, first = t % parts
+                let last = min(parts, first + (range.upperBound - t))
+                ck_gemm_t_columns(m, k, packedAT, b, ldb, c, ldc, bias, activation.raw, panel * 32, min(m, panel * 32 + 32),
+                                  n * first / parts, n * last / parts)
+                t += last - first
+            }
         }
     }
 
