@@ -39,7 +39,9 @@ public final class Executor {
 
     /// One step of the plan. Values live in numbered slots of the run's environment (numbered
     /// once, when planning), so a run indexes an array instead of hashing names.
-    struct Step {
+    /// A class, not a struct: a run walks the plan every time, and copying a struct step (and
+    /// its context) retained each of its dozen references per step.
+    final class Step {
         let node: Node
         let impl: OpImplementation
         let opset: Int
@@ -54,6 +56,15 @@ public final class Executor {
         let hasSubgraphs: Bool
         /// Slots of the values whose last reader is this step (or, never read, that it produced).
         var release: [Int] = []
+
+        init(node: Node, impl: OpImplementation, opset: Int, fused: FusedActivation?, context: KernelContext, hasSubgraphs: Bool) {
+            self.node = node
+            self.impl = impl
+            self.opset = opset
+            self.fused = fused
+            self.context = context
+            self.hasSubgraphs = hasSubgraphs
+        }
     }
 
     /// One step of the plan, for inspection: the node it runs and the activation fused into it.
@@ -153,7 +164,8 @@ public final class Executor {
             var context = KernelContext(node: n, opset: opset, fusedActivation: fused)
             context.packWeights = packWeights
             context.constantInputs = Set(n.inputs.indices.filter { !n.inputs[$0].isEmpty && initializerNames.contains(n.inputs[$0]) })
-            var step = Step(node: n, impl: impl, opset: opset, fused: fused, context: context, hasSubgraphs: hasSubgraphs)
+            context.memo = KernelMemo()
+            let step = Step(node: n, impl: impl, opset: opset, fused: fused, context: context, hasSubgraphs: hasSubgraphs)
             step.inputSlots = n.inputs.map { $0.isEmpty ? -1 : slot($0) }
             step.outputSlots = n.outputs.map { $0.isEmpty ? -1 : slot($0) }
             steps.append(step)
@@ -226,14 +238,18 @@ public final class Executor {
                 }
                 inputs.append(t)
             }
-            var ctx = step.context
-            if step.hasSubgraphs {
-                // Bodies read outer values by name: hand them the environment as it is now.
-                let outer = namedEnvironment(env)
-                ctx.runSubgraph = { [unowned self] sub, bound in try self.runSubgraph(sub, bound: bound, outer: outer) }
-            }
             let outs: [Tensor]
-            do { outs = try step.impl.kernel(inputs, ctx) } catch let e as RuntimeError { throw e } catch {
+            do {
+                if step.hasSubgraphs {
+                    // Bodies read outer values by name: hand them the environment as it is now.
+                    var ctx = step.context
+                    let outer = namedEnvironment(env)
+                    ctx.runSubgraph = { [unowned self] sub, bound in try self.runSubgraph(sub, bound: bound, outer: outer) }
+                    outs = try step.impl.kernel(inputs, ctx)
+                } else {
+                    outs = try step.impl.kernel(inputs, step.context)
+                }
+            } catch let e as RuntimeError { throw e } catch {
                 throw RuntimeError.node(step.node.label, step.node.opType, "\(error)")
             }
             for (k, slot) in step.outputSlots.enumerated() where slot >= 0 && k < outs.count {

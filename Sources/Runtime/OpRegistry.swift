@@ -62,6 +62,10 @@ public struct KernelContext {
     /// Inputs (by position) that are the graph's initializers: the same tensor on every run, so a
     /// repacked copy stays valid (Gemm's weights for `PackedWeights`). Empty outside an executor plan.
     public var constantInputs: Set<Int> = []
+    /// Where a kernel may keep what it derives from its node and input shapes between runs of
+    /// an executor plan (one per step; nil elsewhere): a convolution's geometry is worked out
+    /// from the attributes once, not on every run.
+    public var memo: KernelMemo?
 
     public init(node: Node, opset: Int, fusedActivation: FusedActivation? = nil,
                 runSubgraph: ((Graph, [String: Tensor]) throws -> [Tensor])? = nil) {
@@ -215,4 +219,25 @@ public final class OpRegistry: @unchecked Sendable {
         StandardOps.registerAll(r)
         return r
     }()
+}
+
+/// One value a kernel derived for its step, with the input shapes it was derived for (`KernelContext.memo`).
+/// Runs of one executor from several threads share it, so it is locked.
+public final class KernelMemo: @unchecked Sendable {
+    private let lock = NSLock()
+    private var key: [Int] = []
+    private var value: Any?
+
+    public init() {}
+
+    /// The value made for `key` last time, or `make()`'s (kept for the next run). A value of
+    /// another type, or made for other shapes, is replaced.
+    public func value<T>(for key: [Int], _ make: () throws -> T) rethrows -> T {
+        lock.lock()
+        if self.key == key, let v = value as? T { lock.unlock(); return v }
+        lock.unlock()
+        let v = try make()
+        lock.lock(); self.key = key; value = v; lock.unlock()
+        return v
+    }
 }

@@ -123,7 +123,13 @@ enum ConvFamily {
             guard w.dtype == .float32, b == nil || b!.dtype == .float32 else {
                 throw ctx.error("W and B must have X's float type (W is \(w.dtype))")
             }
-            let s = try plan(x.shape, w.shape, b?.shape, ctx)
+            // The geometry depends only on the attributes and these shapes: worked out once per step.
+            let s: ConvShape
+            if let memo = ctx.memo {
+                s = try memo.value(for: x.shape + [-1] + w.shape + [-1] + (b?.shape ?? [-2])) { try plan(x.shape, w.shape, b?.shape, ctx) }
+            } else {
+                s = try plan(x.shape, w.shape, b?.shape, ctx)
+            }
             var y = Tensor(uninitialized: .float32, shape: [s.batch, s.outChannels] + s.window.output)
             if y.count == 0 { return [y] }
             guard x.count > 0, w.count > 0 else { throw ctx.error("X \(NNSupport.shapeText(x.shape)) or W \(NNSupport.shapeText(w.shape)) is empty") }

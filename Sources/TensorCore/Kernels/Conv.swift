@@ -16,7 +16,10 @@ public struct ConvShape: Equatable, Sendable {
     public var inChannels: Int
     public var outChannels: Int
     public var groups: Int
-    public var window: WindowGeometry
+    public var window: WindowGeometry { didSet { liftedWindow = Convolution.lifted(window) } }
+    /// `window` lifted to rank 3 (`Convolution.lifted`), kept with it: the kernels work in rank 3
+    /// and lifting allocates seven arrays, per convolution per run otherwise.
+    public private(set) var liftedWindow: WindowGeometry
 
     public init(batch: Int, inChannels: Int, outChannels: Int, groups: Int, window: WindowGeometry) {
         self.batch = batch
@@ -24,6 +27,7 @@ public struct ConvShape: Equatable, Sendable {
         self.outChannels = outChannels
         self.groups = groups
         self.window = window
+        self.liftedWindow = Convolution.lifted(window)
     }
 
     /// Whether every group holds one input channel (depthwise; `outChannels` is a multiple).
@@ -75,7 +79,7 @@ public enum Convolution {
     public static func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                y: UnsafeMutablePointer<Float>, shape s: ConvShape, epilogue: ConvEpilogue = .bias,
                                packedWeights: UnsafePointer<Float>? = nil) {
-        let g3 = lifted(s.window)
+        let g3 = s.liftedWindow
         let inS = g3.inputCount, outS = g3.outputCount
         if s.isDepthwise && s.window.rank <= 2 {
             depthwise(x: x, w: w, bias: bias, y: y, shape: s, window: g3, epilogue: epilogue)
@@ -559,7 +563,7 @@ public enum Convolution {
     public static func transposed(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                   y: UnsafeMutablePointer<Float>, shape s: ConvShape, epilogue convEpilogue: ConvEpilogue = .bias) {
         let epilogue = convEpilogue.rowFunction
-        let g = lifted(s.window)
+        let g = s.liftedWindow
         let inS = g.inputCount, outS = g.outputCount, taps = g.kernelCount
         let cg = s.inChannels / s.groups, mg = s.outChannels / s.groups
         let rows = mg * taps
