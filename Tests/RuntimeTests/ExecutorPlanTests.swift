@@ -32,6 +32,39 @@ final class ExecutorPlanTests: XCTestCase {
         return Model(graph: g)
     }
 
+    /// Conv keeps its geometry per step (`KernelMemo`), keyed by the input shapes: one executor
+    /// run on inputs of changing shape (height, width, batch, and back) gives each time the
+    /// shape worked out by hand and the values of a fresh executor.
+    func testConvGeometryKeptPerStepFollowsTheInputShape() throws {
+        var g = Graph(name: "dyn")
+        g.inputs = [ValueInfo("x", .float32, [.symbolic("n"), .fixed(3), .symbolic("h"), .symbolic("w")])]
+        g.outputs = [ValueInfo("y", .float32, [])]
+        g.addInitializer(Initializer(name: "W", tensor: random([4, 3, 3, 3])))
+        g.addInitializer(Initializer(name: "B", tensor: random([4])))
+        g.nodes = [Node(name: "conv", opType: "Conv", inputs: ["x", "W", "B"], outputs: ["y"],
+                        attributes: [Attribute(name: "pads", value: .ints([1, 1, 1, 1])), Attribute(name: "strides", value: .ints([2, 2]))])]
+        let model = Model(graph: g)
+        let exec = try Executor(model: model)
+        for shape in [[1, 3, 6, 6], [1, 3, 9, 5], [2, 3, 6, 6], [1, 3, 6, 6], [1, 3, 9, 5]] {
+            let x = random(shape)
+            let y = try XCTUnwrap(exec.run(["x": x])["y"])
+            XCTAssertEqual(y.shape, [shape[0], 4, (shape[2] - 1) / 2 + 1, (shape[3] - 1) / 2 + 1], "\(shape)")
+            let fresh = try XCTUnwrap(Executor(model: model).run(["x": x])["y"])
+            XCTAssertEqual(y.scalars(as: Float.self).map(\.bitPattern), fresh.scalars(as: Float.self).map(\.bitPattern), "\(shape)")
+        }
+    }
+
+    func testKernelMemoRemakesForOtherShapesOrTypes() {
+        let memo = KernelMemo()
+        var made = 0
+        XCTAssertEqual(memo.value(for: [1, 2]) { made += 1; return 10 }, 10)
+        XCTAssertEqual(memo.value(for: [1, 2]) { made += 1; return 11 }, 10, "kept for the same key")
+        XCTAssertEqual(made, 1)
+        XCTAssertEqual(memo.value(for: [1, 3]) { made += 1; return 12 }, 12, "remade for another key")
+        XCTAssertEqual(memo.value(for: [1, 3]) { made += 1; return "s" }, "s", "remade for another type")
+        XCTAssertEqual(made, 3)
+    }
+
     func testFeedForANameThatIsNotAnInputIsRefused() throws {
         let exec = try Executor(model: convBNModel())
         let x = random([1, 3, 6, 6])
