@@ -961,7 +961,13 @@ AVX512 static inline __attribute__((always_inline)) __m512 act16(__m512 v, ck_ac
 
 // `act16` over a register tile's accumulators (`rows` of acc0, and of acc1 where `wide`), the
 // kind switched on once for the tile rather than per vector.
-#define ACT_TILE_CASE(K)                                                                           case K:                                                                                            for (int r_ = 0; r_ < rows; r_++) {                                                                acc0[r_] = act16_kind(acc0[r_], K, act);                                                       if (wide) acc1[r_] = act16_kind(acc1[r_], K, act);                                         }                                                                                              break;
+#define ACT_TILE_CASE(K)                                                                       \
+    case K:                                                                                    \
+        for (int r_ = 0; r_ < rows; r_++) {                                                    \
+            acc0[r_] = act16_kind(acc0[r_], K, act);                                           \
+            if (wide) acc1[r_] = act16_kind(acc1[r_], K, act);                                 \
+        }                                                                                      \
+        break;
 AVX512 static inline __attribute__((always_inline)) void act_tile16(__m512 *acc0, __m512 *acc1, const int rows,
                                                                      const int wide, ck_activation act) {
     switch (act.kind) {

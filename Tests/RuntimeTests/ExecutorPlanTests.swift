@@ -45,7 +45,8 @@ final class ExecutorPlanTests: XCTestCase {
                         attributes: [Attribute(name: "pads", value: .ints([1, 1, 1, 1])), Attribute(name: "strides", value: .ints([2, 2]))])]
         let model = Model(graph: g)
         let exec = try Executor(model: model)
-        for shape in [[1, 3, 6, 6], [1, 3, 9, 5], [2, 3, 6, 6], [1, 3, 6, 6], [1, 3, 9, 5]] {
+        // One dimension changes at a time (batch, then width, then height), then back.
+        for shape in [[1, 3, 6, 6], [2, 3, 6, 6], [2, 3, 6, 5], [2, 3, 9, 5], [1, 3, 9, 5], [1, 3, 6, 6]] {
             let x = random(shape)
             let y = try XCTUnwrap(exec.run(["x": x])["y"])
             XCTAssertEqual(y.shape, [shape[0], 4, (shape[2] - 1) / 2 + 1, (shape[3] - 1) / 2 + 1], "\(shape)")
@@ -54,14 +55,20 @@ final class ExecutorPlanTests: XCTestCase {
         }
     }
 
+    /// The memo keeps one value per key, remakes it for another key or type, and keeps the old
+    /// one when making throws.
     func testKernelMemoRemakesForOtherShapesOrTypes() {
         let memo = KernelMemo()
+        struct Refused: Error {}
         var made = 0
         XCTAssertEqual(memo.value(for: [1, 2]) { made += 1; return 10 }, 10)
         XCTAssertEqual(memo.value(for: [1, 2]) { made += 1; return 11 }, 10, "kept for the same key")
         XCTAssertEqual(made, 1)
         XCTAssertEqual(memo.value(for: [1, 3]) { made += 1; return 12 }, 12, "remade for another key")
         XCTAssertEqual(memo.value(for: [1, 3]) { made += 1; return "s" }, "s", "remade for another type")
+        XCTAssertEqual(made, 3)
+        XCTAssertThrowsError(try memo.value(for: [9]) { () throws -> String in throw Refused() })
+        XCTAssertEqual(memo.value(for: [1, 3]) { made += 1; return "t" }, "s", "a failed make left the kept value")
         XCTAssertEqual(made, 3)
     }
 

@@ -184,8 +184,10 @@ final class DepthwiseKxKTests: XCTestCase {
     /// tail of 5. Widths 7, 14 and 15 (one block of 7 positions, 8 + 6, 8 + 7).
     func testNarrowThreeByThreeThroughKxKEqualsTheThreeByThreeKernel() {
         var rng = SplitMixForTests(seed: 58)
+        // Odd widths at stride 2 (15, 9) read the right-hand padding; batch 2 at both strides.
         let shapes: [(n: Int, c: Int, h: Int, w: Int, s: Int)] = [(1, 16, 7, 7, 1), (2, 13, 14, 14, 1), (1, 24, 14, 14, 2),
-                                                                  (1, 8, 9, 15, 1), (1, 21, 28, 28, 2)]
+                                                                  (1, 8, 9, 15, 1), (1, 21, 28, 28, 2), (2, 13, 15, 15, 2),
+                                                                  (1, 8, 7, 9, 2)]
         let epilogues: [(String, ConvEpilogue)] = [("bias", .bias), ("clip", .activation(.clip(min: 0, max: 6))),
                                                    ("silu", .activation(.silu)),
                                                    ("rows", .rows({ p, n, b in for i in 0..<n { p[i] = max(p[i] + b, 0) } }))]
@@ -242,6 +244,24 @@ final class DepthwiseKxKTests: XCTestCase {
                 }
             }
             DirectGemm.force(nil)
+        }
+    }
+
+    /// Planes 16 outputs wide or wider keep the 3×3 kernel (the k×k kernel is not run).
+    func testWideThreeByThreeStaysOnTheThreeByThreeKernel() {
+        var rng = SplitMixForTests(seed: 59)
+        for (w, s) in [(16, 1), (31, 2), (56, 1)] {
+            let ow = (w + 2 - 3) / s + 1
+            XCTAssert(ow >= 16)
+            let g = WindowGeometry(input: [5, w], kernel: [3, 3], strides: [s, s], dilations: [1, 1],
+                                   padsBegin: [1, 1], padsEnd: [1, 1], output: [(5 - 1) / s + 1, ow])
+            let shape = ConvShape(batch: 1, inChannels: 8, outChannels: 8, groups: 8, window: g)
+            let x = (0..<(8 * 5 * w)).map { _ in rng.uniform() }, k = (0..<72).map { _ in rng.uniform() }
+            var y = [Float](repeating: .nan, count: 8 * g.output[0] * ow)
+            let runs = Convolution.kxkRuns
+            Convolution.forward(x: x, w: k, bias: nil, y: &y, shape: shape)
+            XCTAssertEqual(Convolution.kxkRuns, runs, "width \(w) stride \(s): took the k×k kernel")
+            XCTAssertFalse(y.contains { $0.isNaN }, "width \(w): output not written")
         }
     }
 

@@ -46,9 +46,11 @@ final class TransposedProductTests: XCTestCase {
         let activations = DirectKernelTests.activations + [.sigmoid, .silu, .hardSwish, .hardSigmoid(alpha: 0.2, beta: 0.5), .tanh]
         let shapes = [(17, 49, 7), (33, 49, 40), (160, 49, 96), (64, 1, 13), (40, 13, 5), (97, 36, 1), (16, 100, 20), (49, 12, 300),
                       (70, 2, 9), (35, 3, 16), (96, 4, 33), (20, 5, 2), (48, 8, 64), (130, 25, 24),
-                      // Few panels on 4, 1 and 2 threads: positions split into parts (4 and 3 a panel).
+                      // Few panels on 4, 1 and 2 threads: positions split into 5 parts a panel, none
+                      // (one thread), 3 parts a panel.
                       (64, 60, 50), (50, 7, 40), (96, 49, 128)]
-        // Which tile heights the shapes reach (positions split as ck_gemm_t_columns splits them).
+        // Which tile heights the shapes reach, positions split as ck_gemm_t_columns splits them
+        // when a panel's positions are one part (the one-thread shapes; the split shapes reach others).
         var heights = Set<Int>()
         for (_, n, _) in shapes {
             let tiles = (n + 11) / 12
