@@ -151,7 +151,6 @@ public final class Executor {
         for v in g.inputs { _ = slot(v.name) }
         var steps: [Step] = []
         steps.reserveCapacity(g.nodes.count)
-        let initializerNames = Set(g.initializers.map(\.name))
         for n in g.nodes {
             let opset = model.opset(for: n.domain) ?? 0
             guard let impl = registry.implementation(n.opType, domain: n.domain, opset: opset) else {
@@ -163,7 +162,7 @@ public final class Executor {
             }
             var context = KernelContext(node: n, opset: opset, fusedActivation: fused)
             context.packWeights = packWeights
-            context.constantInputs = Set(n.inputs.indices.filter { !n.inputs[$0].isEmpty && initializerNames.contains(n.inputs[$0]) })
+            context.constantInputs = Set(n.inputs.indices.filter { !n.inputs[$0].isEmpty && g.isInitializer(n.inputs[$0]) })
             context.memo = KernelMemo()
             let step = Step(node: n, impl: impl, opset: opset, fused: fused, context: context, hasSubgraphs: hasSubgraphs)
             step.inputSlots = n.inputs.map { $0.isEmpty ? -1 : slot($0) }

@@ -48,7 +48,9 @@ enum GemmOp {
     }
 
     static func kernel(_ inputs: [Tensor?], _ ctx: KernelContext, cOptional: Bool) throws -> [Tensor] {
-        try NNSupport.asFloat32(inputs, ctx) { inputs in
+        // Weights converted to float32 here are a new tensor every run: packing them would be redone each time.
+        let floatWeights = inputs.count > 1 && inputs[1]?.dtype == .float32
+        return try NNSupport.asFloat32(inputs, ctx) { inputs in
             let a = try ctx.required(inputs, 0), b = try ctx.required(inputs, 1)
             let c = inputs.count > 2 ? inputs[2] : nil
             guard b.dtype == .float32, c == nil || c!.dtype == .float32 else {
@@ -62,9 +64,9 @@ enum GemmOp {
             let a1 = a.count == 0 ? Tensor(dtype: .float32, shape: [1]) : a
             let b1 = b.count == 0 ? Tensor(dtype: .float32, shape: [1]) : b
             let act = ctx.fusedActivation
-            if gemvApplies(p, a: a, b: b, c: c, alpha: alpha, beta: beta, ctx) {
-                gemv(p, a: a, b: b, c: c, into: &y)
-                if let act { y.withUnsafeMutableBufferPointer(as: Float.self) { act.apply($0.baseAddress!, count: $0.count) } }
+            if floatWeights && gemvApplies(p, a: a, b: b, c: c, alpha: alpha, beta: beta, ctx) {
+                guard case .activation(let kernelActivation) = NNSupport.convEpilogue(act) else { preconditionFailure("every fused activation has a kernel form") }
+                gemv(p, a: a, b: b, c: c, activation: kernelActivation, into: &y)
                 return [y]
             }
             func run(_ cArg: (UnsafePointer<Float>, [Int])?) {
@@ -102,18 +104,18 @@ extension GemmOp {
         return true
     }
 
-    /// `Y[0, j] = C[j] + Σ_p A[0, p] · B[j, p]`: the weights as the product's A (`PackedWeights`,
+    /// `Y[0, j] = act(C[j] + Σ_p A[0, p] · B[j, p])`, the activation in the store: the weights as the product's A (`PackedWeights`,
     /// packed on first use and kept), A's row as its one column: the one-column loop over
     /// contiguous packed rows, split over row groups, instead of OpenBLAS's sgemm, which
     /// repacked the whole weight matrix on every call.
-    static func gemv(_ p: Plan, a: Tensor, b: Tensor, c: Tensor?, into y: inout Tensor) {
+    static func gemv(_ p: Plan, a: Tensor, b: Tensor, c: Tensor?, activation: KernelActivation, into y: inout Tensor) {
         a.withUnsafeBufferPointer(as: Float.self) { ap in
             b.withUnsafeBufferPointer(as: Float.self) { bp in
                 let packed = PackedWeights.packed(storage: b.storage, base: bp.baseAddress!, groups: 1, rows: p.n, k: p.k)
                 y.withUnsafeMutableBufferPointer(as: Float.self) { yp in
                     func multiply(_ bias: UnsafePointer<Float>?) {
                         DirectGemm.multiply(m: p.n, n: 1, k: p.k, a: bp.baseAddress!, lda: p.k, b: ap.baseAddress!, ldb: 1,
-                                            c: yp.baseAddress!, ldc: 1, bias: bias, activation: .none, packedA: packed)
+                                            c: yp.baseAddress!, ldc: 1, bias: bias, activation: activation, packedA: packed)
                     }
                     if let c, c.count > 0 {
                         c.withUnsafeBufferPointer(as: Float.self) { multiply($0.baseAddress!) }

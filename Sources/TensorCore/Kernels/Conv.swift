@@ -492,8 +492,6 @@ public enum Convolution {
     /// positions on the column tiles instead of `DirectGemm.multiplyTransposed` (same bits).
     nonisolated(unsafe) public static var transposedProducts = ProcessInfo.processInfo.environment["COMPRESS_POINTWISE"] != "columns"
 
-    /// Tests and measurements: `COMPRESS_DEPTHWISE=loops` sends depthwise windows other than
-    /// 3×3 to the scalar tap-by-tap loops instead of `depthwiseKxK`.
     /// Tests: how many convolutions `depthwiseKxK` has run (a test checks which path a case took).
     static var kxkRuns: Int { kxkLock.lock(); defer { kxkLock.unlock() }; return kxkCount }
     nonisolated(unsafe) private static var kxkCount = 0
@@ -503,6 +501,9 @@ public enum Convolution {
     /// kernel takes them by default; the same bits).
     nonisolated(unsafe) public static var narrowDepthwiseThroughKxK = true
 
+    /// Tests and measurements: `COMPRESS_DEPTHWISE=loops` sends depthwise windows other than
+    /// 3×3 to the scalar tap-by-tap loops instead of `depthwiseKxK` (and keeps narrow 3×3 windows
+    /// on `depthwise3x3`).
     nonisolated(unsafe) public static var depthwiseThroughLoops = ProcessInfo.processInfo.environment["COMPRESS_DEPTHWISE"] == "loops"
 
     /// Depthwise convolution with channel multiplier 1 and any window, stride and dilation (5×5

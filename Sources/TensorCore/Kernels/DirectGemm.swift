@@ -303,6 +303,9 @@ public enum PackedWeights {
         deinit { buffer.deallocate(); derived?.deallocate() }
     }
     nonisolated(unsafe) private static var entries: [Key: Entry] = [:]
+    /// The same entries by their packed buffer (`derived` is asked for with the buffer, by every
+    /// transposed 1×1 convolution on every run: a scan of all entries there cost a weak load each).
+    nonisolated(unsafe) private static var byBuffer: [UnsafeMutablePointer<Float>: Entry] = [:]
     private static let lock = NSLock()
 
     /// The packed form of `groups` consecutive `rows × k` weight matrices starting at `base`,
@@ -314,10 +317,12 @@ public enum PackedWeights {
         defer { lock.unlock() }
         if let e = entries[key], e.owner === storage { return UnsafePointer(e.buffer) }
         entries = entries.filter { $0.value.owner != nil }
+        byBuffer = byBuffer.filter { $0.value.owner != nil }
         let per = DirectGemm.packedSize(m: rows, k: k)
         let e = Entry(owner: storage, count: groups * per)
         for g in 0..<groups { DirectGemm.packA(m: rows, k: k, a: base + g * rows * k, lda: k, into: e.buffer + g * per) }
         entries[key] = e
+        byBuffer[e.buffer] = e
         return UnsafePointer(e.buffer)
     }
 
@@ -328,7 +333,7 @@ public enum PackedWeights {
                                make: (UnsafeMutablePointer<Float>) -> Void) -> UnsafePointer<Float>? {
         lock.lock()
         defer { lock.unlock() }
-        guard let e = entries.values.first(where: { UnsafePointer($0.buffer) == packed && $0.owner != nil }) else { return nil }
+        guard let e = byBuffer[UnsafeMutablePointer(mutating: packed)], e.owner != nil else { return nil }
         // (An entry's rows and k fix the count; one derived form per entry: another executor may
         // be reading it, so it is never replaced while the entry lives.)
         if let d = e.derived {
