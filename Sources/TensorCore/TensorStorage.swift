@@ -13,6 +13,8 @@ public final class TensorStorage: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer
     public let isOwned: Bool
     private let owner: AnyObject?
+    /// The block of `ActivationArena.shared` behind `base`, if it came from there.
+    let arenaBlock: (offset: Int, length: Int)?
     private var alignedCopy: UnsafeMutableRawPointer?
     /// Guards `alignedCopy` of every storage: the copy is rare (misaligned borrowed ranges only),
     /// and one shared lock spares each tensor a lock object of its own (an allocation and a
@@ -23,18 +25,22 @@ public final class TensorStorage: @unchecked Sendable {
     public static let alignment = 64
 
     /// Allocates zero-filled owned storage.
-    public init(byteCount: Int) {
-        self.byteCount = byteCount
-        base = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: Self.alignment)
+    public convenience init(byteCount: Int) {
+        self.init(uninitializedByteCount: byteCount)
         base.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
-        isOwned = true
-        owner = nil
     }
 
     /// Allocates owned storage without initializing it (the caller fills every byte).
     public init(uninitializedByteCount byteCount: Int) {
         self.byteCount = byteCount
-        base = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: Self.alignment)
+        if byteCount >= ActivationArena.minimumBytes, let arena = ActivationArena.shared,
+           let block = arena.allocate(byteCount) {
+            base = block.pointer
+            arenaBlock = (block.offset, block.length)
+        } else {
+            base = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: Self.alignment)
+            arenaBlock = nil
+        }
         isOwned = true
         owner = nil
     }
@@ -45,6 +51,7 @@ public final class TensorStorage: @unchecked Sendable {
         base = UnsafeMutableRawPointer(mutating: pointer)
         isOwned = false
         self.owner = owner
+        arenaBlock = nil
     }
 
     /// Copies `bytes` into new owned storage.
@@ -54,7 +61,11 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit {
-        if isOwned { base.deallocate() }
+        if let arenaBlock {
+            ActivationArena.shared!.free(offset: arenaBlock.offset, length: arenaBlock.length)
+        } else if isOwned {
+            base.deallocate()
+        }
         alignedCopy?.deallocate()
     }
 
