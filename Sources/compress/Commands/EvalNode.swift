@@ -149,7 +149,7 @@ extension EvalNode {
     /// run), attributing the wall time since the previous step to the step's op type.
     func printOpProfile(_ executor: Executor, _ m: Model, _ feeds: [String: Tensor], runs: Int) throws {
         var totals: [String: Double] = [:]
-        var perNode: [String: Double] = [:]
+        var perNode: [String: [Double]] = [:]
         // Each node's op label worked out once, not between steps (it looks the weights up by
         // name), and the clock read again after the bookkeeping, so neither is timed as part of
         // the next step.
@@ -161,12 +161,14 @@ extension EvalNode {
             _ = try executor.run(feeds, stepDone: { node in
                 let now = DispatchTime.now().uptimeNanoseconds
                 totals[labels[node.label] ?? node.opType, default: 0] += Double(now - last) / 1e6
-                if profileNodes { perNode[node.label, default: 0] += Double(now - last) / 1e6 }
+                if profileNodes { perNode[node.label, default: []].append(Double(now - last) / 1e6) }
                 last = DispatchTime.now().uptimeNanoseconds
             })
         }
-        for (name, t) in perNode.sorted(by: { $0.value > $1.value }) {
-            FileHandle.standardError.write(Data("node \(name) \(String(format: "%.4f", t / Double(runs))) ms/run\n".utf8))
+        // Per node: the mean, and the median, which a busy machine's stray preemptions move less.
+        let nodeTimes = perNode.map { (name: $0.key, mean: $0.value.reduce(0, +) / Double(runs), median: $0.value.sorted()[$0.value.count / 2]) }
+        for n in nodeTimes.sorted(by: { $0.mean > $1.mean }) {
+            FileHandle.standardError.write(Data("node \(n.name) \(String(format: "%.4f", n.mean)) ms/run median \(String(format: "%.4f", n.median))\n".utf8))
         }
         for (op, t) in totals.sorted(by: { $0.value > $1.value }) {
             let padded = op.padding(toLength: 22, withPad: " ", startingAt: 0)
