@@ -22,7 +22,8 @@ public enum FusableActivation: Equatable, Sendable {
 /// SiLU: `c = Conv(…)`, `s = Sigmoid(c)`, `y = Mul(c, s)` (either operand order) becomes
 /// `y = Conv(…)` with `"SiLU"`; likewise `y = Mul(c, HardSigmoid(c))` with α = 1/6, β = 1/2
 /// becomes `"HardSwish"`, and so does the exported `x · relu6(x + 3) / 6` (Add, Clip, Div and
-/// Mul; see `hardSwishChain`).
+/// Mul; see `hardSwishChain`); `y = Div(Clip(Add(c, 3), 0, 6), 6)`, the squeeze-and-excitation
+/// gate as exported, becomes `"HardSigmoid"` with α = 1/6, β = 1/2 (`hardSigmoidChain`).
 /// Activations: Relu; Clip with constant bounds (Clip-6 attributes, or Clip-11+ inputs from
 /// initializers or Constant nodes; an omitted bound is ±greatest finite float); LeakyRelu (α =
 /// 0.01 by default); HardSigmoid (α = 0.2, β = 0.5); HardSwish; Sigmoid; SiLU.
@@ -78,6 +79,10 @@ public struct ActivationFusion: GraphPass {
             if fused == nil, let (outputs, dropped, inner) = Self.hardSwishChain(out, uses, graph, index) {
                 fused = (.hardSwish, outputs, dropped)
                 for v in inner { result.removedValues[v] = "fused into \(producer.reportLabel) (HardSwish)" }
+            }
+            if fused == nil, uses.count == 1, let (outputs, dropped, inner) = Self.hardSigmoidChain(out, uses[0], graph, index) {
+                fused = (Self.chainHardSigmoid, outputs, dropped)
+                for v in inner { result.removedValues[v] = "fused into \(producer.reportLabel) (HardSigmoid)" }
             }
             guard let (act, outputs, dropped) = fused, dropped.allSatisfy({ !drop.contains($0) }) else { continue }
             var rewritten = producer
@@ -139,6 +144,35 @@ public struct ActivationFusion: GraphPass {
         let div = graph.nodes[di]
         guard div.inputs.count == 2, div.inputs[0] == mul.outputs[0], constant(div.inputs[1], 6) else { return nil }
         return (div.outputs, [ai, ci, mi0, di], [add.outputs[0], k, mul.outputs[0]])
+    }
+
+    /// The HardSigmoid `relu6(x + 3) / 6` is: α = 1/6, β = 1/2.
+    static let chainHardSigmoid = FusableActivation.hardSigmoid(alpha: Float(1) / 6, beta: 0.5)
+
+    /// HardSigmoid as `relu6(x + 3) / 6` is exported (the gate of MobileNetV3's squeeze-and-
+    /// excitation blocks as many implementations write it): `a = Add(c, 3)`, `k = Clip(a, 0, 6)`,
+    /// `Div(k, 6)`, each the single reader of the one before (Add's operands in either order,
+    /// constants from initializers or Constant nodes, Clip's bounds as inputs or attributes).
+    /// Returns the chain's output, its nodes and its inner values. The kernel computes
+    /// clamp(x/6 + 1/2), which may differ from the chain in the last bit.
+    static func hardSigmoidChain(_ c: String, _ use: ValueUse, _ graph: Graph, _ index: UseDefIndex)
+        -> (outputs: [String], dropped: [Int], inner: [String])? {
+        func node(_ i: Int, _ op: String) -> Node? {
+            let n = graph.nodes[i]
+            return n.isDefaultDomain && n.opType == op && n.outputs.count == 1 && !n.outputs[0].isEmpty ? n : nil
+        }
+        func constant(_ name: String, _ value: Float) -> Bool { ConstantValue.scalar(name, graph, index) == value }
+        guard use.slot != nil, let add = node(use.node, "Add"), add.inputs.count == 2, add.inputs.contains(c),
+              add.inputs[0] != add.inputs[1], constant(add.inputs[add.inputs[0] == c ? 1 : 0], 3),
+              let cu = index.hasSingleDirectReader(add.outputs[0]), cu.slot == 0, let clip = node(cu.node, "Clip") else { return nil }
+        if clip.inputs.count == 1 {
+            guard clip.float("min") == 0, clip.float("max") == 6 else { return nil }
+        } else {
+            guard clip.inputs.count == 3, constant(clip.inputs[1], 0), constant(clip.inputs[2], 6) else { return nil }
+        }
+        guard let du = index.hasSingleDirectReader(clip.outputs[0]), du.slot == 0, let div = node(du.node, "Div"),
+              div.inputs.count == 2, constant(div.inputs[1], 6) else { return nil }
+        return (div.outputs, [use.node, cu.node, du.node], [add.outputs[0], clip.outputs[0]])
     }
 
     /// The activation `x · gate(x)` is when `node` is the gate: SiLU for a Sigmoid, HardSwish for

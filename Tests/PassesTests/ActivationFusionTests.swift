@@ -69,6 +69,16 @@ final class ActivationFusionTests: XCTestCase {
                 Node(opType: "Clip", inputs: ["a", "zero", "six"], outputs: ["k"]),
                 Node(opType: "Mul", inputs: ["k", "c"], outputs: ["m"]),
                 Node(opType: "Div", inputs: ["m", "six"], outputs: ["y"])], [], .hardSwish),
+            ("HardSigmoid as Div(relu6(x + 3), 6)", [Node(opType: "Add", inputs: ["three", "c"], outputs: ["a"]),
+                                                      Node(opType: "Clip", inputs: ["a", "zero", "six"], outputs: ["k"]),
+                                                      Node(opType: "Div", inputs: ["k", "six"], outputs: ["y"])],
+             Self.hardSwishConstants, .hardSigmoid(alpha: Float(1) / 6, beta: 0.5)),
+            ("HardSigmoid as Div(relu6(x + 3), 6), Constant nodes", [
+                constant("three", .tensor(Tensor(scalar: Float(3)))), constant("six", .tensor(Tensor(scalar: Float(6)))),
+                constant("zero", .tensor(Tensor(scalar: Float(0)))),
+                Node(opType: "Add", inputs: ["c", "three"], outputs: ["a"]),
+                Node(opType: "Clip", inputs: ["a", "zero", "six"], outputs: ["k"]),
+                Node(opType: "Div", inputs: ["k", "six"], outputs: ["y"])], [], .hardSigmoid(alpha: Float(1) / 6, beta: 0.5)),
             ("Clip from Constant nodes", [constant("lo", .tensor(Tensor(scalar: Float(0)))), constant("hi", .tensor(Tensor(scalar: Float(0.5)))),
                                           Node(opType: "Clip", inputs: ["c", "lo", "hi"], outputs: ["y"])], [], .clip(min: 0, max: 0.5)),
             ("Clip from initializers, no min", [Node(opType: "Clip", inputs: ["c", "", "hi"], outputs: ["y"])],
@@ -100,6 +110,17 @@ final class ActivationFusionTests: XCTestCase {
         let (h, _) = try g.applying(ActivationFusion())
         XCTAssertEqual(h.nodes[0].fusedActivation, .clip(min: -0.5, max: 6))
         try PassCheck.assertSameOutputs(g, h, Self.feed("Conv", &data), opset: 10)
+        // relu6(x + 3) / 6 with a Clip-6.
+        let chain = Self.graph(&data, tail: [
+            Node(opType: "Add", inputs: ["c", "three"], outputs: ["a"]),
+            Node(opType: "Clip", inputs: ["a"], outputs: ["k"], attributes: [Attribute(name: "min", value: .float(0)),
+                                                                             Attribute(name: "max", value: .float(6))]),
+            Node(opType: "Div", inputs: ["k", "six"], outputs: ["y"])], extraInits: Self.hardSwishConstants)
+        let (fused, r) = try chain.applying(ActivationFusion())
+        XCTAssertEqual(fused.nodes[0].fusedActivation, .hardSigmoid(alpha: Float(1) / 6, beta: 0.5))
+        XCTAssertEqual(fused.nodes[0].outputs, ["y"])
+        XCTAssertEqual(r.removedValues["k"], "fused into Conv 'p' (HardSigmoid)")
+        try PassCheck.assertSameOutputs(chain, fused, Self.feed("Conv", &data), opset: 10)
     }
 
     func testGuards() throws {
@@ -129,6 +150,28 @@ final class ActivationFusionTests: XCTestCase {
             Node(opType: "Div", inputs: ["k", "six"], outputs: ["d"]), Node(opType: "Mul", inputs: ["c", "d"], outputs: ["y"]),
         ], extraInits: Self.hardSwishConstants)
         divReadTwice.outputs.append(ValueInfo("d", .float32, []))
+        let hardSigmoidDivByThree = Self.graph(&data, tail: [
+            Node(opType: "Add", inputs: ["c", "three"], outputs: ["a"]), Node(opType: "Clip", inputs: ["a", "zero", "six"], outputs: ["k"]),
+            Node(opType: "Div", inputs: ["k", "three"], outputs: ["y"]),
+        ], extraInits: Self.hardSwishConstants)
+        let hardSigmoidClipToThree = Self.graph(&data, tail: [
+            Node(opType: "Add", inputs: ["c", "three"], outputs: ["a"]), Node(opType: "Clip", inputs: ["a", "zero", "three"], outputs: ["k"]),
+            Node(opType: "Div", inputs: ["k", "six"], outputs: ["y"]),
+        ], extraInits: Self.hardSwishConstants)
+        var hardSigmoidClipReadTwice = Self.graph(&data, tail: [
+            Node(opType: "Add", inputs: ["c", "three"], outputs: ["a"]), Node(opType: "Clip", inputs: ["a", "zero", "six"], outputs: ["k"]),
+            Node(opType: "Div", inputs: ["k", "six"], outputs: ["y"]),
+        ], extraInits: Self.hardSwishConstants)
+        hardSigmoidClipReadTwice.outputs.append(ValueInfo("k", .float32, []))
+        var hardSigmoidAddOfInput = Self.graph(&data, tail: [
+            Node(opType: "Add", inputs: ["c", "t"], outputs: ["a"]), Node(opType: "Clip", inputs: ["a", "zero", "six"], outputs: ["k"]),
+            Node(opType: "Div", inputs: ["k", "six"], outputs: ["y"]),
+        ], extraInits: Self.hardSwishConstants)
+        hardSigmoidAddOfInput.inputs.append(ValueInfo("t", .float32, []))
+        let hardSigmoidDivisorFirst = Self.graph(&data, tail: [
+            Node(opType: "Add", inputs: ["c", "three"], outputs: ["a"]), Node(opType: "Clip", inputs: ["a", "zero", "six"], outputs: ["k"]),
+            Node(opType: "Div", inputs: ["six", "k"], outputs: ["y"]),
+        ], extraInits: Self.hardSwishConstants)
         let notAnActivation = Self.graph(&data, tail: [Node(opType: "Tanh", inputs: ["c"], outputs: ["y"])])
         var alreadyFused = Self.graph(&data, tail: [relu])
         alreadyFused.nodes[0].fusedActivation = .sigmoid
@@ -136,6 +179,9 @@ final class ActivationFusionTests: XCTestCase {
                          ("activation reads it through input 1", notFirstInput), ("Sigmoid read twice", siluWithSecondSigmoidReader),
                          ("HardSigmoid with α = 0.2 times its input", hardSigmoidNotOneSixth),
                          ("Add of 0, not 3", addTwoNotThree), ("Div's output also a graph output", divReadTwice),
+                         ("relu6(x + 3) / 3", hardSigmoidDivByThree), ("relu6 clipped at 3", hardSigmoidClipToThree),
+                         ("relu6(x + 3) also a graph output", hardSigmoidClipReadTwice),
+                         ("x + t, t fed at run time", hardSigmoidAddOfInput), ("6 / relu6(x + 3)", hardSigmoidDivisorFirst),
                          ("Tanh", notAnActivation), ("already fused", alreadyFused)] {
             let (h, r) = try g.applying(ActivationFusion())
             XCTAssertEqual(r.rewrites, 0, why)
