@@ -191,8 +191,15 @@ static void map_base(MAP_PARAMS) { MAP_BODY }
 #define NR 16
 #define MR 6
 
-INLINE void pack_b(ptrdiff_t k, const float *b, ptrdiff_t ldb, ptrdiff_t cols, float *dst) {
-    if (cols == NR) {
+INLINE void pack_b(ptrdiff_t k, const float *b, ptrdiff_t ldb, ptrdiff_t cols, float *dst, const float *scale) {
+    if (scale) {
+        for (ptrdiff_t p = 0; p < k; p++) {
+            float sp = scale[p];
+            ptrdiff_t j = 0;
+            for (; j < cols; j++) dst[p * NR + j] = b[p * ldb + j] * sp;
+            for (; j < NR; j++) dst[p * NR + j] = 0;
+        }
+    } else if (cols == NR) {
         for (ptrdiff_t p = 0; p < k; p++) {
             st(dst + p * NR, ld(b + p * ldb));
             st(dst + p * NR + 8, ld(b + p * ldb + 8));
@@ -292,7 +299,8 @@ INLINE void pack_b_gather(ptrdiff_t k, const float *b, ptrdiff_t ldb, ck_batch b
         if (jj >= cols) { for (ptrdiff_t p = 0; p < k; p++) dst[p * NR + jj] = 0; continue; }
         ptrdiff_t col = j + jj, img = col / bt.per;
         const float *src = b + img * bt.b_stride + (col - img * bt.per);
-        for (ptrdiff_t p = 0; p < k; p++) dst[p * NR + jj] = src[p * ldb];
+        if (bt.b_scale) { for (ptrdiff_t p = 0; p < k; p++) dst[p * NR + jj] = src[p * ldb] * bt.b_scale[p]; }
+        else { for (ptrdiff_t p = 0; p < k; p++) dst[p * NR + jj] = src[p * ldb]; }
     }
 }
 
@@ -368,7 +376,7 @@ static inline ptrdiff_t gemm_block_panels16(ptrdiff_t k) { return 2 * gemm_block
     }
 
 #define GEMM_BODY GEMM_LOOP(if (straddles) pack_b_gather(k, b, ldb, bt, j, cols, panel);       \
-                            else pack_b(k, b + img * bt.b_stride + pos, ldb, cols, panel))
+                            else pack_b(k, b + img * bt.b_stride + pos, ldb, cols, panel, bt.b_scale))
 
 #define GEMM_PARAMS ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda, const float *packed_a, \
     const float *b, ptrdiff_t ldb, float *c, ptrdiff_t ldc, const float *bias, ck_activation act, \
@@ -868,8 +876,15 @@ static inline __mmask16 lanes(ptrdiff_t n) {   // the first n ≤ 16 lanes (n ma
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-AVX512 static void pack_b32(ptrdiff_t k, const float *b, ptrdiff_t ldb, ptrdiff_t cols, float *dst) {
-    if (cols == NR5) {
+AVX512 static void pack_b32(ptrdiff_t k, const float *b, ptrdiff_t ldb, ptrdiff_t cols, float *dst, const float *scale) {
+    if (scale) {
+        __mmask16 m0 = lanes(cols), m1 = lanes(cols - 16);
+        for (ptrdiff_t p = 0; p < k; p++) {
+            __m512 sp = _mm512_set1_ps(scale[p]);
+            _mm512_storeu_ps(dst + p * NR5, _mm512_mul_ps(_mm512_maskz_loadu_ps(m0, b + p * ldb), sp));
+            _mm512_storeu_ps(dst + p * NR5 + 16, _mm512_mul_ps(_mm512_maskz_loadu_ps(m1, b + p * ldb + 16), sp));
+        }
+    } else if (cols == NR5) {
         for (ptrdiff_t p = 0; p < k; p++) {
             _mm512_storeu_ps(dst + p * NR5, _mm512_loadu_ps(b + p * ldb));
             _mm512_storeu_ps(dst + p * NR5 + 16, _mm512_loadu_ps(b + p * ldb + 16));
@@ -888,7 +903,8 @@ static void pack_b32_gather(ptrdiff_t k, const float *b, ptrdiff_t ldb, ck_batch
         if (jj >= cols) { for (ptrdiff_t p = 0; p < k; p++) dst[p * NR5 + jj] = 0; continue; }
         ptrdiff_t col = j + jj, img = col / bt.per;
         const float *src = b + img * bt.b_stride + (col - img * bt.per);
-        for (ptrdiff_t p = 0; p < k; p++) dst[p * NR5 + jj] = src[p * ldb];
+        if (bt.b_scale) { for (ptrdiff_t p = 0; p < k; p++) dst[p * NR5 + jj] = src[p * ldb] * bt.b_scale[p]; }
+        else { for (ptrdiff_t p = 0; p < k; p++) dst[p * NR5 + jj] = src[p * ldb]; }
     }
 }
 
@@ -1066,7 +1082,7 @@ AVX512 static void gemm_avx512(GEMM_PARAMS) {
             ptrdiff_t img = j / bt.per, pos = j - img * bt.per;
             float *panel = scratch + ((j - jb) / NR5) * k * NR5;
             if (pos + cols > bt.per) { straddles = 1; pack_b32_gather(k, b, ldb, bt, j, cols, panel); }
-            else pack_b32(k, b + img * bt.b_stride + pos, ldb, cols, panel);
+            else pack_b32(k, b + img * bt.b_stride + pos, ldb, cols, panel, bt.b_scale);
         }
         for (ptrdiff_t i = 0; i < m; i += MR5) {
             int rows = m - i < MR5 ? (int)(m - i) : MR5;
@@ -1234,7 +1250,7 @@ size_t ck_gemm_scratch(ptrdiff_t k) {
 }
 
 void ck_gemm_columns(GEMM_PARAMS) {
-    if (j1 - j0 == 1 && packed_a && m > 0 && k > 0) {
+    if (j1 - j0 == 1 && packed_a && m > 0 && k > 0 && !bt.b_scale) {
         ptrdiff_t per = bt.per > 0 ? bt.per : j1, img = j0 / per, pos = j0 - img * per;
         const float *xb = b + img * bt.b_stride + pos;
         float *cc = c + img * bt.c_stride + pos;

@@ -153,7 +153,8 @@ public struct Distiller {
     }
 
     public func evaluate(_ samples: Samples, teacherPath: String, studentPath: String, progress: (() -> Void)? = nil) throws -> DistillReport {
-        let te = try Executor(model: teacher), se = try Executor(model: student)
+        let te = try Executor.observing(teacher, names: options.features.map(\.teacher))
+        let se = try Executor.observing(student, names: options.features.map(\.student))
         let T = options.temperature, W = options.hardWeight
         struct Acc { var n = 0.0; var sums: [String: Double] = [:]; var counted: [String: Double] = [:] }
         var acc = [Acc](repeating: Acc(), count: pairs.count)

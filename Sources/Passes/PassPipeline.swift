@@ -13,11 +13,14 @@ public struct PassPipeline {
     ///    an Identity become plain initializers for 3);
     /// 3. `BatchNormIntoConv` — before fusion, so the activation after a BN fuses into the Conv;
     /// 4. `PadIntoConv`;
-    /// 5. `ActivationFusion` — last of the rewrites: it marks the producer with an attribute only
-    ///    the executor understands;
-    /// 6. `DeadCodeElimination` — nodes, initializers and value_info the rewrites left unread.
+    /// 5. `ActivationFusion` — it marks the producer with an attribute only the executor
+    ///    understands;
+    /// 6. `ChannelScaleIntoConv` — a squeeze-and-excitation Mul into the 1×1 Conv reading it
+    ///    (another compress-internal attribute);
+    /// 7. `DeadCodeElimination` — nodes, initializers and value_info the rewrites left unread.
     public static let executorDefault = PassPipeline([
-        ConstantToInitializer(), IdentityElimination(), BatchNormIntoConv(), PadIntoConv(), ActivationFusion(), DeadCodeElimination(),
+        ConstantToInitializer(), IdentityElimination(), BatchNormIntoConv(), PadIntoConv(), ActivationFusion(), ChannelScaleIntoConv(),
+        DeadCodeElimination(),
     ])
 
     /// The rewrites that keep a standard ONNX graph (no compress-internal attributes): what

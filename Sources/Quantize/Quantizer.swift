@@ -150,11 +150,9 @@ public enum Quantizer {
         }
     }
 
-    /// An executor with the shared plan-time passes (fusion, folding) when every value in
-    /// `names` survives them, else one without passes, so the hooks can see every name.
+    /// An executor whose hooks can see every value in `names` (`Executor.observing`).
     public static func observing(_ model: Model, names: [String], registry: OpRegistry = .standard) throws -> Executor {
-        let fast = try Executor(model: model, registry: registry)
-        return names.contains(where: { fast.removedValues[$0] != nil }) ? try Executor(model: model, registry: registry, passes: .none) : fast
+        try Executor.observing(model, names: names, registry: registry)
     }
 
     /// The model a QDQ file computes, with each DequantizeLinear of a constant (weights, biases)

@@ -52,6 +52,9 @@ typedef struct {
     ptrdiff_t per;
     ptrdiff_t b_stride;
     ptrdiff_t c_stride;
+    /// When not NULL: B's row p is multiplied by b_scale[p] as it is packed (a per-input-channel
+    /// scale of a 1×1 convolution; the same product `b · s` a separate multiplication computes).
+    const float *b_scale;
 } ck_batch;
 
 /// C[i, j] = act(bias[i] + Σ_p A[i, p] · B[p, j]) for rows 0..<m and columns j in [j0, j1);

@@ -1,4 +1,5 @@
 import ModelIR
+import Passes
 import TensorCore
 
 extension StandardOps {
@@ -42,12 +43,51 @@ enum ConvOp {
     }
 
     static func infer(_ inputs: [TensorInfo?], _ values: [Tensor?], _ ctx: KernelContext) throws -> [TensorInfo] {
-        try ConvFamily.infer(inputs, ctx, plan: { try plan(x: $0, w: $1, bias: $2, $3) })
+        var inputs = inputs
+        if ctx.node.hasFusedInputScale, inputs.count == 4, let a = inputs[0], let b = inputs[3] {
+            // The input is the product of inputs 0 and 3 (ChannelScaleIntoConv).
+            guard let shape = Broadcast.shape(a.shape, b.shape) else {
+                throw ctx.error("the channel scale's operands \(NNSupport.shapeText(a.shape)) and \(NNSupport.shapeText(b.shape)) do not broadcast")
+            }
+            inputs = [TensorInfo(a.dtype, shape), inputs[1], inputs[2]]
+        }
+        return try ConvFamily.infer(inputs, ctx, plan: { try plan(x: $0, w: $1, bias: $2, $3) })
     }
 
     static func kernel(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
-        try ConvFamily.run(inputs, ctx, plan: { try plan(x: $0, w: $1, bias: $2, $3) }, packWeights: ctx.packWeights,
-                           compute: { Convolution.forward(x: $0, w: $1, bias: $2, y: $3, shape: $4, epilogue: $5, packedWeights: $6) })
+        if ctx.node.hasFusedInputScale, inputs.count == 4 {
+            let (inputs, scale) = try scaledInput(inputs, ctx)
+            if let scale {
+                return try scale.withUnsafeBufferPointer(as: Float.self) { sp in
+                    try ConvFamily.run(inputs, ctx, plan: { try plan(x: $0, w: $1, bias: $2, $3) }, packWeights: ctx.packWeights,
+                                       compute: { Convolution.forward(x: $0, w: $1, bias: $2, y: $3, shape: $4, epilogue: $5, packedWeights: $6,
+                                                                      inputScale: sp.baseAddress!) })
+                }
+            }
+            return try kernel(inputs, ctx)
+        }
+        return try ConvFamily.run(inputs, ctx, plan: { try plan(x: $0, w: $1, bias: $2, $3) }, packWeights: ctx.packWeights,
+                                  compute: { Convolution.forward(x: $0, w: $1, bias: $2, y: $3, shape: $4, epilogue: $5, packedWeights: $6) })
+    }
+
+    /// A Conv given a channel scale by `ChannelScaleIntoConv` reads `Mul(inputs[0], inputs[3])`.
+    /// Where one operand is float32 `[N, C, spatial…]` and the other `[N, C, 1…]`, returns the
+    /// first as the input and the second as the kernel's `inputScale`; otherwise the product
+    /// made as the Mul makes it, and no scale.
+    static func scaledInput(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> (inputs: [Tensor?], scale: Tensor?) {
+        let a = try ctx.required(inputs, 0), b = try ctx.required(inputs, 3)
+        let rest = Array(inputs[1..<3])
+        for (x, s) in [(a, b), (b, a)] where x.dtype == .float32 && s.dtype == .float32 && x.rank >= 3 && s.rank == x.rank
+            && s.shape[0] == x.shape[0] && s.shape[1] == x.shape[1] && s.shape[2...].allSatisfy({ $0 == 1 }) && x.shape != s.shape {
+            return ([x] + rest, s)
+        }
+        let product: Tensor
+        if let y = Tensor.rowScaled(a, b) {
+            product = y
+        } else {
+            product = try BinaryMap.arithmetic(a, b, MulFunction(), ctx)
+        }
+        return ([product] + rest, nil)
     }
 }
 

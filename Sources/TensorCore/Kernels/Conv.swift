@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Applied to one output channel's row of `count` values after the matrix product: adds `bias`
@@ -76,11 +77,24 @@ public enum Convolution {
     ///   - epilogue: bias add + activation per output row; default adds the bias.
     ///   - packedWeights: optional `w` in `DirectGemm`'s packed layout, each group on its own
     ///     (`PackedWeights`); used by the direct products, ignored elsewhere.
+    ///   - inputScale: when given, `batch × inChannels` values: input channel c of image n is
+    ///     multiplied by `inputScale[n·C + c]` before the convolution (a squeeze-and-excitation
+    ///     scale, `ChannelScaleIntoConv`). A 1×1 convolution of one image applies it as it packs
+    ///     its input for the product; elsewhere the scaled input is made first. Either way the
+    ///     same bits as scaling the input in a separate pass.
     public static func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                y: UnsafeMutablePointer<Float>, shape s: ConvShape, epilogue: ConvEpilogue = .bias,
-                               packedWeights: UnsafePointer<Float>? = nil) {
+                               packedWeights: UnsafePointer<Float>? = nil, inputScale: UnsafePointer<Float>? = nil) {
         let g3 = s.liftedWindow
         let inS = g3.inputCount, outS = g3.outputCount
+        if let inputScale, !(s.batch == 1 && s.groups == 1 && s.window.isPointwise && !convolutionsThroughBLAS) {
+            let planes = s.batch * s.inChannels
+            let scaled = UnsafeMutablePointer<Float>.allocate(capacity: max(planes * inS, 1))
+            defer { scaled.deallocate() }
+            scaleChannels(x, inputScale, into: scaled, planes: planes, plane: inS)
+            forward(x: scaled, w: w, bias: bias, y: y, shape: s, epilogue: epilogue, packedWeights: packedWeights)
+            return
+        }
         if s.isDepthwise && s.window.rank <= 2 {
             depthwise(x: x, w: w, bias: bias, y: y, shape: s, window: g3, epilogue: epilogue)
             return
@@ -160,8 +174,17 @@ public enum Convolution {
                            let pt = PackedWeights.derived(from: pw, count: DirectGemm.packedTransposedSize(m: mg, k: k),
                                                           make: { DirectGemm.packAT(m: mg, k: k, a: wg, lda: k, into: $0) }) {
                             // Few positions (a 7×7 plane): the vector along the channels instead.
-                            DirectGemm.multiplyTransposed(m: mg, n: cols, k: k, packedAT: pt, b: b, ldb: ldb, c: yc, ldc: outS,
-                                                          bias: bias, activation: act)
+                            if let inputScale {
+                                // This kernel reads B in place: the (small) scaled input is made first.
+                                let scaled = UnsafeMutablePointer<Float>.allocate(capacity: k * cols)
+                                defer { scaled.deallocate() }
+                                scaleChannels(b, inputScale, into: scaled, planes: k, plane: cols)
+                                DirectGemm.multiplyTransposed(m: mg, n: cols, k: k, packedAT: pt, b: scaled, ldb: cols, c: yc, ldc: outS,
+                                                              bias: bias, activation: act)
+                            } else {
+                                DirectGemm.multiplyTransposed(m: mg, n: cols, k: k, packedAT: pt, b: b, ldb: ldb, c: yc, ldc: outS,
+                                                              bias: bias, activation: act)
+                            }
                             if let rows {
                                 Parallel.forRanges(count: mg, minimumWork: 1 << 16, workPerItem: cols) { ms in
                                     for m in ms { rows(yc + m * outS, cols, 0) }
@@ -171,7 +194,7 @@ public enum Convolution {
                         }
                         if direct {
                             DirectGemm.multiply(m: mg, n: cols, k: k, a: wg, lda: k, b: b, ldb: ldb, c: yc, ldc: outS,
-                                                bias: bias.map { $0 + g * mg }, activation: act, packedA: packed(g))
+                                                bias: bias.map { $0 + g * mg }, activation: act, packedA: packed(g), bScale: inputScale)
                             if let rows {
                                 Parallel.forRanges(count: mg, minimumWork: 1 << 16, workPerItem: cols) { ms in
                                     for m in ms { rows(yc + m * outS, cols, 0) }
@@ -423,6 +446,14 @@ public enum Convolution {
                     }
                 }
             }
+        }
+    }
+
+    /// `out[p·plane + i] = x[p·plane + i] · scale[p]` (`x` planes `plane` floats apart), planes in parallel.
+    static func scaleChannels(_ x: UnsafePointer<Float>, _ scale: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                              planes: Int, plane: Int) {
+        Parallel.forRanges(count: planes, minimumWork: 1 << 16, workPerItem: plane) { r in
+            ck_scale_rows(x + r.lowerBound * plane, scale + r.lowerBound, out + r.lowerBound * plane, r.count, plane)
         }
     }
 

@@ -100,11 +100,15 @@ public enum DirectGemm {
     /// - Parameter images: a batched layout — the `n` columns are `images.count` images of
     ///   `n / count` columns each, image `t` of B at `b + t·bStride` and of C at `c + t·cStride`
     ///   (1×1 convolutions over a batch as one product, without copying).
+    /// - Parameter bScale: when given, B's row p is multiplied by `bScale[p]` as it is read (the
+    ///   same bits as multiplying B first), for every image.
     public static func multiply(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                                 c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, activation: KernelActivation,
-                                images: (count: Int, bStride: Int, cStride: Int) = (1, 0, 0), packedA: UnsafePointer<Float>? = nil) {
+                                images: (count: Int, bStride: Int, cStride: Int) = (1, 0, 0), packedA: UnsafePointer<Float>? = nil,
+                                bScale: UnsafePointer<Float>? = nil) {
         guard m > 0, n > 0 else { return }
-        let batch = ck_batch(per: images.count > 1 ? n / images.count : 0, b_stride: images.bStride, c_stride: images.cStride)
+        let batch = ck_batch(per: images.count > 1 ? n / images.count : 0, b_stride: images.bStride, c_stride: images.cStride,
+                             b_scale: bScale)
         panelTasks(m: m, n: n, k: k) { i0, i1, j0, j1, buf in
             ck_gemm_columns(i1 - i0, k, a + i0 * lda, lda, packedA.map { $0 + i0 * k }, b, ldb, c + i0 * ldc, ldc,
                             bias.map { $0 + i0 }, activation.raw, batch, j0, j1, buf)

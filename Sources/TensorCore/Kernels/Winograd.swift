@@ -94,7 +94,7 @@ public enum Winograd {
         let rowsPer = ((M + rowGroups - 1) / rowGroups + tile - 1) / tile * tile
         let groups = (M + rowsPer - 1) / rowsPer
         let none = KernelActivation.none.raw, act = activation.raw
-        let batch = ck_batch(per: 0, b_stride: 0, c_stride: 0)
+        let batch = ck_batch(per: 0, b_stride: 0, c_stride: 0, b_scale: nil)
         Scratch.withBuffer(count: 16 * C * T) { v in
             Scratch.withBuffer(count: 16 * M * T) { mm in
                 for n in 0..<s.batch {
