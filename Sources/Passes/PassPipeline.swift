@@ -17,10 +17,11 @@ public struct PassPipeline {
     ///    understands;
     /// 6. `ChannelScaleIntoConv` — a squeeze-and-excitation Mul into the 1×1 Conv reading it
     ///    (another compress-internal attribute);
-    /// 7. `DeadCodeElimination` — nodes, initializers and value_info the rewrites left unread.
+    /// 7. `ResidualAddIntoConv` — a skip connection's Add into the Conv it adds to (likewise);
+    /// 8. `DeadCodeElimination` — nodes, initializers and value_info the rewrites left unread.
     public static let executorDefault = PassPipeline([
         ConstantToInitializer(), IdentityElimination(), BatchNormIntoConv(), PadIntoConv(), ActivationFusion(), ChannelScaleIntoConv(),
-        DeadCodeElimination(),
+        ResidualAddIntoConv(), DeadCodeElimination(),
     ])
 
     /// The rewrites that keep a standard ONNX graph (no compress-internal attributes): what
@@ -32,6 +33,12 @@ public struct PassPipeline {
 
     /// No passes.
     public static let none = PassPipeline([])
+
+    /// `executorDefault` without the passes that move a whole tensor's arithmetic into a Conv
+    /// (`ChannelScaleIntoConv`, `ResidualAddIntoConv`): those tensors (an SE block's product, a
+    /// Conv's output before its residual Add) stay observable, as quantization and feature
+    /// distillation need, while activations still fuse.
+    public static let executorObservable = PassPipeline(executorDefault.passes.filter { !($0 is ChannelScaleIntoConv || $0 is ResidualAddIntoConv) })
 
     /// Runs every pass in order on `graph`.
     /// - Returns: the merged results (removed values map to where they went).

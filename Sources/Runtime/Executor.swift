@@ -187,14 +187,13 @@ public final class Executor {
     }
 
     /// An executor whose hooks can see every value in `names`: with the shared plan-time passes
-    /// (fusion, folding) when every name survives them; else the same without
-    /// `ChannelScaleIntoConv` (squeeze-and-excitation products are what a quantizer quantizes and
-    /// a distiller may compare); else one without passes.
+    /// (fusion, folding) when every name survives them; else `PassPipeline.executorObservable`
+    /// (squeeze-and-excitation products and Conv outputs before a residual Add are what a
+    /// quantizer quantizes and a distiller may compare); else one without passes.
     public static func observing(_ model: Model, names: some Collection<String>, registry: OpRegistry = .standard) throws -> Executor {
         let fast = try Executor(model: model, registry: registry)
         guard names.contains(where: { fast.removedValues[$0] != nil }) else { return fast }
-        let keepingProducts = PassPipeline(PassPipeline.executorDefault.passes.filter { !($0 is ChannelScaleIntoConv) })
-        let middle = try Executor(model: model, registry: registry, passes: keepingProducts)
+        let middle = try Executor(model: model, registry: registry, passes: .executorObservable)
         guard names.contains(where: { middle.removedValues[$0] != nil }) else { return middle }
         return try Executor(model: model, registry: registry, passes: .none)
     }

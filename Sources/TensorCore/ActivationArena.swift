@@ -22,7 +22,15 @@ final class ActivationArena: @unchecked Sendable {
     static let shared: ActivationArena? = {
         #if os(Linux)
         if ProcessInfo.processInfo.environment["COMPRESS_ARENA"] == "off" { return nil }
-        return ActivationArena(reserving: 1 << 36)
+        // As much address space as there is memory (at most 64 GiB), and no more than a quarter
+        // of an address-space limit (`ulimit -v`) if one is set.
+        var bytes = min(Int(clamping: ProcessInfo.processInfo.physicalMemory), 1 << 36)
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max {
+            bytes = min(bytes, Int(clamping: limit.rlim_cur / 4))
+        }
+        bytes = bytes / granule * granule
+        return bytes >= 64 << 20 ? ActivationArena(reserving: bytes) : nil
         #else
         return nil
         #endif

@@ -212,8 +212,13 @@ final class DeadCodeEliminationTests: XCTestCase {
 final class PassPipelineTests: XCTestCase {
     func testExecutorDefaultOrder() {
         XCTAssertEqual(PassPipeline.executorDefault.names,
+                       ["ConstantToInitializer", "IdentityElimination", "BatchNormIntoConv", "PadIntoConv", "ActivationFusion",
+                        "ChannelScaleIntoConv", "ResidualAddIntoConv", "DeadCodeElimination"])
+        XCTAssertEqual(PassPipeline.executorObservable.names,
                        ["ConstantToInitializer", "IdentityElimination", "BatchNormIntoConv", "PadIntoConv", "ActivationFusion", "DeadCodeElimination"])
-        XCTAssertFalse(PassPipeline.exportable.names.contains("ActivationFusion"), "fusion attributes are not standard ONNX")
+        for pass in ["ActivationFusion", "ChannelScaleIntoConv", "ResidualAddIntoConv"] {
+            XCTAssertFalse(PassPipeline.exportable.names.contains(pass), "\(pass): its attributes are not standard ONNX")
+        }
     }
 
     /// Export-style block: Constant-weighted Conv via an Identity, BN, Constant bounds, Clip.

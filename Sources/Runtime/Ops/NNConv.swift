@@ -44,6 +44,22 @@ enum ConvOp {
 
     static func infer(_ inputs: [TensorInfo?], _ values: [Tensor?], _ ctx: KernelContext) throws -> [TensorInfo] {
         var inputs = inputs
+        var residual: TensorInfo?
+        if ctx.node.hasFusedResidual, inputs.count == 5 {
+            residual = try ctx.required(inputs, 4)
+            inputs.removeLast()
+        }
+        let out = try inferConv(inputs, ctx)
+        guard let r = residual else { return out }
+        // Add(conv, r) broadcasts (ResidualAddIntoConv).
+        guard let shape = Broadcast.shape(out[0].shape, r.shape) else {
+            throw ctx.error("the residual \(NNSupport.shapeText(r.shape)) does not broadcast with the output \(NNSupport.shapeText(out[0].shape))")
+        }
+        return [TensorInfo(out[0].dtype, shape)]
+    }
+
+    static func inferConv(_ inputs: [TensorInfo?], _ ctx: KernelContext) throws -> [TensorInfo] {
+        var inputs = inputs
         if ctx.node.hasFusedInputScale, inputs.count == 4, let a = inputs[0], let b = inputs[3] {
             // The input is the product of inputs 0 and 3 (ChannelScaleIntoConv).
             guard let shape = Broadcast.shape(a.shape, b.shape) else {
@@ -55,6 +71,15 @@ enum ConvOp {
     }
 
     static func kernel(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
+        if ctx.node.hasFusedResidual, inputs.count == 5 {
+            let r = try ctx.required(inputs, 4)
+            var y = try kernel(Array(inputs[0..<4]), ctx)[0]
+            guard y.dtype == .float32, r.dtype == .float32, y.shape == r.shape else {
+                return [try BinaryMap.arithmetic(y, r, AddFunction(), ctx)]
+            }
+            addResidual(&y, r)
+            return [y]
+        }
         if ctx.node.hasFusedInputScale, inputs.count == 4 {
             let (inputs, scale) = try scaledInput(inputs, ctx)
             if let scale {
@@ -68,6 +93,22 @@ enum ConvOp {
         }
         return try ConvFamily.run(inputs, ctx, plan: { try plan(x: $0, w: $1, bias: $2, $3) }, packWeights: ctx.packWeights,
                                   compute: { Convolution.forward(x: $0, w: $1, bias: $2, y: $3, shape: $4, epilogue: $5, packedWeights: $6) })
+    }
+
+    /// `y += r` for float32 tensors of one shape (ResidualAddIntoConv): the sums the Add
+    /// computes, written over the Conv's fresh output while it is still in cache. Other shapes
+    /// and types go through Add's broadcasting instead.
+    static func addResidual(_ y: inout Tensor, _ r: Tensor) {
+        let n = y.count
+        r.withUnsafeBufferPointer(as: Float.self) { rp in
+            y.withUnsafeMutableBufferPointer(as: Float.self) { yp in
+                let rb = rp.baseAddress!, yb = yp.baseAddress!
+                Parallel.forRanges(count: (n + 4095) / 4096, minimumWork: 1 << 15, workPerItem: 4096) { blocks in
+                    let lo = blocks.lowerBound * 4096, hi = min(n, blocks.upperBound * 4096)
+                    for i in lo..<hi { yb[i] += rb[i] }
+                }
+            }
+        }
     }
 
     /// A Conv given a channel scale by `ChannelScaleIntoConv` reads `Mul(inputs[0], inputs[3])`.
