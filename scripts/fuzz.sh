@@ -55,7 +55,7 @@ for t in "${TARGETS[@]}"; do
   [ -d "$ROOT/Tests/FuzzRegressions/$t" ] && seeds+=("$ROOT/Tests/FuzzRegressions/$t")
   log=$WORK/$t.log
   set +e
-  COMPRESS_FUZZ_TARGET=$t "$BIN" "$corpus" "${seeds[@]}" \
+  COMPRESS_ARENA=off COMPRESS_FUZZ_TARGET=$t "$BIN" "$corpus" "${seeds[@]}" \
     -max_total_time="$SECONDS_PER_TARGET" -timeout=30 -rss_limit_mb=2048 -max_len=65536 \
     -print_final_stats=1 -artifact_prefix="$artifacts/" >"$log" 2>&1
   rc=$?
@@ -70,7 +70,7 @@ for t in "${TARGETS[@]}"; do
     mkdir -p "$dest"
     out=$dest/$(basename "$a")
     echo "fuzz: $t: $(basename "$a"), minimizing into ${out#$ROOT/}"
-    COMPRESS_FUZZ_TARGET=$t "$BIN" -minimize_crash=1 -max_total_time=60 -timeout=30 -rss_limit_mb=2048 \
+    COMPRESS_ARENA=off COMPRESS_FUZZ_TARGET=$t "$BIN" -minimize_crash=1 -max_total_time=60 -timeout=30 -rss_limit_mb=2048 \
       -exact_artifact_path="$out" "$a" >"$WORK/$t.minimize.log" 2>&1 || true
     [ -e "$out" ] || cp "$a" "$out"
     rm -f "$a"

@@ -41,7 +41,8 @@ public enum FusableActivation: Equatable, Sendable {
 /// is a graph output; the activation reads it through an input other than 0; a Clip bound is not
 /// a constant one-element float32; the producer already carries a fused activation; for SiLU,
 /// the Sigmoid's output has a reader other than the Mul or is a graph output (likewise the
-/// HardSigmoid's for HardSwish).
+/// HardSigmoid's for HardSwish); the producer already adds a residual (`ResidualAddIntoConv`:
+/// the activation would then apply before the sum); a chain's Add/Div constant has rank above 1.
 public struct ActivationFusion: GraphPass {
     public let name = "ActivationFusion"
     public init() {}
@@ -56,7 +57,8 @@ public struct ActivationFusion: GraphPass {
         let index = UseDefIndex(graph)
         var drop = Set<Int>()
         for (pi, producer) in graph.nodes.enumerated()
-        where producer.isDefaultDomain && Self.producers.contains(producer.opType) && producer.outputs.count == 1 && producer.fusedActivation == nil {
+        where producer.isDefaultDomain && Self.producers.contains(producer.opType) && producer.outputs.count == 1 && producer.fusedActivation == nil
+            && !producer.hasFusedResidual {
             let out = producer.outputs[0]
             guard !out.isEmpty, !index.isGraphOutput(out) else { continue }
             let uses = index.readers(of: out)
@@ -109,7 +111,10 @@ public struct ActivationFusion: GraphPass {
             let n = graph.nodes[i]
             return n.isDefaultDomain && n.opType == op && n.outputs.count == 1 && !n.outputs[0].isEmpty ? n : nil
         }
-        func constant(_ name: String, _ value: Float) -> Bool { ConstantValue.scalar(name, graph, index) == value }
+        // Rank at most 1: a one-element constant of higher rank would broadcast the output up.
+        func constant(_ name: String, _ value: Float) -> Bool {
+            ConstantValue.scalar(name, graph, index) == value && (ConstantValue.tensor(name, graph, index)?.rank ?? 2) <= 1
+        }
         // The one reader of `v`, when it is an `op` node.
         func next(_ v: String, _ op: String) -> Int? {
             guard let u = index.hasSingleDirectReader(v), node(u.node, op) != nil else { return nil }
@@ -161,7 +166,10 @@ public struct ActivationFusion: GraphPass {
             let n = graph.nodes[i]
             return n.isDefaultDomain && n.opType == op && n.outputs.count == 1 && !n.outputs[0].isEmpty ? n : nil
         }
-        func constant(_ name: String, _ value: Float) -> Bool { ConstantValue.scalar(name, graph, index) == value }
+        // Rank at most 1: a one-element constant of higher rank would broadcast the output up.
+        func constant(_ name: String, _ value: Float) -> Bool {
+            ConstantValue.scalar(name, graph, index) == value && (ConstantValue.tensor(name, graph, index)?.rank ?? 2) <= 1
+        }
         guard use.slot != nil, let add = node(use.node, "Add"), add.inputs.count == 2, add.inputs.contains(c),
               add.inputs[0] != add.inputs[1], constant(add.inputs[add.inputs[0] == c ? 1 : 0], 3),
               let cu = index.hasSingleDirectReader(add.outputs[0]), cu.slot == 0, let clip = node(cu.node, "Clip") else { return nil }

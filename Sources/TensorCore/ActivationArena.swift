@@ -17,6 +17,10 @@ import Foundation
 final class ActivationArena: @unchecked Sendable {
     /// Requests below this many bytes go to malloc (small buffers are cached by malloc anyway).
     static let minimumBytes = 64 << 10
+    /// Requests above this many bytes go to malloc: an activation that large gains nothing from
+    /// cache reuse, and malloc keeps it subject to the process's memory limits (`ulimit -v`,
+    /// libFuzzer's), which memory already reserved here is not.
+    static let maximumBytes = 1 << 30
     static let granule = 4096
 
     static let shared: ActivationArena? = {
@@ -40,11 +44,12 @@ final class ActivationArena: @unchecked Sendable {
     private let capacity: Int
     /// Bytes from `base` made readable and writable so far.
     private var committed = 0
-    /// End of the highest block handed out (or of the free gap below it); above is untouched.
+    /// End of the highest block handed out; above is free.
     private var top = 0
     /// Free gaps below `top`, by offset, never adjacent (merged on free).
     private var gaps: [(offset: Int, length: Int)] = []
-    private var lock = pthread_mutex_t()
+    /// On the heap: a mutex must not move, and a class's stored property has no stable address.
+    private let lock: UnsafeMutablePointer<pthread_mutex_t>
 
     init?(reserving bytes: Int) {
         #if os(Linux)
@@ -52,22 +57,32 @@ final class ActivationArena: @unchecked Sendable {
         guard let p, p != MAP_FAILED else { return nil }
         base = p
         capacity = bytes
-        pthread_mutex_init(&lock, nil)
+        lock = .allocate(capacity: 1)
+        pthread_mutex_init(lock, nil)
         #else
         return nil
         #endif
     }
 
+    deinit {
+        #if os(Linux)
+        munmap(base, capacity)
+        pthread_mutex_destroy(lock)
+        lock.deallocate()
+        #endif
+    }
+
     /// The free gaps below the top and the top itself, in bytes from the start (for tests).
     var layout: (gaps: [(offset: Int, length: Int)], top: Int) {
-        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
+        pthread_mutex_lock(lock); defer { pthread_mutex_unlock(lock) }
         return (gaps, top)
     }
 
     /// A block of at least `byteCount` bytes, 4096-aligned, or nil (the caller uses malloc).
     func allocate(_ byteCount: Int) -> (pointer: UnsafeMutableRawPointer, offset: Int, length: Int)? {
+        guard byteCount <= Self.maximumBytes else { return nil }
         let length = (byteCount + Self.granule - 1) / Self.granule * Self.granule
-        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
+        pthread_mutex_lock(lock); defer { pthread_mutex_unlock(lock) }
         for i in gaps.indices where gaps[i].length >= length {
             let offset = gaps[i].offset
             if gaps[i].length == length { gaps.remove(at: i) } else {
@@ -76,11 +91,8 @@ final class ActivationArena: @unchecked Sendable {
             }
             return (base + offset, offset, length)
         }
-        // Grow at the top, starting inside the last gap when it reaches the top.
-        var offset = top
-        if let last = gaps.last, last.offset + last.length == top {
-            offset = last.offset
-        }
+        // Grow at the top (no gap reaches the top: `free` lowers the top instead).
+        let offset = top
         guard offset + length <= capacity else { return nil }
         if offset + length > committed {
             // Commit in steps of at least 64 MiB (each mprotect splits or grows one mapping).
@@ -90,13 +102,12 @@ final class ActivationArena: @unchecked Sendable {
             #endif
             committed = want
         }
-        if offset != top { gaps.removeLast() }
         top = offset + length
         return (base + offset, offset, length)
     }
 
     func free(offset: Int, length: Int) {
-        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
+        pthread_mutex_lock(lock); defer { pthread_mutex_unlock(lock) }
         var start = offset, end = offset + length
         // First gap after the freed block.
         var lo = 0, hi = gaps.count

@@ -49,7 +49,7 @@ final class FuzzRegressionTests: XCTestCase {
             .flatMap { Int($0.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") } ?? 0
         // (The kernel pads the number with spaces after the tab only up to 8 digits: with the
         // tensor arena's reserved range the size has more, and a split on spaces alone read 0.)
-        precondition(kB > 0, "VmSize not found in /proc/self/status")
+        XCTAssertGreaterThan(kB, 0, "VmSize not found in /proc/self/status")
         var old = rlimit()
         getrlimit(Int32(RLIMIT_AS.rawValue), &old)
         var capped = old

@@ -2,7 +2,7 @@ import XCTest
 import ModelIR
 @testable import Passes
 import Runtime
-import TensorCore
+@testable import TensorCore
 
 final class ChannelScaleIntoConvTests: XCTestCase {
     /// A squeeze-and-excitation block as exported: `g = GlobalAveragePool(x)`, `s = Sigmoid(Conv(g))`,
@@ -54,7 +54,16 @@ final class ChannelScaleIntoConvTests: XCTestCase {
                     let reference = try Executor(model: model, passes: Self.withoutScale)
                     XCTAssertTrue(reference.optimizedGraph.nodes.contains { $0.opType == "Mul" }, why)
                     let feeds = ["x": data.random([n, c, h, w])]
-                    let got = try XCTUnwrap(try fused.run(feeds)["y"]), want = try XCTUnwrap(try reference.run(feeds)["y"])
+                    let transposedBefore = DirectGemm.transposedRuns
+                    let got = try XCTUnwrap(try fused.run(feeds)["y"])
+                    let transposed = DirectGemm.transposedRuns - transposedBefore
+                    let want = try XCTUnwrap(try reference.run(feeds)["y"])
+                    // One image with AVX-512: the SE block's first Conv (one position) and, in the
+                    // 7×7 case, the project Conv run transposed.
+                    let expected = variant == .avx512 && n == 1
+                        ? [DirectGemm.prefersTransposed(m: c, n: 1), DirectGemm.prefersTransposed(m: o, n: h * w)].filter { $0 }.count : 0
+                    XCTAssertEqual(transposed, expected, why)
+                    if variant == .avx512 && (h, w) == (7, 7) { XCTAssertEqual(transposed, 2, why) }
                     XCTAssertEqual(got.shape, [n, o, h, w], why)
                     XCTAssertTrue(got.isBitwiseEqual(to: want), why)
                     // And within rounding of the graph as written.
@@ -99,13 +108,18 @@ final class ChannelScaleIntoConvTests: XCTestCase {
             ("constant scale", block { $0.addInitializer(Initializer(name: "k", tensor: data.random([1, 4, 1, 1]))); $0.nodes[3].inputs = ["x", "k"] }),
             ("x · x", block { $0.nodes[3].inputs = ["x", "x"] }),
             ("legacy broadcast attribute", block { $0.nodes[3][attribute: "broadcast"] = .int(1) }),
-            ("3×3 weight", block(project: [Attribute(name: "pads", value: .ints([1, 1, 1, 1]))], weight: [4, 4, 3, 3])),
+            ("3×3 weight", block(weight: [4, 4, 3, 3])),
+            ("legacy axis attribute", block { $0.nodes[3][attribute: "axis"] = .int(1) }),
+            ("Conv already scaled", block { $0.nodes[4][attribute: ChannelScaleIntoConv.attribute] = .int(1) }),
             ("group 2", block(project: [Attribute(name: "group", value: .int(2))], weight: [4, 2, 1, 1])),
             ("stride 2", block(project: [Attribute(name: "strides", value: .ints([2, 2]))])),
             ("padded", block(project: [Attribute(name: "pads", value: .ints([1, 0, 1, 0]))])),
             ("SAME_UPPER", block(project: [Attribute(name: "auto_pad", value: .string("SAME_UPPER"))])),
             ("weight fed at run time", block { $0.inputs.append(ValueInfo("Wr", .float32, [])); $0.nodes[4].inputs[1] = "Wr" }),
-            ("Conv reads it as its weight", block { $0.nodes[4].inputs = ["x", "m"] }),
+            ("Conv reads it as its weight", block {
+                $0.inputs.append(ValueInfo("Wr", .float32, []))
+                $0.nodes[4].inputs = ["Wr", "m"]
+            }),
         ]
         for (why, g) in cases {
             let (h, r) = try g.applying(ChannelScaleIntoConv())

@@ -105,10 +105,9 @@ final class ResidualAddIntoConvTests: XCTestCase {
                 $0.nodes[2].inputs = ["c", "nx"]
             }),
             ("not a Conv", block { $0.nodes[0] = Node(name: "c1", opType: "Relu", inputs: ["x"], outputs: ["c"]) }),
-            ("Conv with two outputs' worth of residuals", block {
-                $0.nodes[0][attribute: ResidualAddIntoConv.attribute] = .int(1)
-                $0.nodes[0].inputs += ["", "x"]
-            }),
+            ("Conv already has a residual", block { $0.nodes[0][attribute: ResidualAddIntoConv.attribute] = .int(1) }),
+            ("Conv with five inputs", block { $0.nodes[0].inputs += ["", "x"] }),
+            ("legacy axis attribute", block { $0.nodes[1][attribute: "axis"] = .int(1) }),
         ]
         for (why, g) in cases {
             let (h, r) = try g.applying(ResidualAddIntoConv())
@@ -123,6 +122,22 @@ final class ResidualAddIntoConvTests: XCTestCase {
         let (h, r) = try early.applying(ResidualAddIntoConv())
         XCTAssertEqual(r.rewrites, 1)
         XCTAssertEqual(h.nodes.map(\.opType), ["Neg", "Conv"])
+    }
+
+    /// ResNet's `Relu(Add(conv, r))`: the Add moves into the Conv, the Relu stays after it (the
+    /// Conv's fused activation would apply before the sum), and the pipeline run twice keeps it so.
+    func testActivationAfterTheSumStaysApart() throws {
+        var data = PassCheck()
+        var g = Self.block(&data)
+        g.nodes[1].outputs = ["s"]
+        g.nodes.append(Node(name: "relu", opType: "Relu", inputs: ["s"], outputs: ["y"]))
+        var h = g
+        _ = try PassPipeline.executorDefault.run(on: &h)
+        _ = try PassPipeline.executorDefault.run(on: &h)
+        XCTAssertEqual(h.nodes.map(\.opType), ["Conv", "Relu"])
+        XCTAssertNil(h.nodes[0].fusedActivation)
+        XCTAssertTrue(h.nodes[0].hasFusedResidual)
+        try PassCheck.assertSameOutputs(g, h, ["x": data.random([1, 8, 6, 6])])
     }
 
     /// Hooks on the Conv's output before the Add: `Executor.observing` keeps the Add.

@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import TensorCore
 
@@ -53,7 +54,7 @@ final class ActivationArenaTests: XCTestCase {
         XCTAssertEqual(a.layout.top, 0)
     }
 
-    func testGrowingThroughAGapThatReachesTheTop() throws {
+    func testFreeingTheTopBlockLowersTheTop() throws {
         let a = try makeArena()
         let page = ActivationArena.granule
         let b1 = try XCTUnwrap(a.allocate(page))
@@ -90,6 +91,54 @@ final class ActivationArenaTests: XCTestCase {
         }
         for b in blocks { a.free(offset: b.offset, length: b.length) }
         XCTAssertEqual(a.layout.top, 0)
+    }
+
+    func testFreeMergesWithBothNeighboursAtOnce() throws {
+        let a = try makeArena()
+        let page = ActivationArena.granule
+        let b = try (0..<4).map { _ in try XCTUnwrap(a.allocate(page)) }
+        a.free(offset: b[0].offset, length: b[0].length)
+        a.free(offset: b[2].offset, length: b[2].length)
+        XCTAssertEqual(gaps(a), [[0, page], [2 * page, page]])
+        a.free(offset: b[1].offset, length: b[1].length)   // between two gaps: one gap of three
+        XCTAssertEqual(gaps(a), [[0, 3 * page]])
+        XCTAssertEqual(a.layout.top, 4 * page)
+    }
+
+    func testConcurrentUseKeepsBlocksDisjoint() throws {
+        let a = try makeArena()
+        let page = ActivationArena.granule
+        // Four threads allocate, fill, check and free blocks of varying sizes; a block shared
+        // by two threads would see the other's pattern.
+        let failures = UnsafeMutablePointer<Int>.allocate(capacity: 4)
+        failures.initialize(repeating: 0, count: 4)
+        defer { failures.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: 4) { t in
+            var live: [(pointer: UnsafeMutableRawPointer, offset: Int, length: Int)] = []
+            for i in 0..<400 {
+                if let b = a.allocate(page * (1 + (i * 7 + t) % 5)) {
+                    b.pointer.initializeMemory(as: UInt8.self, repeating: UInt8(t + 1), count: b.length)
+                    live.append(b)
+                }
+                if live.count > 6 || i % 3 == 0, !live.isEmpty {
+                    let b = live.removeFirst()
+                    let bytes = UnsafeRawBufferPointer(start: b.pointer, count: b.length)
+                    if !bytes.allSatisfy({ $0 == UInt8(t + 1) }) { failures[t] += 1 }
+                    a.free(offset: b.offset, length: b.length)
+                }
+            }
+            for b in live { a.free(offset: b.offset, length: b.length) }
+        }
+        XCTAssertEqual((0..<4).map { failures[$0] }, [0, 0, 0, 0])
+        XCTAssertEqual(gaps(a), [])
+        XCTAssertEqual(a.layout.top, 0)
+    }
+
+    func testLargeRequestsGoToMalloc() throws {
+        let a = try makeArena(4 << 30)
+        XCTAssertNil(a.allocate(ActivationArena.maximumBytes + 1))
+        let b = try XCTUnwrap(a.allocate(ActivationArena.maximumBytes))
+        a.free(offset: b.offset, length: b.length)
     }
 
     func testRequestsBeyondTheReservationAreRefused() throws {

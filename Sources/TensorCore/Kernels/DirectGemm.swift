@@ -100,13 +100,14 @@ public enum DirectGemm {
     /// - Parameter images: a batched layout — the `n` columns are `images.count` images of
     ///   `n / count` columns each, image `t` of B at `b + t·bStride` and of C at `c + t·cStride`
     ///   (1×1 convolutions over a batch as one product, without copying).
-    /// - Parameter bScale: when given, B's row p is multiplied by `bScale[p]` as it is read (the
-    ///   same bits as multiplying B first), for every image.
+    /// - Parameter bScale: when given (one image only), B's row p is multiplied by `bScale[p]` as
+    ///   it is read (the same bits as multiplying B first).
     public static func multiply(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                                 c: UnsafeMutablePointer<Float>, ldc: Int, bias: UnsafePointer<Float>?, activation: KernelActivation,
                                 images: (count: Int, bStride: Int, cStride: Int) = (1, 0, 0), packedA: UnsafePointer<Float>? = nil,
                                 bScale: UnsafePointer<Float>? = nil) {
         guard m > 0, n > 0 else { return }
+        precondition(bScale == nil || images.count == 1, "DirectGemm.multiply: bScale is one image's scale")
         let batch = ck_batch(per: images.count > 1 ? n / images.count : 0, b_stride: images.bStride, c_stride: images.cStride,
                              b_scale: bScale)
         panelTasks(m: m, n: n, k: k) { i0, i1, j0, j1, buf in

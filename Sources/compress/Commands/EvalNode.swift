@@ -166,7 +166,7 @@ extension EvalNode {
             })
         }
         // Per node: the mean, and the median, which a busy machine's stray preemptions move less.
-        let nodeTimes = perNode.map { (name: $0.key, mean: $0.value.reduce(0, +) / Double(runs), median: $0.value.sorted()[$0.value.count / 2]) }
+        let nodeTimes = perNode.map { (name: $0.key, mean: $0.value.reduce(0, +) / Double(runs), median: Self.median($0.value)) }
         for n in nodeTimes.sorted(by: { $0.mean > $1.mean }) {
             FileHandle.standardError.write(Data("node \(n.name) \(String(format: "%.4f", n.mean)) ms/run median \(String(format: "%.4f", n.median))\n".utf8))
         }
