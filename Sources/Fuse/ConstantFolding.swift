@@ -79,7 +79,7 @@ public struct ConstantFolding: GraphPass {
             drop.insert(k)
         }
         guard !drop.isEmpty else { return result }
-        graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element)
+        graph.removeNodes(at: drop)
         for i in lifted { graph.addInitializer(i) }
         result.rewrites = drop.count
         return result

@@ -42,6 +42,12 @@ public struct Graph {
     public func isInitializer(_ name: String) -> Bool { initializerIndex[name] != nil }
 
     /// Adds an initializer; replaces the one of the same name if there is one.
+    /// Removes the nodes at `offsets` (indices into `nodes`), keeping the others in order.
+    public mutating func removeNodes(at offsets: Set<Int>) {
+        guard !offsets.isEmpty else { return }
+        nodes = nodes.enumerated().filter { !offsets.contains($0.offset) }.map(\.element)
+    }
+
     public mutating func addInitializer(_ initializer: Initializer) {
         if let i = initializerIndex[initializer.name] {
             initializers[i] = initializer

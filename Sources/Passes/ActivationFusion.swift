@@ -94,7 +94,7 @@ public struct ActivationFusion: GraphPass {
             drop.formUnion(dropped)
             result.removedValues[out] = "fused into \(producer.reportLabel) (\(act.onnxName) applied in its store)"
         }
-        if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
+        graph.removeNodes(at: drop)
         result.rewrites = drop.count
         return result
     }

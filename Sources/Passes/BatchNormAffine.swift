@@ -122,7 +122,7 @@ extension BatchNormFoldSite {
 
     /// Removes the BNs `replace` marked and counts them as the pass's rewrites.
     static func finish(_ graph: inout Graph, drop: Set<Int>, result: inout PassResult) {
-        if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
+        graph.removeNodes(at: drop)
         result.rewrites = drop.count
     }
 }

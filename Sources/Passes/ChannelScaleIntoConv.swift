@@ -53,7 +53,7 @@ public struct ChannelScaleIntoConv: GraphPass {
             drop.insert(mi)
             result.removedValues[m] = "multiplied into \(conv.reportLabel) as it reads its input (channel scale)"
         }
-        if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
+        graph.removeNodes(at: drop)
         result.rewrites = drop.count
         return result
     }

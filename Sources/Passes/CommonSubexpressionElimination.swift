@@ -89,7 +89,7 @@ public struct CommonSubexpressionElimination: GraphPass {
             }
         }
         guard !alias.isEmpty else { return result }
-        if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
+        graph.removeNodes(at: drop)
         graph.redirectReads(alias)
         return result
     }

@@ -38,7 +38,7 @@ public struct ConstantToInitializer: GraphPass {
         }
         guard !drop.isEmpty else { return PassResult() }
         for i in lifted { graph.addInitializer(i) }
-        graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element)
+        graph.removeNodes(at: drop)
         return PassResult(rewrites: drop.count)
     }
 }

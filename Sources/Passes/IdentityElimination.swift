@@ -44,7 +44,7 @@ public struct IdentityElimination: GraphPass {
             drop.insert(i)
         }
         if !drop.isEmpty {
-            graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element)
+            graph.removeNodes(at: drop)
             graph.redirectReads(alias)
             result.rewrites += drop.count
         }

@@ -103,7 +103,7 @@ public struct MulAddIntoConv: GraphPass {
                 break
             }
         }
-        if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
+        graph.removeNodes(at: drop)
         return result
     }
 }

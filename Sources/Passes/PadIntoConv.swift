@@ -43,7 +43,7 @@ public struct PadIntoConv: GraphPass {
             drop.insert(pi)
             result.removedValues[p] = "folded into \(conv.reportLabel) as padding"
         }
-        if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
+        graph.removeNodes(at: drop)
         result.rewrites = drop.count
         return result
     }

@@ -72,7 +72,7 @@ public struct ReshapeTransposeElimination: GraphPass {
             default: continue
             }
         }
-        if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
+        graph.removeNodes(at: drop)
         guard rewrites > 0 else { return result }
         // The no-ops are Identities now: removed the one way that keeps graph output names.
         let r = try IdentityElimination().apply(to: &graph)

@@ -54,7 +54,7 @@ public struct ResidualAddIntoConv: GraphPass {
                 break
             }
         }
-        if !drop.isEmpty { graph.nodes = graph.nodes.enumerated().filter { !drop.contains($0.offset) }.map(\.element) }
+        graph.removeNodes(at: drop)
         result.rewrites = drop.count
         return result
     }

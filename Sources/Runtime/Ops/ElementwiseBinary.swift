@@ -96,6 +96,13 @@ enum BinaryMap {
         return try Tensor.broadcasting(a, b, UInt8.self, UInt8.self, into: .bool, Bool.self) { f($0 != 0, $1 != 0) }
     }
 
+    /// `a · b` as ONNX Mul computes it: squeeze-and-excitation's x[N, C, H, W] · s[N, C, 1, 1]
+    /// (either order) as vectorized rows, anything else through the broadcast loop.
+    static func multiply(_ a: Tensor, _ b: Tensor, _ ctx: KernelContext) throws -> Tensor {
+        if let y = Tensor.rowScaled(a, b) { return y }
+        return try arithmetic(a, b, MulFunction(), ctx)
+    }
+
     /// Inputs 0 and 1, with B aligned for legacy (opset < 7) broadcasting.
     static func operands(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> (Tensor, Tensor) {
         let a = try ctx.required(inputs, 0), b = try ctx.required(inputs, 1)
@@ -111,9 +118,7 @@ extension StandardOps {
             arithmetic(r, "Sub", since: since) { _ in SubFunction() }
             r.register("Mul", since: since, kernel: { inputs, ctx in
                 let (a, b) = try BinaryMap.operands(inputs, ctx)
-                // Squeeze-and-excitation's x[N, C, H, W] · s[N, C, 1, 1] (either order): vectorized rows.
-                if let y = Tensor.rowScaled(a, b) { return [y] }
-                return [try BinaryMap.arithmetic(a, b, MulFunction(), ctx)]
+                return [try BinaryMap.multiply(a, b, ctx)]
             }, infer: ElementwiseShapes.broadcast())
             arithmetic(r, "Div", since: since) { _ in DivFunction() }
         }

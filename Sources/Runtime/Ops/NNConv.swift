@@ -45,7 +45,7 @@ enum ConvOp {
     static func infer(_ inputs: [TensorInfo?], _ values: [Tensor?], _ ctx: KernelContext) throws -> [TensorInfo] {
         var inputs = inputs
         var residual: TensorInfo?
-        if ctx.node.hasFusedResidual, inputs.count == 5 {
+        if inputs.count == 5, ctx.node.hasFusedResidual {
             residual = try ctx.required(inputs, 4)
             inputs.removeLast()
         }
@@ -60,7 +60,7 @@ enum ConvOp {
 
     static func inferConv(_ inputs: [TensorInfo?], _ ctx: KernelContext) throws -> [TensorInfo] {
         var inputs = inputs
-        if ctx.node.hasFusedInputScale, inputs.count == 4, let a = inputs[0], let b = inputs[3] {
+        if inputs.count == 4, ctx.node.hasFusedInputScale, let a = inputs[0], let b = inputs[3] {
             // The input is the product of inputs 0 and 3 (ChannelScaleIntoConv).
             guard let shape = Broadcast.shape(a.shape, b.shape) else {
                 throw ctx.error("the channel scale's operands \(NNSupport.shapeText(a.shape)) and \(NNSupport.shapeText(b.shape)) do not broadcast")
@@ -71,7 +71,7 @@ enum ConvOp {
     }
 
     static func kernel(_ inputs: [Tensor?], _ ctx: KernelContext) throws -> [Tensor] {
-        if ctx.node.hasFusedResidual, inputs.count == 5 {
+        if inputs.count == 5, ctx.node.hasFusedResidual {
             let r = try ctx.required(inputs, 4)
             var y = try kernel(Array(inputs[0..<4]), ctx)[0]
             guard y.dtype == .float32, r.dtype == .float32, y.shape == r.shape else {
@@ -80,7 +80,7 @@ enum ConvOp {
             addResidual(&y, r)
             return [y]
         }
-        if ctx.node.hasFusedInputScale, inputs.count == 4 {
+        if inputs.count == 4, ctx.node.hasFusedInputScale {
             let (inputs, scale) = try scaledInput(inputs, ctx)
             if let scale {
                 return try scale.withUnsafeBufferPointer(as: Float.self) { sp in
@@ -122,13 +122,7 @@ enum ConvOp {
             && s.shape[0] == x.shape[0] && s.shape[1] == x.shape[1] && s.shape[2...].allSatisfy({ $0 == 1 }) && x.shape != s.shape {
             return ([x] + rest, s)
         }
-        let product: Tensor
-        if let y = Tensor.rowScaled(a, b) {
-            product = y
-        } else {
-            product = try BinaryMap.arithmetic(a, b, MulFunction(), ctx)
-        }
-        return ([product] + rest, nil)
+        return ([try BinaryMap.multiply(a, b, ctx)] + rest, nil)
     }
 }
 

@@ -1,4 +1,3 @@
-import CKernels
 import Foundation
 
 /// Applied to one output channel's row of `count` values after the matrix product: adds `bias`
@@ -91,7 +90,7 @@ public enum Convolution {
             let planes = s.batch * s.inChannels
             let scaled = UnsafeMutablePointer<Float>.allocate(capacity: max(planes * inS, 1))
             defer { scaled.deallocate() }
-            scaleChannels(x, inputScale, into: scaled, planes: planes, plane: inS)
+            Tensor.scaleRows(x, inputScale, into: scaled, rows: planes, length: inS)
             forward(x: scaled, w: w, bias: bias, y: y, shape: s, epilogue: epilogue, packedWeights: packedWeights)
             return
         }
@@ -178,7 +177,7 @@ public enum Convolution {
                                 // This kernel reads B in place: the (small) scaled input is made first.
                                 let scaled = UnsafeMutablePointer<Float>.allocate(capacity: k * cols)
                                 defer { scaled.deallocate() }
-                                scaleChannels(b, inputScale, into: scaled, planes: k, plane: cols)
+                                Tensor.scaleRows(b, inputScale, into: scaled, rows: k, length: cols)
                                 DirectGemm.multiplyTransposed(m: mg, n: cols, k: k, packedAT: pt, b: scaled, ldb: cols, c: yc, ldc: outS,
                                                               bias: bias, activation: act)
                             } else {
@@ -446,14 +445,6 @@ public enum Convolution {
                     }
                 }
             }
-        }
-    }
-
-    /// `out[p·plane + i] = x[p·plane + i] · scale[p]` (`x` planes `plane` floats apart), planes in parallel.
-    static func scaleChannels(_ x: UnsafePointer<Float>, _ scale: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
-                              planes: Int, plane: Int) {
-        Parallel.forRanges(count: planes, minimumWork: 1 << 16, workPerItem: plane) { r in
-            ck_scale_rows(x + r.lowerBound * plane, scale + r.lowerBound, out + r.lowerBound * plane, r.count, plane)
         }
     }
 

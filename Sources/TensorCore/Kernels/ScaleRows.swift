@@ -21,13 +21,19 @@ extension Tensor {
         x.withUnsafeBufferPointer(as: Float.self) { px in
             s.withUnsafeBufferPointer(as: Float.self) { ps in
                 out.withUnsafeMutableBufferPointer(as: Float.self) { po in
-                    let xp = px.baseAddress!, sp = ps.baseAddress!, yp = po.baseAddress!
-                    Parallel.forRanges(count: rows, minimumWork: 1 << 16, workPerItem: len) { r in
-                        ck_scale_rows(xp + r.lowerBound * len, sp + r.lowerBound, yp + r.lowerBound * len, r.count, len)
-                    }
+                    scaleRows(px.baseAddress!, ps.baseAddress!, into: po.baseAddress!, rows: rows, length: len)
                 }
             }
         }
         return out
+    }
+
+    /// `out[r·length + i] = x[r·length + i] · scale[r]` over `rows` rows of `length` floats, by the
+    /// vectorized `ck_scale_rows`, rows in parallel.
+    public static func scaleRows(_ x: UnsafePointer<Float>, _ scale: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>,
+                                 rows: Int, length: Int) {
+        Parallel.forRanges(count: rows, minimumWork: 1 << 16, workPerItem: length) { r in
+            ck_scale_rows(x + r.lowerBound * length, scale + r.lowerBound, out + r.lowerBound * length, r.count, length)
+        }
     }
 }
